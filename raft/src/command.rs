@@ -1,0 +1,77 @@
+//! Replicated writes: every change to the state machine is one [`Command`].
+//!
+//! A command carries a client request id. Apply remembers the response per id, so a
+//! write retried after a timeout or a leader change takes effect once and answers the
+//! same (DESIGN §4: "apply is idempotent").
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Approval, Event, Millis, Policy, Resource, Session, SessionStatus};
+
+/// A replicated write with its idempotency key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    /// Unique per logical write; retries reuse it.
+    pub request_id: String,
+    pub op: Op,
+}
+
+impl Command {
+    /// A command with a fresh random request id.
+    pub fn new(op: Op) -> Self {
+        Command { request_id: crate::ids::random_id(), op }
+    }
+}
+
+/// The writes the state machine knows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    PutResource { resource: Resource },
+    DeleteResource { name: String },
+    PutPolicy { policy: Policy },
+    DeletePolicy { name: String },
+    /// Register a held action; it starts `Pending`.
+    RequestApproval { approval: Approval },
+    /// An approver's decision. First final decision wins; the requester may not decide.
+    DecideApproval {
+        id: String,
+        approver: String,
+        approver_groups: Vec<String>,
+        approve: bool,
+        reason: String,
+        at: Millis,
+    },
+    /// Mark a pending approval expired once its deadline has passed.
+    ExpireApproval { id: String, at: Millis },
+    OpenSession { session: Session },
+    /// Append events (possibly of several sessions) in one entry: the audit batcher's unit.
+    AppendEvents { events: Vec<Event> },
+    CloseSession { id: String, at: Millis, status: SessionStatus },
+    /// Retention: drop closed sessions (and their events) that ended before `before`.
+    PruneSessions { before: Millis },
+}
+
+/// What applying a command produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    Done,
+    /// The approval after the command, so a decider learns whether its vote won.
+    Approval { approval: Approval },
+    /// Sequence numbers assigned to appended events, in order.
+    Appended { seqs: Vec<u64> },
+    Pruned { sessions: u64 },
+    /// The command was valid Raft data but the state refused it; nothing changed.
+    Rejected { reason: String },
+}
+
+impl Response {
+    /// The refusal reason, if the command was refused.
+    pub fn rejection(&self) -> Option<&str> {
+        match self {
+            Response::Rejected { reason } => Some(reason),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The replicated data model: what the state machine stores.
+//!
+//! Every type here is part of the Raft log and of snapshots, so it is plain serde data
+//! with no behaviour beyond small helpers. Times are milliseconds since the Unix epoch,
+//! stamped by whoever submits a command, so apply stays deterministic on every node.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = u64;
+
+/// The current wall-clock time in milliseconds; used when stamping commands.
+pub fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Which front door serves a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Postgres,
+    Ssh,
+    Http,
+}
+
+/// When a statement's audit record must be committed relative to relaying it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditMode {
+    /// Nothing is relayed (writes) or released (read results) before its record is committed.
+    #[default]
+    Strict,
+    /// Records are batched and committed asynchronously.
+    Fast,
+}
+
+/// A backend secret sealed with the cluster data key (AES-256-GCM).
+///
+/// Only ciphertext ever enters the log, the state machine, snapshots and backups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedSecret {
+    /// Base64 of the 12-byte nonce.
+    pub nonce: String,
+    /// Base64 of ciphertext plus tag.
+    pub ciphertext: String,
+}
+
+/// A backend the gateway guards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resource {
+    pub name: String,
+    pub protocol: Protocol,
+    /// Backend address, `host:port` or a URL for HTTP.
+    pub address: String,
+    /// Backend user the gateway logs in as.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Backend credential, sealed. Never returned by the admin API.
+    #[serde(default)]
+    pub secret: Option<SealedSecret>,
+    #[serde(default)]
+    pub audit: AuditMode,
+    /// Free-form protocol options (database name, TLS mode, ...).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    pub updated_at: Millis,
+}
+
+/// A named policy document. Its rules are interpreted by the proxy's decision point;
+/// the store keeps the validated source so `policy list` shows what was applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    pub name: String,
+    /// The policy as applied (YAML or JSON text).
+    pub source: String,
+    pub updated_at: Millis,
+    /// Who applied it (identity subject).
+    #[serde(default)]
+    pub updated_by: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalStatus {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+}
+
+impl ApprovalStatus {
+    pub fn is_final(self) -> bool {
+        !matches!(self, ApprovalStatus::Pending)
+    }
+}
+
+/// One approver's vote on an approval request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalVote {
+    pub approver: String,
+    pub approve: bool,
+    #[serde(default)]
+    pub reason: String,
+    pub at: Millis,
+}
+
+/// A held statement, command or request waiting for a human.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub id: String,
+    /// Identity subject of the requester; they may never decide their own request.
+    pub requester: String,
+    pub resource: String,
+    pub session_id: String,
+    /// What is held (statement text, command line, request line).
+    pub action: String,
+    /// Groups whose members may decide.
+    pub approver_groups: Vec<String>,
+    /// Approvals needed before the request is approved; a single denial denies.
+    pub approvals_needed: u32,
+    pub votes: Vec<ApprovalVote>,
+    pub status: ApprovalStatus,
+    #[serde(default)]
+    pub reason: String,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    /// Node the requester is connected to.
+    pub node: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    Open,
+    Closed,
+    Failed,
+}
+
+/// One entry of the session index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: String,
+    pub identity: String,
+    pub resource: String,
+    pub protocol: Protocol,
+    pub node: u64,
+    pub client_addr: String,
+    pub started_at: Millis,
+    #[serde(default)]
+    pub ended_at: Option<Millis>,
+    pub status: SessionStatus,
+    /// Number of events recorded so far; the next event gets this sequence number.
+    #[serde(default)]
+    pub events: u64,
+}
+
+/// One recorded event of a session (statement, decision, result summary...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub session_id: String,
+    /// Position in the session, assigned by the state machine at apply.
+    #[serde(default)]
+    pub seq: u64,
+    pub at: Millis,
+    pub kind: String,
+    #[serde(default)]
+    pub detail: serde_json::Value,
+}
+
+/// Filter for listing sessions; every field narrows the result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionFilter {
+    pub identity: Option<String>,
+    pub resource: Option<String>,
+    pub since: Option<Millis>,
+    pub limit: Option<usize>,
+}

@@ -1,0 +1,266 @@
+//! Apply of one [`Command`] to the state machine: the rules of the data model.
+//!
+//! Pure with respect to its inputs (the overlay and the command), so every node reaches
+//! the same state. Refusals are values (`Response::Rejected`), never errors: a refused
+//! command is still a committed log entry and must apply the same way everywhere.
+
+use serde::{Deserialize, Serialize};
+
+use super::keys;
+use super::overlay::Overlay;
+use crate::command::{Command, Op, Response};
+use crate::error::Result;
+use crate::model::{Approval, ApprovalStatus, ApprovalVote, Event, Millis, Session, SessionStatus};
+
+/// What an apply batch changed, for notifications.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub approvals: bool,
+}
+
+/// The remembered answer to a request id (idempotent apply).
+#[derive(Serialize, Deserialize)]
+struct Remembered {
+    at: Millis,
+    response: Response,
+}
+
+pub fn apply_command(tx: &mut Overlay<'_>, cmd: Command, changes: &mut Changes) -> Result<Response> {
+    let request_key = keys::named(keys::REQUEST, &cmd.request_id);
+    if let Some(seen) = tx.get::<Remembered>(&request_key)? {
+        return Ok(seen.response);
+    }
+    let at = command_time(&cmd.op);
+    let response = apply_op(tx, cmd.op, changes)?;
+    tx.put(request_key, &Remembered { at, response: response.clone() })?;
+    Ok(response)
+}
+
+fn command_time(op: &Op) -> Millis {
+    match op {
+        Op::PutResource { resource } => resource.updated_at,
+        Op::PutPolicy { policy } => policy.updated_at,
+        Op::RequestApproval { approval } => approval.created_at,
+        Op::DecideApproval { at, .. } | Op::ExpireApproval { at, .. } | Op::CloseSession { at, .. } => *at,
+        Op::OpenSession { session } => session.started_at,
+        Op::AppendEvents { events } => events.first().map(|e| e.at).unwrap_or(0),
+        Op::PruneSessions { before } => *before,
+        Op::DeleteResource { .. } | Op::DeletePolicy { .. } => 0,
+    }
+}
+
+fn rejected(reason: impl Into<String>) -> Result<Response> {
+    Ok(Response::Rejected { reason: reason.into() })
+}
+
+fn apply_op(tx: &mut Overlay<'_>, op: Op, changes: &mut Changes) -> Result<Response> {
+    match op {
+        Op::PutResource { resource } => {
+            tx.put(keys::named(keys::RESOURCE, &resource.name), &resource)?;
+            Ok(Response::Done)
+        }
+        Op::DeleteResource { name } => {
+            let key = keys::named(keys::RESOURCE, &name);
+            if tx.get_raw(&key)?.is_none() {
+                return rejected(format!("no resource named {name}"));
+            }
+            tx.remove(key);
+            Ok(Response::Done)
+        }
+        Op::PutPolicy { policy } => {
+            tx.put(keys::named(keys::POLICY, &policy.name), &policy)?;
+            Ok(Response::Done)
+        }
+        Op::DeletePolicy { name } => {
+            let key = keys::named(keys::POLICY, &name);
+            if tx.get_raw(&key)?.is_none() {
+                return rejected(format!("no policy named {name}"));
+            }
+            tx.remove(key);
+            Ok(Response::Done)
+        }
+        Op::RequestApproval { mut approval } => {
+            let key = keys::named(keys::APPROVAL, &approval.id);
+            if let Some(existing) = tx.get::<Approval>(&key)? {
+                return Ok(Response::Approval { approval: existing });
+            }
+            approval.status = ApprovalStatus::Pending;
+            approval.votes.clear();
+            tx.put(key, &approval)?;
+            changes.approvals = true;
+            Ok(Response::Approval { approval })
+        }
+        Op::DecideApproval { id, approver, approver_groups, approve, reason, at } => {
+            decide(tx, &id, approver, &approver_groups, approve, reason, at, changes)
+        }
+        Op::ExpireApproval { id, at } => {
+            let key = keys::named(keys::APPROVAL, &id);
+            let Some(mut approval) = tx.get::<Approval>(&key)? else {
+                return rejected(format!("no approval {id}"));
+            };
+            if approval.status == ApprovalStatus::Pending && at >= approval.expires_at {
+                approval.status = ApprovalStatus::Expired;
+                approval.reason = "no decision before the approval deadline".into();
+                tx.put(key, &approval)?;
+                changes.approvals = true;
+            }
+            Ok(Response::Approval { approval })
+        }
+        Op::OpenSession { session } => {
+            let key = keys::named(keys::SESSION, &session.id);
+            if tx.get_raw(&key)?.is_some() {
+                return Ok(Response::Done);
+            }
+            tx.put_raw(keys::index(keys::BY_IDENTITY, &session.identity, session.started_at, &session.id), vec![]);
+            tx.put_raw(keys::index(keys::BY_RESOURCE, &session.resource, session.started_at, &session.id), vec![]);
+            tx.put_raw(keys::by_time(session.started_at, &session.id), vec![]);
+            tx.put(key, &session)?;
+            Ok(Response::Done)
+        }
+        Op::AppendEvents { events } => append_events(tx, events),
+        Op::CloseSession { id, at, status } => {
+            let key = keys::named(keys::SESSION, &id);
+            let Some(mut session) = tx.get::<Session>(&key)? else {
+                return rejected(format!("no session {id}"));
+            };
+            if session.status == SessionStatus::Open {
+                session.status = status;
+                session.ended_at = Some(at);
+                tx.put(key, &session)?;
+            }
+            Ok(Response::Done)
+        }
+        Op::PruneSessions { before } => prune(tx, before),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decide(
+    tx: &mut Overlay<'_>,
+    id: &str,
+    approver: String,
+    approver_groups: &[String],
+    approve: bool,
+    reason: String,
+    at: Millis,
+    changes: &mut Changes,
+) -> Result<Response> {
+    let key = keys::named(keys::APPROVAL, id);
+    let Some(mut approval) = tx.get::<Approval>(&key)? else {
+        return rejected(format!("no approval {id}"));
+    };
+    if approval.status.is_final() {
+        return rejected(format!("approval {id} is already {}", status_word(approval.status)));
+    }
+    if at >= approval.expires_at {
+        approval.status = ApprovalStatus::Expired;
+        approval.reason = "no decision before the approval deadline".into();
+        tx.put(key, &approval)?;
+        changes.approvals = true;
+        return rejected(format!("approval {id} expired"));
+    }
+    if approver == approval.requester {
+        return rejected(format!("{approver} requested {id} and may not decide their own request"));
+    }
+    if !approval.approver_groups.iter().any(|g| approver_groups.contains(g)) {
+        return rejected(format!(
+            "{approver} may not decide {id}: membership in one of [{}] required",
+            approval.approver_groups.join(", ")
+        ));
+    }
+    if approval.votes.iter().any(|v| v.approver == approver) {
+        return rejected(format!("{approver} has already voted on {id}"));
+    }
+    approval.votes.push(ApprovalVote { approver, approve, reason: reason.clone(), at });
+    if !approve {
+        approval.status = ApprovalStatus::Denied;
+        approval.reason = reason;
+    } else {
+        let approvals = approval.votes.iter().filter(|v| v.approve).count();
+        if u32::try_from(approvals).unwrap_or(u32::MAX) >= approval.approvals_needed.max(1) {
+            approval.status = ApprovalStatus::Approved;
+            approval.reason = reason;
+        }
+    }
+    tx.put(key, &approval)?;
+    changes.approvals = true;
+    Ok(Response::Approval { approval })
+}
+
+fn status_word(status: ApprovalStatus) -> &'static str {
+    match status {
+        ApprovalStatus::Pending => "pending",
+        ApprovalStatus::Approved => "approved",
+        ApprovalStatus::Denied => "denied",
+        ApprovalStatus::Expired => "expired",
+    }
+}
+
+fn append_events(tx: &mut Overlay<'_>, events: Vec<Event>) -> Result<Response> {
+    // Validate first so a batch is all-or-nothing.
+    for event in &events {
+        if tx.get_raw(&keys::named(keys::SESSION, &event.session_id))?.is_none() {
+            return rejected(format!("no session {}", event.session_id));
+        }
+    }
+    let mut seqs = Vec::with_capacity(events.len());
+    for mut event in events {
+        let session_key = keys::named(keys::SESSION, &event.session_id);
+        let Some(mut session) = tx.get::<Session>(&session_key)? else {
+            return rejected(format!("no session {}", event.session_id));
+        };
+        event.seq = session.events;
+        session.events = session.events.saturating_add(1);
+        tx.put(keys::event(&event.session_id, event.seq), &event)?;
+        tx.put(session_key, &session)?;
+        seqs.push(event.seq);
+    }
+    Ok(Response::Appended { seqs })
+}
+
+fn prune(tx: &mut Overlay<'_>, before: Millis) -> Result<Response> {
+    let mut doomed = Vec::new();
+    for key in tx.committed_keys(keys::BY_TIME) {
+        let key = key?;
+        let Some((started, id)) = keys::session_from_index(&key, keys::BY_TIME.len()) else {
+            continue;
+        };
+        if started >= before {
+            break;
+        }
+        if let Some(session) = tx.get::<Session>(&keys::named(keys::SESSION, &id))? {
+            if session.status != SessionStatus::Open && session.ended_at.is_some_and(|end| end < before) {
+                doomed.push(session);
+            }
+        }
+    }
+    let mut event_keys = Vec::new();
+    for session in &doomed {
+        for key in tx.committed_keys(&keys::event_prefix(&session.id)) {
+            event_keys.push(key?.to_vec());
+        }
+    }
+    for key in event_keys {
+        tx.remove(key);
+    }
+    for s in &doomed {
+        tx.remove(keys::index(keys::BY_IDENTITY, &s.identity, s.started_at, &s.id));
+        tx.remove(keys::index(keys::BY_RESOURCE, &s.resource, s.started_at, &s.id));
+        tx.remove(keys::by_time(s.started_at, &s.id));
+        tx.remove(keys::named(keys::SESSION, &s.id));
+    }
+    // Remembered request ids older than the horizon can no longer be retried.
+    let mut old_requests = Vec::new();
+    for key in tx.committed_keys(keys::REQUEST) {
+        let key = key?;
+        if let Some(r) = tx.get::<Remembered>(&key)? {
+            if r.at < before {
+                old_requests.push(key.to_vec());
+            }
+        }
+    }
+    for key in old_requests {
+        tx.remove(key);
+    }
+    Ok(Response::Pruned { sessions: u64::try_from(doomed.len()).unwrap_or(u64::MAX) })
+}

@@ -1,0 +1,74 @@
+//! Key layout of the state machine tree.
+//!
+//! One sled tree holds the whole state machine so that each apply batch, including the
+//! last-applied marker, is written atomically with one `sled::Batch`. Keys are a short
+//! table prefix plus fields; numbers are big-endian so byte order is numeric order.
+
+pub const LAST_APPLIED: &[u8] = b"m/last_applied";
+pub const LAST_MEMBERSHIP: &[u8] = b"m/last_membership";
+
+pub const RESOURCE: &[u8] = b"r/";
+pub const POLICY: &[u8] = b"p/";
+pub const APPROVAL: &[u8] = b"a/";
+pub const SESSION: &[u8] = b"s/";
+pub const EVENT: &[u8] = b"e/";
+pub const BY_IDENTITY: &[u8] = b"xi/";
+pub const BY_RESOURCE: &[u8] = b"xr/";
+pub const BY_TIME: &[u8] = b"xt/";
+pub const REQUEST: &[u8] = b"q/";
+
+/// `prefix` + `name`.
+pub fn named(prefix: &[u8], name: &str) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// Events of one session: `e/<session>\0<seq be>`.
+pub fn event(session: &str, seq: u64) -> Vec<u8> {
+    let mut k = event_prefix(session);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn event_prefix(session: &str) -> Vec<u8> {
+    let mut k = named(EVENT, session);
+    k.push(0);
+    k
+}
+
+/// Secondary index entry `<prefix><field>\0<started be><session>`; the value is empty.
+pub fn index(prefix: &[u8], field: &str, started: u64, session: &str) -> Vec<u8> {
+    let mut k = index_prefix(prefix, field);
+    k.extend_from_slice(&started.to_be_bytes());
+    k.extend_from_slice(session.as_bytes());
+    k
+}
+
+pub fn index_prefix(prefix: &[u8], field: &str) -> Vec<u8> {
+    let mut k = named(prefix, field);
+    k.push(0);
+    k
+}
+
+/// Time index entry `xt/<started be><session>`.
+pub fn by_time(started: u64, session: &str) -> Vec<u8> {
+    let mut k = BY_TIME.to_vec();
+    k.extend_from_slice(&started.to_be_bytes());
+    k.extend_from_slice(session.as_bytes());
+    k
+}
+
+/// Session id from an index key whose fixed part is `fixed_len` bytes long, followed by
+/// 8 bytes of start time.
+pub fn session_from_index(key: &[u8], fixed_len: usize) -> Option<(u64, String)> {
+    let rest = key.get(fixed_len..)?;
+    let (time, id) = rest.split_at_checked(8)?;
+    let time = u64::from_be_bytes(time.try_into().ok()?);
+    Some((time, String::from_utf8(id.to_vec()).ok()?))
+}
+
+/// Log index as a big-endian key, so sled iterates the log in order.
+pub fn log_index(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}

@@ -1,0 +1,161 @@
+//! Read view of the local state machine, for the admin API and the doors.
+//!
+//! Reads are local and may lag the leader by replication delay; callers that need an
+//! up-to-date answer check the quorum lease first (see `lease`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::keys;
+use super::overlay::storage_err;
+use super::state_machine::Shared;
+use crate::error::{Error, Result};
+use crate::model::{Approval, ApprovalStatus, Event, Policy, Resource, Session, SessionFilter};
+
+/// Cheap, cloneable read handle.
+#[derive(Clone)]
+pub struct StateView {
+    shared: Arc<Shared>,
+}
+
+impl StateView {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        StateView { shared }
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+        match self.shared.tree().get(key).map_err(storage_err)? {
+            None => Ok(None),
+            Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| Error::corrupt("state record", e)),
+        }
+    }
+
+    fn list<T: DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        for item in self.shared.tree().scan_prefix(prefix).values() {
+            let bytes = item.map_err(storage_err)?;
+            out.push(serde_json::from_slice(&bytes).map_err(|e| Error::corrupt("state record", e))?);
+        }
+        Ok(out)
+    }
+
+    /// Index of the last applied log entry (0 before the first).
+    pub fn last_applied(&self) -> u64 {
+        *self.shared.notifier.subscribe_applied().borrow()
+    }
+
+    pub fn notifier(&self) -> &crate::notify::Notifier {
+        &self.shared.notifier
+    }
+
+    pub fn resource(&self, name: &str) -> Result<Option<Resource>> {
+        self.get(&keys::named(keys::RESOURCE, name))
+    }
+
+    pub fn resources(&self) -> Result<Vec<Resource>> {
+        self.list(keys::RESOURCE)
+    }
+
+    pub fn policy(&self, name: &str) -> Result<Option<Policy>> {
+        self.get(&keys::named(keys::POLICY, name))
+    }
+
+    pub fn policies(&self) -> Result<Vec<Policy>> {
+        self.list(keys::POLICY)
+    }
+
+    pub fn approval(&self, id: &str) -> Result<Option<Approval>> {
+        self.get(&keys::named(keys::APPROVAL, id))
+    }
+
+    /// Approvals, oldest first.
+    pub fn approvals(&self, pending_only: bool) -> Result<Vec<Approval>> {
+        let mut all: Vec<Approval> = self.list(keys::APPROVAL)?;
+        if pending_only {
+            all.retain(|a| a.status == ApprovalStatus::Pending);
+        }
+        all.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+        Ok(all)
+    }
+
+    /// Wait until approval `id` is decided (approved, denied or expired), or `timeout`.
+    ///
+    /// Subscribes before reading, so a decision applied in between is not missed.
+    /// Returns the approval as last seen (still pending on timeout).
+    pub async fn wait_approval_decided(&self, id: &str, timeout: Duration) -> Result<Option<Approval>> {
+        let mut changed = self.shared.notifier.subscribe_approvals();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let current = self.approval(id)?;
+            match &current {
+                Some(a) if a.status.is_final() => return Ok(current),
+                _ => {}
+            }
+            match tokio::time::timeout_at(deadline, changed.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) | Err(_) => return Ok(current),
+            }
+        }
+    }
+
+    pub fn session(&self, id: &str) -> Result<Option<Session>> {
+        self.get(&keys::named(keys::SESSION, id))
+    }
+
+    /// Sessions matching `filter`, newest first.
+    pub fn sessions(&self, filter: &SessionFilter) -> Result<Vec<Session>> {
+        let tree = self.shared.tree();
+        // Pick the narrowest index for the scan; the other fields filter.
+        let (prefix, fixed) = match (&filter.identity, &filter.resource) {
+            (Some(identity), _) => {
+                let p = keys::index_prefix(keys::BY_IDENTITY, identity);
+                let n = p.len();
+                (p, n)
+            }
+            (None, Some(resource)) => {
+                let p = keys::index_prefix(keys::BY_RESOURCE, resource);
+                let n = p.len();
+                (p, n)
+            }
+            (None, None) => (keys::BY_TIME.to_vec(), keys::BY_TIME.len()),
+        };
+        let limit = filter.limit.unwrap_or(usize::MAX);
+        let mut out = Vec::new();
+        for key in tree.scan_prefix(&prefix).keys().rev() {
+            let key = key.map_err(storage_err)?;
+            let Some((started, id)) = keys::session_from_index(&key, fixed) else {
+                continue;
+            };
+            if filter.since.is_some_and(|since| started < since) {
+                break;
+            }
+            let Some(session) = self.session(&id)? else {
+                continue;
+            };
+            if filter.resource.as_ref().is_some_and(|r| *r != session.resource) {
+                continue;
+            }
+            out.push(session);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Events of a session in order.
+    pub fn events(&self, session_id: &str) -> Result<Vec<Event>> {
+        self.list(&keys::event_prefix(session_id))
+    }
+
+    /// Every record of the state machine in key order, for digests and backups.
+    pub fn for_each_record(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<()> {
+        for item in self.shared.tree().iter() {
+            let (k, v) = item.map_err(storage_err)?;
+            f(&k, &v);
+        }
+        Ok(())
+    }
+}
