@@ -1,0 +1,45 @@
+//! # portcullis-api
+//!
+//! The public admin API of a Portcullis node: the gRPC service operators and the
+//! `portcullis` CLI talk to, on top of the replicated store.
+//!
+//! ## Layout
+//! - `proto/admin.proto`, [`proto`]: the wire contract (package `portcullis.admin.v1`).
+//! - [`service`]: [`AdminService`], the server. Writes become one replicated
+//!   [`Op`](portcullis_raft::command::Op) through [`ClusterNode::write`]; reads are served
+//!   from the node's local [`StateView`](portcullis_raft::store::StateView).
+//! - [`convert`]: model ↔ proto conversions (and the rule that secrets never leave).
+//! - [`auth`]: who is calling: the [`Authenticator`] seam and the interim
+//!   [`LoopbackTrust`].
+//! - [`client`]: [`AdminClient`], the typed client the CLI uses.
+//! - [`error`]: [`ApiError`] (client side) and the one mapping from store errors to
+//!   gRPC statuses.
+
+pub mod auth;
+pub mod client;
+pub mod convert;
+pub mod error;
+pub mod service;
+
+#[cfg(test)]
+mod tests;
+
+pub mod proto {
+    //! Generated admin protocol.
+    #![allow(clippy::all, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+    tonic::include_proto!("portcullis.admin.v1");
+}
+
+use std::sync::Arc;
+
+use portcullis_raft::node::ClusterNode;
+
+pub use auth::{Authenticator, Caller, LoopbackTrust};
+pub use client::{AdminClient, SessionExport};
+pub use error::{ApiError, status_from_raft};
+pub use service::AdminService;
+
+/// The admin gRPC service of `node`, ready to add to a tonic server.
+pub fn server(node: ClusterNode, auth: Arc<dyn Authenticator>) -> proto::admin_server::AdminServer<AdminService> {
+    proto::admin_server::AdminServer::new(AdminService::new(node, auth))
+}

@@ -1,1 +1,102 @@
-fn main() {}
+//! # portcullis
+//!
+//! The one binary: a gateway node (`run`), the local playground (`dev`) and the
+//! operator CLI on top of the admin API.
+//!
+//! ## Layout
+//! - `config`: node TOML + environment overrides.
+//! - `run`: one node process (cluster node, admin API, ops port).
+//! - `ops`: /healthz, /readyz, /metrics.
+//! - `dev`: the playground.
+//! - `cli`: client subcommands (cluster, resource, policy, approvals, sessions).
+
+mod cli;
+mod config;
+mod dev;
+mod error;
+mod ops;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "portcullis", version, about = "Clustered access gateway for AI agents and people")]
+struct Cli {
+    #[command(flatten)]
+    globals: cli::Globals,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run one gateway node.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Start a local playground cluster.
+    Dev(dev::DevArgs),
+    /// Cluster membership and status.
+    #[command(subcommand)]
+    Cluster(cli::ClusterCmd),
+    /// Backends the gateway guards.
+    #[command(subcommand)]
+    Resource(cli::ResourceCmd),
+    /// Policies.
+    #[command(subcommand)]
+    Policy(cli::PolicyCmd),
+    /// Held statements waiting for a human.
+    #[command(subcommand)]
+    Approvals(cli::ApprovalsCmd),
+    /// The session index and recordings.
+    #[command(subcommand)]
+    Sessions(cli::SessionsCmd),
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    // One crypto provider in the whole binary.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let g = &args.globals;
+        let result = match args.command {
+            Cmd::Run { config } => {
+                init_logging();
+                run::run(&config).await.map_err(|e| (e.exit_code(), e.to_string()))
+            }
+            Cmd::Dev(d) => {
+                init_logging();
+                dev::dev(d).await.map_err(|e| (e.exit_code(), e.to_string()))
+            }
+            Cmd::Cluster(c) => cli::cluster(c, g).await.map_err(|e| (e.exit_code(), e.to_string())),
+            Cmd::Resource(c) => cli::resource(c, g).await.map_err(|e| (e.exit_code(), e.to_string())),
+            Cmd::Policy(c) => cli::policy(c, g).await.map_err(|e| (e.exit_code(), e.to_string())),
+            Cmd::Approvals(c) => cli::approvals(c, g).await.map_err(|e| (e.exit_code(), e.to_string())),
+            Cmd::Sessions(c) => cli::sessions(c, g).await.map_err(|e| (e.exit_code(), e.to_string())),
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err((code, message)) => {
+                eprintln!("error: {message}");
+                ExitCode::from(code)
+            }
+        }
+    })
+}

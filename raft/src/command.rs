@@ -27,12 +27,22 @@ impl Command {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
-    PutResource { resource: Resource },
-    DeleteResource { name: String },
-    PutPolicy { policy: Policy },
-    DeletePolicy { name: String },
+    PutResource {
+        resource: Resource,
+    },
+    DeleteResource {
+        name: String,
+    },
+    PutPolicy {
+        policy: Policy,
+    },
+    DeletePolicy {
+        name: String,
+    },
     /// Register a held action; it starts `Pending`.
-    RequestApproval { approval: Approval },
+    RequestApproval {
+        approval: Approval,
+    },
     /// An approver's decision. First final decision wins; the requester may not decide.
     DecideApproval {
         id: String,
@@ -43,13 +53,26 @@ pub enum Op {
         at: Millis,
     },
     /// Mark a pending approval expired once its deadline has passed.
-    ExpireApproval { id: String, at: Millis },
-    OpenSession { session: Session },
+    ExpireApproval {
+        id: String,
+        at: Millis,
+    },
+    OpenSession {
+        session: Session,
+    },
     /// Append events (possibly of several sessions) in one entry: the audit batcher's unit.
-    AppendEvents { events: Vec<Event> },
-    CloseSession { id: String, at: Millis, status: SessionStatus },
+    AppendEvents {
+        events: Vec<Event>,
+    },
+    CloseSession {
+        id: String,
+        at: Millis,
+        status: SessionStatus,
+    },
     /// Retention: drop closed sessions (and their events) that ended before `before`.
-    PruneSessions { before: Millis },
+    PruneSessions {
+        before: Millis,
+    },
 }
 
 /// What applying a command produced.
@@ -58,12 +81,21 @@ pub enum Op {
 pub enum Response {
     Done,
     /// The approval after the command, so a decider learns whether its vote won.
-    Approval { approval: Approval },
+    Approval {
+        approval: Approval,
+    },
     /// Sequence numbers assigned to appended events, in order.
-    Appended { seqs: Vec<u64> },
-    Pruned { sessions: u64 },
-    /// The command was valid Raft data but the state refused it; nothing changed.
-    Rejected { reason: String },
+    Appended {
+        seqs: Vec<u64>,
+    },
+    Pruned {
+        sessions: u64,
+    },
+    /// The state refused the command. Nothing the caller asked for happened; a
+    /// decision arriving after an approval's deadline still records the expiry.
+    Rejected {
+        reason: String,
+    },
 }
 
 impl Response {

@@ -15,6 +15,9 @@
 //! - [`crypto`]: the cluster data key that seals backend secrets.
 //! - [`node`]: assembles all of the above for one process.
 
+// openraft's `StorageError` is large, and its traits dictate it as our storage error type.
+#![allow(clippy::result_large_err)]
+
 pub mod command;
 pub mod crypto;
 pub mod error;

@@ -1,1 +1,467 @@
-//! todo
+//! One cluster node: store, Raft, transport, lease and write path, assembled.
+//!
+//! [`ClusterNode`] is the handle the rest of the process uses (admin API, doors).
+//! [`NodeCore`] is what it shares with its background tasks and the inbound service.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::command::{Command, Op, Response};
+use crate::crypto::DataKey;
+use crate::error::{Error, Result};
+use crate::model::SealedSecret;
+use crate::network::client::{MAX_MESSAGE_BYTES, Peers};
+use crate::network::server::RaftGrpc;
+use crate::network::tls::TlsMaterial;
+use crate::network::{ForwardReply, ForwardRequest};
+use crate::proto::raft_service_server::RaftServiceServer;
+use crate::store::StateView;
+use crate::typ::{ClientWriteError, Raft, RaftError};
+use crate::{Member, lease};
+
+/// Timing of one node. The lease must stay below the election timeout (DESIGN §4).
+#[derive(Debug, Clone)]
+pub struct Timing {
+    pub heartbeat: Duration,
+    pub election_min: Duration,
+    pub election_max: Duration,
+    /// How long a confirmed quorum contact lets this node serve.
+    pub lease: Duration,
+    /// Deadline of every replicated write.
+    pub write_deadline: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            heartbeat: Duration::from_millis(100),
+            election_min: Duration::from_millis(1100),
+            election_max: Duration::from_millis(1400),
+            lease: Duration::from_millis(1000),
+            write_deadline: Duration::from_millis(3000),
+        }
+    }
+}
+
+/// Everything a node needs to start.
+pub struct NodeSettings {
+    pub id: u64,
+    pub data_dir: PathBuf,
+    /// This node's advertised addresses.
+    pub member: Member,
+    /// The initial voters, used by `initialize` when given no members.
+    pub peers: BTreeMap<u64, Member>,
+    pub tls: TlsMaterial,
+    pub data_key: DataKey,
+    pub timing: Timing,
+    /// Build a snapshot (and purge the log behind it) after this many entries.
+    pub snapshot_after_entries: u64,
+    /// Drop closed sessions older than this (None: keep forever).
+    pub retention: Option<Duration>,
+}
+
+/// A node's view of itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeStatus {
+    pub id: u64,
+    pub raft_addr: String,
+    pub admin_addr: String,
+    /// leader | follower | candidate | learner | shutdown | unreachable
+    pub role: String,
+    pub serving: bool,
+    pub last_applied: u64,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub initialized: bool,
+}
+
+/// Every member's status, each asked directly.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClusterStatus {
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub nodes: Vec<NodeStatus>,
+}
+
+/// State shared by the node handle, its tasks and its inbound service.
+pub struct NodeCore {
+    pub(crate) id: u64,
+    pub(crate) raft: Raft,
+    pub(crate) view: StateView,
+    pub(crate) peers: Peers,
+    pub(crate) settings: NodeSettings,
+    pub(crate) serving: watch::Receiver<bool>,
+}
+
+/// Handle to a running node. Cheap to clone.
+#[derive(Clone)]
+pub struct ClusterNode {
+    core: Arc<NodeCore>,
+}
+
+pub fn role_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+impl ClusterNode {
+    /// Open the store, start Raft, serve node-to-node RPCs on `raft_listener` and keep
+    /// the lease. Everything stops when `shutdown` is cancelled.
+    pub async fn start(
+        settings: NodeSettings,
+        raft_listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<Self> {
+        if settings.id == 0 {
+            return Err(Error::Membership("node id 0 is reserved; use ids from 1".into()));
+        }
+        let t = &settings.timing;
+        let election_ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let config = Config {
+            cluster_name: "portcullis".into(),
+            heartbeat_interval: election_ms(t.heartbeat),
+            election_timeout_min: election_ms(t.election_min),
+            election_timeout_max: election_ms(t.election_max),
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_after_entries),
+            max_in_snapshot_log_to_keep: 100,
+            snapshot_max_chunk_size: 4 * 1024 * 1024,
+            ..Config::default()
+        };
+        if t.lease >= t.election_min {
+            return Err(Error::Membership(format!(
+                "lease {:?} must be shorter than election_timeout_min {:?}, or an old leader could still serve after a new one is elected",
+                t.lease, t.election_min
+            )));
+        }
+        let config = Arc::new(config.validate().map_err(|e| Error::Membership(format!("raft config: {e}")))?);
+        let (log_store, state_machine, view) = crate::store::open(&settings.data_dir)?;
+        let peers = Peers::new(settings.tls.mutual_client(), Duration::from_millis(500));
+        let raft = Raft::new(settings.id, config, peers.clone(), log_store, state_machine)
+            .await
+            .map_err(|e| Error::Fatal(e.to_string()))?;
+
+        let (serving_tx, serving) = watch::channel(false);
+        let core = Arc::new(NodeCore { id: settings.id, raft, view, peers, settings, serving });
+
+        let service = RaftServiceServer::new(RaftGrpc::new(core.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let server = tonic::transport::Server::builder()
+            .tls_config(core.settings.tls.mutual_server())
+            .map_err(|e| Error::Tls(e.to_string()))?
+            .add_service(service);
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(raft_listener);
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = server.serve_with_incoming_shutdown(incoming, stop.cancelled()).await {
+                tracing::error!(error = %e, "node-to-node server stopped");
+            }
+        });
+
+        lease::spawn(core.clone(), serving_tx, shutdown.clone());
+        spawn_metrics(core.clone(), shutdown.clone());
+        if let Some(retention) = core.settings.retention {
+            spawn_retention(core.clone(), retention, shutdown.clone());
+        }
+        let raft = core.raft.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            let _ = raft.shutdown().await;
+        });
+        Ok(ClusterNode { core })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.core.id
+    }
+
+    pub fn view(&self) -> &StateView {
+        &self.core.view
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.core.raft
+    }
+
+    /// Whether this node holds the quorum lease right now.
+    pub fn is_serving(&self) -> bool {
+        *self.core.serving.borrow()
+    }
+
+    /// Changes of the serving state; every blocking wait of a door selects on it.
+    pub fn serving(&self) -> watch::Receiver<bool> {
+        self.core.serving.clone()
+    }
+
+    /// A replicated write: committed by a quorum and applied, or an error within the
+    /// write deadline. Followers forward to the leader.
+    pub async fn write(&self, op: Op) -> Result<Response> {
+        self.write_command(Command::new(op)).await
+    }
+
+    /// As [`write`](Self::write) with a caller-chosen request id (retries reuse it).
+    pub async fn write_command(&self, cmd: Command) -> Result<Response> {
+        let started = std::time::Instant::now();
+        let result = crate::forward::write(&self.core, cmd).await;
+        metrics::histogram!("portcullis_commit_seconds").record(started.elapsed().as_secs_f64());
+        match result? {
+            Response::Rejected { reason } => Err(Error::Rejected(reason)),
+            other => Ok(other),
+        }
+    }
+
+    /// Make this the first node of a new cluster. With no `members`, uses the
+    /// configured peers.
+    pub async fn initialize(&self, members: BTreeMap<u64, Member>) -> Result<()> {
+        let members = if members.is_empty() { self.core.settings.peers.clone() } else { members };
+        if !members.contains_key(&self.core.id) {
+            return Err(Error::Membership(format!(
+                "the initial members must include this node (id {}); configured peers: {:?}",
+                self.core.id,
+                members.keys().collect::<Vec<_>>()
+            )));
+        }
+        match self.core.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => {
+                Err(Error::Membership("cluster is already initialized".into()))
+            }
+            Err(e) => Err(Error::Membership(e.to_string())),
+        }
+    }
+
+    /// Add a node: first as a learner that catches up, then as a voter.
+    pub async fn add_node(&self, id: u64, member: Member) -> Result<()> {
+        if id == 0 {
+            return Err(Error::Membership("node id 0 is reserved; use ids from 1".into()));
+        }
+        crate::forward::membership(&self.core, ForwardRequest::AddNode { id, member }).await
+    }
+
+    pub async fn remove_node(&self, id: u64) -> Result<()> {
+        crate::forward::membership(&self.core, ForwardRequest::RemoveNode { id }).await
+    }
+
+    pub fn local_status(&self) -> NodeStatus {
+        self.core.local_status()
+    }
+
+    /// Status of every member, each asked directly with a short timeout.
+    pub async fn cluster_status(&self) -> ClusterStatus {
+        let metrics = self.core.raft.metrics().borrow().clone();
+        let members: Vec<(u64, Member)> = metrics.membership_config.nodes().map(|(id, m)| (*id, m.clone())).collect();
+        let asks = members.into_iter().map(|(id, member)| {
+            let core = self.core.clone();
+            async move {
+                if id == core.id {
+                    return core.local_status();
+                }
+                match core.peers.status(id, &member.raft_addr, Duration::from_millis(800)).await {
+                    Ok(s) => NodeStatus {
+                        id,
+                        raft_addr: member.raft_addr,
+                        admin_addr: member.admin_addr,
+                        role: s.role,
+                        serving: s.serving,
+                        last_applied: s.last_applied,
+                        term: s.term,
+                        leader: s.leader,
+                        initialized: s.initialized,
+                    },
+                    Err(_) => NodeStatus {
+                        id,
+                        raft_addr: member.raft_addr,
+                        admin_addr: member.admin_addr,
+                        role: "unreachable".into(),
+                        serving: false,
+                        last_applied: 0,
+                        term: 0,
+                        leader: None,
+                        initialized: false,
+                    },
+                }
+            }
+        });
+        let nodes = futures_join_all(asks).await;
+        ClusterStatus { leader: metrics.current_leader, term: metrics.current_term, nodes }
+    }
+
+    pub fn seal_secret(&self, plaintext: &str) -> Result<SealedSecret> {
+        self.core.settings.data_key.seal(plaintext)
+    }
+
+    pub fn open_secret(&self, sealed: &SealedSecret) -> Result<String> {
+        self.core.settings.data_key.open(sealed)
+    }
+}
+
+/// Run futures concurrently and collect their outputs in order.
+async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        if let Ok(v) = h.await {
+            out.push(v);
+        }
+    }
+    out
+}
+
+// === impl NodeCore ===
+
+impl NodeCore {
+    pub(crate) fn local_status(&self) -> NodeStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let member = m
+            .membership_config
+            .membership()
+            .get_node(&self.id)
+            .cloned()
+            .unwrap_or_else(|| self.settings.member.clone());
+        NodeStatus {
+            id: self.id,
+            raft_addr: member.raft_addr,
+            admin_addr: member.admin_addr,
+            role: role_name(m.state).into(),
+            serving: *self.serving.borrow(),
+            last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
+            term: m.current_term,
+            leader: m.current_leader,
+            initialized: m.membership_config.membership().nodes().next().is_some(),
+        }
+    }
+
+    /// Leader side of a follower's lease renewal: confirm leadership with a quorum and
+    /// return the index the follower must have applied before it may serve.
+    pub(crate) async fn read_index_for(&self, asking: u64) -> Result<u64> {
+        let voters: BTreeSet<u64> = self.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+        if !voters.contains(&asking) {
+            return Err(Error::NotServing { reason: format!("node {asking} is not a voting member") });
+        }
+        let timeout = self.settings.timing.lease;
+        match tokio::time::timeout(timeout, self.raft.get_read_log_id()).await {
+            Ok(Ok((read_log_id, _applied))) => Ok(read_log_id.map(|l| l.index).unwrap_or(0)),
+            Ok(Err(e)) => Err(Error::NotServing { reason: e.to_string() }),
+            Err(_) => Err(Error::NoQuorum { deadline: timeout, detail: "leadership not confirmed".into() }),
+        }
+    }
+
+    /// Run a follower's request here, as the leader.
+    pub(crate) async fn handle_forwarded(&self, req: ForwardRequest) -> ForwardReply {
+        let deadline = self.settings.timing.write_deadline;
+        let result = match req {
+            ForwardRequest::Write(cmd) => match tokio::time::timeout(deadline, self.raft.client_write(cmd)).await {
+                Ok(Ok(resp)) => return ForwardReply::Written(resp.data),
+                Ok(Err(e)) => Err(e),
+                Err(_) => return ForwardReply::Failed(no_quorum(deadline, "leader could not commit").to_string()),
+            },
+            ForwardRequest::AddNode { id, member } => {
+                let added = tokio::time::timeout(deadline * 4, async {
+                    self.raft.add_learner(id, member, true).await?;
+                    self.raft.change_membership(ChangeMembers::AddVoterIds([id].into()), false).await
+                })
+                .await;
+                match added {
+                    Ok(Ok(_)) => return ForwardReply::Done,
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => return ForwardReply::Failed(no_quorum(deadline * 4, "membership change").to_string()),
+                }
+            }
+            ForwardRequest::RemoveNode { id } => {
+                let voters: BTreeSet<u64> =
+                    self.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+                let learners: BTreeSet<u64> =
+                    self.raft.metrics().borrow().membership_config.membership().learner_ids().collect();
+                if !voters.contains(&id) && !learners.contains(&id) {
+                    return ForwardReply::Failed(format!("node {id} is not a member of this cluster"));
+                }
+                let removal = tokio::time::timeout(deadline * 2, async {
+                    if voters.contains(&id) {
+                        self.raft.change_membership(ChangeMembers::RemoveVoters([id].into()), false).await?;
+                    }
+                    self.raft.change_membership(ChangeMembers::RemoveNodes([id].into()), false).await
+                })
+                .await;
+                match removal {
+                    Ok(Ok(_)) => return ForwardReply::Done,
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => return ForwardReply::Failed(no_quorum(deadline * 2, "membership change").to_string()),
+                }
+            }
+        };
+        match result {
+            Ok(()) => ForwardReply::Done,
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                ForwardReply::NotLeader { leader: f.leader_id, member: f.leader_node }
+            }
+            Err(e) => ForwardReply::Failed(e.to_string()),
+        }
+    }
+}
+
+pub(crate) fn no_quorum(deadline: Duration, detail: &str) -> Error {
+    Error::NoQuorum { deadline, detail: detail.to_string() }
+}
+
+/// Export Raft state as Prometheus gauges whenever it changes.
+fn spawn_metrics(core: Arc<NodeCore>, shutdown: CancellationToken) {
+    let mut rx = core.raft.metrics();
+    tokio::spawn(async move {
+        loop {
+            {
+                let m = rx.borrow_and_update();
+                metrics::gauge!("portcullis_raft_term").set(m.current_term as f64);
+                metrics::gauge!("portcullis_raft_last_applied")
+                    .set(m.last_applied.map(|l| l.index).unwrap_or(0) as f64);
+                for state in [ServerState::Leader, ServerState::Follower, ServerState::Candidate, ServerState::Learner]
+                {
+                    let value = if m.state == state { 1.0 } else { 0.0 };
+                    metrics::gauge!("portcullis_raft_role", "role" => role_name(state)).set(value);
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changed = rx.changed() => if changed.is_err() { return },
+            }
+        }
+    });
+}
+
+/// On the leader, prune closed sessions past the retention horizon once a minute.
+fn spawn_retention(core: Arc<NodeCore>, retention: Duration, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if core.raft.metrics().borrow().state != ServerState::Leader {
+                continue;
+            }
+            let horizon = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
+            let before = crate::model::now_millis().saturating_sub(horizon);
+            let cmd = Command::new(Op::PruneSessions { before });
+            if let Err(e) = crate::forward::write(&core, cmd).await {
+                tracing::warn!(error = %e, "retention pruning failed; will retry");
+            }
+        }
+    });
+}

@@ -1,0 +1,296 @@
+//! Harness for black-box tests: real `portcullis` processes on loopback.
+//!
+//! [`Cluster::start`] runs `portcullis dev --detach` in a temp dir and reads
+//! `cluster.json`; tests then drive the cluster with the real CLI, kill -9 and restart
+//! node processes, and read `/readyz`. Every process started is killed on drop.
+//! Waits are conditions with deadlines, never fixed sleeps.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Path of the `portcullis` binary, built once per test process if needed.
+pub fn portcullis_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("PORTCULLIS_BIN") {
+            return PathBuf::from(p);
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "portcullis", "--bin", "portcullis"])
+            .current_dir(&root)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p portcullis failed");
+        let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
+        target.join("debug").join("portcullis")
+    })
+    .clone()
+}
+
+/// Poll `cond` until it returns `Some`, or panic with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = cond() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A node as listed in cluster.json.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub id: u64,
+    pub admin: String,
+    pub ops: String,
+    pub raft: String,
+    pub config: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: BTreeMap<u64, NodeInfo>,
+    /// Live pids by node id (from cluster.json, then from restarts).
+    pids: BTreeMap<u64, u32>,
+    /// Node processes this harness started itself (restarts, extra nodes).
+    children: Vec<Child>,
+}
+
+impl Cluster {
+    /// A fresh `n`-node cluster, initialized, every node serving.
+    pub fn start(n: u64) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(portcullis_bin())
+            .args(["dev", "--detach", "--nodes", &n.to_string(), "--dir"])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let cluster_json = dir.path().join("cluster.json");
+        let mut cluster = Cluster { dir, nodes: BTreeMap::new(), pids: BTreeMap::new(), children: vec![] };
+        if cluster_json.exists() {
+            cluster.load_cluster_json();
+        }
+        assert!(
+            out.status.success(),
+            "portcullis dev failed: {}\n{}\nlogs:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            cluster.logs()
+        );
+        cluster
+    }
+
+    fn load_cluster_json(&mut self) {
+        let text = std::fs::read_to_string(self.dir.path().join("cluster.json")).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        for n in v["nodes"].as_array().unwrap() {
+            let id = n["id"].as_u64().unwrap();
+            if let Some(pid) = n["pid"].as_u64() {
+                self.pids.insert(id, pid as u32);
+            }
+            self.nodes.insert(
+                id,
+                NodeInfo {
+                    id,
+                    admin: n["admin"].as_str().unwrap().to_string(),
+                    ops: n["ops"].as_str().unwrap().to_string(),
+                    raft: n["raft"].as_str().unwrap().to_string(),
+                    config: PathBuf::from(n["config"].as_str().unwrap()),
+                    data_dir: PathBuf::from(n["data_dir"].as_str().unwrap()),
+                },
+            );
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// Run the CLI against node `id`'s admin endpoint.
+    pub fn cli(&self, id: u64, args: &[&str]) -> Output {
+        Command::new(portcullis_bin())
+            .args(args)
+            .env("PORTCULLIS_ENDPOINT", &self.nodes[&id].admin)
+            .env("PORTCULLIS_CA", self.ca())
+            .env_remove("PORTCULLIS_TOKEN")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Run the CLI and return stdout, panicking with stderr on failure.
+    pub fn cli_ok(&self, id: u64, args: &[&str]) -> String {
+        let out = self.cli(id, args);
+        assert!(
+            out.status.success(),
+            "portcullis {args:?} via node {id} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `cluster status --json` as seen from node `id`.
+    pub fn status(&self, id: u64) -> Option<Value> {
+        let out = self.cli(id, &["cluster", "status", "--json"]);
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// The leader id, as agreed by node `via`, once known.
+    pub fn leader(&self, via: u64) -> Option<u64> {
+        self.status(via)?["leader"].as_u64()
+    }
+
+    /// HTTP status of GET `/readyz` on node `id` (None if it does not answer).
+    pub fn readyz(&self, id: u64) -> Option<u16> {
+        http_status(&self.nodes[&id].ops, "/readyz")
+    }
+
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.pids.get(&id).copied()
+    }
+
+    /// kill -9 node `id` and wait until its process is gone.
+    pub fn kill9(&mut self, id: u64) {
+        let pid = self.pids.remove(&id).unwrap_or_else(|| panic!("node {id} is not running"));
+        signal(pid, "KILL");
+        wait_for(&format!("node {id} (pid {pid}) to exit"), Duration::from_secs(10), || {
+            (!process_alive(pid)).then_some(())
+        });
+        for child in &mut self.children {
+            if child.id() == pid {
+                let _ = child.wait();
+            }
+        }
+    }
+
+    pub fn signal(&self, id: u64, sig: &str) {
+        signal(self.pids[&id], sig);
+    }
+
+    /// Start node `id` again from its config, as an operator would.
+    pub fn restart(&mut self, id: u64) {
+        let config = self.nodes[&id].config.clone();
+        self.spawn_node(id, &config);
+    }
+
+    /// Start a node process from `config` and track it as node `id`.
+    pub fn spawn_node(&mut self, id: u64, config: &Path) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("node{id}.log")))
+            .unwrap();
+        let child = Command::new(portcullis_bin())
+            .args(["run", "--config"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.pids.insert(id, child.id());
+        self.children.push(child);
+    }
+
+    /// Register an extra node (not from cluster.json).
+    pub fn add_node_info(&mut self, info: NodeInfo) {
+        self.nodes.insert(info.id, info);
+    }
+
+    /// Wait until every listed node reports serving, with one agreed leader.
+    pub fn wait_all_serving(&self, ids: &[u64], timeout: Duration) -> u64 {
+        wait_for(&format!("nodes {ids:?} all serving"), timeout, || {
+            let via = *ids.first()?;
+            let s = self.status(via)?;
+            let leader = s["leader"].as_u64()?;
+            let nodes = s["nodes"].as_array()?;
+            let all = ids
+                .iter()
+                .all(|id| nodes.iter().any(|n| n["id"].as_u64() == Some(*id) && n["serving"].as_bool() == Some(true)));
+            all.then_some(leader)
+        })
+    }
+
+    /// Concatenated node logs, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if name.ends_with(".log") {
+                    let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                    out.push_str(&format!("--- {name} (last lines)\n"));
+                    for l in tail.into_iter().rev() {
+                        out.push_str(l);
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for pid in self.pids.values() {
+            signal(*pid, "KILL");
+        }
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+pub fn process_alive(pid: u32) -> bool {
+    // A zombie still has /proc/<pid>; check its state.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.split_whitespace().nth(2).is_none_or(|s| s != "Z"),
+        Err(_) => false,
+    }
+}
+
+/// Status code of a plain HTTP GET (ops port), or None if nothing answers.
+pub fn http_status(base: &str, path: &str) -> Option<u16> {
+    let addr = base.trim_start_matches("http://");
+    let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    buf.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A free loopback port (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

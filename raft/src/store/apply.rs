@@ -106,8 +106,12 @@ fn apply_op(tx: &mut Overlay<'_>, op: Op, changes: &mut Changes) -> Result<Respo
             }
             Ok(Response::Approval { approval })
         }
-        Op::OpenSession { session } => {
+        Op::OpenSession { mut session } => {
             let key = keys::named(keys::SESSION, &session.id);
+            // Counters and status belong to the state machine, not to the submitter.
+            session.events = 0;
+            session.status = SessionStatus::Open;
+            session.ended_at = None;
             if tx.get_raw(&key)?.is_some() {
                 return Ok(Response::Done);
             }
@@ -220,7 +224,7 @@ fn append_events(tx: &mut Overlay<'_>, events: Vec<Event>) -> Result<Response> {
 
 fn prune(tx: &mut Overlay<'_>, before: Millis) -> Result<Response> {
     let mut doomed = Vec::new();
-    for key in tx.committed_keys(keys::BY_TIME) {
+    for key in tx.keys(keys::BY_TIME) {
         let key = key?;
         let Some((started, id)) = keys::session_from_index(&key, keys::BY_TIME.len()) else {
             continue;
@@ -228,16 +232,17 @@ fn prune(tx: &mut Overlay<'_>, before: Millis) -> Result<Response> {
         if started >= before {
             break;
         }
-        if let Some(session) = tx.get::<Session>(&keys::named(keys::SESSION, &id))? {
-            if session.status != SessionStatus::Open && session.ended_at.is_some_and(|end| end < before) {
-                doomed.push(session);
-            }
+        if let Some(session) = tx.get::<Session>(&keys::named(keys::SESSION, &id))?
+            && session.status != SessionStatus::Open
+            && session.ended_at.is_some_and(|end| end < before)
+        {
+            doomed.push(session);
         }
     }
     let mut event_keys = Vec::new();
     for session in &doomed {
-        for key in tx.committed_keys(&keys::event_prefix(&session.id)) {
-            event_keys.push(key?.to_vec());
+        for key in tx.keys(&keys::event_prefix(&session.id)) {
+            event_keys.push(key?);
         }
     }
     for key in event_keys {
@@ -251,12 +256,12 @@ fn prune(tx: &mut Overlay<'_>, before: Millis) -> Result<Response> {
     }
     // Remembered request ids older than the horizon can no longer be retried.
     let mut old_requests = Vec::new();
-    for key in tx.committed_keys(keys::REQUEST) {
+    for key in tx.keys(keys::REQUEST) {
         let key = key?;
-        if let Some(r) = tx.get::<Remembered>(&key)? {
-            if r.at < before {
-                old_requests.push(key.to_vec());
-            }
+        if let Some(r) = tx.get::<Remembered>(&key)?
+            && r.at < before
+        {
+            old_requests.push(key);
         }
     }
     for key in old_requests {
@@ -264,3 +269,6 @@ fn prune(tx: &mut Overlay<'_>, before: Millis) -> Result<Response> {
     }
     Ok(Response::Pruned { sessions: u64::try_from(doomed.len()).unwrap_or(u64::MAX) })
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,9 @@
 //! changed, together with the last-applied marker, as one atomic `sled::Batch`. A crash
 //! therefore leaves the tree at an entry boundary, and openraft re-applies from there.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -50,9 +52,36 @@ impl<'a> Overlay<'a> {
         self.writes.insert(key, None);
     }
 
-    /// Committed keys (not this batch's writes) under `prefix` in order, up to `limit`.
-    pub fn committed_keys(&self, prefix: &[u8]) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
-        self.tree.scan_prefix(prefix).keys().map(|k| k.map_err(storage_err))
+    /// Keys under `prefix` in order, as this batch sees them: committed keys merged with
+    /// this batch's writes (removals hidden). Apply batch boundaries differ between nodes,
+    /// so a scan must not depend on whether an earlier entry is committed yet.
+    pub fn keys(&self, prefix: &[u8]) -> impl Iterator<Item = Result<Vec<u8>>> + '_ {
+        let owned = prefix.to_vec();
+        let mut committed = self.tree.scan_prefix(prefix).keys().peekable();
+        let mut pending = self
+            .writes
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(move |(k, _)| k.starts_with(&owned))
+            .peekable();
+        std::iter::from_fn(move || {
+            loop {
+                let order = match (committed.peek(), pending.peek()) {
+                    (None, None) => return None,
+                    (Some(Err(_)), _) | (Some(Ok(_)), None) => Ordering::Less,
+                    (None, Some(_)) => Ordering::Greater,
+                    (Some(Ok(c)), Some((p, _))) => c.as_ref().cmp(p.as_slice()),
+                };
+                if order == Ordering::Less {
+                    return committed.next().map(|k| k.map(|k| k.to_vec()).map_err(storage_err));
+                }
+                if order == Ordering::Equal {
+                    committed.next();
+                }
+                if let Some((k, Some(_))) = pending.next() {
+                    return Some(Ok(k.clone()));
+                }
+            }
+        })
     }
 
     pub fn into_batch(self) -> sled::Batch {

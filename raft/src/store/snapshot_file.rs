@@ -56,10 +56,7 @@ pub fn load_into(path: &Path, tree: &sled::Tree) -> Result<u64> {
     let mut count: u64 = 0;
     let mut batch = sled::Batch::default();
     let mut in_batch = 0usize;
-    loop {
-        let Some(key) = read_chunk(&mut input).map_err(|e| corrupt(format!("record {count}: {e}")))? else {
-            break;
-        };
+    while let Some(key) = read_chunk(&mut input).map_err(|e| corrupt(format!("record {count}: {e}")))? {
         let value = read_chunk(&mut input)
             .map_err(|e| corrupt(format!("record {count}: {e}")))?
             .ok_or_else(|| corrupt(format!("record {count} has a key but no value")))?;
@@ -95,3 +92,6 @@ fn read_chunk(input: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
     }
     Ok(Some(buf))
 }
+
+#[cfg(test)]
+mod tests;

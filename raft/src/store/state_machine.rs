@@ -9,9 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{
-    Entry, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError, StoredMembership,
-};
+use openraft::{Entry, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError, StoredMembership};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncSeekExt;
 
@@ -22,6 +20,9 @@ use super::{keys, read_err, snapshot_file, write_err};
 use crate::command::Response;
 use crate::notify::Notifier;
 use crate::{Member, TypeConfig};
+
+/// Last applied log id and membership, as openraft asks for them.
+type AppliedState = (Option<LogId<u64>>, StoredMembership<u64, Member>);
 
 pub(crate) const SM_TREE_POINTER: &[u8] = b"sm_tree";
 const CURRENT: &str = "current.json";
@@ -74,7 +75,7 @@ impl Shared {
         }
     }
 
-    pub(crate) fn applied_state(&self) -> Result<(Option<LogId<u64>>, StoredMembership<u64, Member>), StorageError<u64>> {
+    pub(crate) fn applied_state(&self) -> Result<AppliedState, StorageError<u64>> {
         let tree = self.tree();
         let last_applied = match tree.get(keys::LAST_APPLIED).map_err(read_err)? {
             Some(b) => serde_json::from_slice(&b).map_err(read_err)?,
@@ -148,7 +149,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 }
 
 /// Point `current.json` at `file_name` and delete older snapshot files.
-async fn set_current(shared: &Shared, meta: &SnapshotMeta<u64, Member>, file_name: &str) -> Result<(), StorageError<u64>> {
+async fn set_current(
+    shared: &Shared,
+    meta: &SnapshotMeta<u64, Member>,
+    file_name: &str,
+) -> Result<(), StorageError<u64>> {
     let current = CurrentSnapshot { meta: meta.clone(), file: file_name.to_string() };
     let bytes = serde_json::to_vec(&current).map_err(write_err)?;
     let tmp = shared.snapshot_dir.join("current.json.tmp");
@@ -169,9 +174,7 @@ async fn set_current(shared: &Shared, meta: &SnapshotMeta<u64, Member>, file_nam
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, Member>), StorageError<u64>> {
+    async fn applied_state(&mut self) -> Result<AppliedState, StorageError<u64>> {
         self.shared.applied_state()
     }
 
@@ -260,10 +263,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let tree = shared.db.open_tree(&tree_name).map_err(write_err)?;
         let load_tree = tree.clone();
         let load_path = path.clone();
-        tokio::task::spawn_blocking(move || snapshot_file::load_into(&load_path, &load_tree))
-            .await
-            .map_err(write_err)?
-            .map_err(write_err)?;
+        let loaded = tokio::task::spawn_blocking(move || snapshot_file::load_into(&load_path, &load_tree)).await;
+        if !matches!(loaded, Ok(Ok(_))) {
+            // A corrupt snapshot leaves the live state alone; reclaim the partial tree.
+            let _ = shared.db.drop_tree(tree.name());
+        }
+        loaded.map_err(write_err)?.map_err(write_err)?;
         let mut markers = sled::Batch::default();
         markers.insert(keys::LAST_APPLIED, serde_json::to_vec(&meta.last_log_id).map_err(write_err)?);
         markers.insert(keys::LAST_MEMBERSHIP, serde_json::to_vec(&meta.last_membership).map_err(write_err)?);

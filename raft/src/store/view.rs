@@ -159,3 +159,6 @@ impl StateView {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,266 @@
+//! The admin gRPC service on top of one node.
+//!
+//! Every call first authenticates its caller. Writes become one replicated
+//! [`Op`] through [`ClusterNode::write`], which forwards to the leader and gives up at
+//! its deadline; a command the state machine refuses comes back as `FailedPrecondition`
+//! (or `NotFound`) with the refusal's reason. Reads are served from this node's local
+//! view and may lag the leader by replication delay.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use portcullis_raft::Member;
+use portcullis_raft::command::{Op, Response as OpResponse};
+use portcullis_raft::model::{Policy, Session, now_millis};
+use portcullis_raft::node::{ClusterNode, NodeStatus};
+use portcullis_raft::store::StateView;
+use tonic::codegen::tokio_stream::{self, Stream};
+use tonic::{Request, Response, Status};
+
+use crate::auth::{Authenticator, Caller};
+use crate::convert::{self, validate_name};
+use crate::error::{rejected, status_from_raft};
+use crate::proto::{self, admin_server::Admin};
+
+/// Serves `portcullis.admin.v1.Admin` for one node.
+#[derive(Clone)]
+pub struct AdminService {
+    /// The local node: replicated writes, local reads, membership.
+    node: ClusterNode,
+    /// Decides who the caller is; votes on approvals are recorded under that identity.
+    auth: Arc<dyn Authenticator>,
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+// === impl AdminService ===
+
+impl AdminService {
+    pub fn new(node: ClusterNode, auth: Arc<dyn Authenticator>) -> Self {
+        AdminService { node, auth }
+    }
+
+    fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+        self.auth.authenticate(req.metadata())
+    }
+
+    fn view(&self) -> &StateView {
+        self.node.view()
+    }
+
+    /// One replicated write; a refusal by the state machine becomes an error status.
+    async fn write(&self, op: Op) -> Result<OpResponse, Status> {
+        let response = self.node.write(op).await.map_err(|e| status_from_raft(&e))?;
+        match response.rejection() {
+            Some(reason) => Err(rejected(reason)),
+            None => Ok(response),
+        }
+    }
+
+    async fn decide(&self, req: Request<proto::DecideRequest>, approve: bool) -> Reply<proto::DecideReply> {
+        let caller = self.caller(&req)?;
+        let req = req.into_inner();
+        if req.id.is_empty() {
+            return Err(Status::invalid_argument("approval id is empty"));
+        }
+        let op = Op::DecideApproval {
+            id: req.id,
+            approver: caller.subject,
+            approver_groups: caller.groups,
+            approve,
+            reason: req.reason,
+            at: now_millis(),
+        };
+        match self.write(op).await? {
+            OpResponse::Approval { approval } => {
+                Ok(Response::new(proto::DecideReply { approval: Some(convert::approval_to_proto(&approval)) }))
+            }
+            other => Err(Status::internal(format!("unexpected result of an approval decision: {other:?}"))),
+        }
+    }
+}
+
+/// A session with all its events.
+fn session_record(view: &StateView, session: &Session) -> Result<proto::SessionRecord, Status> {
+    let events = view.events(&session.id).map_err(|e| status_from_raft(&e))?;
+    Ok(proto::SessionRecord {
+        session: Some(convert::session_to_proto(session)),
+        events: events.iter().map(convert::event_to_proto).collect(),
+    })
+}
+
+fn node_status_to_proto(n: NodeStatus) -> proto::NodeStatus {
+    proto::NodeStatus {
+        id: n.id,
+        raft_addr: n.raft_addr,
+        admin_addr: n.admin_addr,
+        role: n.role,
+        serving: n.serving,
+        last_applied: n.last_applied,
+        term: n.term,
+        leader: n.leader,
+        initialized: n.initialized,
+    }
+}
+
+fn member_from_parts(id: u64, raft_addr: String, admin_addr: String) -> Result<Member, Status> {
+    if id == 0 {
+        return Err(Status::invalid_argument("node id must be greater than 0"));
+    }
+    if raft_addr.trim().is_empty() {
+        return Err(Status::invalid_argument(format!("node {id}: raft address is empty")));
+    }
+    Ok(Member { raft_addr, admin_addr })
+}
+
+// === impl Admin ===
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn cluster_status(&self, req: Request<proto::ClusterStatusRequest>) -> Reply<proto::ClusterStatusReply> {
+        self.caller(&req)?;
+        let status = self.node.cluster_status().await;
+        Ok(Response::new(proto::ClusterStatusReply {
+            leader: status.leader,
+            term: status.term,
+            nodes: status.nodes.into_iter().map(node_status_to_proto).collect(),
+        }))
+    }
+
+    async fn init(&self, req: Request<proto::InitRequest>) -> Reply<proto::InitReply> {
+        self.caller(&req)?;
+        let mut members = BTreeMap::new();
+        for m in req.into_inner().members {
+            let member = member_from_parts(m.id, m.raft_addr, m.admin_addr)?;
+            if members.insert(m.id, member).is_some() {
+                return Err(Status::invalid_argument(format!("node {} is listed twice", m.id)));
+            }
+        }
+        self.node.initialize(members).await.map_err(|e| status_from_raft(&e))?;
+        Ok(Response::new(proto::InitReply {}))
+    }
+
+    async fn add_node(&self, req: Request<proto::AddNodeRequest>) -> Reply<proto::AddNodeReply> {
+        self.caller(&req)?;
+        let req = req.into_inner();
+        let member = member_from_parts(req.id, req.raft_addr, req.admin_addr)?;
+        self.node.add_node(req.id, member).await.map_err(|e| status_from_raft(&e))?;
+        Ok(Response::new(proto::AddNodeReply {}))
+    }
+
+    async fn remove_node(&self, req: Request<proto::RemoveNodeRequest>) -> Reply<proto::RemoveNodeReply> {
+        self.caller(&req)?;
+        self.node.remove_node(req.into_inner().id).await.map_err(|e| status_from_raft(&e))?;
+        Ok(Response::new(proto::RemoveNodeReply {}))
+    }
+
+    async fn put_resource(&self, req: Request<proto::PutResourceRequest>) -> Reply<proto::PutResourceReply> {
+        self.caller(&req)?;
+        let mut req = req.into_inner();
+        validate_name("resource", &req.name)?;
+        // Seal before anything is replicated; the plaintext goes no further than here.
+        let secret = match req.secret.take() {
+            Some(plain) => Some(self.node.seal_secret(&plain).map_err(|e| status_from_raft(&e))?),
+            // No secret given: keep the stored one, so re-applying a file without the
+            // password does not wipe it.
+            None => self.view().resource(&req.name).map_err(|e| status_from_raft(&e))?.and_then(|r| r.secret),
+        };
+        let resource = convert::resource_from_put(req, secret, now_millis())?;
+        self.write(Op::PutResource { resource }).await?;
+        Ok(Response::new(proto::PutResourceReply {}))
+    }
+
+    async fn list_resources(&self, req: Request<proto::ListResourcesRequest>) -> Reply<proto::ListResourcesReply> {
+        self.caller(&req)?;
+        let resources = self.view().resources().map_err(|e| status_from_raft(&e))?;
+        Ok(Response::new(proto::ListResourcesReply {
+            resources: resources.iter().map(convert::resource_to_proto).collect(),
+        }))
+    }
+
+    async fn delete_resource(&self, req: Request<proto::DeleteResourceRequest>) -> Reply<proto::DeleteResourceReply> {
+        self.caller(&req)?;
+        let name = req.into_inner().name;
+        validate_name("resource", &name)?;
+        self.write(Op::DeleteResource { name }).await?;
+        Ok(Response::new(proto::DeleteResourceReply {}))
+    }
+
+    async fn put_policy(&self, req: Request<proto::PutPolicyRequest>) -> Reply<proto::PutPolicyReply> {
+        let caller = self.caller(&req)?;
+        let req = req.into_inner();
+        validate_name("policy", &req.name)?;
+        if req.source.trim().is_empty() {
+            return Err(Status::invalid_argument(format!("policy {}: source is empty", req.name)));
+        }
+        let policy =
+            Policy { name: req.name, source: req.source, updated_at: now_millis(), updated_by: caller.subject };
+        self.write(Op::PutPolicy { policy }).await?;
+        Ok(Response::new(proto::PutPolicyReply {}))
+    }
+
+    async fn list_policies(&self, req: Request<proto::ListPoliciesRequest>) -> Reply<proto::ListPoliciesReply> {
+        self.caller(&req)?;
+        let policies = self.view().policies().map_err(|e| status_from_raft(&e))?;
+        Ok(Response::new(proto::ListPoliciesReply {
+            policies: policies.iter().map(convert::policy_to_proto).collect(),
+        }))
+    }
+
+    async fn delete_policy(&self, req: Request<proto::DeletePolicyRequest>) -> Reply<proto::DeletePolicyReply> {
+        self.caller(&req)?;
+        let name = req.into_inner().name;
+        validate_name("policy", &name)?;
+        self.write(Op::DeletePolicy { name }).await?;
+        Ok(Response::new(proto::DeletePolicyReply {}))
+    }
+
+    async fn list_approvals(&self, req: Request<proto::ListApprovalsRequest>) -> Reply<proto::ListApprovalsReply> {
+        self.caller(&req)?;
+        let approvals = self.view().approvals(req.into_inner().pending_only).map_err(|e| status_from_raft(&e))?;
+        Ok(Response::new(proto::ListApprovalsReply {
+            approvals: approvals.iter().map(convert::approval_to_proto).collect(),
+        }))
+    }
+
+    async fn approve(&self, req: Request<proto::DecideRequest>) -> Reply<proto::DecideReply> {
+        self.decide(req, true).await
+    }
+
+    async fn deny(&self, req: Request<proto::DecideRequest>) -> Reply<proto::DecideReply> {
+        self.decide(req, false).await
+    }
+
+    async fn list_sessions(&self, req: Request<proto::SessionFilter>) -> Reply<proto::ListSessionsReply> {
+        self.caller(&req)?;
+        let filter = convert::session_filter_from_proto(req.get_ref());
+        let sessions = self.view().sessions(&filter).map_err(|e| status_from_raft(&e))?;
+        Ok(Response::new(proto::ListSessionsReply {
+            sessions: sessions.iter().map(convert::session_to_proto).collect(),
+        }))
+    }
+
+    async fn show_session(&self, req: Request<proto::ShowSessionRequest>) -> Reply<proto::SessionRecord> {
+        self.caller(&req)?;
+        let id = req.into_inner().id;
+        let session = self
+            .view()
+            .session(&id)
+            .map_err(|e| status_from_raft(&e))?
+            .ok_or_else(|| Status::not_found(format!("no session {id}")))?;
+        Ok(Response::new(session_record(self.view(), &session)?))
+    }
+
+    type ExportSessionsStream = Pin<Box<dyn Stream<Item = Result<proto::SessionRecord, Status>> + Send + 'static>>;
+
+    async fn export_sessions(&self, req: Request<proto::SessionFilter>) -> Reply<Self::ExportSessionsStream> {
+        self.caller(&req)?;
+        let filter = convert::session_filter_from_proto(req.get_ref());
+        let view = self.view().clone();
+        let sessions = view.sessions(&filter).map_err(|e| status_from_raft(&e))?;
+        // Events are read lazily, one session per item, as the client pulls.
+        let records = sessions.into_iter().map(move |s| session_record(&view, &s));
+        Ok(Response::new(Box::pin(tokio_stream::iter(records))))
+    }
+}

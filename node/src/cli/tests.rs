@@ -1,0 +1,171 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use portcullis_api::{ApiError, proto};
+
+use super::CliError;
+use super::cluster::status_json;
+use super::files::{parse_resources, policy_name};
+use super::output::{cell, table};
+use super::time::{format_ms, parse_since};
+
+// === files ===
+
+#[test]
+fn single_yaml_resource_parses_with_defaults() {
+    let text = "name: orders\nprotocol: postgres\naddress: 10.0.0.5:5432\npassword: s3cret\noptions:\n  dbname: orders\n  port: 5432\n  tls: true\n";
+    let resources = parse_resources(text).unwrap();
+    assert_eq!(resources.len(), 1);
+    let r = &resources[0];
+    assert_eq!(r.name, "orders");
+    assert_eq!(r.protocol(), proto::Protocol::Postgres);
+    assert_eq!(r.audit(), proto::AuditMode::Strict);
+    assert_eq!(r.secret.as_deref(), Some("s3cret"));
+    assert_eq!(r.username, None);
+    assert_eq!(r.options["port"], "5432");
+    assert_eq!(r.options["tls"], "true");
+}
+
+#[test]
+fn resource_list_parses_from_json_in_order() {
+    let text = r#"{"resources": [
+        {"name": "a", "protocol": "ssh", "address": "h:22", "username": "ops", "secret": "k", "audit": "fast"},
+        {"name": "b", "protocol": "http", "address": "https://svc"}
+    ]}"#;
+    let resources = parse_resources(text).unwrap();
+    let names: Vec<&str> = resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(resources[0].audit(), proto::AuditMode::Fast);
+    assert_eq!(resources[0].secret.as_deref(), Some("k"));
+    assert_eq!(resources[1].protocol(), proto::Protocol::Http);
+}
+
+#[test]
+fn unknown_protocol_names_the_resource_and_the_choices() {
+    let err = parse_resources("name: x\nprotocol: mysql\naddress: h:1\n").unwrap_err();
+    assert!(err.contains("resource x") && err.contains("postgres, ssh or http"), "{err}");
+}
+
+#[test]
+fn misspelled_field_is_refused() {
+    let err = parse_resources("name: x\nprotocol: ssh\nadress: h:22\n").unwrap_err();
+    assert!(err.contains("adress"), "{err}");
+}
+
+#[test]
+fn missing_field_in_list_names_its_position() {
+    let err = parse_resources(
+        "resources:\n  - name: a\n    protocol: ssh\n    address: h:22\n  - name: b\n    protocol: ssh\n",
+    )
+    .unwrap_err();
+    assert!(err.contains("resources[1]") && err.contains("address"), "{err}");
+}
+
+#[test]
+fn duplicate_and_empty_resource_lists_are_refused() {
+    let dup =
+        "resources:\n  - {name: a, protocol: ssh, address: 'h:22'}\n  - {name: a, protocol: ssh, address: 'h:23'}\n";
+    assert!(parse_resources(dup).unwrap_err().contains("twice"));
+    assert!(parse_resources("resources: []\n").is_err());
+    assert!(parse_resources("- 1\n- 2\n").is_err());
+}
+
+#[test]
+fn policy_name_comes_from_top_level_name() {
+    assert_eq!(policy_name("name: read-only\nrules:\n  - allow: select\n").unwrap(), "read-only");
+    assert_eq!(policy_name(r#"{"name": "j", "rules": []}"#).unwrap(), "j");
+    assert!(policy_name("rules: []\n").unwrap_err().contains("name"));
+    assert!(policy_name("name: [1]\n").unwrap_err().contains("string"));
+    assert!(policy_name("name: a\n  bad: : indent\n").unwrap_err().contains("YAML"));
+}
+
+// === time ===
+
+#[test]
+fn since_accepts_ages_relative_to_now() {
+    let now = 10_000_000;
+    assert_eq!(parse_since("1h", now).unwrap(), now - 3_600_000);
+    assert_eq!(parse_since("30m ago", now).unwrap(), now - 1_800_000);
+    assert_eq!(parse_since("7d", 1).unwrap(), 0);
+}
+
+#[test]
+fn since_accepts_rfc3339() {
+    assert_eq!(parse_since("1970-01-01T00:00:10Z", 0).unwrap(), 10_000);
+    assert_eq!(parse_since("2024-05-01T12:00:00Z", 0).unwrap(), 1_714_564_800_000);
+}
+
+#[test]
+fn bad_since_is_a_usage_error() {
+    let err = parse_since("yesterday", 0).unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("1h"), "{err}");
+}
+
+#[test]
+fn times_format_as_utc_seconds() {
+    assert_eq!(format_ms(1_714_564_800_123), "2024-05-01T12:00:00Z");
+    assert_eq!(format_ms(0), "-");
+}
+
+// === output ===
+
+#[test]
+fn table_aligns_columns_without_trailing_spaces() {
+    let rows = vec![vec!["1".to_string(), "leader".to_string()], vec!["22".to_string(), "-".to_string()]];
+    assert_eq!(table(&["ID", "ROLE"], &rows), "ID  ROLE\n1   leader\n22  -\n");
+}
+
+#[test]
+fn cells_are_flattened_and_cut() {
+    assert_eq!(cell("select 1\nfrom t", 100), "select 1 from t");
+    assert_eq!(cell("abcdef", 4), "abc…");
+}
+
+#[test]
+fn status_json_has_the_documented_shape() {
+    let status = proto::ClusterStatusReply {
+        leader: None,
+        term: 3,
+        nodes: vec![proto::NodeStatus {
+            id: 2,
+            raft_addr: "127.0.0.1:7002".into(),
+            admin_addr: "127.0.0.1:7102".into(),
+            role: "unreachable".into(),
+            ..Default::default()
+        }],
+    };
+    assert_eq!(
+        status_json(&status),
+        serde_json::json!({
+            "leader": null,
+            "term": 3,
+            "nodes": [{"id": 2, "addr": "127.0.0.1:7002", "admin": "127.0.0.1:7102", "role": "unreachable",
+                       "serving": false, "last_applied": 0}],
+        })
+    );
+}
+
+// === errors ===
+
+#[test]
+fn usage_errors_exit_2_and_refusals_exit_1() {
+    assert_eq!(CliError::NoEndpoint.exit_code(), 2);
+    assert_eq!(CliError::NoEndpoint.to_string(), "no endpoint: pass --endpoint or set PORTCULLIS_ENDPOINT");
+    let refused = CliError::from(ApiError::Status {
+        code: tonic::Code::FailedPrecondition,
+        message: "alice requested a1 and may not decide their own request".into(),
+    });
+    assert_eq!(refused.exit_code(), 1);
+    assert_eq!(refused.to_string(), "alice requested a1 and may not decide their own request");
+    let unreachable = CliError::from(ApiError::Connect {
+        endpoint: "https://127.0.0.1:7101".into(),
+        detail: "connection refused (is the node running?)".into(),
+    });
+    assert_eq!(unreachable.exit_code(), 1);
+}
+
+#[test]
+fn unauthenticated_errors_say_how_to_pass_a_token() {
+    let err = CliError::from(ApiError::Status { code: tonic::Code::Unauthenticated, message: "token expired".into() });
+    assert_eq!(err.to_string(), "not authenticated: token expired (pass --token or set PORTCULLIS_TOKEN)");
+}

@@ -1,0 +1,196 @@
+//! Node configuration: one TOML file per node, every key overridable by environment.
+//!
+//! An environment variable `PORTCULLIS_<KEY>` overrides a top-level key and
+//! `PORTCULLIS_<SECTION>__<KEY>` a key in a section, e.g. `PORTCULLIS_RAFT__LEASE_MS=500`
+//! or `PORTCULLIS_LISTEN__OPS=127.0.0.1:9000`. Lists (`peers`) take a TOML array.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use portcullis_raft::Member;
+use portcullis_raft::network::tls::TlsPaths;
+use portcullis_raft::node::Timing;
+use serde::{Deserialize, Serialize};
+
+use crate::error::NodeError;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id, unique in the cluster, from 1.
+    pub id: u64,
+    /// Where the node keeps its database and snapshots.
+    pub data_dir: PathBuf,
+    /// File with the cluster data key (32 bytes, base64); the same on every node.
+    pub key_file: PathBuf,
+    pub listen: Listen,
+    /// Addresses other nodes and clients use to reach this node; defaults to `listen`.
+    #[serde(default)]
+    pub advertise: Advertise,
+    pub tls: TlsPaths,
+    /// The initial voters, used by `cluster init`. Include this node.
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+    #[serde(default)]
+    pub raft: RaftTuning,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// Node-to-node gRPC (mutual TLS).
+    pub raft: String,
+    /// Admin gRPC API (TLS).
+    pub admin: String,
+    /// /healthz, /readyz, /metrics (plain HTTP; keep it on a private interface).
+    pub ops: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Advertise {
+    #[serde(default)]
+    pub raft: String,
+    #[serde(default)]
+    pub admin: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    pub id: u64,
+    pub raft: String,
+    pub admin: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftTuning {
+    pub lease_ms: u64,
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    pub write_deadline_ms: u64,
+    pub snapshot_after_entries: u64,
+    /// Closed sessions older than this many days are pruned; 0 keeps them forever.
+    pub retention_days: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        let t = Timing::default();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        RaftTuning {
+            lease_ms: ms(t.lease),
+            heartbeat_ms: ms(t.heartbeat),
+            election_min_ms: ms(t.election_min),
+            election_max_ms: ms(t.election_max),
+            write_deadline_ms: ms(t.write_deadline),
+            snapshot_after_entries: 5000,
+            retention_days: 0,
+        }
+    }
+}
+
+impl RaftTuning {
+    pub fn timing(&self) -> Timing {
+        Timing {
+            heartbeat: Duration::from_millis(self.heartbeat_ms),
+            election_min: Duration::from_millis(self.election_min_ms),
+            election_max: Duration::from_millis(self.election_max_ms),
+            lease: Duration::from_millis(self.lease_ms),
+            write_deadline: Duration::from_millis(self.write_deadline_ms),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Read `path`, apply environment overrides from `env`, and check the result.
+    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, NodeError> {
+        let err = |detail: String| NodeError::Config { path: path.to_path_buf(), detail };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        Self::parse(&text, env).map_err(err)
+    }
+
+    pub fn parse(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, String> {
+        let parsed: NodeConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        // Round-trip through a value holding every key (defaults included), so each key
+        // can be overridden, then decode again so overrides are type-checked.
+        let mut value = toml::Value::try_from(&parsed).map_err(|e| e.to_string())?;
+        let env: BTreeMap<String, String> = env.into_iter().filter(|(k, _)| k.starts_with("PORTCULLIS_")).collect();
+        apply_env(&mut value, "PORTCULLIS", &env)?;
+        let config: NodeConfig = value.try_into().map_err(|e: toml::de::Error| e.to_string())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.id == 0 {
+            return Err("id: must be 1 or more (0 is reserved)".into());
+        }
+        if !self.peers.is_empty() && !self.peers.iter().any(|p| p.id == self.id) {
+            let ids: Vec<u64> = self.peers.iter().map(|p| p.id).collect();
+            return Err(format!("peers: node id {} is not among the peers {ids:?}", self.id));
+        }
+        let r = &self.raft;
+        if r.lease_ms == 0 || r.lease_ms >= r.election_min_ms {
+            return Err(format!(
+                "raft.lease_ms ({}) must be above 0 and below raft.election_min_ms ({})",
+                r.lease_ms, r.election_min_ms
+            ));
+        }
+        if r.election_min_ms >= r.election_max_ms || r.heartbeat_ms >= r.election_min_ms {
+            return Err("raft: need heartbeat_ms < election_min_ms < election_max_ms".into());
+        }
+        Ok(())
+    }
+
+    pub fn member(&self) -> Member {
+        let pick = |adv: &str, listen: &str| if adv.is_empty() { listen.to_string() } else { adv.to_string() };
+        Member {
+            raft_addr: pick(&self.advertise.raft, &self.listen.raft),
+            admin_addr: pick(&self.advertise.admin, &self.listen.admin),
+        }
+    }
+
+    pub fn peer_members(&self) -> BTreeMap<u64, Member> {
+        self.peers.iter().map(|p| (p.id, Member { raft_addr: p.raft.clone(), admin_addr: p.admin.clone() })).collect()
+    }
+}
+
+/// Override leaves of `value` from `PREFIX_<PATH>` variables (`__` between levels).
+fn apply_env(value: &mut toml::Value, prefix: &str, env: &BTreeMap<String, String>) -> Result<(), String> {
+    let toml::Value::Table(table) = value else { return Ok(()) };
+    for (key, slot) in table.iter_mut() {
+        let name = format!("{prefix}{}{}", if prefix == "PORTCULLIS" { "_" } else { "__" }, key.to_uppercase());
+        if let toml::Value::Table(_) = slot {
+            apply_env(slot, &name, env)?;
+            continue;
+        }
+        let Some(raw) = env.get(&name) else { continue };
+        let parsed = match slot {
+            toml::Value::Integer(_) => raw
+                .trim()
+                .parse::<i64>()
+                .map(toml::Value::Integer)
+                .map_err(|_| format!("{name}: expected an integer, got {raw:?}"))?,
+            toml::Value::Boolean(_) => raw
+                .trim()
+                .parse::<bool>()
+                .map(toml::Value::Boolean)
+                .map_err(|_| format!("{name}: expected true or false, got {raw:?}"))?,
+            toml::Value::Array(_) => {
+                let doc: toml::Table =
+                    toml::from_str(&format!("v = {raw}")).map_err(|e| format!("{name}: expected a TOML array: {e}"))?;
+                doc.get("v").cloned().ok_or_else(|| format!("{name}: expected a TOML array"))?
+            }
+            _ => toml::Value::String(raw.clone()),
+        };
+        *slot = parsed;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,82 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use super::*;
+
+const GOOD: &str = r#"
+id = 1
+data_dir = "/tmp/n1"
+key_file = "/tmp/key"
+[listen]
+raft = "127.0.0.1:7001"
+admin = "127.0.0.1:7101"
+ops = "127.0.0.1:7201"
+[tls]
+ca = "/tmp/ca.pem"
+cert = "/tmp/n1.pem"
+key = "/tmp/n1.key"
+[[peers]]
+id = 1
+raft = "127.0.0.1:7001"
+admin = "127.0.0.1:7101"
+"#;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[test]
+fn defaults_fill_raft_tuning() {
+    let c = NodeConfig::parse(GOOD, env(&[])).unwrap();
+    assert_eq!(c.raft.lease_ms, 1000);
+    assert_eq!(c.member().raft_addr, "127.0.0.1:7001");
+}
+
+#[test]
+fn env_overrides_nested_and_top_level_keys() {
+    let c = NodeConfig::parse(
+        GOOD,
+        env(&[
+            ("PORTCULLIS_RAFT__LEASE_MS", "500"),
+            ("PORTCULLIS_DATA_DIR", "/elsewhere"),
+            ("PORTCULLIS_LISTEN__OPS", "0.0.0.0:9"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.raft.lease_ms, 500);
+    assert_eq!(c.data_dir, PathBuf::from("/elsewhere"));
+    assert_eq!(c.listen.ops, "0.0.0.0:9");
+}
+
+#[test]
+fn env_override_of_wrong_type_names_the_variable() {
+    let err = NodeConfig::parse(GOOD, env(&[("PORTCULLIS_RAFT__LEASE_MS", "soon")])).unwrap_err();
+    assert!(err.contains("PORTCULLIS_RAFT__LEASE_MS") && err.contains("integer"), "{err}");
+}
+
+#[test]
+fn unrelated_client_variables_are_ignored() {
+    assert!(NodeConfig::parse(GOOD, env(&[("PORTCULLIS_ENDPOINT", "x"), ("PORTCULLIS_TOKEN", "y")])).is_ok());
+}
+
+#[test]
+fn malformed_toml_reports_line() {
+    let err = NodeConfig::parse("id = \n", env(&[])).unwrap_err();
+    assert!(err.contains("line 1"), "{err}");
+}
+
+#[test]
+fn unknown_key_is_refused() {
+    let err = NodeConfig::parse(&format!("{GOOD}\nbogus = 1\n"), env(&[])).unwrap_err();
+    assert!(err.contains("bogus"), "{err}");
+}
+
+#[test]
+fn lease_must_be_below_election_timeout() {
+    let err = NodeConfig::parse(GOOD, env(&[("PORTCULLIS_RAFT__LEASE_MS", "5000")])).unwrap_err();
+    assert!(err.contains("lease_ms"), "{err}");
+}
+
+#[test]
+fn node_id_must_be_among_peers() {
+    let err = NodeConfig::parse(GOOD, env(&[("PORTCULLIS_ID", "4")])).unwrap_err();
+    assert!(err.contains("node id 4 is not among the peers"), "{err}");
+}

@@ -1,0 +1,275 @@
+//! `portcullis dev`: a local playground cluster.
+//!
+//! Creates (or reuses) a directory with a CA, node certificates, a data key and one
+//! TOML per node; starts each node as its own `portcullis run` process; initializes
+//! the cluster; writes `cluster.json` (DESIGN §6); prints what to type next; and stops
+//! the nodes on Ctrl-C. Running it again on the same directory restarts the same
+//! cluster with its data.
+
+mod certs;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::process::{Child, Command};
+
+use crate::config::{Listen, NodeConfig, Peer, RaftTuning};
+use crate::error::NodeError;
+
+#[derive(clap::Args, Debug)]
+pub struct DevArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u64,
+    /// Playground directory; reused (same cluster, same data) if it exists.
+    #[arg(long, default_value = ".portcullis-dev")]
+    pub dir: PathBuf,
+    /// Set up and start the cluster, write cluster.json, then exit and leave the
+    /// nodes running (for scripts and tests) instead of waiting for Ctrl-C.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+/// One node's line in cluster.json.
+#[derive(Serialize)]
+struct NodeEntry {
+    id: u64,
+    pid: Option<u32>,
+    admin: String,
+    pg: Option<String>,
+    ssh: Option<String>,
+    http: Option<String>,
+    ops: String,
+    raft: String,
+    data_dir: PathBuf,
+    config: PathBuf,
+}
+
+#[derive(Serialize)]
+struct ClusterFile {
+    ca: PathBuf,
+    issuer: Option<String>,
+    resources: Vec<String>,
+    lb: Option<serde_json::Value>,
+    nodes: Vec<NodeEntry>,
+}
+
+pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
+    if args.nodes == 0 || args.nodes > 9 {
+        return Err(NodeError::Dev(format!("--nodes must be between 1 and 9, got {}", args.nodes)));
+    }
+    std::fs::create_dir_all(&args.dir).map_err(|e| NodeError::io(format!("create {}", args.dir.display()), e))?;
+    let dir =
+        std::fs::canonicalize(&args.dir).map_err(|e| NodeError::io(format!("resolve {}", args.dir.display()), e))?;
+    eprintln!(
+        "WARNING: `portcullis dev` is a development playground: throwaway certificates, keys on disk, loopback only."
+    );
+
+    let configs = prepare(&dir, args.nodes)?;
+    let exe = std::env::current_exe().map_err(|e| NodeError::io("locate the portcullis binary", e))?;
+    let mut children = Vec::new();
+    for (id, path) in &configs {
+        children.push(spawn_node(&exe, &dir, *id, path)?);
+    }
+    let first = configs.first().map(|(_, p)| p.clone()).ok_or_else(|| NodeError::Dev("no nodes".into()))?;
+    let first = NodeConfig::load(&first, std::iter::empty())?;
+    let endpoint = format!("https://{}", first.listen.admin);
+    let ca = std::fs::read(dir.join("ca.pem")).map_err(|e| NodeError::io("read ca.pem", e))?;
+
+    let ready = form_cluster(&endpoint, &ca, args.nodes).await;
+    let entries = configs
+        .iter()
+        .zip(children.iter())
+        .map(|((id, path), child)| {
+            let c = NodeConfig::load(path, std::iter::empty())?;
+            Ok(NodeEntry {
+                id: *id,
+                pid: child.id(),
+                admin: format!("https://{}", c.listen.admin),
+                pg: None,
+                ssh: None,
+                http: None,
+                ops: format!("http://{}", c.listen.ops),
+                raft: c.listen.raft.clone(),
+                data_dir: c.data_dir.clone(),
+                config: path.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, NodeError>>()?;
+    let file = ClusterFile { ca: dir.join("ca.pem"), issuer: None, resources: vec![], lb: None, nodes: entries };
+    let json = serde_json::to_string_pretty(&file).map_err(|e| NodeError::Dev(e.to_string()))?;
+    std::fs::write(dir.join("cluster.json"), json).map_err(|e| NodeError::io("write cluster.json", e))?;
+
+    if let Err(e) = ready {
+        stop_all(&mut children).await;
+        return Err(e);
+    }
+    print_next_steps(&dir, &endpoint, &file);
+    if args.detach {
+        // The nodes outlive us; their pids are in cluster.json.
+        return Ok(());
+    }
+    eprintln!("Press Ctrl-C to stop the cluster.");
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("stopping nodes...");
+    stop_all(&mut children).await;
+    Ok(())
+}
+
+/// Write CA, certificates, key and node configs unless they exist; return each node's config path.
+fn prepare(dir: &Path, nodes: u64) -> Result<Vec<(u64, PathBuf)>, NodeError> {
+    let existing: Vec<(u64, PathBuf)> =
+        (1..=nodes).map(|id| (id, dir.join(format!("node{id}.toml")))).filter(|(_, p)| p.exists()).collect();
+    if existing.len() as u64 == nodes {
+        eprintln!("reusing the playground in {}", dir.display());
+        return Ok(existing);
+    }
+    if !existing.is_empty() {
+        return Err(NodeError::Dev(format!(
+            "{} holds {} of {nodes} node configs; remove the directory or pass the node count it was created with",
+            dir.display(),
+            existing.len()
+        )));
+    }
+    certs::ensure_ca(dir)?;
+    let key_path = dir.join("data.key");
+    if !key_path.exists() {
+        let key = portcullis_raft::crypto::DataKey::generate_base64()?;
+        std::fs::write(&key_path, format!("{key}\n")).map_err(|e| NodeError::io("write data.key", e))?;
+    }
+    let mut listens = Vec::new();
+    for _ in 1..=nodes {
+        let [raft, admin, ops] = [free_port()?, free_port()?, free_port()?];
+        listens.push(Listen {
+            raft: format!("127.0.0.1:{raft}"),
+            admin: format!("127.0.0.1:{admin}"),
+            ops: format!("127.0.0.1:{ops}"),
+        });
+    }
+    let peers: Vec<Peer> =
+        listens.iter().zip(1u64..).map(|(l, id)| Peer { id, raft: l.raft.clone(), admin: l.admin.clone() }).collect();
+    let mut out = Vec::new();
+    for (listen, id) in listens.into_iter().zip(1u64..) {
+        certs::issue_node_cert(dir, id)?;
+        let config = NodeConfig {
+            id,
+            data_dir: dir.join(format!("node{id}")),
+            key_file: key_path.clone(),
+            listen,
+            advertise: Default::default(),
+            tls: portcullis_raft::network::tls::TlsPaths {
+                ca: dir.join("ca.pem"),
+                cert: dir.join(format!("node{id}.pem")),
+                key: dir.join(format!("node{id}.key")),
+            },
+            peers: peers.clone(),
+            raft: RaftTuning::default(),
+        };
+        let text = toml::to_string_pretty(&config).map_err(|e| NodeError::Dev(e.to_string()))?;
+        let path = dir.join(format!("node{id}.toml"));
+        std::fs::write(&path, text).map_err(|e| NodeError::io(format!("write {}", path.display()), e))?;
+        out.push((id, path));
+    }
+    Ok(out)
+}
+
+fn free_port() -> Result<u16, NodeError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| NodeError::io("find a free port", e))?;
+    Ok(l.local_addr().map_err(|e| NodeError::io("find a free port", e))?.port())
+}
+
+fn spawn_node(exe: &Path, dir: &Path, id: u64, config: &Path) -> Result<Child, NodeError> {
+    let log_path = dir.join(format!("node{id}.log"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| NodeError::io(format!("open {}", log_path.display()), e))?;
+    let log2 = log.try_clone().map_err(|e| NodeError::io("clone log handle", e))?;
+    Command::new(exe)
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log2))
+        .spawn()
+        .map_err(|e| NodeError::io(format!("start node {id}"), e))
+}
+
+/// Initialize (first run) and wait until every node serves.
+async fn form_cluster(endpoint: &str, ca: &[u8], nodes: u64) -> Result<(), NodeError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut initialized = false;
+    let mut last = String::from("no answer yet");
+    while tokio::time::Instant::now() < deadline {
+        match portcullis_api::client::AdminClient::connect(endpoint, Some(ca), None).await {
+            Ok(client) => {
+                let init_error = if initialized {
+                    None
+                } else {
+                    match client.init(vec![]).await {
+                        Ok(()) => None,
+                        Err(e) if e.to_string().contains("already initialized") => None,
+                        Err(e) => Some(e.to_string()),
+                    }
+                };
+                initialized = init_error.is_none();
+                match client.cluster_status().await {
+                    _ if init_error.is_some() => last = init_error.unwrap_or_default(),
+                    Ok(s) => {
+                        let serving = s.nodes.iter().filter(|n| n.serving).count() as u64;
+                        if s.leader.is_some() && serving == nodes {
+                            return Ok(());
+                        }
+                        last = format!("leader {:?}, {serving} of {nodes} nodes serving", s.leader);
+                    }
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(NodeError::Dev(format!(
+        "cluster did not become ready within 30 s: {last}; see node*.log in the playground dir"
+    )))
+}
+
+async fn stop_all(children: &mut [Child]) {
+    for child in children.iter() {
+        if let Some(pid) = child.id() {
+            // SIGTERM lets the node shut down cleanly; kill() below is the fallback.
+            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        }
+    }
+    for child in children.iter_mut() {
+        if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+            let _ = child.kill().await;
+        }
+    }
+}
+
+fn print_next_steps(dir: &Path, endpoint: &str, file: &ClusterFile) {
+    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "portcullis".into());
+    println!("Portcullis playground is up: {} nodes in {}", file.nodes.len(), dir.display());
+    for n in &file.nodes {
+        println!(
+            "  node {}  pid {:>7}  admin {}  ops {}",
+            n.id,
+            n.pid.map(|p| p.to_string()).unwrap_or_default(),
+            n.admin,
+            n.ops
+        );
+    }
+    println!();
+    println!("Try, in another terminal:");
+    println!("  export PORTCULLIS_ENDPOINT={endpoint} PORTCULLIS_CA={}", dir.join("ca.pem").display());
+    println!("  {exe} cluster status");
+    println!("  curl -s {}/readyz", file.nodes.first().map(|n| n.ops.as_str()).unwrap_or(""));
+    println!("  kill -9 <pid of the leader>; {exe} cluster status     # a survivor takes over");
+    println!("  {exe} run --config {}      # restart node 1 by hand", dir.join("node1.toml").display());
+    println!("Details of every node: {}", dir.join("cluster.json").display());
+}

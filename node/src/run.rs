@@ -1,0 +1,92 @@
+//! `portcullis run --config FILE`: one node process.
+//!
+//! Binds every listener first (so a port clash is reported before anything starts),
+//! then starts the cluster node, the admin API and the ops port, and runs until
+//! SIGTERM or Ctrl-C.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use portcullis_raft::crypto::DataKey;
+use portcullis_raft::network::tls::TlsMaterial;
+use portcullis_raft::node::{ClusterNode, NodeSettings};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::NodeConfig;
+use crate::error::NodeError;
+
+async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr).await.map_err(|source| NodeError::Bind { what, addr: addr.to_string(), source })
+}
+
+pub async fn run(config_path: &Path) -> Result<(), NodeError> {
+    let config = NodeConfig::load(config_path, std::env::vars())?;
+    let tls = TlsMaterial::load(&config.tls)?;
+    let data_key = DataKey::load(&config.key_file)?;
+    let prometheus = crate::ops::install_prometheus()?;
+
+    let raft_listener = bind("raft", &config.listen.raft).await?;
+    let admin_listener = bind("admin", &config.listen.admin).await?;
+    let ops_listener = bind("ops", &config.listen.ops).await?;
+
+    let shutdown = CancellationToken::new();
+    let retention = match config.raft.retention_days {
+        0 => None,
+        days => Some(std::time::Duration::from_secs(days.saturating_mul(86_400))),
+    };
+    let settings = NodeSettings {
+        id: config.id,
+        data_dir: config.data_dir.clone(),
+        member: config.member(),
+        peers: config.peer_members(),
+        tls: tls.clone(),
+        data_key,
+        timing: config.raft.timing(),
+        snapshot_after_entries: config.raft.snapshot_after_entries,
+        retention,
+    };
+    let node = ClusterNode::start(settings, raft_listener, shutdown.child_token()).await?;
+    tracing::info!(id = config.id, raft = %config.listen.raft, admin = %config.listen.admin, ops = %config.listen.ops, "node started");
+
+    let admin = portcullis_api::server(node.clone(), Arc::new(portcullis_api::auth::LoopbackTrust));
+    let admin_server = tonic::transport::Server::builder()
+        .tls_config(tls.server())
+        .map_err(|e| NodeError::Server(format!("admin TLS: {e}")))?
+        .add_service(admin);
+    let admin_stop = shutdown.clone();
+    let admin_task = tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(admin_listener);
+        if let Err(e) = admin_server.serve_with_incoming_shutdown(incoming, admin_stop.cancelled()).await {
+            tracing::error!(error = %e, "admin server stopped");
+        }
+    });
+    let ops_task = tokio::spawn(crate::ops::serve(ops_listener, node.clone(), prometheus, shutdown.clone()));
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    let grace = std::time::Duration::from_secs(5);
+    let _ = tokio::time::timeout(grace, async {
+        let _ = admin_task.await;
+        let _ = ops_task.await;
+        let _ = node.raft().shutdown().await;
+    })
+    .await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the node");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,47 @@
+//! Node-to-node transport: tonic gRPC over mutual TLS.
+//!
+//! - [`tls`]: loads and checks certificates, builds tonic TLS configs.
+//! - [`client`]: outbound calls (openraft's `RaftNetwork`, plus forward, read-index, status).
+//! - [`server`]: the inbound service.
+//!
+//! openraft messages travel serde-encoded inside protobuf `Payload`s; snapshot data
+//! travels as raw bytes.
+
+pub mod client;
+pub mod server;
+pub mod tls;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Member;
+use crate::command::{Command, Response};
+
+/// What a follower asks the leader to do on its behalf.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardRequest {
+    Write(Command),
+    AddNode { id: u64, member: Member },
+    RemoveNode { id: u64 },
+}
+
+/// The leader's answer to a [`ForwardRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardReply {
+    Written(Response),
+    Done,
+    /// Not the leader (any more): retry against `leader`.
+    NotLeader {
+        leader: Option<u64>,
+        member: Option<Member>,
+    },
+    Failed(String),
+}
+
+/// Chunk of snapshot data with its openraft metadata.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SnapshotChunkMeta {
+    pub vote: openraft::Vote<u64>,
+    pub meta: openraft::SnapshotMeta<u64, Member>,
+    pub offset: u64,
+    pub done: bool,
+}
