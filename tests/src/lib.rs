@@ -222,10 +222,16 @@ impl Cluster {
 
     /// Wait until every listed node reports serving, with one agreed leader.
     pub fn wait_all_serving(&self, ids: &[u64], timeout: Duration) -> u64 {
+        self.wait_all_serving_under(ids, timeout, |_| true)
+    }
+
+    /// As [`wait_all_serving`](Self::wait_all_serving), with a leader accepted by `leader_ok`
+    /// (e.g. not the one just killed, whose followers keep serving until their lease ends).
+    pub fn wait_all_serving_under(&self, ids: &[u64], timeout: Duration, leader_ok: impl Fn(u64) -> bool) -> u64 {
         wait_for(&format!("nodes {ids:?} all serving"), timeout, || {
             let via = *ids.first()?;
             let s = self.status(via)?;
-            let leader = s["leader"].as_u64()?;
+            let leader = s["leader"].as_u64().filter(|l| leader_ok(*l))?;
             let nodes = s["nodes"].as_array()?;
             let all = ids
                 .iter()
@@ -290,7 +296,24 @@ pub fn http_status(base: &str, path: &str) -> Option<u16> {
     buf.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// A free loopback port (bound and released).
+/// A free loopback port for a listener, below the kernel's ephemeral range (see
+/// `portcullis dev`), so an outgoing connection cannot take it while a node is down.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::Mutex;
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut handed = HANDED_OUT.lock().unwrap();
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let mut x = seed ^ std::process::id().rotate_left(16);
+    for _ in 0..500 {
+        // xorshift: cheap variety, no dependency.
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let port = 32_000 - (x % 6_000) as u16;
+        if !handed.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed.push(port);
+            return port;
+        }
+    }
+    panic!("no free port found");
 }

@@ -142,7 +142,7 @@ fn cli_without_endpoint_is_a_usage_error() {
 fn cli_against_a_dead_endpoint_says_it_cannot_reach_it() {
     let port = portcullis_tests::free_port();
     let out = Command::new(portcullis_bin())
-        .args(["cluster", "status", "--endpoint", &format!("https://127.0.0.1:{port}")])
+        .args(["cluster", "status", "--endpoint", &format!("http://127.0.0.1:{port}")])
         .stdin(Stdio::null())
         .output()
         .unwrap();

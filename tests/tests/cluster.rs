@@ -65,7 +65,7 @@ fn leader_kill_elects_a_new_leader_without_losing_committed_writes() {
 
     c.kill9(leader);
     let survivors: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
-    let new_leader = c.wait_all_serving(&survivors, READY);
+    let new_leader = c.wait_all_serving_under(&survivors, READY, |l| l != leader);
     assert_ne!(new_leader, leader);
     for id in &survivors {
         let names = policy_names(&c, *id).unwrap();

@@ -175,9 +175,31 @@ fn prepare(dir: &Path, nodes: u64) -> Result<Vec<(u64, PathBuf)>, NodeError> {
     Ok(out)
 }
 
+/// A free loopback port for a listener, chosen below the kernel's ephemeral range
+/// (32768+): a port from that range can be taken by some outgoing connection while
+/// its node is down, and the node could not bind it again on restart.
 fn free_port() -> Result<u16, NodeError> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| NodeError::io("find a free port", e))?;
-    Ok(l.local_addr().map_err(|e| NodeError::io("find a free port", e))?.port())
+    use std::sync::Mutex;
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut handed = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..500 {
+        let port = 20_000 + random_u16() % 12_000;
+        if handed.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed.push(port);
+            return Ok(port);
+        }
+    }
+    Err(NodeError::Dev("no free port found in 20000-31999 on 127.0.0.1".into()))
+}
+
+fn random_u16() -> u16 {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 2];
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    u16::from_be_bytes(b)
 }
 
 fn spawn_node(exe: &Path, dir: &Path, id: u64, config: &Path) -> Result<Child, NodeError> {
