@@ -73,6 +73,19 @@ impl Error {
         Error::Io { context: context.into(), source }
     }
 
+    /// A copy for each waiter of a shared failure (e.g. one audit batch): the
+    /// operator-facing kinds keep their variant, the rest keep their message.
+    pub fn duplicate(&self) -> Self {
+        match self {
+            Error::NoQuorum { deadline, detail } => Error::NoQuorum { deadline: *deadline, detail: detail.clone() },
+            Error::NotServing { reason } => Error::NotServing { reason: reason.clone() },
+            Error::NoLeader => Error::NoLeader,
+            Error::NotInitialized => Error::NotInitialized,
+            Error::Rejected(r) => Error::Rejected(r.clone()),
+            other => Error::Rejected(other.to_string()),
+        }
+    }
+
     pub fn corrupt(what: &'static str, detail: impl ToString) -> Self {
         Error::Corrupt { what, detail: detail.to_string() }
     }

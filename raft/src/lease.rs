@@ -32,16 +32,30 @@ async fn renew(core: Arc<NodeCore>, valid_until: watch::Sender<Option<Instant>>,
     let lease = core.settings.timing.lease;
     let mut tick = tokio::time::interval(lease / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut metrics = core.raft.metrics();
+    let mut seen = role_and_leader(&metrics.borrow_and_update());
     loop {
+        // Renew on the tick, and at once when the role or leader changes, so a new
+        // leader's cluster serves again without waiting for the next tick.
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
+            changed = metrics.changed() => {
+                if changed.is_err() { return; }
+                let now = role_and_leader(&metrics.borrow_and_update());
+                if now == seen { continue; }
+                seen = now;
+            }
         }
         let started = Instant::now();
         if renew_once(&core, lease / 2).await {
             valid_until.send_replace(Some(started + lease));
         }
     }
+}
+
+fn role_and_leader(m: &crate::typ::Metrics) -> (ServerState, Option<u64>) {
+    (m.state, m.current_leader)
 }
 
 /// One renewal attempt; true if a quorum confirmed the leader within `budget`.

@@ -12,14 +12,17 @@
 //!   under a deadline.
 //! - [`lease`]: the quorum lease that decides whether this node serves (fail closed).
 //! - [`notify`]: apply notifications for waiters.
+//! - [`audit_batch`]: group commit of audit events.
 //! - [`crypto`]: the cluster data key that seals backend secrets.
 //! - [`node`]: assembles all of the above for one process.
 
 // openraft's `StorageError` is large, and its traits dictate it as our storage error type.
 #![allow(clippy::result_large_err)]
 
+pub mod audit_batch;
 pub mod command;
 pub mod crypto;
+mod election;
 pub mod error;
 pub mod forward;
 pub mod ids;

@@ -43,7 +43,7 @@ impl Default for Timing {
         Timing {
             heartbeat: Duration::from_millis(100),
             election_min: Duration::from_millis(1100),
-            election_max: Duration::from_millis(1400),
+            election_max: Duration::from_millis(1200),
             lease: Duration::from_millis(1000),
             write_deadline: Duration::from_millis(3000),
         }
@@ -98,6 +98,11 @@ pub struct NodeCore {
     pub(crate) peers: Peers,
     pub(crate) settings: NodeSettings,
     pub(crate) serving: watch::Receiver<bool>,
+    /// Reference point for `last_leader_contact_ms`.
+    pub(crate) started: tokio::time::Instant,
+    /// When the leader's append-entries was last accepted, in ms since `started`
+    /// (0: never). Drives prompt elections (see `election`).
+    pub(crate) last_leader_contact_ms: std::sync::atomic::AtomicU64,
 }
 
 /// Handle to a running node. Cheap to clone.
@@ -154,7 +159,16 @@ impl ClusterNode {
             .map_err(|e| Error::Fatal(e.to_string()))?;
 
         let (serving_tx, serving) = watch::channel(false);
-        let core = Arc::new(NodeCore { id: settings.id, raft, view, peers, settings, serving });
+        let core = Arc::new(NodeCore {
+            id: settings.id,
+            raft,
+            view,
+            peers,
+            settings,
+            serving,
+            started: tokio::time::Instant::now(),
+            last_leader_contact_ms: std::sync::atomic::AtomicU64::new(0),
+        });
 
         let service = RaftServiceServer::new(RaftGrpc::new(core.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -172,6 +186,7 @@ impl ClusterNode {
         });
 
         lease::spawn(core.clone(), serving_tx, shutdown.clone());
+        crate::election::spawn(core.clone(), shutdown.clone());
         spawn_metrics(core.clone(), shutdown.clone());
         if let Some(retention) = core.settings.retention {
             spawn_retention(core.clone(), retention, shutdown.clone());

@@ -6,14 +6,14 @@
 //! the nodes on Ctrl-C. Running it again on the same directory restarts the same
 //! cluster with its data.
 
-mod certs;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::process::{Child, Command};
+
+use portcullis_raft::network::dev_ca as certs;
 
 use crate::config::{Listen, NodeConfig, Peer, RaftTuning};
 use crate::error::NodeError;

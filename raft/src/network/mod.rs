@@ -8,6 +8,8 @@
 //! travels as raw bytes.
 
 pub mod client;
+#[cfg(feature = "dev-ca")]
+pub mod dev_ca;
 pub mod server;
 pub mod tls;
 

@@ -33,7 +33,11 @@ fn reply<T: serde::Serialize>(value: &T) -> Result<Response<Payload>, Status> {
 impl RaftService for RaftGrpc {
     async fn append_entries(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         let req = decode(request.get_ref()).map_err(bad_request)?;
-        reply(&self.core.raft.append_entries(req).await)
+        let result = self.core.raft.append_entries(req).await;
+        if matches!(&result, Ok(r) if !matches!(r, openraft::raft::AppendEntriesResponse::HigherVote(_))) {
+            self.core.leader_contact();
+        }
+        reply(&result)
     }
 
     async fn vote(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {

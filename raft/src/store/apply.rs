@@ -201,23 +201,32 @@ fn status_word(status: ApprovalStatus) -> &'static str {
 }
 
 fn append_events(tx: &mut Overlay<'_>, events: Vec<Event>) -> Result<Response> {
-    // Validate first so a batch is all-or-nothing.
+    // Load each session once (validating that all exist, so a batch is all-or-nothing),
+    // number the events, and write each touched session back once.
+    let mut sessions: std::collections::HashMap<String, Session> = std::collections::HashMap::new();
     for event in &events {
-        if tx.get_raw(&keys::named(keys::SESSION, &event.session_id))?.is_none() {
-            return rejected(format!("no session {}", event.session_id));
+        if sessions.contains_key(&event.session_id) {
+            continue;
+        }
+        match tx.get::<Session>(&keys::named(keys::SESSION, &event.session_id))? {
+            Some(session) => {
+                sessions.insert(event.session_id.clone(), session);
+            }
+            None => return rejected(format!("no session {}", event.session_id)),
         }
     }
     let mut seqs = Vec::with_capacity(events.len());
     for mut event in events {
-        let session_key = keys::named(keys::SESSION, &event.session_id);
-        let Some(mut session) = tx.get::<Session>(&session_key)? else {
+        let Some(session) = sessions.get_mut(&event.session_id) else {
             return rejected(format!("no session {}", event.session_id));
         };
         event.seq = session.events;
         session.events = session.events.saturating_add(1);
         tx.put(keys::event(&event.session_id, event.seq), &event)?;
-        tx.put(session_key, &session)?;
         seqs.push(event.seq);
+    }
+    for (id, session) in sessions {
+        tx.put(keys::named(keys::SESSION, &id), &session)?;
     }
     Ok(Response::Appended { seqs })
 }

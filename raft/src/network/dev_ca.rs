@@ -1,4 +1,6 @@
-//! The playground's certificate authority: a CA and one certificate per node.
+//! A throwaway certificate authority for the playground and benchmarks: a CA and one
+//! certificate per node. Behind the `dev-ca` feature; production nodes get their
+//! certificates from the operator.
 //!
 //! Node certificates name `localhost` and `127.0.0.1`: they serve both the mutual-TLS
 //! node-to-node port and the admin API. The CA key stays in the playground dir so a
@@ -10,19 +12,19 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 
-use crate::error::NodeError;
+use crate::error::Error;
 
-fn err(e: rcgen::Error) -> NodeError {
-    NodeError::Dev(format!("certificate generation: {e}"))
+fn err(e: rcgen::Error) -> Error {
+    Error::Tls(format!("certificate generation: {e}"))
 }
 
-fn write(path: &Path, contents: &str) -> Result<(), NodeError> {
-    std::fs::write(path, contents).map_err(|e| NodeError::io(format!("write {}", path.display()), e))
+fn write(path: &Path, contents: &str) -> Result<(), Error> {
+    std::fs::write(path, contents).map_err(|e| Error::io(format!("write {}", path.display()), e))
 }
 
 /// The CA's parameters. Deterministic, so an issuer rebuilt from them and the stored CA
 /// key signs certificates that chain to the stored CA certificate.
-fn ca_params() -> Result<CertificateParams, NodeError> {
+fn ca_params() -> Result<CertificateParams, Error> {
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
     params.distinguished_name.push(DnType::CommonName, "Portcullis playground CA (insecure, development only)");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -31,7 +33,7 @@ fn ca_params() -> Result<CertificateParams, NodeError> {
 }
 
 /// Create `ca.pem` and `ca.key` in `dir` unless they exist.
-pub fn ensure_ca(dir: &Path) -> Result<(), NodeError> {
+pub fn ensure_ca(dir: &Path) -> Result<(), Error> {
     if dir.join("ca.pem").exists() && dir.join("ca.key").exists() {
         return Ok(());
     }
@@ -43,10 +45,9 @@ pub fn ensure_ca(dir: &Path) -> Result<(), NodeError> {
 }
 
 /// Issue `node<ID>.pem` / `node<ID>.key` signed by the CA in `dir`.
-pub fn issue_node_cert(dir: &Path, id: u64) -> Result<(), NodeError> {
+pub fn issue_node_cert(dir: &Path, id: u64) -> Result<(), Error> {
     let read = |name: &str| {
-        std::fs::read_to_string(dir.join(name))
-            .map_err(|e| NodeError::io(format!("read {}", dir.join(name).display()), e))
+        std::fs::read_to_string(dir.join(name)).map_err(|e| Error::io(format!("read {}", dir.join(name).display()), e))
     };
     let ca_key = KeyPair::from_pem(&read("ca.key")?).map_err(err)?;
     let issuer = Issuer::new(ca_params()?, ca_key);
@@ -63,8 +64,8 @@ pub fn issue_node_cert(dir: &Path, id: u64) -> Result<(), NodeError> {
 }
 
 /// Keys are readable by their owner only.
-fn restrict(path: &Path) -> Result<(), NodeError> {
+fn restrict(path: &Path) -> Result<(), Error> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| NodeError::io(format!("chmod {}", path.display()), e))
+        .map_err(|e| Error::io(format!("chmod {}", path.display()), e))
 }
