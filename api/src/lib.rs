@@ -9,8 +9,7 @@
 //!   [`Op`](portcullis_raft::command::Op) through [`ClusterNode::write`]; reads are served
 //!   from the node's local [`StateView`](portcullis_raft::store::StateView).
 //! - [`convert`]: model ↔ proto conversions (and the rule that secrets never leave).
-//! - [`auth`]: who is calling: the [`Authenticator`] seam and the interim
-//!   [`LoopbackTrust`].
+//! - [`auth`]: who is calling ([`Authenticator`]) and what they may do ([`Roles`]).
 //! - [`client`]: [`AdminClient`], the typed client the CLI uses.
 //! - [`error`]: [`ApiError`] (client side) and the one mapping from store errors to
 //!   gRPC statuses.
@@ -34,12 +33,16 @@ use std::sync::Arc;
 
 use portcullis_raft::node::ClusterNode;
 
-pub use auth::{Authenticator, Caller, LoopbackTrust};
+pub use auth::{Authenticator, Caller, Role, Roles, TrustEveryone};
 pub use client::{AdminClient, SessionExport};
 pub use error::{ApiError, status_from_raft};
 pub use service::AdminService;
 
 /// The admin gRPC service of `node`, ready to add to a tonic server.
-pub fn server(node: ClusterNode, auth: Arc<dyn Authenticator>) -> proto::admin_server::AdminServer<AdminService> {
-    proto::admin_server::AdminServer::new(AdminService::new(node, auth))
+pub fn server(
+    node: ClusterNode,
+    auth: Arc<dyn Authenticator>,
+    roles: Roles,
+) -> proto::admin_server::AdminServer<AdminService> {
+    proto::admin_server::AdminServer::new(AdminService::new(node, auth, roles))
 }

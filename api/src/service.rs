@@ -18,7 +18,7 @@ use portcullis_raft::store::StateView;
 use tonic::codegen::tokio_stream::{self, Stream};
 use tonic::{Request, Response, Status};
 
-use crate::auth::{Authenticator, Caller};
+use crate::auth::{Authenticator, Caller, Role, Roles};
 use crate::convert::{self, validate_name};
 use crate::error::{rejected, status_from_raft};
 use crate::proto::{self, admin_server::Admin};
@@ -30,6 +30,8 @@ pub struct AdminService {
     node: ClusterNode,
     /// Decides who the caller is; votes on approvals are recorded under that identity.
     auth: Arc<dyn Authenticator>,
+    /// Which groups hold the admin and auditor roles.
+    roles: Roles,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -37,12 +39,19 @@ type Reply<T> = Result<Response<T>, Status>;
 // === impl AdminService ===
 
 impl AdminService {
-    pub fn new(node: ClusterNode, auth: Arc<dyn Authenticator>) -> Self {
-        AdminService { node, auth }
+    pub fn new(node: ClusterNode, auth: Arc<dyn Authenticator>, roles: Roles) -> Self {
+        AdminService { node, auth, roles }
     }
 
-    fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
-        self.auth.authenticate(req.metadata())
+    async fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+        self.auth.authenticate(req.metadata()).await
+    }
+
+    /// Authenticate, then require one of `roles`.
+    async fn authorize<T>(&self, req: &Request<T>, roles: &[Role]) -> Result<Caller, Status> {
+        let caller = self.caller(req).await?;
+        self.roles.require(&caller, roles)?;
+        Ok(caller)
     }
 
     fn view(&self) -> &StateView {
@@ -59,7 +68,7 @@ impl AdminService {
     }
 
     async fn decide(&self, req: Request<proto::DecideRequest>, approve: bool) -> Reply<proto::DecideReply> {
-        let caller = self.caller(&req)?;
+        let caller = self.caller(&req).await?;
         let req = req.into_inner();
         if req.id.is_empty() {
             return Err(Status::invalid_argument("approval id is empty"));
@@ -119,7 +128,7 @@ fn member_from_parts(id: u64, raft_addr: String, admin_addr: String) -> Result<M
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn cluster_status(&self, req: Request<proto::ClusterStatusRequest>) -> Reply<proto::ClusterStatusReply> {
-        self.caller(&req)?;
+        self.authorize(&req, &[Role::Admin, Role::Auditor]).await?;
         let status = self.node.cluster_status().await;
         Ok(Response::new(proto::ClusterStatusReply {
             leader: status.leader,
@@ -129,7 +138,7 @@ impl Admin for AdminService {
     }
 
     async fn init(&self, req: Request<proto::InitRequest>) -> Reply<proto::InitReply> {
-        self.caller(&req)?;
+        self.authorize(&req, &[Role::Admin]).await?;
         let mut members = BTreeMap::new();
         for m in req.into_inner().members {
             let member = member_from_parts(m.id, m.raft_addr, m.admin_addr)?;
@@ -142,7 +151,7 @@ impl Admin for AdminService {
     }
 
     async fn add_node(&self, req: Request<proto::AddNodeRequest>) -> Reply<proto::AddNodeReply> {
-        self.caller(&req)?;
+        self.authorize(&req, &[Role::Admin]).await?;
         let req = req.into_inner();
         let member = member_from_parts(req.id, req.raft_addr, req.admin_addr)?;
         self.node.add_node(req.id, member).await.map_err(|e| status_from_raft(&e))?;
@@ -150,13 +159,13 @@ impl Admin for AdminService {
     }
 
     async fn remove_node(&self, req: Request<proto::RemoveNodeRequest>) -> Reply<proto::RemoveNodeReply> {
-        self.caller(&req)?;
+        self.authorize(&req, &[Role::Admin]).await?;
         self.node.remove_node(req.into_inner().id).await.map_err(|e| status_from_raft(&e))?;
         Ok(Response::new(proto::RemoveNodeReply {}))
     }
 
     async fn put_resource(&self, req: Request<proto::PutResourceRequest>) -> Reply<proto::PutResourceReply> {
-        self.caller(&req)?;
+        self.authorize(&req, &[Role::Admin]).await?;
         let mut req = req.into_inner();
         validate_name("resource", &req.name)?;
         // Seal before anything is replicated; the plaintext goes no further than here.
@@ -172,7 +181,7 @@ impl Admin for AdminService {
     }
 
     async fn list_resources(&self, req: Request<proto::ListResourcesRequest>) -> Reply<proto::ListResourcesReply> {
-        self.caller(&req)?;
+        self.authorize(&req, &[Role::Admin, Role::Auditor]).await?;
         let resources = self.view().resources().map_err(|e| status_from_raft(&e))?;
         Ok(Response::new(proto::ListResourcesReply {
             resources: resources.iter().map(convert::resource_to_proto).collect(),
@@ -180,7 +189,7 @@ impl Admin for AdminService {
     }
 
     async fn delete_resource(&self, req: Request<proto::DeleteResourceRequest>) -> Reply<proto::DeleteResourceReply> {
-        self.caller(&req)?;
+        self.authorize(&req, &[Role::Admin]).await?;
         let name = req.into_inner().name;
         validate_name("resource", &name)?;
         self.write(Op::DeleteResource { name }).await?;
@@ -188,7 +197,7 @@ impl Admin for AdminService {
     }
 
     async fn put_policy(&self, req: Request<proto::PutPolicyRequest>) -> Reply<proto::PutPolicyReply> {
-        let caller = self.caller(&req)?;
+        let caller = self.authorize(&req, &[Role::Admin]).await?;
         let req = req.into_inner();
         validate_name("policy", &req.name)?;
         if req.source.trim().is_empty() {
@@ -201,7 +210,7 @@ impl Admin for AdminService {
     }
 
     async fn list_policies(&self, req: Request<proto::ListPoliciesRequest>) -> Reply<proto::ListPoliciesReply> {
-        self.caller(&req)?;
+        self.authorize(&req, &[Role::Admin, Role::Auditor]).await?;
         let policies = self.view().policies().map_err(|e| status_from_raft(&e))?;
         Ok(Response::new(proto::ListPoliciesReply {
             policies: policies.iter().map(convert::policy_to_proto).collect(),
@@ -209,7 +218,7 @@ impl Admin for AdminService {
     }
 
     async fn delete_policy(&self, req: Request<proto::DeletePolicyRequest>) -> Reply<proto::DeletePolicyReply> {
-        self.caller(&req)?;
+        self.authorize(&req, &[Role::Admin]).await?;
         let name = req.into_inner().name;
         validate_name("policy", &name)?;
         self.write(Op::DeletePolicy { name }).await?;
@@ -217,8 +226,12 @@ impl Admin for AdminService {
     }
 
     async fn list_approvals(&self, req: Request<proto::ListApprovalsRequest>) -> Reply<proto::ListApprovalsReply> {
-        self.caller(&req)?;
-        let approvals = self.view().approvals(req.into_inner().pending_only).map_err(|e| status_from_raft(&e))?;
+        let caller = self.caller(&req).await?;
+        let mut approvals = self.view().approvals(req.into_inner().pending_only).map_err(|e| status_from_raft(&e))?;
+        // Admins and auditors see every approval; an approver sees those their groups may decide.
+        if !self.roles.has(&caller, Role::Admin) && !self.roles.has(&caller, Role::Auditor) {
+            approvals.retain(|a| a.approver_groups.iter().any(|g| caller.groups.contains(g)));
+        }
         Ok(Response::new(proto::ListApprovalsReply {
             approvals: approvals.iter().map(convert::approval_to_proto).collect(),
         }))
@@ -233,7 +246,7 @@ impl Admin for AdminService {
     }
 
     async fn list_sessions(&self, req: Request<proto::SessionFilter>) -> Reply<proto::ListSessionsReply> {
-        self.caller(&req)?;
+        self.authorize(&req, &[Role::Admin, Role::Auditor]).await?;
         let filter = convert::session_filter_from_proto(req.get_ref());
         let sessions = self.view().sessions(&filter).map_err(|e| status_from_raft(&e))?;
         Ok(Response::new(proto::ListSessionsReply {
@@ -242,7 +255,7 @@ impl Admin for AdminService {
     }
 
     async fn show_session(&self, req: Request<proto::ShowSessionRequest>) -> Reply<proto::SessionRecord> {
-        self.caller(&req)?;
+        self.authorize(&req, &[Role::Admin, Role::Auditor]).await?;
         let id = req.into_inner().id;
         let session = self
             .view()
@@ -255,7 +268,7 @@ impl Admin for AdminService {
     type ExportSessionsStream = Pin<Box<dyn Stream<Item = Result<proto::SessionRecord, Status>> + Send + 'static>>;
 
     async fn export_sessions(&self, req: Request<proto::SessionFilter>) -> Reply<Self::ExportSessionsStream> {
-        self.caller(&req)?;
+        self.authorize(&req, &[Role::Admin, Role::Auditor]).await?;
         let filter = convert::session_filter_from_proto(req.get_ref());
         let view = self.view().clone();
         let sessions = view.sessions(&filter).map_err(|e| status_from_raft(&e))?;

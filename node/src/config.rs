@@ -34,6 +34,13 @@ pub struct NodeConfig {
     pub peers: Vec<Peer>,
     #[serde(default)]
     pub raft: RaftTuning,
+    /// The OIDC provider whose tokens this node accepts. Without it every
+    /// authenticated call is refused (fail closed).
+    #[serde(default)]
+    pub identity: Option<portcullis_proxy::identity::IdentityConfig>,
+    /// Which groups hold the admin API's roles.
+    #[serde(default)]
+    pub authz: portcullis_api::auth::Roles,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -132,6 +139,9 @@ impl NodeConfig {
         if !self.peers.is_empty() && !self.peers.iter().any(|p| p.id == self.id) {
             let ids: Vec<u64> = self.peers.iter().map(|p| p.id).collect();
             return Err(format!("peers: node id {} is not among the peers {ids:?}", self.id));
+        }
+        if let Some(identity) = &self.identity {
+            identity.check()?;
         }
         let r = &self.raft;
         if r.lease_ms == 0 || r.lease_ms >= r.election_min_ms {

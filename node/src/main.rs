@@ -10,6 +10,7 @@
 //! - `dev`: the playground.
 //! - `cli`: client subcommands (cluster, resource, policy, approvals, sessions).
 
+mod admin_auth;
 mod cli;
 mod config;
 mod dev;

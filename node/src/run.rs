@@ -49,7 +49,30 @@ pub async fn run(config_path: &Path) -> Result<(), NodeError> {
     let node = ClusterNode::start(settings, raft_listener, shutdown.child_token()).await?;
     tracing::info!(id = config.id, raft = %config.listen.raft, admin = %config.listen.admin, ops = %config.listen.ops, "node started");
 
-    let admin = portcullis_api::server(node.clone(), Arc::new(portcullis_api::auth::LoopbackTrust));
+    let authenticator: Arc<dyn portcullis_api::Authenticator> = match &config.identity {
+        Some(identity) => {
+            if identity.is_dev_issuer() {
+                tracing::warn!(issuer = %identity.issuer, "trusting the built-in DEVELOPMENT issuer (insecure_dev_issuer = true); never do this in production");
+            }
+            let verifier = Arc::new(
+                portcullis_proxy::identity::Verifier::new(identity.clone())
+                    .map_err(|e| NodeError::Config { path: config_path.to_path_buf(), detail: e.to_string() })?,
+            );
+            // Warm the key cache; until it succeeds every token is refused (fail closed).
+            let warm = verifier.clone();
+            tokio::spawn(async move {
+                if let Err(e) = warm.refresh().await {
+                    tracing::warn!(error = %e, "identity provider not reachable yet; will retry on the next token");
+                }
+            });
+            Arc::new(crate::admin_auth::OidcAuthenticator::new(verifier))
+        }
+        None => {
+            tracing::warn!("no [identity] configured: the admin API refuses every call");
+            Arc::new(crate::admin_auth::IdentityNotConfigured)
+        }
+    };
+    let admin = portcullis_api::server(node.clone(), authenticator, config.authz.clone());
     let admin_server = tonic::transport::Server::builder()
         .tls_config(tls.server())
         .map_err(|e| NodeError::Server(format!("admin TLS: {e}")))?

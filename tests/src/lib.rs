@@ -71,6 +71,10 @@ pub struct Cluster {
     pids: BTreeMap<u64, u32>,
     /// Node processes this harness started itself (restarts, extra nodes).
     children: Vec<Child>,
+    /// The playground's development issuer process.
+    issuer_pid: Option<u32>,
+    /// Token of an admin, used by [`cli`](Cluster::cli); minted on first use unless set.
+    admin_token: std::sync::Mutex<Option<String>>,
 }
 
 impl Cluster {
@@ -84,7 +88,14 @@ impl Cluster {
             .output()
             .unwrap();
         let cluster_json = dir.path().join("cluster.json");
-        let mut cluster = Cluster { dir, nodes: BTreeMap::new(), pids: BTreeMap::new(), children: vec![] };
+        let mut cluster = Cluster {
+            dir,
+            nodes: BTreeMap::new(),
+            pids: BTreeMap::new(),
+            children: vec![],
+            issuer_pid: None,
+            admin_token: std::sync::Mutex::new(None),
+        };
         if cluster_json.exists() {
             cluster.load_cluster_json();
         }
@@ -101,6 +112,7 @@ impl Cluster {
     fn load_cluster_json(&mut self) {
         let text = std::fs::read_to_string(self.dir.path().join("cluster.json")).unwrap();
         let v: Value = serde_json::from_str(&text).unwrap();
+        self.issuer_pid = v["issuer_pid"].as_u64().map(|p| p as u32);
         for n in v["nodes"].as_array().unwrap() {
             let id = n["id"].as_u64().unwrap();
             if let Some(pid) = n["pid"].as_u64() {
@@ -128,16 +140,58 @@ impl Cluster {
         self.dir.path().join("ca.pem")
     }
 
-    /// Run the CLI against node `id`'s admin endpoint.
-    pub fn cli(&self, id: u64, args: &[&str]) -> Output {
-        Command::new(portcullis_bin())
+    /// A token from the playground's development issuer.
+    pub fn token(&self, sub: &str, groups: &[&str]) -> String {
+        self.token_with(&["--sub", sub, "--groups", &groups.join(",")])
+    }
+
+    /// A token minted with extra `portcullis dev token` arguments (e.g. `--issued-ago`).
+    pub fn token_with(&self, args: &[&str]) -> String {
+        let out = Command::new(portcullis_bin())
+            .args(["dev", "token", "--dir"])
+            .arg(self.dir.path())
             .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "dev token failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// Run the CLI against node `id`'s admin endpoint as an admin.
+    pub fn cli(&self, id: u64, args: &[&str]) -> Output {
+        let token = {
+            let mut slot = self.admin_token.lock().unwrap();
+            slot.get_or_insert_with(|| self.token("test-admin", &["admin"])).clone()
+        };
+        self.cli_as(id, Some(&token), args)
+    }
+
+    /// Use `token` for [`cli`](Cluster::cli) from now on (e.g. one from another provider).
+    pub fn set_admin_token(&self, token: String) {
+        *self.admin_token.lock().unwrap() = Some(token);
+    }
+
+    /// Edit node `id`'s TOML config in place.
+    pub fn edit_config(&self, id: u64, edit: impl FnOnce(&mut toml::Table)) {
+        let path = &self.nodes[&id].config;
+        let mut table: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        edit(&mut table);
+        std::fs::write(path, toml::to_string(&table).unwrap()).unwrap();
+    }
+
+    /// Run the CLI against node `id` with `token` (None: no token at all).
+    pub fn cli_as(&self, id: u64, token: Option<&str>, args: &[&str]) -> Output {
+        let mut cmd = Command::new(portcullis_bin());
+        cmd.args(args)
             .env("PORTCULLIS_ENDPOINT", &self.nodes[&id].admin)
             .env("PORTCULLIS_CA", self.ca())
             .env_remove("PORTCULLIS_TOKEN")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+            .stdin(Stdio::null());
+        if let Some(t) = token {
+            cmd.env("PORTCULLIS_TOKEN", t);
+        }
+        cmd.output().unwrap()
     }
 
     /// Run the CLI and return stdout, panicking with stderr on failure.
@@ -242,6 +296,17 @@ impl Cluster {
         })
     }
 
+    /// Every log in the playground dir, whole (for leak checks).
+    pub fn logs_full(&self) -> String {
+        let mut out = String::new();
+        for e in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
+            if e.file_name().to_string_lossy().ends_with(".log") {
+                out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        out
+    }
+
     /// Concatenated node logs, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();
@@ -265,7 +330,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for pid in self.pids.values() {
+        for pid in self.pids.values().chain(self.issuer_pid.iter()) {
             signal(*pid, "KILL");
         }
         for child in &mut self.children {

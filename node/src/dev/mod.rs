@@ -13,13 +13,18 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::process::{Child, Command};
 
+mod issuer;
+
 use portcullis_raft::network::dev_ca as certs;
 
 use crate::config::{Listen, NodeConfig, Peer, RaftTuning};
 use crate::error::NodeError;
 
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct DevArgs {
+    #[command(subcommand)]
+    pub command: Option<DevCmd>,
     /// Number of nodes.
     #[arg(long, default_value_t = 3)]
     pub nodes: u64,
@@ -30,6 +35,37 @@ pub struct DevArgs {
     /// nodes running (for scripts and tests) instead of waiting for Ctrl-C.
     #[arg(long)]
     pub detach: bool,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum DevCmd {
+    /// Mint a token from the playground's development issuer (INSECURE, for development).
+    Token {
+        /// Playground directory.
+        #[arg(long, default_value = ".portcullis-dev")]
+        dir: PathBuf,
+        /// Subject of the token.
+        #[arg(long)]
+        sub: String,
+        /// Groups, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Lifetime, e.g. 1h, 15m.
+        #[arg(long, default_value = "1h")]
+        ttl: humantime::Duration,
+        /// Audience.
+        #[arg(long, default_value = "portcullis")]
+        aud: String,
+        /// Backdate the token by this much (tests use it to mint expired tokens).
+        #[arg(long, hide = true)]
+        issued_ago: Option<humantime::Duration>,
+    },
+    /// Serve the development issuer of a playground (started by `portcullis dev`).
+    #[command(hide = true)]
+    Issuer {
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 /// One node's line in cluster.json.
@@ -51,12 +87,23 @@ struct NodeEntry {
 struct ClusterFile {
     ca: PathBuf,
     issuer: Option<String>,
+    issuer_pid: Option<u32>,
     resources: Vec<String>,
     lb: Option<serde_json::Value>,
     nodes: Vec<NodeEntry>,
 }
 
 pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
+    match args.command {
+        Some(DevCmd::Token { dir, sub, groups, ttl, aud, issued_ago }) => {
+            let backdate = issued_ago.map(Into::into).unwrap_or_default();
+            let token = issuer::mint_at(&dir, &sub, &groups, ttl.into(), &aud, backdate)?;
+            println!("{token}");
+            return Ok(());
+        }
+        Some(DevCmd::Issuer { dir }) => return issuer::serve(&dir).await,
+        None => {}
+    }
     if args.nodes == 0 || args.nodes > 9 {
         return Err(NodeError::Dev(format!("--nodes must be between 1 and 9, got {}", args.nodes)));
     }
@@ -69,6 +116,12 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
 
     let configs = prepare(&dir, args.nodes)?;
     let exe = std::env::current_exe().map_err(|e| NodeError::io("locate the portcullis binary", e))?;
+    let issuer_info = issuer::IssuerInfo::load(&dir)?;
+    let mut issuer_child = spawn_logged(&exe, &dir, "issuer", &["dev", "issuer", "--dir"], &dir)?;
+    if let Err(e) = wait_listening(&issuer_info.listen).await {
+        let _ = issuer_child.kill().await;
+        return Err(e);
+    }
     let mut children = Vec::new();
     for (id, path) in &configs {
         children.push(spawn_node(&exe, &dir, *id, path)?);
@@ -78,7 +131,9 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
     let endpoint = format!("https://{}", first.listen.admin);
     let ca = std::fs::read(dir.join("ca.pem")).map_err(|e| NodeError::io("read ca.pem", e))?;
 
-    let ready = form_cluster(&endpoint, &ca, args.nodes).await;
+    let admin_token =
+        issuer::mint(&dir, "portcullis-dev", &["admin".to_string()], Duration::from_secs(600), "portcullis")?;
+    let ready = form_cluster(&endpoint, &ca, &admin_token, args.nodes).await;
     let entries = configs
         .iter()
         .zip(children.iter())
@@ -98,10 +153,18 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
             })
         })
         .collect::<Result<Vec<_>, NodeError>>()?;
-    let file = ClusterFile { ca: dir.join("ca.pem"), issuer: None, resources: vec![], lb: None, nodes: entries };
+    let file = ClusterFile {
+        ca: dir.join("ca.pem"),
+        issuer: Some(issuer_info.issuer.clone()),
+        issuer_pid: issuer_child.id(),
+        resources: vec![],
+        lb: None,
+        nodes: entries,
+    };
     let json = serde_json::to_string_pretty(&file).map_err(|e| NodeError::Dev(e.to_string()))?;
     std::fs::write(dir.join("cluster.json"), json).map_err(|e| NodeError::io("write cluster.json", e))?;
 
+    children.push(issuer_child);
     if let Err(e) = ready {
         stop_all(&mut children).await;
         return Err(e);
@@ -134,6 +197,9 @@ fn prepare(dir: &Path, nodes: u64) -> Result<Vec<(u64, PathBuf)>, NodeError> {
         )));
     }
     certs::ensure_ca(dir)?;
+    issuer::ensure_key(dir)?;
+    let issuer_info = issuer::IssuerInfo::for_port(free_port()?);
+    issuer_info.save(dir)?;
     let key_path = dir.join("data.key");
     if !key_path.exists() {
         let key = portcullis_raft::crypto::DataKey::generate_base64()?;
@@ -166,6 +232,13 @@ fn prepare(dir: &Path, nodes: u64) -> Result<Vec<(u64, PathBuf)>, NodeError> {
             },
             peers: peers.clone(),
             raft: RaftTuning::default(),
+            identity: Some(portcullis_proxy::identity::IdentityConfig {
+                issuer: issuer_info.issuer.clone(),
+                insecure_dev_issuer: true,
+                refresh_min_interval_secs: 1,
+                ..Default::default()
+            }),
+            authz: Default::default(),
         };
         let text = toml::to_string_pretty(&config).map_err(|e| NodeError::Dev(e.to_string()))?;
         let path = dir.join(format!("node{id}.toml"));
@@ -203,7 +276,12 @@ fn random_u16() -> u16 {
 }
 
 fn spawn_node(exe: &Path, dir: &Path, id: u64, config: &Path) -> Result<Child, NodeError> {
-    let log_path = dir.join(format!("node{id}.log"));
+    spawn_logged(exe, dir, &format!("node{id}"), &["run", "--config"], config)
+}
+
+/// Start `exe args.. last` with stdout and stderr appended to `DIR/<name>.log`.
+fn spawn_logged(exe: &Path, dir: &Path, name: &str, args: &[&str], last: &Path) -> Result<Child, NodeError> {
+    let log_path = dir.join(format!("{name}.log"));
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -211,23 +289,34 @@ fn spawn_node(exe: &Path, dir: &Path, id: u64, config: &Path) -> Result<Child, N
         .map_err(|e| NodeError::io(format!("open {}", log_path.display()), e))?;
     let log2 = log.try_clone().map_err(|e| NodeError::io("clone log handle", e))?;
     Command::new(exe)
-        .arg("run")
-        .arg("--config")
-        .arg(config)
+        .args(args)
+        .arg(last)
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log2))
         .spawn()
-        .map_err(|e| NodeError::io(format!("start node {id}"), e))
+        .map_err(|e| NodeError::io(format!("start {name}"), e))
+}
+
+/// Wait until something accepts connections on `addr`.
+async fn wait_listening(addr: &str) -> Result<(), NodeError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(NodeError::Dev(format!("nothing listens on {addr} after 10 s; see the logs in the playground dir")))
 }
 
 /// Initialize (first run) and wait until every node serves.
-async fn form_cluster(endpoint: &str, ca: &[u8], nodes: u64) -> Result<(), NodeError> {
+async fn form_cluster(endpoint: &str, ca: &[u8], token: &str, nodes: u64) -> Result<(), NodeError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut initialized = false;
     let mut last = String::from("no answer yet");
     while tokio::time::Instant::now() < deadline {
-        match portcullis_api::client::AdminClient::connect(endpoint, Some(ca), None).await {
+        match portcullis_api::client::AdminClient::connect(endpoint, Some(ca), Some(token.to_string())).await {
             Ok(client) => {
                 let init_error = if initialized {
                     None
@@ -289,6 +378,10 @@ fn print_next_steps(dir: &Path, endpoint: &str, file: &ClusterFile) {
     println!();
     println!("Try, in another terminal:");
     println!("  export PORTCULLIS_ENDPOINT={endpoint} PORTCULLIS_CA={}", dir.join("ca.pem").display());
+    println!(
+        "  export PORTCULLIS_TOKEN=$({exe} dev token --dir {} --sub alice --groups admin,approvers)",
+        dir.display()
+    );
     println!("  {exe} cluster status");
     println!("  curl -s {}/readyz", file.nodes.first().map(|n| n.ops.as_str()).unwrap_or(""));
     println!("  kill -9 <pid of the leader>; {exe} cluster status     # a survivor takes over");

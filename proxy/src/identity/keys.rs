@@ -3,7 +3,9 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use openidconnect::core::{CoreJsonWebKey, CoreJsonWebKeySet, CoreJsonWebKeyType, CoreJwsSigningAlgorithm, CoreProviderMetadata};
+use openidconnect::core::{
+    CoreJsonWebKey, CoreJsonWebKeySet, CoreJsonWebKeyType, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+};
 use openidconnect::{IssuerUrl, JsonWebKey, JsonWebKeyAlgorithm};
 use tokio::sync::RwLock;
 
@@ -43,7 +45,8 @@ impl KeySet {
         advertised: &[CoreJwsSigningAlgorithm],
         config: &IdentityConfig,
     ) -> Self {
-        let keys: Vec<CoreJsonWebKey> = jwks.keys().iter().filter(|k| !matches!(k.key_type(), CoreJsonWebKeyType::Symmetric)).cloned().collect();
+        let keys: Vec<CoreJsonWebKey> =
+            jwks.keys().iter().filter(|k| !matches!(k.key_type(), CoreJsonWebKeyType::Symmetric)).cloned().collect();
         // What the provider offers: its advertised ID-token algorithms plus the
         // algorithms its keys declare (JWT access tokens may use another one).
         let mut allowed: Vec<CoreJwsSigningAlgorithm> = advertised.to_vec();
@@ -139,10 +142,7 @@ impl Verifier {
 
     /// Verify `token` and return who it names.
     pub async fn verify(&self, token: &str) -> Result<Identity> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let stale = {
             let keys = self.keys.read().await;
             match keys.as_ref() {
@@ -150,10 +150,11 @@ impl Verifier {
                 Some(k) => k.fetched_at.elapsed() >= Duration::from_secs(self.config.jwks_max_age_secs),
             }
         };
-        if stale && self.may_refresh() {
-            if let Err(e) = self.refresh().await {
-                tracing::warn!(error = %e, "identity provider refresh failed; using cached keys if any");
-            }
+        if stale
+            && self.may_refresh()
+            && let Err(e) = self.refresh().await
+        {
+            tracing::warn!(error = %e, "identity provider refresh failed; using cached keys if any");
         }
         let first = self.check_cached(token, now).await?;
         let kid = match first {
@@ -169,10 +170,10 @@ impl Verifier {
                 return Ok(identity);
             }
         }
-        Err(Error::rejected(format!(
-            "signed by unknown key {} (not among the provider's current keys)",
-            kid.as_deref().unwrap_or("without kid")
-        )))
+        Err(Error::rejected(match kid {
+            Some(kid) => format!("signed by unknown key {kid} (not among the provider's current keys)"),
+            None => "token has no kid and no single one of the provider's keys fits it".into(),
+        }))
     }
 
     async fn check_cached(&self, token: &str, now: u64) -> Result<Checked> {

@@ -10,7 +10,7 @@ mod config;
 mod keys;
 pub mod token;
 
-pub use config::IdentityConfig;
+pub use config::{DEV_ISSUER_PATH, IdentityConfig};
 pub use keys::{KeySet, Verifier};
 
 /// A verified caller.

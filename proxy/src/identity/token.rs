@@ -19,7 +19,9 @@ use crate::error::{Error, Result};
 pub enum Checked {
     Valid(Identity),
     /// No cached key has the token's `kid`: refresh the keys, then check again.
-    UnknownKey { kid: Option<String> },
+    UnknownKey {
+        kid: Option<String>,
+    },
 }
 
 fn reject<T>(reason: impl Into<String>) -> Result<T> {
@@ -28,7 +30,9 @@ fn reject<T>(reason: impl Into<String>) -> Result<T> {
 
 fn b64(part: &str, what: &str) -> Result<Vec<u8>> {
     // Tolerate padding some issuers add; reject anything else that is not base64url.
-    URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).map_err(|_| Error::rejected(format!("malformed token: {what} is not base64url")))
+    URL_SAFE_NO_PAD
+        .decode(part.trim_end_matches('='))
+        .map_err(|_| Error::rejected(format!("malformed token: {what} is not base64url")))
 }
 
 fn json_object(bytes: &[u8], what: &str) -> Result<serde_json::Map<String, Value>> {
@@ -63,7 +67,9 @@ pub fn check(keys: &KeySet, config: &IdentityConfig, token: &str, now: u64) -> R
         return reject("unsigned token (alg none) is never accepted");
     }
     if alg_name.to_ascii_uppercase().starts_with("HS") {
-        return reject(format!("signed with {alg_name}, an HMAC algorithm that is never accepted (only the provider's public keys count)"));
+        return reject(format!(
+            "signed with {alg_name}, an HMAC algorithm that is never accepted (only the provider's public keys count)"
+        ));
     }
     let alg: CoreJwsSigningAlgorithm = serde_json::from_value(Value::String(alg_name.clone()))
         .map_err(|_| Error::rejected(format!("unknown signing algorithm {alg_name}")))?;
@@ -74,10 +80,16 @@ pub fn check(keys: &KeySet, config: &IdentityConfig, token: &str, now: u64) -> R
         ));
     }
     if let Some(typ) = header.get("typ") {
-        let typ = typ.as_str().unwrap_or_default().to_ascii_lowercase();
+        let Some(typ) = typ.as_str().map(str::to_ascii_lowercase) else {
+            return reject("malformed token: header typ is not a string");
+        };
         if !matches!(typ.as_str(), "jwt" | "at+jwt" | "application/at+jwt" | "application/jwt") {
             return reject(format!("token type {typ:?} is not a JWT or JWT access token"));
         }
+    }
+    // RFC 7515 §4.1.11: extensions listed in crit must be understood; we understand none.
+    if let Some(crit) = header.get("crit") {
+        return reject(format!("header marks extensions {crit} as critical (crit); none are supported"));
     }
 
     // --- key and signature.
@@ -166,11 +178,20 @@ fn check_claims(
     }
     let subject = match claims.get("sub") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        _ => return reject("token has no sub"),
+        Some(Value::String(_)) => return reject("token's sub is empty"),
+        None | Some(Value::Null) => return reject("token has no sub"),
+        Some(_) => return reject("claim sub is not a string"),
     };
     let groups = groups(claims, &config.groups_claim)?;
     let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_string);
-    Ok(Identity { subject, email: text("email"), name: text("name"), groups, issuer: keys.issuer.clone(), expires_at: exp })
+    Ok(Identity {
+        subject,
+        email: text("email"),
+        name: text("name"),
+        groups,
+        issuer: keys.issuer.clone(),
+        expires_at: exp,
+    })
 }
 
 /// Groups from `path` (dots walk into objects): absent = none; a string = one group;
@@ -194,9 +215,9 @@ fn groups(claims: &serde_json::Map<String, Value>, path: &str) -> Result<Vec<Str
         Value::Array(items) => items
             .iter()
             .map(|v| {
-                v.as_str().map(str::to_string).ok_or_else(|| {
-                    Error::rejected(format!("groups claim {path} must hold strings, found {}", kind(v)))
-                })
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| Error::rejected(format!("groups claim {path} must hold strings, found {}", kind(v))))
             })
             .collect(),
         other => reject(format!("groups claim {path} must be a string or a list of strings, found {}", kind(other))),
