@@ -11,14 +11,26 @@
 //                     new tokens, all of them are published at /jwks. If the file does not
 //                     exist, one key (kid "k1") is generated and written there.
 //   OIDC_TOKEN_TTL    lifetime of client-credentials access tokens in seconds (default 600)
+//   OIDC_DEVICE_INTERVAL  if set, the device authorization response carries this polling
+//                     `interval` (seconds); oidc-provider omits it (clients then wait 5 s)
+//   OIDC_DEVICE_SLOW_DOWN  if set to N, the first N device-code polls of each device code are
+//                     answered `slow_down` (to exercise client back-off)
 //
 // Clients (client-credentials grant, client_secret_basic or client_secret_post):
 //   agent  / agent-secret    tokens carry groups ["engineers","agents"]
 //   agent2 / agent2-secret   tokens carry groups ["agents"]
+// Device authorization grant (RFC 8628; endpoint /device/auth, user page /device):
+//   cli                      public client (no secret)
+//   cli2   / cli2-secret     confidential client (client_secret_basic)
+//   The human part uses oidc-provider's devInteractions: GET /device gives a form with an
+//   `xsrf` field; POST /device xsrf,user_code,confirm=yes (or abort=yes to deny) leads to
+//   /interaction/<uid>: a login form (POST prompt=login, login=<sub>, password=<any>), then
+//   a consent form (POST prompt=consent); /interaction/<uid>/abort denies.
 // Resources (RFC 8707 resource indicators; JWT access tokens, RFC 9068):
 //   urn:portcullis  (the default when none is requested) -> aud "portcullis"
 //   urn:other                                            -> aud "other" (wrong-audience tests)
-// Account: findAccount knows "alice" (groups ["engineers"]) for ID-token/userinfo claims.
+// Account: findAccount knows "alice" (groups ["engineers"]) for ID-token/userinfo claims;
+// access tokens issued to an account (device flow) carry that account's groups.
 //
 // On listening it prints exactly one line on stdout: `READY <issuer>`.
 
@@ -46,6 +58,8 @@ const { default: Provider, errors } = await import('oidc-provider');
 const port = Number(process.argv[2] ?? process.env.OIDC_PORT ?? 0);
 const jwksFile = process.env.OIDC_JWKS_FILE;
 const tokenTtl = Number(process.env.OIDC_TOKEN_TTL ?? 600);
+const deviceInterval = process.env.OIDC_DEVICE_INTERVAL ? Number(process.env.OIDC_DEVICE_INTERVAL) : undefined;
+const deviceSlowDown = Number(process.env.OIDC_DEVICE_SLOW_DOWN ?? 0);
 
 let jwks;
 if (jwksFile && fs.existsSync(jwksFile)) {
@@ -84,10 +98,23 @@ const ccClient = (id) => ({
   token_endpoint_auth_method: 'client_secret_basic',
 });
 
+const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
+const deviceClient = (id, secret) => ({
+  client_id: id,
+  ...(secret ? { client_secret: secret } : {}),
+  grant_types: [DEVICE_CODE_GRANT],
+  response_types: [],
+  redirect_uris: [],
+  scope: 'openid groups',
+  token_endpoint_auth_method: secret ? 'client_secret_basic' : 'none',
+});
+
 const configuration = {
   clients: [
     ccClient('agent'),
     { ...ccClient('agent2'), token_endpoint_auth_method: 'client_secret_post' },
+    deviceClient('cli'),
+    deviceClient('cli2', 'cli2-secret'),
   ],
   jwks,
   cookies: { keys: ['portcullis-test-cookie-key-not-secret'] },
@@ -106,7 +133,9 @@ const configuration = {
   features: {
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
-    devInteractions: { enabled: false },
+    // Simple login/consent forms (any password), for the device flow's human part.
+    devInteractions: { enabled: true },
+    deviceFlow: { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: async (_ctx, _client, oneOf) => oneOf ?? 'urn:portcullis',
@@ -149,6 +178,34 @@ server.listen(port, '127.0.0.1', () => {
   // X-Forwarded-* headers must not be trusted.
   provider.proxy = false;
   provider.on('server_error', (_ctx, err) => console.error('server_error', err));
+  // Test knobs for the device flow (see OIDC_DEVICE_* above).
+  const slowDownCounts = new Map();
+  provider.use(async (ctx, next) => {
+    if (
+      deviceSlowDown > 0 && ctx.method === 'POST' && ctx.path === '/token'
+      && ctx.is('application/x-www-form-urlencoded')
+    ) {
+      const chunks = [];
+      for await (const c of ctx.req) chunks.push(c);
+      const body = Buffer.concat(chunks).toString('utf8');
+      const params = new URLSearchParams(body);
+      const code = params.get('device_code');
+      const seen = code ? (slowDownCounts.get(code) ?? 0) : deviceSlowDown;
+      if (params.get('grant_type') === DEVICE_CODE_GRANT && seen < deviceSlowDown) {
+        slowDownCounts.set(code, seen + 1);
+        ctx.status = 400;
+        ctx.body = { error: 'slow_down', error_description: 'test knob: polling too quickly' };
+        return;
+      }
+      // The stream is consumed: oidc-provider falls back to an already parsed req.body.
+      ctx.req.body = body;
+    }
+    await next();
+    if (deviceInterval !== undefined && ctx.method === 'POST' && ctx.path === '/device/auth'
+      && ctx.status === 200 && ctx.body && typeof ctx.body === 'object') {
+      ctx.body = { ...ctx.body, interval: deviceInterval };
+    }
+  });
   server.on('request', provider.callback());
   process.stdout.write(`READY ${issuer}\n`);
 });

@@ -8,6 +8,10 @@
 //! `groups: ["engineers","agents"]`, client `agent2` gets `groups: ["agents"]`.
 //! Key rotation restarts the provider on the same port with another JWKS
 //! ([`OidcProvider::rotate_to`]). The process is killed on drop.
+//!
+//! The device authorization grant (RFC 8628) is enabled for clients `cli` (public) and
+//! `cli2` / `cli2-secret` (confidential); [`OidcProvider::complete_device_flow`] plays the
+//! person at the provider's pages with curl and a cookie jar.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
@@ -56,6 +60,19 @@ pub struct OidcProvider {
     token_ttl: u64,
     /// Number of starts so far (names the JWKS file of each start).
     starts: u32,
+    /// Extra environment for provider.mjs (e.g. `OIDC_DEVICE_INTERVAL`).
+    env: Vec<(String, String)>,
+}
+
+/// What the person does at the provider's device pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceDecision {
+    /// Confirm the code, sign in, grant consent.
+    Approve,
+    /// Click "[ Abort ]" on the code confirmation page.
+    AbortAtCode,
+    /// Confirm the code, sign in, then click "[ Cancel ]" on the consent page.
+    CancelAtConsent,
 }
 
 impl OidcProvider {
@@ -67,6 +84,17 @@ impl OidcProvider {
 
     /// As [`start`](Self::start), with access tokens living `secs` seconds.
     pub fn start_with_token_ttl(secs: u64) -> Option<OidcProvider> {
+        Self::start_with(secs, &[])
+    }
+
+    /// As [`start`](Self::start), with extra provider.mjs environment, e.g.
+    /// `[("OIDC_DEVICE_INTERVAL", "1")]` for a 1 s device-flow polling interval or
+    /// `[("OIDC_DEVICE_SLOW_DOWN", "1")]` to answer the first poll of each code `slow_down`.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Option<OidcProvider> {
+        Self::start_with(600, env)
+    }
+
+    fn start_with(secs: u64, env: &[(&str, &str)]) -> Option<OidcProvider> {
         if let Some(reason) = unavailable_reason() {
             println!("oidc-provider unavailable: {reason}");
             return None;
@@ -80,6 +108,7 @@ impl OidcProvider {
             kids: vec![],
             token_ttl: secs,
             starts: 0,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
         p.rotate_to(&["k1"]);
         Some(p)
@@ -155,6 +184,7 @@ impl OidcProvider {
             .env("OIDC_PORT", self.port.to_string())
             .env("OIDC_JWKS_FILE", jwks_file)
             .env("OIDC_TOKEN_TTL", self.token_ttl.to_string())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -241,6 +271,83 @@ impl OidcProvider {
         ])
     }
 
+    /// Play the person at the device-flow pages (oidc-provider's devInteractions) for
+    /// `user_code`, signing in as `sub`: GET /device for the form's xsrf, POST the code, then
+    /// the login and consent forms, following redirects with a cookie jar like a browser.
+    /// Returns the last page's HTML; panics if the provider's pages are not as expected.
+    pub fn complete_device_flow(&self, user_code: &str, sub: &str, decision: DeviceDecision) -> String {
+        let jar = self.dir.path().join(format!("cookies-{user_code}.txt"));
+        let page = self.browse(&jar, &[&format!("{}/device", self.issuer)]);
+        let xsrf = html_attr_after(&page.body, "name=\"xsrf\"", "value")
+            .unwrap_or_else(|| panic!("no xsrf field on the device page:\n{}", page.body));
+        let action = match decision {
+            DeviceDecision::AbortAtCode => "abort=yes",
+            _ => "confirm=yes",
+        };
+        let mut page = self.browse(
+            &jar,
+            &[
+                "--data-urlencode",
+                &format!("xsrf={xsrf}"),
+                "--data-urlencode",
+                &format!("user_code={user_code}"),
+                "--data-urlencode",
+                action,
+                &format!("{}/device", self.issuer),
+            ],
+        );
+        for _ in 0..6 {
+            if decision == DeviceDecision::AbortAtCode || page.body.contains("Sign-in Success") {
+                return page.body;
+            }
+            let submit = html_attr_after(&page.body, "<form", "action")
+                .unwrap_or_else(|| panic!("no form on {}:\n{}\n{}", page.url, page.body, self.logs()));
+            page = if page.body.contains("name=\"prompt\" value=\"login\"") {
+                self.browse(
+                    &jar,
+                    &[
+                        "--data-urlencode",
+                        "prompt=login",
+                        "--data-urlencode",
+                        &format!("login={sub}"),
+                        "--data-urlencode",
+                        "password=any",
+                        &submit,
+                    ],
+                )
+            } else if page.body.contains("name=\"prompt\" value=\"consent\"") {
+                if decision == DeviceDecision::CancelAtConsent {
+                    return self.browse(&jar, &[&format!("{submit}/abort")]).body;
+                }
+                self.browse(&jar, &["--data-urlencode", "prompt=consent", &submit])
+            } else {
+                panic!("unexpected page {}:\n{}\n{}", page.url, page.body, self.logs());
+            };
+        }
+        panic!("device flow did not finish after 6 pages; last {}:\n{}", page.url, page.body);
+    }
+
+    /// curl as a browser: follow redirects, keep cookies in `jar`.
+    fn browse(&self, jar: &Path, args: &[&str]) -> Page {
+        let out = Command::new("curl")
+            .args(["-sS", "-L", "--max-time", "10", "-w", "\n%{http_code} %{url_effective}"])
+            .arg("-c")
+            .arg(jar)
+            .arg("-b")
+            .arg(jar)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run curl");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "curl {args:?} failed: {}{text}", String::from_utf8_lossy(&out.stderr));
+        let (body, last) = text.rsplit_once('\n').unwrap();
+        let (code, url) = last.split_once(' ').unwrap();
+        let status: u16 = code.parse().unwrap();
+        assert!(status < 500, "{url} answered {status}:\n{body}\n{}", self.logs());
+        Page { url: url.to_string(), body: body.to_string() }
+    }
+
     fn get(&self, path: &str) -> (u16, Value) {
         self.curl(&[&format!("{}{path}", self.issuer)])
     }
@@ -260,6 +367,19 @@ impl OidcProvider {
         let v = serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_string()));
         (status, v)
     }
+}
+
+/// A page fetched by [`OidcProvider::browse`].
+struct Page {
+    url: String,
+    body: String,
+}
+
+/// The value of attribute `attr` in the first tag after `marker` (HTML-unescaped `&amp;`).
+fn html_attr_after(html: &str, marker: &str, attr: &str) -> Option<String> {
+    let rest = &html[html.find(marker)?..];
+    let rest = &rest[rest.find(&format!("{attr}=\""))? + attr.len() + 2..];
+    Some(rest[..rest.find('"')?].replace("&amp;", "&"))
 }
 
 impl Drop for OidcProvider {

@@ -155,6 +155,19 @@ fn tokens_of_a_real_provider_are_accepted_and_its_key_rotation_is_followed_witho
     });
     assert!(c.cli_as(1, Some(&k2_token), &["policy", "list"]).status.success());
 
+    // The provider goes down: cached keys keep working (refetch attempts fail quietly)...
+    provider.stop();
+    std::thread::sleep(Duration::from_millis(2500)); // let the cached keys pass jwks_max_age (2 s)
+    let out = c.cli_as(1, Some(&k2_token), &["policy", "list"]);
+    assert!(out.status.success(), "cached keys must keep working: {}", stderr(&out));
+    // ...but a node that never fetched any key refuses everything (fail closed).
+    c.kill9(3);
+    c.restart(3);
+    wait_for("node 3 to answer", READY, || {
+        let out = c.cli_as(3, Some(&k2_token), &["policy", "list"]);
+        (out.status.code() == Some(1) && stderr(&out).contains("no signing keys")).then_some(())
+    });
+
     // No token or client secret in any node log.
     let logs = c.logs_full();
     for secret in [&k1_token, &k2_token, &agent2, &"agent-secret".to_string()] {

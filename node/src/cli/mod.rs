@@ -8,6 +8,8 @@
 //! ## Layout
 //! - [`cluster`], [`resource`], [`policy`], [`approvals`], [`sessions`]: one file per
 //!   command group, each with its clap subcommand enum and its output.
+//! - [`login`]: `portcullis login` (device flow) and the token cache the other commands
+//!   fall back on when no `--token` is given.
 //! - `files`: resource and policy files (YAML or JSON).
 //! - `time`: `--since` parsing and timestamp display.
 //! - `output`: tables and writing to stdout.
@@ -17,6 +19,7 @@ mod approvals;
 mod cluster;
 mod error;
 mod files;
+mod login;
 mod output;
 mod policy;
 mod resource;
@@ -33,6 +36,7 @@ use portcullis_api::AdminClient;
 pub use approvals::{ApprovalsCmd, approvals};
 pub use cluster::{ClusterCmd, cluster};
 pub use error::CliError;
+pub use login::{LoginArgs, login};
 pub use policy::{PolicyCmd, policy};
 pub use resource::{ResourceCmd, resource};
 pub use sessions::{SessionsCmd, sessions};
@@ -43,10 +47,10 @@ pub struct Globals {
     /// Admin API of a node, e.g. https://127.0.0.1:7101.
     #[arg(long, env = "PORTCULLIS_ENDPOINT", global = true)]
     pub endpoint: Option<String>,
-    /// Bearer token sent with every call.
+    /// Bearer token sent with every call; without it, the one cached by `portcullis login`.
     #[arg(long, env = "PORTCULLIS_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
-    /// PEM file of the CA that issued the nodes' certificates.
+    /// PEM file of the CA that issued the nodes' certificates (`login`: also trusted for the provider).
     #[arg(long, env = "PORTCULLIS_CA", global = true)]
     pub ca: Option<PathBuf>,
     /// Print machine-readable JSON instead of tables.
@@ -68,5 +72,9 @@ async fn connect(g: &Globals) -> Result<AdminClient, CliError> {
         }
         None => None,
     };
-    Ok(AdminClient::connect(endpoint, ca.as_deref(), g.token.clone()).await?)
+    let token = match &g.token {
+        Some(token) => Some(token.clone()),
+        None => login::cached_token()?,
+    };
+    Ok(AdminClient::connect(endpoint, ca.as_deref(), token).await?)
 }

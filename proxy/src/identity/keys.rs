@@ -18,6 +18,8 @@ use crate::error::{Error, Result};
 pub struct KeySet {
     pub issuer: String,
     pub keys: Vec<CoreJsonWebKey>,
+    /// `keys` decoded for ring, same order (None: ring lacks the type).
+    pub prepared: Vec<Option<super::signature::RingKey>>,
     /// Asymmetric algorithms the provider offers (never `none`, never HMAC).
     pub allowed_algs: Vec<CoreJwsSigningAlgorithm>,
     pub fetched_at: Instant,
@@ -61,7 +63,8 @@ impl KeySet {
         if !config.allowed_algs.is_empty() {
             allowed.retain(|a| config.allowed_algs.iter().any(|c| c.eq_ignore_ascii_case(&alg_name(a))));
         }
-        KeySet { issuer, keys, allowed_algs: allowed, fetched_at: Instant::now() }
+        let prepared = keys.iter().map(super::signature::prepare).collect();
+        KeySet { issuer, keys, prepared, allowed_algs: allowed, fetched_at: Instant::now() }
     }
 
     pub fn allowed_alg_names(&self) -> Vec<String> {

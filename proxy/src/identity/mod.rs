@@ -8,6 +8,7 @@
 
 mod config;
 mod keys;
+mod signature;
 pub mod token;
 
 pub use config::{DEV_ISSUER_PATH, IdentityConfig};

@@ -94,12 +94,13 @@ pub fn check(keys: &KeySet, config: &IdentityConfig, token: &str, now: u64) -> R
 
     // --- key and signature.
     let kid = header.get("kid").and_then(Value::as_str).map(str::to_string);
-    let Some(key) = select_key(keys, kid.as_deref(), &alg) else {
+    let Some((index, key)) = select_key(keys, kid.as_deref(), &alg) else {
         return Ok(Checked::UnknownKey { kid });
     };
     let signature = b64(signature_b64, "signature")?;
     let signed = token.get(..header_b64.len() + 1 + claims_b64.len()).unwrap_or_default();
-    if key.verify_signature(&alg, signed.as_bytes(), &signature).is_err() {
+    let prepared = keys.prepared.get(index).and_then(Option::as_ref);
+    if !super::signature::verify(prepared, key, &alg, signed.as_bytes(), &signature) {
         return reject(format!("bad signature (key {})", kid.as_deref().unwrap_or("without kid")));
     }
 
@@ -108,8 +109,13 @@ pub fn check(keys: &KeySet, config: &IdentityConfig, token: &str, now: u64) -> R
     check_claims(&claims, keys, config, now).map(Checked::Valid)
 }
 
-fn select_key<'k>(keys: &'k KeySet, kid: Option<&str>, alg: &CoreJwsSigningAlgorithm) -> Option<&'k CoreJsonWebKey> {
-    let usable = |k: &&CoreJsonWebKey| {
+/// The key that must have signed the token, with its position in the set.
+fn select_key<'k>(
+    keys: &'k KeySet,
+    kid: Option<&str>,
+    alg: &CoreJwsSigningAlgorithm,
+) -> Option<(usize, &'k CoreJsonWebKey)> {
+    let usable = |(_, k): &(usize, &CoreJsonWebKey)| {
         k.key_use().is_none_or(|u| u.allows_signature())
             && match k.signing_alg() {
                 JsonWebKeyAlgorithm::Algorithm(a) => a == alg,
@@ -117,11 +123,11 @@ fn select_key<'k>(keys: &'k KeySet, kid: Option<&str>, alg: &CoreJwsSigningAlgor
                 JsonWebKeyAlgorithm::Unsupported => false,
             }
     };
+    let mut candidates = keys.keys.iter().enumerate().filter(usable);
     match kid {
-        Some(kid) => keys.keys.iter().filter(usable).find(|k| k.key_id().is_some_and(|id| id.as_str() == kid)),
+        Some(kid) => candidates.find(|(_, k)| k.key_id().is_some_and(|id| id.as_str() == kid)),
         // Without a kid, only an unambiguous key will do.
         None => {
-            let mut candidates = keys.keys.iter().filter(usable);
             let first = candidates.next()?;
             candidates.next().is_none().then_some(first)
         }
