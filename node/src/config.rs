@@ -52,6 +52,9 @@ pub struct Listen {
     pub admin: String,
     /// /healthz, /readyz, /metrics (plain HTTP; keep it on a private interface).
     pub ops: String,
+    /// The Postgres door (TLS required); off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

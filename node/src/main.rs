@@ -14,6 +14,7 @@ mod admin_auth;
 mod cli;
 mod config;
 mod dev;
+mod door_store;
 mod error;
 mod ops;
 mod run;
@@ -56,6 +57,8 @@ enum Cmd {
     /// The session index and recordings.
     #[command(subcommand)]
     Sessions(cli::SessionsCmd),
+    /// Sign in at the organisation's OIDC provider (device flow) and cache the token.
+    Login(cli::LoginArgs),
 }
 
 fn init_logging() {
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
             Cmd::Policy(c) => cli::policy(c, g).await.map_err(|e| (e.exit_code(), e.to_string())),
             Cmd::Approvals(c) => cli::approvals(c, g).await.map_err(|e| (e.exit_code(), e.to_string())),
             Cmd::Sessions(c) => cli::sessions(c, g).await.map_err(|e| (e.exit_code(), e.to_string())),
+            Cmd::Login(a) => cli::login(a, g).await.map_err(|e| (e.exit_code(), e.to_string())),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

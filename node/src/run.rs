@@ -29,6 +29,10 @@ pub async fn run(config_path: &Path) -> Result<(), NodeError> {
     let raft_listener = bind("raft", &config.listen.raft).await?;
     let admin_listener = bind("admin", &config.listen.admin).await?;
     let ops_listener = bind("ops", &config.listen.ops).await?;
+    let pg_listener = match &config.listen.pg {
+        Some(addr) => Some(bind("postgres", addr).await?),
+        None => None,
+    };
 
     let shutdown = CancellationToken::new();
     let retention = match config.raft.retention_days {
@@ -49,7 +53,7 @@ pub async fn run(config_path: &Path) -> Result<(), NodeError> {
     let node = ClusterNode::start(settings, raft_listener, shutdown.child_token()).await?;
     tracing::info!(id = config.id, raft = %config.listen.raft, admin = %config.listen.admin, ops = %config.listen.ops, "node started");
 
-    let authenticator: Arc<dyn portcullis_api::Authenticator> = match &config.identity {
+    let verifier = match &config.identity {
         Some(identity) => {
             if identity.is_dev_issuer() {
                 tracing::warn!(issuer = %identity.issuer, "trusting the built-in DEVELOPMENT issuer (insecure_dev_issuer = true); never do this in production");
@@ -65,13 +69,24 @@ pub async fn run(config_path: &Path) -> Result<(), NodeError> {
                     tracing::warn!(error = %e, "identity provider not reachable yet; will retry on the next token");
                 }
             });
-            Arc::new(crate::admin_auth::OidcAuthenticator::new(verifier))
+            Some(verifier)
         }
         None => {
-            tracing::warn!("no [identity] configured: the admin API refuses every call");
-            Arc::new(crate::admin_auth::IdentityNotConfigured)
+            tracing::warn!("no [identity] configured: the admin API and the doors refuse everyone");
+            None
         }
     };
+    let authenticator: Arc<dyn portcullis_api::Authenticator> = match &verifier {
+        Some(v) => Arc::new(crate::admin_auth::OidcAuthenticator::new(v.clone())),
+        None => Arc::new(crate::admin_auth::IdentityNotConfigured),
+    };
+    if let (Some(listener), Some(verifier)) = (pg_listener, verifier.clone()) {
+        let batcher = portcullis_raft::audit_batch::EventBatcher::spawn(node.clone(), 1024, shutdown.child_token());
+        let store = Arc::new(crate::door_store::NodeStore::new(node.clone(), batcher));
+        let tls = tokio_rustls::TlsAcceptor::from(tls.rustls_server_config()?);
+        let door = Arc::new(portcullis_proxy::postgres::PgDoor::new(store, verifier, tls, Default::default()));
+        tokio::spawn(portcullis_proxy::postgres::serve(listener, door, shutdown.child_token()));
+    }
     let admin = portcullis_api::server(node.clone(), authenticator, config.authz.clone());
     let admin_server = tonic::transport::Server::builder()
         .tls_config(tls.server())

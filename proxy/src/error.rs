@@ -15,9 +15,54 @@ pub enum Error {
     #[error("identity provider {issuer} unavailable and no signing keys cached: {detail}")]
     IdentityUnavailable { issuer: String, detail: String },
 
+    /// The node cannot reach a quorum: nothing may be relayed (fail closed).
+    #[error("no quorum: {0}")]
+    NoQuorum(String),
+
+    /// The replicated state refused a command (e.g. self-approval).
+    #[error("{0}")]
+    Refused(String),
+
+    /// The replicated store failed otherwise.
+    #[error("store: {0}")]
+    Store(String),
+
+    /// The gateway could not log in to the backend with the resource's credentials.
+    #[error("backend login failed: {0}")]
+    BackendAuth(String),
+
+    /// The backend could not be reached or broke the protocol.
+    #[error("backend {addr}: {detail}")]
+    Backend { addr: String, detail: String },
+
+    /// A client sent bytes that are not the Postgres protocol (or too large a message).
+    #[error("protocol error: {0}")]
+    Protocol(String),
+
+    /// I/O with the client failed (disconnects are normal and not logged as errors).
+    #[error("client connection: {0}")]
+    ClientIo(String),
+
     /// The identity configuration is unusable.
     #[error("identity config: {0}")]
     IdentityConfig(String),
+
+    /// A policy document is unusable; `line`/`column` (1-based) point at the cause.
+    #[error("policy line {line}, column {column}: {reason}")]
+    PolicyInvalid { line: usize, column: usize, reason: String },
+
+    /// The SQL cannot be parsed; `message` is Postgres's own (e.g. `syntax error at or near
+    /// "SELEC"`), `position` a 0-based byte offset into the query where it is known.
+    #[error("cannot parse SQL: {message}")]
+    SqlUnparseable { message: String, position: Option<usize> },
+
+    /// The query string is longer than the configured limit.
+    #[error("SQL too large: {len} bytes exceeds the limit of {max} bytes")]
+    SqlTooLarge { len: usize, max: usize },
+
+    /// The SQL nests too deeply to be classified safely (fail closed).
+    #[error("SQL too deeply nested to classify: {detail}")]
+    SqlTooComplex { detail: String },
 }
 
 impl Error {

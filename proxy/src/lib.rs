@@ -6,9 +6,18 @@
 //! ## Layout
 //! - [`identity`]: OIDC token verification (discovery, cached JWKS, claim checks).
 //!   The first phase of every door and of the admin API.
+//! - [`store`]: the [`store::Store`] seam to the replicated state.
+//! - [`postgres`]: the Postgres door.
+//! - [`policy`]: YAML policy documents and the `decide` phase: every door's request,
+//!   described protocol-agnostically, gets allow / deny / review and a mask plan.
+//! - [`mask`]: the `mask` phase: column and detector masking of result values.
 //! - [`error`]: the crate's one error type.
 
 pub mod error;
 pub mod identity;
+pub mod mask;
+pub mod policy;
+pub mod postgres;
+pub mod store;
 
 pub use error::{Error, Result};

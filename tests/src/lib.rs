@@ -187,6 +187,8 @@ impl Cluster {
             .env("PORTCULLIS_ENDPOINT", &self.nodes[&id].admin)
             .env("PORTCULLIS_CA", self.ca())
             .env_remove("PORTCULLIS_TOKEN")
+            // Never fall back to a developer's own cached login.
+            .env("PORTCULLIS_CONFIG_DIR", self.dir.path().join("cli-config"))
             .stdin(Stdio::null());
         if let Some(t) = token {
             cmd.env("PORTCULLIS_TOKEN", t);

@@ -333,10 +333,10 @@ fn parse_discovery(issuer: &str, doc: &Value) -> Result<Endpoints, LoginError> {
              discovery document): enable the device flow at the provider for this client"
         ))
     };
-    if let Some(grants) = doc.get("grant_types_supported").and_then(Value::as_array) {
-        if !grants.iter().any(|g| g.as_str() == Some(DEVICE_CODE_GRANT)) {
-            return Err(no_device_flow());
-        }
+    if let Some(grants) = doc.get("grant_types_supported").and_then(Value::as_array)
+        && !grants.iter().any(|g| g.as_str() == Some(DEVICE_CODE_GRANT))
+    {
+        return Err(no_device_flow());
     }
     let device = doc.get("device_authorization_endpoint").and_then(Value::as_str).ok_or_else(no_device_flow)?;
     let token = doc
@@ -367,8 +367,12 @@ async fn device_authorization(
     let status = resp.status();
     let body = resp.bytes().await.map_err(|e| connect_error(url, &e))?;
     if status.is_success() {
-        return serde_json::from_slice(&body).map_err(|e| {
-            LoginError::Provider(format!("the device authorization response of {url} is malformed: {e}"))
+        // No detail from serde: its messages can quote the input, i.e. the device code.
+        return serde_json::from_slice(&body).map_err(|_| {
+            LoginError::Provider(format!(
+                "the device authorization response of {url} is malformed (it needs device_code, user_code and \
+                 verification_uri)"
+            ))
         });
     }
     let err: OAuthError = serde_json::from_slice(&body).unwrap_or_default();
@@ -479,13 +483,13 @@ fn parse_tokens(url: &str, body: &[u8]) -> Result<TokenResponse, LoginError> {
     // No detail from serde here: its messages can quote the input, i.e. the token.
     let tokens: TokenResponse = serde_json::from_slice(body)
         .map_err(|_| LoginError::Provider(format!("the token response of {url} is malformed (no access_token)")))?;
-    if let Some(kind) = &tokens.token_type {
-        if !kind.eq_ignore_ascii_case("bearer") {
-            return Err(LoginError::Provider(format!(
-                "{url} issued a {:?} token; the gateway accepts bearer tokens only",
-                printable(kind)
-            )));
-        }
+    if let Some(kind) = &tokens.token_type
+        && !kind.eq_ignore_ascii_case("bearer")
+    {
+        return Err(LoginError::Provider(format!(
+            "{url} issued a {:?} token; the gateway accepts bearer tokens only",
+            printable(kind)
+        )));
     }
     if tokens.access_token.is_empty() {
         return Err(LoginError::Provider(format!("the token response of {url} has an empty access_token")));

@@ -14,6 +14,7 @@ use serde::Serialize;
 use tokio::process::{Child, Command};
 
 mod issuer;
+mod postgres;
 
 use portcullis_raft::network::dev_ca as certs;
 
@@ -35,6 +36,10 @@ pub struct DevArgs {
     /// nodes running (for scripts and tests) instead of waiting for Ctrl-C.
     #[arg(long)]
     pub detach: bool,
+    /// Also start a throwaway Postgres, register it as resource `demo` and apply a
+    /// demo policy.
+    #[arg(long)]
+    pub postgres: bool,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -86,6 +91,9 @@ struct NodeEntry {
 #[derive(Serialize)]
 struct ClusterFile {
     ca: PathBuf,
+    /// The playground's Postgres (`--postgres`): address and data dir.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    postgres: Option<serde_json::Value>,
     issuer: Option<String>,
     issuer_pid: Option<u32>,
     resources: Vec<String>,
@@ -143,7 +151,7 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
                 id: *id,
                 pid: child.id(),
                 admin: format!("https://{}", c.listen.admin),
-                pg: None,
+                pg: c.listen.pg.clone(),
                 ssh: None,
                 http: None,
                 ops: format!("http://{}", c.listen.ops),
@@ -153,11 +161,29 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
             })
         })
         .collect::<Result<Vec<_>, NodeError>>()?;
+    let mut pg_info = None;
+    let mut resources = vec![];
+    if args.postgres && ready.is_ok() {
+        match setup_postgres(&dir, &endpoint, &ca, &admin_token).await {
+            Ok(info) => {
+                resources.push("demo".to_string());
+                pg_info = Some(info);
+            }
+            Err(e) => {
+                stop_all(&mut children).await;
+                let _ = issuer_child.kill().await;
+                return Err(e);
+            }
+        }
+    }
     let file = ClusterFile {
+        postgres: pg_info.as_ref().map(|p| {
+            serde_json::json!({"addr": format!("127.0.0.1:{}", p.port), "data_dir": p.data_dir, "log": dir.join("postgres.log")})
+        }),
         ca: dir.join("ca.pem"),
         issuer: Some(issuer_info.issuer.clone()),
         issuer_pid: issuer_child.id(),
-        resources: vec![],
+        resources,
         lb: None,
         nodes: entries,
     };
@@ -170,6 +196,9 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
         return Err(e);
     }
     print_next_steps(&dir, &endpoint, &file);
+    if let Some(info) = &pg_info {
+        print_postgres_steps(&dir, &file, info);
+    }
     if args.detach {
         // The nodes outlive us; their pids are in cluster.json.
         return Ok(());
@@ -178,6 +207,9 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
     let _ = tokio::signal::ctrl_c().await;
     eprintln!("stopping nodes...");
     stop_all(&mut children).await;
+    if let Some(info) = &pg_info {
+        postgres::stop(info);
+    }
     Ok(())
 }
 
@@ -207,11 +239,12 @@ fn prepare(dir: &Path, nodes: u64) -> Result<Vec<(u64, PathBuf)>, NodeError> {
     }
     let mut listens = Vec::new();
     for _ in 1..=nodes {
-        let [raft, admin, ops] = [free_port()?, free_port()?, free_port()?];
+        let [raft, admin, ops, pg] = [free_port()?, free_port()?, free_port()?, free_port()?];
         listens.push(Listen {
             raft: format!("127.0.0.1:{raft}"),
             admin: format!("127.0.0.1:{admin}"),
             ops: format!("127.0.0.1:{ops}"),
+            pg: Some(format!("127.0.0.1:{pg}")),
         });
     }
     let peers: Vec<Peer> =
@@ -387,4 +420,52 @@ fn print_next_steps(dir: &Path, endpoint: &str, file: &ClusterFile) {
     println!("  kill -9 <pid of the leader>; {exe} cluster status     # a survivor takes over");
     println!("  {exe} run --config {}      # restart node 1 by hand", dir.join("node1.toml").display());
     println!("Details of every node: {}", dir.join("cluster.json").display());
+}
+
+/// Start the throwaway Postgres, seed it, register `demo` and apply the demo policy.
+async fn setup_postgres(dir: &Path, endpoint: &str, ca: &[u8], token: &str) -> Result<postgres::PgInfo, NodeError> {
+    let info = postgres::ensure_running(dir, free_port()?)?;
+    postgres::seed(&info)?;
+    let client = portcullis_api::client::AdminClient::connect(endpoint, Some(ca), Some(token.to_string()))
+        .await
+        .map_err(|e| NodeError::Dev(e.to_string()))?;
+    use portcullis_api::proto::{AuditMode, Protocol, PutResourceRequest};
+    let resource = PutResourceRequest {
+        name: "demo".into(),
+        protocol: Protocol::Postgres as i32,
+        address: format!("127.0.0.1:{}", info.port),
+        username: Some("demo_app".into()),
+        secret: Some(info.app_password.clone()),
+        audit: AuditMode::Strict as i32,
+        options: [("database".to_string(), "demo".to_string())].into_iter().collect(),
+    };
+    client.put_resource(resource).await.map_err(|e| NodeError::Dev(format!("register resource demo: {e}")))?;
+    client
+        .put_policy("demo", postgres::DEMO_POLICY)
+        .await
+        .map_err(|e| NodeError::Dev(format!("apply the demo policy: {e}")))?;
+    Ok(info)
+}
+
+fn print_postgres_steps(dir: &Path, file: &ClusterFile, info: &postgres::PgInfo) {
+    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "portcullis".into());
+    let Some(pg) = file.nodes.first().and_then(|n| n.pg.clone()) else { return };
+    let (host, port) = pg.rsplit_once(':').unwrap_or(("127.0.0.1", "5432"));
+    println!();
+    println!("Postgres resource `demo` (backend 127.0.0.1:{}) with the demo policy:", info.port);
+    println!("  engineers may SELECT; INSERT/UPDATE/DELETE wait for one approver; TRUNCATE and DDL are denied;");
+    println!("  columns email and ssn are masked.");
+    println!("Connect as alice (an engineer):");
+    println!(
+        "  PGPASSWORD=$({exe} dev token --dir {} --sub alice --groups engineers) psql \"host={host} port={port} dbname=demo user=alice sslmode=require\"",
+        dir.display()
+    );
+    println!("  demo=> SELECT * FROM customers LIMIT 3;      -- email and ssn come back masked");
+    println!("  demo=> DELETE FROM customers WHERE id = 12;  -- waits for approval");
+    println!("Approve it as bob (an approver), from another terminal:");
+    println!(
+        "  PORTCULLIS_TOKEN=$({exe} dev token --dir {} --sub bob --groups approvers) {exe} approvals list --pending",
+        dir.display()
+    );
+    println!("  ... {exe} approvals approve <id>");
 }

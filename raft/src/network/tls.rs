@@ -97,6 +97,23 @@ impl TlsMaterial {
             .domain_name("localhost")
     }
 
+    /// A rustls server config with this node's certificate, for the client-facing
+    /// doors (Postgres TLS): clients verify us, and authenticate with tokens.
+    pub fn rustls_server_config(&self) -> Result<Arc<rustls::ServerConfig>> {
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&self.cert_pem)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::Tls(format!("node certificate: {e}")))?;
+        let key = PrivateKeyDer::from_pem_slice(&self.key_pem).map_err(|e| Error::Tls(format!("node key: {e}")))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Tls(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| Error::Tls(format!("node certificate and key: {e}")))?;
+        Ok(Arc::new(config))
+    }
+
     pub fn ca_pem(&self) -> &[u8] {
         &self.ca_pem
     }

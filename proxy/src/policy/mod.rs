@@ -1,0 +1,205 @@
+//! Policy: the `decide` phase (DESIGN §3). Every door turns what a caller asks for into a
+//! protocol-agnostic [`Request`] (resource, protocol, statement kind, tables, text) and
+//! asks [`PolicySet::decide`] for a [`Decision`]: allow, deny (with a reason for the
+//! client), or hold for review; plus the [`MaskPlan`] to apply to the results. Pure code:
+//! no I/O, no clock, no bytes.
+//!
+//! # Policy files
+//!
+//! A policy document is YAML, parsed by [`parse`] (unknown fields are errors, and every
+//! error names its line and column):
+//!
+//! ```yaml
+//! name: demo                      # required, names the document in audit records
+//! rules:                          # required; evaluated all together, order only breaks ties
+//!   - name: engineers-read        # optional; audit shows "demo/engineers-read" (else "demo/#1")
+//!     match:                      # every field is optional; omitted = matches anything
+//!       groups: [engineers]       # caller is in ANY of these groups
+//!       resources: [demo, "prod-*"]   # glob on the resource name (exact case)
+//!       protocols: [postgres]     # postgres | ssh | http
+//!       kinds: [select]           # statement kinds, see below
+//!       tables: ["public.*", customers]  # glob; ANY touched table matches ANY pattern
+//!       text: "(?i)pg_sleep"      # regex searched in the statement / command / request
+//!       missing_where: true       # UPDATE/DELETE without WHERE (false: only with WHERE)
+//!     action: allow               # allow | deny | review | mask
+//!     reason: "..."               # deny and review only; shown to the client
+//!     approvers: { groups: [dba], count: 1 }   # review only, required; count ≥ 1 (default 1)
+//!     timeout: 5m                 # review only; humantime, > 0 (default 15m)
+//!     mask:                       # mask only; at least one of columns / detectors
+//!       columns: [email, ssn, "*password*"]   # glob on result column names (ASCII case ignored)
+//!       detectors: [email, credit_card, ssn, api_key, jwt]
+//! ```
+//!
+//! Globs know only `*` (any run of characters, `.` included) and `?` (one character).
+//! Lists may not be empty (write nothing to match anything). Kinds are lower-case names
+//! from [`KNOWN_KINDS`]: Postgres `select insert update delete merge ddl truncate copy set
+//! show transaction call explain grant other`, SSH `exec shell`, HTTP methods `get head
+//! post put patch delete options connect trace`, and `unknown` for what a door could not
+//! classify. A request's kind is free text; a kind no rule names (such as `unknown`)
+//! matches only rules that omit `kinds` or list it.
+//!
+//! Tables: a pattern without a `.` matches the table name in any schema (`customers`
+//! matches `public.customers`); a request table without a schema is also tried as
+//! `public.<name>`, Postgres's default search path, so `deny public.secrets` cannot be
+//! dodged by writing `secrets`. Doors should qualify names when they know better.
+//!
+//! # Decisions
+//!
+//! Every rule of every document whose `match` fits counts; none short-circuits.
+//! - any matching `deny` → **Deny** with the first deny rule's reason (default
+//!   `denied by policy rule <rule>`); deny beats everything.
+//! - else any matching `review` → **Review**; several combine: approver groups are the
+//!   union, approvals needed the maximum, the timeout the minimum, the reason the first's.
+//! - else any matching `allow` → **Allow**.
+//! - else **Deny** by default: `no policy rule allows <kind> on <resource> for <subject>`.
+//!
+//! `mask` rules neither allow nor deny: each matching one adds its columns and detectors
+//! to the decision's [`MaskPlan`], which applies whenever the statement runs (allowed, or
+//! reviewed and approved). A denied decision carries an empty plan.
+
+mod decide;
+mod glob;
+mod locate;
+mod parse;
+mod rule;
+
+use std::fmt;
+use std::time::Duration;
+
+pub use decide::PolicySet;
+pub use glob::Glob;
+pub use parse::parse;
+pub use rule::{Action, Approvers, Match, PolicyDoc, Rule};
+
+pub use crate::mask::MaskPlan;
+
+/// Review timeout when a rule names none.
+pub const DEFAULT_REVIEW_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Every statement kind a policy file may name in `match.kinds`.
+pub const KNOWN_KINDS: &[&str] = &[
+    // Postgres
+    "select",
+    "insert",
+    "update",
+    "delete",
+    "merge",
+    "ddl",
+    "truncate",
+    "copy",
+    "set",
+    "show",
+    "transaction",
+    "call",
+    "explain",
+    "grant",
+    "other",
+    // SSH
+    "exec",
+    "shell",
+    // HTTP methods
+    "get",
+    "head",
+    "post",
+    "put",
+    "patch",
+    "options",
+    "connect",
+    "trace",
+    // Any door: could not classify.
+    "unknown",
+];
+
+/// Who is asking: the verified identity, reduced to what policy reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Who {
+    pub subject: String,
+    pub groups: Vec<String>,
+}
+
+impl From<&crate::identity::Identity> for Who {
+    fn from(identity: &crate::identity::Identity) -> Self {
+        Who { subject: identity.subject.clone(), groups: identity.groups.clone() }
+    }
+}
+
+/// The door a request came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Postgres,
+    Ssh,
+    Http,
+}
+
+// === impl Protocol ===
+
+impl Protocol {
+    pub const ALL: [Protocol; 3] = [Protocol::Postgres, Protocol::Ssh, Protocol::Http];
+
+    /// The name used in policy files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Postgres => "postgres",
+            Protocol::Ssh => "ssh",
+            Protocol::Http => "http",
+        }
+    }
+
+    /// Parses a policy-file name; `None` for anything unknown.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Protocol::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One statement, command or HTTP request, as every door describes it to policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The resource name (Postgres: the `dbname` the client asked for).
+    pub resource: String,
+    pub protocol: Protocol,
+    /// Statement kind (`select`, `exec`, `post`, `unknown`, …); free text, matched
+    /// ignoring ASCII case.
+    pub kind: String,
+    /// Tables the statement touches, `schema.table` where known.
+    pub tables: Vec<String>,
+    /// The statement, command line or `METHOD path` (+ body), for `match.text`.
+    pub text: String,
+    /// UPDATE or DELETE without a WHERE clause.
+    pub missing_where: bool,
+}
+
+/// What to do with one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// The rule that decided (`doc/rule-name` or `doc/#n`); `None` for the default deny.
+    pub rule: Option<String>,
+    /// Masks to apply to the results if the request runs; empty when denied.
+    pub masks: MaskPlan,
+}
+
+/// Allow, deny, or hold for review.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    /// `reason` is shown to the client.
+    Deny {
+        reason: String,
+    },
+    /// Hold until `approvals_needed` members of `approver_groups` approve, or `timeout`.
+    Review {
+        approver_groups: Vec<String>,
+        approvals_needed: u32,
+        timeout: Duration,
+        reason: String,
+    },
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,83 @@
+//! A parsed, validated policy document and how one rule matches one request.
+
+use std::time::Duration;
+
+use regex::Regex;
+
+use super::{Glob, MaskPlan, Protocol, Request, Who};
+
+/// One policy file, validated: every regex compiled, every name known.
+#[derive(Debug, Clone)]
+pub struct PolicyDoc {
+    pub name: String,
+    pub rules: Vec<Rule>,
+}
+
+/// One rule: when it matches, and what it then contributes.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Label for reasons and audit: `doc/name`, or `doc/#n` (1-based) when unnamed.
+    pub label: String,
+    pub matcher: Match,
+    pub action: Action,
+}
+
+/// The `match` block; `None` fields match anything.
+#[derive(Debug, Clone, Default)]
+pub struct Match {
+    pub groups: Option<Vec<String>>,
+    pub resources: Option<Vec<Glob>>,
+    pub protocols: Option<Vec<Protocol>>,
+    /// Lower-case kind names.
+    pub kinds: Option<Vec<String>>,
+    pub tables: Option<Vec<Glob>>,
+    pub text: Option<Regex>,
+    pub missing_where: Option<bool>,
+}
+
+/// What a matching rule contributes to the decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Allow,
+    Deny { reason: String },
+    Review { approvers: Approvers, timeout: Duration, reason: Option<String> },
+    Mask(MaskPlan),
+}
+
+/// Who may approve a held request, and how many of them must.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approvers {
+    pub groups: Vec<String>,
+    /// At least 1.
+    pub count: u32,
+}
+
+// === impl Match ===
+
+impl Match {
+    /// Whether this block fits `who` making `req`. Cheap checks first, the regex last.
+    pub fn matches(&self, who: &Who, req: &Request) -> bool {
+        fn fits<T>(field: &Option<T>, test: impl FnOnce(&T) -> bool) -> bool {
+            field.as_ref().is_none_or(test)
+        }
+        fits(&self.protocols, |ps| ps.contains(&req.protocol))
+            && fits(&self.kinds, |ks| ks.iter().any(|k| k.eq_ignore_ascii_case(&req.kind)))
+            && fits(&self.missing_where, |mw| *mw == req.missing_where)
+            && fits(&self.resources, |rs| rs.iter().any(|g| g.matches(&req.resource)))
+            && fits(&self.groups, |gs| gs.iter().any(|g| who.groups.contains(g)))
+            && fits(&self.tables, |ts| req.tables.iter().any(|t| ts.iter().any(|g| table_matches(g, t))))
+            && fits(&self.text, |re| re.is_match(&req.text))
+    }
+}
+
+/// A pattern without a schema matches the bare table name in any schema; a table
+/// without a schema is also tried as `public.<name>` (the default search path).
+fn table_matches(pattern: &Glob, table: &str) -> bool {
+    if pattern.matches_ignore_ascii_case(table) {
+        return true;
+    }
+    match table.rsplit_once('.') {
+        Some((_, bare)) => !pattern.as_str().contains('.') && pattern.matches_ignore_ascii_case(bare),
+        None => pattern.matches_ignore_ascii_case(&format!("public.{table}")),
+    }
+}

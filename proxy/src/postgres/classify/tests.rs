@@ -1,0 +1,330 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use super::*;
+use StatementKind as K;
+
+/// (sql, kind of each statement, tables of each statement, missing_where of each statement)
+type Case = (&'static str, &'static [K], &'static [&'static [&'static str]], &'static [bool]);
+
+const CASES: &[Case] = &[
+    // Reads.
+    ("SELECT 1", &[K::Select], &[&[]], &[false]),
+    ("select * from users where id = 1", &[K::Select], &[&["users"]], &[false]),
+    (
+        "SELECT * FROM app.Users u JOIN app.orders o ON o.uid = u.id",
+        &[K::Select],
+        &[&["app.orders", "app.users"]],
+        &[false],
+    ),
+    (r#"SELECT * FROM "MyTable" JOIN s."Other" o ON true"#, &[K::Select], &[&["mytable", "s.other"]], &[false]),
+    (
+        "SELECT * FROM a WHERE id IN (SELECT aid FROM b WHERE EXISTS (SELECT 1 FROM c))",
+        &[K::Select],
+        &[&["a", "b", "c"]],
+        &[false],
+    ),
+    ("SELECT x FROM (SELECT x FROM inner_t) sub", &[K::Select], &[&["inner_t"]], &[false]),
+    ("SELECT * FROM a UNION ALL SELECT * FROM b", &[K::Select], &[&["a", "b"]], &[false]),
+    ("WITH t AS (SELECT * FROM src) SELECT * FROM t", &[K::Select], &[&["src"]], &[false]),
+    ("WITH users AS (SELECT * FROM users) SELECT * FROM users", &[K::Select], &[&["users"]], &[false]),
+    (
+        "WITH RECURSIVE r AS (SELECT 1 UNION SELECT n FROM r, edges) SELECT * FROM r",
+        &[K::Select],
+        &[&["edges"]],
+        &[false],
+    ),
+    ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity", &[K::Select], &[&["pg_stat_activity"]], &[false]),
+    ("SELECT * FROM public.a FOR UPDATE", &[K::Select], &[&["public.a"]], &[false]),
+    ("VALUES (1), (2)", &[K::Select], &[&[]], &[false]),
+    // Writes.
+    ("INSERT INTO logs (msg) VALUES ('x')", &[K::Insert], &[&["logs"]], &[false]),
+    ("INSERT INTO archive SELECT * FROM live ON CONFLICT DO NOTHING", &[K::Insert], &[&["archive", "live"]], &[false]),
+    ("UPDATE accounts SET balance = 0", &[K::Update], &[&["accounts"]], &[true]),
+    (
+        "UPDATE accounts a SET balance = 0 FROM owners o WHERE o.id = a.owner",
+        &[K::Update],
+        &[&["accounts", "owners"]],
+        &[false],
+    ),
+    ("DELETE FROM sessions", &[K::Delete], &[&["sessions"]], &[true]),
+    ("DELETE FROM sessions WHERE expires < now()", &[K::Delete], &[&["sessions"]], &[false]),
+    ("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", &[K::Merge], &[&["s", "t"]], &[false]),
+    ("WITH d AS (DELETE FROM queue RETURNING *) SELECT * FROM d", &[K::Delete], &[&["queue"]], &[true]),
+    (
+        "WITH u AS (UPDATE t SET x = 1 WHERE id = 2 RETURNING *) SELECT count(*) FROM u",
+        &[K::Update],
+        &[&["t"]],
+        &[false],
+    ),
+    ("EXPLAIN ANALYZE DELETE FROM big_table", &[K::Delete], &[&["big_table"]], &[true]),
+    ("EXPLAIN (ANALYZE, BUFFERS) UPDATE t SET x = 1 WHERE y = 2", &[K::Update], &[&["t"]], &[false]),
+    ("EXPLAIN DELETE FROM big_table", &[K::Explain], &[&["big_table"]], &[false]),
+    ("EXPLAIN (ANALYZE false) DELETE FROM big_table", &[K::Explain], &[&["big_table"]], &[false]),
+    ("SELECT * INTO new_t FROM old_t", &[K::Ddl], &[&["new_t", "old_t"]], &[false]),
+    // COPY.
+    ("COPY users TO STDOUT", &[K::Copy], &[&["users"]], &[false]),
+    ("COPY staging.users (id, name) FROM STDIN WITH (FORMAT csv)", &[K::Copy], &[&["staging.users"]], &[false]),
+    ("COPY (SELECT * FROM a JOIN b USING (id)) TO STDOUT", &[K::Copy], &[&["a", "b"]], &[false]),
+    ("COPY (DELETE FROM a RETURNING *) TO STDOUT", &[K::Delete], &[&["a"]], &[true]),
+    // DDL, privileges, maintenance.
+    ("CREATE TABLE a (id int PRIMARY KEY, b_id int REFERENCES b (id))", &[K::Ddl], &[&["a", "b"]], &[false]),
+    ("ALTER TABLE s.a ADD COLUMN c text", &[K::Ddl], &[&["s.a"]], &[false]),
+    ("ALTER TABLE a RENAME TO z", &[K::Ddl], &[&["a"]], &[false]),
+    ("DROP TABLE IF EXISTS a, s.b CASCADE", &[K::Ddl], &[&["a", "s.b"]], &[false]),
+    ("COMMENT ON TABLE s.x IS 'hello'", &[K::Ddl], &[&["s.x"]], &[false]),
+    ("CREATE INDEX CONCURRENTLY i ON t (c)", &[K::Ddl], &[&["t"]], &[false]),
+    ("CREATE VIEW v AS SELECT * FROM t", &[K::Ddl], &[&["t", "v"]], &[false]),
+    ("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'", &[K::Ddl], &[&[]], &[false]),
+    ("TRUNCATE a, b RESTART IDENTITY", &[K::Truncate], &[&["a", "b"]], &[false]),
+    ("GRANT SELECT ON a TO bob", &[K::Grant], &[&["a"]], &[false]),
+    ("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM bob", &[K::Grant], &[&[]], &[false]),
+    ("CREATE ROLE agent LOGIN", &[K::Grant], &[&[]], &[false]),
+    ("VACUUM ANALYZE a", &[K::Vacuum], &[&["a"]], &[false]),
+    ("ANALYZE a", &[K::Vacuum], &[&["a"]], &[false]),
+    ("REINDEX TABLE a", &[K::Vacuum], &[&["a"]], &[false]),
+    ("LOCK TABLE a IN ACCESS EXCLUSIVE MODE", &[K::Lock], &[&["a"]], &[false]),
+    // Session and control.
+    ("SET search_path = app, public", &[K::Set], &[&[]], &[false]),
+    ("RESET ALL", &[K::Set], &[&[]], &[false]),
+    ("SHOW work_mem", &[K::Show], &[&[]], &[false]),
+    (
+        "BEGIN; SAVEPOINT s; ROLLBACK TO s; COMMIT",
+        &[K::Transaction, K::Transaction, K::Transaction, K::Transaction],
+        &[&[], &[], &[], &[]],
+        &[false; 4],
+    ),
+    ("PREPARE TRANSACTION 'x'", &[K::Transaction], &[&[]], &[false]),
+    ("CALL do_things(1)", &[K::Call], &[&[]], &[false]),
+    (
+        "PREPARE p AS DELETE FROM a WHERE id = $1; EXECUTE p(1); DEALLOCATE p",
+        &[K::Prepare, K::Prepare, K::Prepare],
+        &[&["a"], &[], &[]],
+        &[false; 3],
+    ),
+    ("LISTEN ch; NOTIFY ch, 'x'; UNLISTEN *", &[K::Listen, K::Listen, K::Listen], &[&[], &[], &[]], &[false; 3]),
+    ("DO $$ BEGIN DELETE FROM a; END $$", &[K::Do], &[&[]], &[false]),
+    // Splitting, comments.
+    (
+        "SELECT 1; DELETE FROM t; UPDATE u SET x = 1 WHERE y",
+        &[K::Select, K::Delete, K::Update],
+        &[&[], &["t"], &["u"]],
+        &[false, true, false],
+    ),
+    ("-- leading\nSELECT /* ; */ ';' FROM a; /* trailing */", &[K::Select], &[&["a"]], &[false]),
+];
+
+#[test]
+fn statement_table_classifies_kind_tables_and_missing_where() {
+    for (sql, kinds, tables, missing) in CASES {
+        let got = classify(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let got_kinds: Vec<K> = got.iter().map(|s| s.kind.clone()).collect();
+        assert_eq!(&got_kinds, kinds, "kinds of {sql}");
+        let got_tables: Vec<Vec<&str>> = got.iter().map(|s| s.tables.iter().map(String::as_str).collect()).collect();
+        let want_tables: Vec<Vec<&str>> = tables.iter().map(|t| t.to_vec()).collect();
+        assert_eq!(got_tables, want_tables, "tables of {sql}");
+        let got_missing: Vec<bool> = got.iter().map(|s| s.missing_where).collect();
+        assert_eq!(&got_missing, missing, "missing_where of {sql}");
+    }
+}
+
+#[test]
+fn multi_statement_strings_are_split_into_their_own_trimmed_texts() {
+    let got = classify("  SELECT 1 ;\n\n  DELETE FROM t WHERE a = ';' ;  ").unwrap();
+    let texts: Vec<&str> = got.iter().map(|s| s.text.as_str()).collect();
+    assert_eq!(texts, ["SELECT 1", "DELETE FROM t WHERE a = ';'"]);
+}
+
+#[test]
+fn empty_queries_classify_to_no_statements() {
+    for sql in ["", "   ", ";", " ;; ; ", "-- only a comment", "/* block */ ; -- and line\n"] {
+        assert_eq!(classify(sql).unwrap(), Vec::new(), "{sql:?}");
+    }
+}
+
+#[test]
+fn data_modifying_cte_sets_writes_in_cte_and_takes_the_write_kind() {
+    let s = &classify("WITH x AS (INSERT INTO t VALUES (1) RETURNING id) SELECT * FROM x").unwrap()[0];
+    assert_eq!(s.kind, K::Insert);
+    assert!(s.writes_in_cte);
+    assert!(s.kind.writes());
+    let plain = &classify("WITH x AS (SELECT 1) SELECT * FROM x").unwrap()[0];
+    assert!(!plain.writes_in_cte);
+    assert_eq!(plain.kind, K::Select);
+}
+
+#[test]
+fn cte_name_does_not_hide_the_real_table_in_its_own_body() {
+    let s = &classify("WITH secrets AS (SELECT * FROM secrets) SELECT * FROM secrets").unwrap()[0];
+    assert_eq!(s.tables, ["secrets"]);
+    // ...but it does hide it where it is in scope.
+    let s = &classify("WITH secrets AS (SELECT 1) SELECT * FROM secrets").unwrap()[0];
+    assert!(s.tables.is_empty());
+    // A schema-qualified name is never a CTE.
+    let s = &classify("WITH secrets AS (SELECT 1) SELECT * FROM public.secrets").unwrap()[0];
+    assert_eq!(s.tables, ["public.secrets"]);
+}
+
+#[test]
+fn select_for_update_and_share_are_flagged() {
+    assert!(classify("SELECT * FROM a FOR UPDATE SKIP LOCKED").unwrap()[0].select_for_update);
+    assert!(classify("SELECT * FROM (SELECT * FROM a FOR SHARE) s").unwrap()[0].select_for_update);
+    assert!(!classify("SELECT * FROM a").unwrap()[0].select_for_update);
+}
+
+#[test]
+fn copy_direction_distinguishes_client_file_and_program() {
+    let dir = |sql: &str| classify(sql).unwrap()[0].copy_direction;
+    assert_eq!(dir("COPY a TO STDOUT"), Some(CopyDirection::ToClient));
+    assert_eq!(dir("COPY a FROM STDIN"), Some(CopyDirection::FromClient));
+    assert_eq!(dir("COPY a TO '/tmp/a.csv'"), Some(CopyDirection::ToFile));
+    assert_eq!(dir("COPY a FROM '/tmp/a.csv'"), Some(CopyDirection::FromFile));
+    assert_eq!(dir("COPY a FROM PROGRAM 'curl evil'"), Some(CopyDirection::Program));
+    assert_eq!(dir("COPY (SELECT 1) TO PROGRAM 'cat'"), Some(CopyDirection::Program));
+    assert_eq!(dir("SELECT 1"), None);
+}
+
+#[test]
+fn unknown_statements_are_other_with_the_node_name() {
+    let s = &classify("CHECKPOINT").unwrap()[0];
+    assert_eq!(s.kind, K::Other("CheckPointStmt".to_string()));
+    assert_eq!(s.kind.name(), "other");
+    assert!(s.kind.writes(), "unknown statements count as writing");
+    assert_eq!(classify("LOAD 'plugin'").unwrap()[0].kind, K::Other("LoadStmt".to_string()));
+}
+
+#[test]
+fn kind_names_are_lowercase_and_writes_is_conservative() {
+    assert_eq!(K::Select.name(), "select");
+    assert_eq!(K::Ddl.name(), "ddl");
+    assert_eq!(K::Transaction.name(), "transaction");
+    assert_eq!(K::Do.to_string(), "do");
+    assert_eq!(K::Other("X".into()).to_string(), "other (X)");
+    for k in [K::Select, K::Set, K::Show, K::Transaction, K::Explain, K::Listen, K::Lock] {
+        assert!(!k.writes(), "{k}");
+    }
+    for k in [K::Insert, K::Update, K::Delete, K::Merge, K::Ddl, K::Truncate, K::Copy, K::Grant, K::Do, K::Call] {
+        assert!(k.writes(), "{k}");
+    }
+}
+
+#[test]
+fn unparseable_sql_carries_the_parsers_message() {
+    let cases: &[(&str, &str, Option<usize>)] = &[
+        ("SELEC 1", r#"syntax error at or near "SELEC""#, Some(0)),
+        ("SELECT * FROM", "syntax error at end of input", Some(13)),
+        ("SELECT 1 FROM FROM t", r#"syntax error at or near "FROM""#, None),
+        ("SELECT 1; DELET FROM t", r#"syntax error at or near "DELET""#, Some(10)),
+        ("SELECT 'unterminated", "unterminated quoted string at or near \"'unterminated\"", Some(7)),
+    ];
+    for (sql, message, position) in cases {
+        match classify(sql) {
+            Err(Error::SqlUnparseable { message: m, position: p }) => {
+                assert_eq!(&m, message, "{sql}");
+                assert_eq!(&p, position, "{sql}");
+            }
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+    let err = classify("SELEC 1").unwrap_err();
+    assert_eq!(err.to_string(), r#"cannot parse SQL: syntax error at or near "SELEC""#);
+}
+
+#[test]
+fn nul_bytes_are_refused_not_truncated() {
+    let err = classify("SELECT 1;\0 DROP TABLE a").unwrap_err();
+    assert!(matches!(err, Error::SqlUnparseable { position: Some(9), .. }), "{err:?}");
+}
+
+#[test]
+fn sql_over_the_limit_is_refused() {
+    let sql = "SELECT 1".to_string() + &" ".repeat(100);
+    assert_eq!(classify_with_limit(&sql, 200).unwrap().len(), 1);
+    let err = classify_with_limit(&sql, 50).unwrap_err();
+    assert!(matches!(err, Error::SqlTooLarge { len: 108, max: 50 }), "{err:?}");
+    assert_eq!(err.to_string(), "SQL too large: 108 bytes exceeds the limit of 50 bytes");
+    let huge = format!("SELECT '{}'", "x".repeat(DEFAULT_MAX_SQL_BYTES));
+    assert!(matches!(classify(&huge), Err(Error::SqlTooLarge { .. })));
+}
+
+#[test]
+fn deep_nesting_is_an_error_not_a_crash() {
+    let shapes = [
+        format!("SELECT {}1", "1+".repeat(200)),
+        format!("SELECT {}1", "1+".repeat(100_000)),
+        format!("SELECT {}1{}", "(".repeat(100_000), ")".repeat(100_000)),
+        format!("SELECT {}1{}", "(SELECT ".repeat(1_000), ")".repeat(1_000)),
+        format!("SELECT 1{}", " UNION SELECT 1".repeat(1_000)),
+        format!("SELECT {}true", "NOT ".repeat(10_000)),
+        format!("SELECT {}1{}", "ARRAY[".repeat(500), "]".repeat(500)),
+    ];
+    for sql in &shapes {
+        match classify(sql) {
+            Err(Error::SqlTooComplex { .. }) => {}
+            other => panic!("{}...: {other:?}", &sql[..40]),
+        }
+    }
+    // Moderate nesting still classifies.
+    let ok = format!("SELECT {}1 FROM t", "1+".repeat(30));
+    assert_eq!(classify(&ok).unwrap()[0].tables, ["t"]);
+    let wide = format!("SELECT 1 FROM t WHERE {}true", "a = 1 AND ".repeat(5_000));
+    assert_eq!(classify(&wide).unwrap()[0].kind, K::Select);
+}
+
+/// A tiny deterministic PRNG so the test needs no dependency.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+#[test]
+fn never_panics_on_garbage_or_mutated_sql() {
+    let seeds: Vec<&str> = CASES.iter().map(|c| c.0).collect();
+    let alphabet = b"();,'\"$\\ -*/\n\t:[]{}.=<>|&%0123456789abcdefghijklmnopqrstuvwxyzSELCTFROMWHEUPDAIN";
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    let mut checked = 0;
+    for round in 0..600 {
+        let input = match round % 3 {
+            // Random bytes, made UTF-8 the way a caller would.
+            0 => {
+                let bytes: Vec<u8> = (0..rng.below(200)).map(|_| rng.next() as u8).collect();
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            // Random SQL-ish characters.
+            1 => (0..rng.below(120)).map(|_| alphabet[rng.below(alphabet.len())] as char).collect(),
+            // A real statement with bytes inserted, deleted and replaced.
+            _ => {
+                let mut bytes = seeds[rng.below(seeds.len())].as_bytes().to_vec();
+                for _ in 0..=rng.below(6) {
+                    let at = rng.below(bytes.len() + 1);
+                    match rng.below(3) {
+                        0 => bytes.insert(at, alphabet[rng.below(alphabet.len())]),
+                        1 if at < bytes.len() => {
+                            bytes.remove(at);
+                        }
+                        _ if at < bytes.len() => bytes[at] = rng.next() as u8,
+                        _ => {}
+                    }
+                }
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+        };
+        let result = std::panic::catch_unwind(|| classify(&input));
+        assert!(result.is_ok(), "classify panicked on {input:?}");
+        if let Ok(Ok(statements)) = result {
+            for s in statements {
+                assert!(input.contains(&s.text), "{:?} is not part of {input:?}", s.text);
+            }
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 600);
+}

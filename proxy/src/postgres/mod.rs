@@ -1,0 +1,28 @@
+//! The Postgres door: native clients (psql, libpq, JDBC-style drivers) through the
+//! gateway, one decision per statement (DESIGN §3).
+//!
+//! ```text
+//! client ──TLS──▶ startup: authenticate (password = OIDC token, dbname = resource)
+//!                 backend login with the resource's stored credentials
+//!   per statement:  classify ─▶ decide ─▶ hold (review) ─▶ audit ─▶ relay ─▶ mask ─▶ record
+//! ```
+//!
+//! - [`conn`]: framing of both sides (pgwire codecs); bytes stop there.
+//! - [`startup`]: TLS, startup, token verification (phase "authenticate").
+//! - [`backend`], [`scram`]: logging in to the backend.
+//! - [`classify`]: SQL → statements (Postgres's own parser).
+//! - [`session`]: the per-statement phases.
+//! - [`relay`]: backend responses to the client, masked and counted.
+//! - [`reply`]: errors and notices the gateway itself sends (SQLSTATEs).
+
+pub mod backend;
+pub mod classify;
+pub mod conn;
+pub mod door;
+pub mod relay;
+pub mod reply;
+pub mod scram;
+pub mod session;
+pub mod startup;
+
+pub use door::{PgDoor, PgSettings, serve};

@@ -1,0 +1,335 @@
+//! Phases "relay", "mask" and the counting half of "record": backend responses go
+//! to the client in order, result rows masked by the statement's plan.
+//!
+//! The session forwards a batch of client messages and hands the relay one
+//! [`Expect`] per forwarded message. The relay walks the backend's responses against
+//! them: it knows when a message's answer is complete, which columns a result row
+//! has (from RowDescription), and which answers the gateway injected for itself
+//! and must not pass on.
+
+use std::collections::VecDeque;
+
+use bytes::{Buf, BufMut, BytesMut};
+use pgwire::messages::PgWireBackendMessage as B;
+use pgwire::messages::PgWireFrontendMessage as F;
+use pgwire::messages::data::{DataRow, FieldDescription};
+
+use super::conn::{BackendConn, ClientConn};
+use crate::error::{Error, Result};
+use crate::mask::MaskPlan;
+
+/// Column names and formats of a result.
+#[derive(Debug, Clone, Default)]
+pub struct Columns {
+    pub names: Vec<String>,
+    /// Per column: 0 text, 1 binary.
+    pub formats: Vec<i16>,
+}
+
+impl Columns {
+    pub fn from_fields(fields: &[FieldDescription]) -> Self {
+        Columns {
+            names: fields.iter().map(|f| f.name.clone()).collect(),
+            formats: fields.iter().map(|f| f.format_code).collect(),
+        }
+    }
+}
+
+/// What one forwarded message will be answered with.
+#[derive(Debug)]
+pub enum Expect {
+    /// Parse, Bind, Close: one completion message.
+    Completion { inject: bool },
+    /// Describe: ParameterDescription (statements) then RowDescription or NoData.
+    Describe { inject: bool, statement: Option<String>, portal: Option<String> },
+    /// Execute, or a simple Query's statements: rows until a completion.
+    Rows(Box<RowsContext>),
+    /// Sync or a simple Query: ReadyForQuery ends the exchange. `inject`: our own
+    /// Sync, whose ReadyForQuery the client must not see.
+    Ready { inject: bool },
+}
+
+/// How to treat the rows of one execution.
+#[derive(Debug, Default)]
+pub struct RowsContext {
+    pub masks: MaskPlan,
+    pub columns: Option<Columns>,
+    /// Simple query: several results until ReadyForQuery.
+    pub until_ready: bool,
+}
+
+/// What the relay learned, for the "record" phase.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Per execution: command tag (e.g. `SELECT 3`), or the backend's error text.
+    pub tags: Vec<String>,
+    pub rows: u64,
+    pub error: Option<String>,
+    /// First rows, masked, for the audit preview.
+    pub preview: Vec<Vec<Option<String>>>,
+    /// RowDescriptions learned from Describe, for the session's statement cache.
+    pub described: Vec<(Option<String>, Option<String>, Columns)>,
+    /// Transaction status from the last ReadyForQuery.
+    pub ready_status: Option<u8>,
+}
+
+pub struct Limits {
+    pub preview_rows: usize,
+    pub preview_value_chars: usize,
+}
+
+/// Relay backend messages until every expectation is met.
+pub async fn relay(
+    backend: &mut BackendConn,
+    client: &mut ClientConn,
+    mut expects: VecDeque<Expect>,
+    limits: &Limits,
+) -> Result<Outcome> {
+    let mut out = Outcome::default();
+    while let Some(front) = expects.front_mut() {
+        let msg = backend.read().await?;
+        match msg {
+            // Asynchronous messages may come at any time: pass them on.
+            B::NoticeResponse(_) | B::ParameterStatus(_) | B::NotificationResponse(_) => {
+                client.queue(msg)?;
+            }
+            B::ErrorResponse(e) => {
+                let text = e.fields.iter().find(|(c, _)| *c == b'M').map(|(_, m)| m.clone()).unwrap_or_default();
+                out.error = Some(text);
+                client.queue(B::ErrorResponse(e))?;
+                // The backend skips everything up to the next Sync (or ends the Query).
+                while let Some(e) = expects.front() {
+                    if matches!(e, Expect::Ready { .. }) {
+                        break;
+                    }
+                    if let Expect::Rows(ctx) = e
+                        && ctx.until_ready
+                    {
+                        expects.pop_front();
+                        break;
+                    }
+                    expects.pop_front();
+                }
+            }
+            B::ReadyForQuery(r) => {
+                out.ready_status = Some(status_byte(&r));
+                // A simple query's rows context ends here too.
+                if let Some(Expect::Rows(_)) = expects.front() {
+                    expects.pop_front();
+                }
+                let inject = matches!(expects.front(), Some(Expect::Ready { inject: true }));
+                if matches!(expects.front(), Some(Expect::Ready { .. })) {
+                    expects.pop_front();
+                }
+                if !inject {
+                    client.queue(B::ReadyForQuery(r))?;
+                }
+            }
+            B::ParseComplete(_) | B::BindComplete(_) | B::CloseComplete(_) => {
+                let inject = matches!(front, Expect::Completion { inject: true });
+                if !inject {
+                    client.queue(msg)?;
+                }
+                expects.pop_front();
+            }
+            B::ParameterDescription(_) => {
+                if !matches!(front, Expect::Describe { inject: true, .. }) {
+                    client.queue(msg)?;
+                }
+            }
+            B::RowDescription(rd) => {
+                let columns = Columns::from_fields(&rd.fields);
+                match front {
+                    Expect::Describe { inject, statement, portal } => {
+                        out.described.push((statement.clone(), portal.clone(), columns));
+                        let inject = *inject;
+                        expects.pop_front();
+                        if !inject {
+                            client.queue(B::RowDescription(rd))?;
+                        }
+                        // The next Execute of this portal uses these columns.
+                        if let Some(Expect::Rows(ctx)) = expects.front_mut()
+                            && ctx.columns.is_none()
+                            && let Some((_, _, cols)) = out.described.last()
+                        {
+                            ctx.columns = Some(cols.clone());
+                        }
+                    }
+                    Expect::Rows(ctx) => {
+                        ctx.columns = Some(columns);
+                        client.queue(B::RowDescription(rd))?;
+                    }
+                    _ => client.queue(B::RowDescription(rd))?,
+                }
+            }
+            B::NoData(_) => {
+                if let Expect::Describe { inject, .. } = front {
+                    let inject = *inject;
+                    expects.pop_front();
+                    if !inject {
+                        client.queue(msg)?;
+                    }
+                } else {
+                    client.queue(msg)?;
+                }
+            }
+            B::DataRow(row) => {
+                let row = match front {
+                    Expect::Rows(ctx) => {
+                        out.rows += 1;
+                        mask_row(row, ctx, &mut out.preview, limits)
+                    }
+                    // Rows without a known execution: no columns to mask by, so refuse to
+                    // guess and pass nothing.
+                    _ => return Err(Error::Protocol("backend sent a data row outside an execution".into())),
+                };
+                client.queue(B::DataRow(row))?;
+            }
+            B::CommandComplete(cc) => {
+                out.tags.push(cc.tag.clone());
+                client.queue(B::CommandComplete(cc))?;
+                if let Expect::Rows(ctx) = front {
+                    if ctx.until_ready {
+                        ctx.columns = None;
+                    } else {
+                        expects.pop_front();
+                    }
+                }
+            }
+            B::EmptyQueryResponse(_) | B::PortalSuspended(_) => {
+                client.queue(msg)?;
+                if let Expect::Rows(ctx) = front
+                    && !ctx.until_ready
+                {
+                    expects.pop_front();
+                }
+            }
+            B::CopyInResponse(_) => {
+                client.queue(msg)?;
+                client.flush().await?;
+                copy_in(client, backend).await?;
+            }
+            B::CopyOutResponse(_) | B::CopyData(_) | B::CopyDone(_) | B::CopyBothResponse(_) => {
+                // COPY TO STDOUT streams rows as CopyData; policy decided on the statement.
+                client.queue(msg)?;
+            }
+            other => {
+                client.queue(other)?;
+            }
+        }
+        if !backend.has_buffered() {
+            client.flush().await?;
+        }
+    }
+    client.flush().await?;
+    Ok(out)
+}
+
+fn status_byte(r: &pgwire::messages::response::ReadyForQuery) -> u8 {
+    use pgwire::messages::response::TransactionStatus;
+    match r.status {
+        TransactionStatus::Idle => b'I',
+        TransactionStatus::Transaction => b'T',
+        TransactionStatus::Error => b'E',
+    }
+}
+
+/// Forward the client's COPY data until it finishes or fails.
+async fn copy_in(client: &mut ClientConn, backend: &mut BackendConn) -> Result<()> {
+    loop {
+        let Some(msg) = client.read().await? else {
+            return Err(Error::ClientIo("client closed the connection during COPY".into()));
+        };
+        match msg {
+            F::CopyData(_) => backend.queue(&msg)?,
+            F::CopyDone(_) | F::CopyFail(_) => {
+                backend.send(&msg).await?;
+                return Ok(());
+            }
+            F::Flush(_) | F::Sync(_) => backend.queue(&msg)?,
+            other => return Err(Error::Protocol(format!("unexpected {other:?} during COPY FROM STDIN"))),
+        }
+    }
+}
+
+/// Apply the mask plan to one row; keep a masked copy for the preview.
+fn mask_row(row: DataRow, ctx: &RowsContext, preview: &mut Vec<Vec<Option<String>>>, limits: &Limits) -> DataRow {
+    let wants_preview = preview.len() < limits.preview_rows;
+    if ctx.masks.is_empty() && !wants_preview {
+        return row;
+    }
+    let Some(values) = split_row(&row) else { return row };
+    let columns = ctx.columns.as_ref();
+    let mut masked: Vec<Option<Vec<u8>>> = Vec::with_capacity(values.len());
+    let mut changed = false;
+    for (i, value) in values.into_iter().enumerate() {
+        let name = columns.and_then(|c| c.names.get(i)).map(String::as_str).unwrap_or("?");
+        let binary = columns.and_then(|c| c.formats.get(i)).is_some_and(|f| *f == 1);
+        let new = match value {
+            None => None,
+            Some(bytes) if ctx.masks.is_empty() => Some(bytes.to_vec()),
+            Some(bytes) if binary => {
+                // Binary values cannot be rewritten safely; a masked column becomes NULL.
+                if ctx.masks.masks_column(name) {
+                    changed = true;
+                    None
+                } else {
+                    Some(bytes.to_vec())
+                }
+            }
+            Some(bytes) => match std::str::from_utf8(bytes).ok().and_then(|text| ctx.masks.mask_value(name, text)) {
+                Some(m) => {
+                    changed = true;
+                    Some(m.into_bytes())
+                }
+                None => Some(bytes.to_vec()),
+            },
+        };
+        masked.push(new);
+    }
+    if wants_preview {
+        preview.push(
+            masked
+                .iter()
+                .map(|v| {
+                    v.as_ref().map(|b| String::from_utf8_lossy(b).chars().take(limits.preview_value_chars).collect())
+                })
+                .collect(),
+        );
+    }
+    if !changed {
+        return row;
+    }
+    let mut data = BytesMut::new();
+    for v in &masked {
+        match v {
+            None => data.put_i32(-1),
+            Some(b) => {
+                data.put_i32(i32::try_from(b.len()).unwrap_or(i32::MAX));
+                data.put_slice(b);
+            }
+        }
+    }
+    DataRow::new(data, i16::try_from(masked.len()).unwrap_or(i16::MAX))
+}
+
+/// The values of a row; `None` if the row is malformed.
+fn split_row(row: &DataRow) -> Option<Vec<Option<&[u8]>>> {
+    let mut buf: &[u8] = row.data.as_ref();
+    let mut values = Vec::with_capacity(usize::try_from(row.field_count).ok()?);
+    for _ in 0..row.field_count {
+        if buf.remaining() < 4 {
+            return None;
+        }
+        let len = buf.get_i32();
+        if len < 0 {
+            values.push(None);
+            continue;
+        }
+        let len = usize::try_from(len).ok()?;
+        let value = buf.get(..len)?;
+        values.push(Some(value));
+        buf = buf.get(len..)?;
+    }
+    Some(values)
+}

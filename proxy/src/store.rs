@@ -1,0 +1,38 @@
+//! The seam between the doors and the replicated state.
+//!
+//! The proxy knows nothing of Raft: it reads state, submits commands, appends audit
+//! events, waits for approvals and watches whether its node may serve, all through
+//! [`Store`]. The node binary implements it on top of its cluster node.
+
+use std::future::Future;
+use std::time::Duration;
+
+use portcullis_raft::command::{Op, Response};
+use portcullis_raft::model::{Approval, Event, Policy, Resource, SealedSecret};
+use tokio::sync::watch;
+
+use crate::error::Result;
+
+pub trait Store: Send + Sync + 'static {
+    /// This node's id (recorded in sessions and approvals).
+    fn node_id(&self) -> u64;
+
+    /// Whether this node holds the quorum lease now, and its changes.
+    fn serving(&self) -> watch::Receiver<bool>;
+
+    fn resource(&self, name: &str) -> Result<Option<Resource>>;
+
+    fn policies(&self) -> Result<Vec<Policy>>;
+
+    /// Decrypt a backend secret with the cluster data key.
+    fn open_secret(&self, sealed: &SealedSecret) -> Result<String>;
+
+    /// A replicated write (committed by a quorum, or an error within its deadline).
+    fn submit(&self, op: Op) -> impl Future<Output = Result<Response>> + Send;
+
+    /// Append an audit event through group commit; resolves once a quorum committed it.
+    fn append(&self, event: Event) -> impl Future<Output = Result<()>> + Send;
+
+    /// Wait until approval `id` is decided, or `timeout`; returns it as last seen.
+    fn wait_approval(&self, id: &str, timeout: Duration) -> impl Future<Output = Result<Option<Approval>>> + Send;
+}
