@@ -73,6 +73,8 @@ pub struct Cluster {
     children: Vec<Child>,
     /// The playground's development issuer process.
     issuer_pid: Option<u32>,
+    /// The playground's Postgres data dir, stopped on drop.
+    pg_data: Option<PathBuf>,
     /// Token of an admin, used by [`cli`](Cluster::cli); minted on first use unless set.
     admin_token: std::sync::Mutex<Option<String>>,
 }
@@ -80,9 +82,20 @@ pub struct Cluster {
 impl Cluster {
     /// A fresh `n`-node cluster, initialized, every node serving.
     pub fn start(n: u64) -> Cluster {
+        Self::start_with(n, &[])
+    }
+
+    /// A fresh `n`-node playground with a throwaway Postgres as resource `demo`.
+    pub fn start_with_postgres(n: u64) -> Cluster {
+        Self::start_with(n, &["--postgres"])
+    }
+
+    fn start_with(n: u64, extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new(portcullis_bin())
-            .args(["dev", "--detach", "--nodes", &n.to_string(), "--dir"])
+            .args(["dev", "--detach", "--nodes", &n.to_string()])
+            .args(extra)
+            .arg("--dir")
             .arg(dir.path())
             .stdin(Stdio::null())
             .output()
@@ -94,6 +107,7 @@ impl Cluster {
             pids: BTreeMap::new(),
             children: vec![],
             issuer_pid: None,
+            pg_data: None,
             admin_token: std::sync::Mutex::new(None),
         };
         if cluster_json.exists() {
@@ -113,6 +127,7 @@ impl Cluster {
         let text = std::fs::read_to_string(self.dir.path().join("cluster.json")).unwrap();
         let v: Value = serde_json::from_str(&text).unwrap();
         self.issuer_pid = v["issuer_pid"].as_u64().map(|p| p as u32);
+        self.pg_data = v["postgres"]["data_dir"].as_str().map(PathBuf::from);
         for n in v["nodes"].as_array().unwrap() {
             let id = n["id"].as_u64().unwrap();
             if let Some(pid) = n["pid"].as_u64() {
@@ -298,6 +313,37 @@ impl Cluster {
         })
     }
 
+    /// The Postgres door address of node `id` as (host, port).
+    pub fn pg_addr(&self, id: u64) -> (String, String) {
+        let text = std::fs::read_to_string(self.dir.path().join("cluster.json")).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let node = v["nodes"].as_array().unwrap().iter().find(|n| n["id"].as_u64() == Some(id)).unwrap().clone();
+        let addr = node["pg"].as_str().unwrap().to_string();
+        let (h, p) = addr.rsplit_once(':').unwrap();
+        (h.to_string(), p.to_string())
+    }
+
+    /// A libpq connection string to node `id`'s Postgres door for resource `demo`.
+    pub fn pg_conninfo(&self, id: u64, user: &str) -> String {
+        let (h, p) = self.pg_addr(id);
+        format!("host={h} port={p} dbname=demo user={user} sslmode=require connect_timeout=10")
+    }
+
+    /// Run psql against node `id` with `token` as password; `-c` for each statement.
+    pub fn psql(&self, id: u64, token: &str, statements: &[&str]) -> Output {
+        let mut cmd = Command::new("psql");
+        cmd.arg("-X").arg("-A").arg("-t").arg("-v").arg("ON_ERROR_STOP=1").arg(self.pg_conninfo(id, "agent"));
+        for st in statements {
+            cmd.arg("-c").arg(st);
+        }
+        cmd.env("PGPASSWORD", token).stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// The playground Postgres's own log (log_statement = all): what reached the backend.
+    pub fn postgres_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
+    }
+
     /// Every log in the playground dir, whole (for leak checks).
     pub fn logs_full(&self) -> String {
         let mut out = String::new();
@@ -332,6 +378,9 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if let Some(data) = &self.pg_data {
+            stop_postgres(data);
+        }
         for pid in self.pids.values().chain(self.issuer_pid.iter()) {
             signal(*pid, "KILL");
         }
@@ -340,6 +389,23 @@ impl Drop for Cluster {
             let _ = child.wait();
         }
     }
+}
+
+/// Stop a playground Postgres (as the `postgres` user when root, like `dev` started it).
+pub fn stop_postgres(data_dir: &Path) {
+    let pg_ctl = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()
+        .and_then(|rd| rd.flatten().map(|e| e.path().join("bin/pg_ctl")).find(|p| p.exists()))
+        .unwrap_or_else(|| PathBuf::from("pg_ctl"));
+    let root = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false);
+    let mut cmd = if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&pg_ctl);
+        c
+    } else {
+        Command::new(&pg_ctl)
+    };
+    let _ = cmd.args(["stop", "-m", "immediate", "-D"]).arg(data_dir).stdout(Stdio::null()).stderr(Stdio::null()).status();
 }
 
 pub fn signal(pid: u32, sig: &str) {

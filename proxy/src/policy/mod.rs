@@ -93,6 +93,11 @@ pub const KNOWN_KINDS: &[&str] = &[
     "call",
     "explain",
     "grant",
+    "vacuum",
+    "prepare",
+    "listen",
+    "lock",
+    "do",
     "other",
     // SSH
     "exec",

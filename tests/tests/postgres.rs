@@ -1,0 +1,273 @@
+//! The Postgres door end to end: real Postgres (initdb + pg_ctl), real psql and
+//! pgbench, real node processes. The playground's demo policy: engineers may read;
+//! writes need one approver; TRUNCATE and DDL are denied; email and ssn are masked.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use portcullis_tests::{Cluster, wait_for};
+
+const READY: Duration = Duration::from_secs(30);
+
+fn out(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+fn err(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn engineer(c: &Cluster) -> String {
+    c.token("alice", &["engineers"])
+}
+
+/// Pending approvals as seen by `token` through node `via`.
+fn pending(c: &Cluster, via: u64, token: &str) -> Vec<serde_json::Value> {
+    let o = c.cli_as(via, Some(token), &["approvals", "list", "--pending", "--json"]);
+    if !o.status.success() {
+        return vec![];
+    }
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v.as_array().cloned().or_else(|| v["approvals"].as_array().cloned()).unwrap_or_default()
+}
+
+fn customer_count(c: &Cluster, token: &str) -> i64 {
+    let o = c.psql(1, token, &["SELECT count(*) FROM customers"]);
+    assert!(o.status.success(), "{}", err(&o));
+    out(&o).trim().parse().unwrap()
+}
+
+#[test]
+fn psql_reads_through_every_node_with_pii_masked_and_every_statement_audited() {
+    let c = Cluster::start_with_postgres(3);
+    let token = engineer(&c);
+    for id in 1..=3 {
+        let o = c.psql(id, &token, &["SELECT id, name, email, ssn FROM customers ORDER BY id LIMIT 2"]);
+        assert!(o.status.success(), "node {id}: {}", err(&o));
+        let text = out(&o);
+        assert!(text.contains("1|Ada Lovelace|***|***"), "node {id}: {text}");
+        assert!(!text.contains("ada@example.com") && !text.contains("123-45-6789"), "PII leaked: {text}");
+    }
+    // Detectors mask values in any column, e.g. an email built by an expression.
+    let o = c.psql(2, &token, &["SELECT name || ' <' || email || '>' AS contact FROM customers WHERE id = 1"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(!out(&o).contains("ada@example.com"), "{}", out(&o));
+    assert!(out(&o).contains("Ada Lovelace <a***@example.com>"), "{}", out(&o));
+
+    // The audit: sessions of alice on demo, each statement with its decision.
+    let sessions = c.cli_ok(1, &["sessions", "list", "--identity", "alice", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&sessions).unwrap();
+    let list = v.as_array().cloned().or_else(|| v["sessions"].as_array().cloned()).unwrap();
+    assert!(list.len() >= 4, "{sessions}");
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    let show = c.cli_ok(1, &["sessions", "show", &id, "--json"]);
+    assert!(show.contains("\"statement\"") && show.contains("customers"), "{show}");
+    assert!(show.contains("allow"), "{show}");
+    assert!(!show.contains("ada@example.com"), "the audit preview must be masked too: {show}");
+}
+
+#[test]
+fn denied_statements_never_reach_the_backend() {
+    let c = Cluster::start_with_postgres(3);
+    let token = engineer(&c);
+    for sql in ["TRUNCATE customers /* marker-truncate */", "DROP TABLE customers /* marker-drop */"] {
+        let o = c.psql(2, &token, &[sql]);
+        assert!(!o.status.success());
+        assert!(err(&o).contains("denied by policy") && err(&o).contains("no-truncate-or-ddl"), "{}", err(&o));
+    }
+    // Unparseable SQL is denied with the parser's own message.
+    let o = c.psql(2, &token, &["SELEC * FROM customers /* marker-typo */"]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("syntax error"), "{}", err(&o));
+    // A multi-statement query with one denied part runs none of it.
+    let o = c.psql(3, &token, &["SELECT 1 /* marker-multi */; DROP TABLE customers"]);
+    assert!(!o.status.success());
+    // Nobody outside the policy's groups gets anything (default deny).
+    let stranger = c.token("mallory", &["contractors"]);
+    let o = c.psql(1, &stranger, &["SELECT * FROM customers /* marker-stranger */"]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("no policy rule allows select"), "{}", err(&o));
+
+    assert_eq!(customer_count(&c, &token), 12);
+    let log = c.postgres_log();
+    for marker in ["marker-truncate", "marker-drop", "marker-typo", "marker-multi", "marker-stranger"] {
+        assert!(!log.contains(marker), "{marker} reached the backend");
+    }
+}
+
+#[test]
+fn a_delete_held_on_node_2_is_released_by_an_approval_through_node_3_exactly_once() {
+    let c = Cluster::start_with_postgres(3);
+    let token = engineer(&c);
+    let conninfo = c.pg_conninfo(2, "alice");
+    let held = Command::new("psql")
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", &conninfo, "-c", "DELETE FROM customers WHERE id = 12 /* marker-held */"])
+        .env("PGPASSWORD", &token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bob = c.token("bob", &["approvers"]);
+    let approval = wait_for("the DELETE to be held", READY, || pending(&c, 3, &bob).into_iter().next());
+    let id = approval["id"].as_str().unwrap().to_string();
+    assert!(!c.postgres_log().contains("marker-held"), "a held statement reached the backend");
+
+    // The requester may not approve their own request.
+    let alice_admin = c.token("alice", &["engineers", "approvers"]);
+    let o = c.cli_as(3, Some(&alice_admin), &["approvals", "approve", &id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("may not decide their own request"), "{}", err(&o));
+
+    c.cli_ok(3, &["--token", &bob, "approvals", "approve", &id, "--reason", "checked"]);
+    let o = held.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(err(&o).contains(&format!("waiting for approval {id}")), "{}", err(&o));
+    assert_eq!(customer_count(&c, &token), 11);
+    assert_eq!(c.postgres_log().matches("marker-held").count(), 1, "the approved DELETE must run exactly once");
+    // Deciding again changes nothing.
+    let carol = c.token("carol", &["approvers"]);
+    let o = c.cli_as(1, Some(&carol), &["approvals", "deny", &id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("already approved"), "{}", err(&o));
+}
+
+#[test]
+fn review_then_deny_and_review_then_expire_end_the_statement_with_the_reason() {
+    let c = Cluster::start_with_postgres(3);
+    let token = engineer(&c);
+    // A second policy: UPDATEs mentioning expire_me wait at most 2 s.
+    let file = c.path().join("short.yaml");
+    std::fs::write(
+        &file,
+        "name: short\nrules:\n  - name: short-review\n    match: { resources: [demo], kinds: [update], text: expire_me }\n    action: review\n    approvers: { groups: [approvers] }\n    timeout: 2s\n",
+    )
+    .unwrap();
+    c.cli_ok(1, &["policy", "apply", "-f", file.to_str().unwrap()]);
+
+    let conninfo = c.pg_conninfo(1, "alice");
+    let held = Command::new("psql")
+        .args(["-X", "-v", "ON_ERROR_STOP=1", &conninfo, "-c", "UPDATE customers SET name = 'x' WHERE id = 1 /* marker-denied */"])
+        .env("PGPASSWORD", &token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bob = c.token("bob", &["approvers"]);
+    let approval = wait_for("the UPDATE to be held", READY, || pending(&c, 2, &bob).into_iter().next());
+    let id = approval["id"].as_str().unwrap().to_string();
+    c.cli_ok(2, &["--token", &bob, "approvals", "deny", &id, "--reason", "not today"]);
+    let o = held.wait_with_output().unwrap();
+    assert!(!o.status.success());
+    assert!(err(&o).contains(&format!("approval {id} denied by bob: not today")), "{}", err(&o));
+
+    let started = Instant::now();
+    let o = c.psql(3, &token, &["UPDATE customers SET name = 'y' WHERE id = 2 /* expire_me */"]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("expired"), "{}", err(&o));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let log = c.postgres_log();
+    assert!(!log.contains("marker-denied") && !log.contains("expire_me"), "a refused UPDATE reached the backend");
+}
+
+#[test]
+fn two_racing_decisions_on_one_approval_have_exactly_one_winner() {
+    let c = Cluster::start_with_postgres(3);
+    let token = engineer(&c);
+    let conninfo = c.pg_conninfo(1, "alice");
+    let held = Command::new("psql")
+        .args(["-X", "-v", "ON_ERROR_STOP=1", &conninfo, "-c", "INSERT INTO customers (name) VALUES ('race')"])
+        .env("PGPASSWORD", &token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bob = c.token("bob", &["approvers"]);
+    let carol = c.token("carol", &["approvers"]);
+    let approval = wait_for("the INSERT to be held", READY, || pending(&c, 2, &bob).into_iter().next());
+    let id = approval["id"].as_str().unwrap().to_string();
+    let bin = portcullis_tests::portcullis_bin();
+    let racer = |node: u64, tok: &str, verb: &str| {
+        Command::new(&bin)
+            .args(["approvals", verb, &id])
+            .env("PORTCULLIS_ENDPOINT", &c.nodes[&node].admin)
+            .env("PORTCULLIS_CA", c.ca())
+            .env("PORTCULLIS_TOKEN", tok)
+            .env("PORTCULLIS_CONFIG_DIR", c.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = racer(2, &bob, "approve");
+    let d = racer(3, &carol, "deny");
+    let (a, d) = (a.wait_with_output().unwrap(), d.wait_with_output().unwrap());
+    assert!(a.status.success() != d.status.success(), "exactly one decision must win: {} / {}", err(&a), err(&d));
+    let o = held.wait_with_output().unwrap();
+    assert_eq!(o.status.success(), a.status.success(), "the statement follows the winning decision");
+}
+
+#[test]
+fn pgbench_runs_through_the_gateway_in_simple_extended_and_prepared_modes() {
+    let c = Cluster::start_with_postgres(3);
+    let token = engineer(&c);
+    let script = c.path().join("read.sql");
+    std::fs::write(&script, "\\set id random(1, 10)\nSELECT name, email FROM customers WHERE id = :id;\n").unwrap();
+    for (node, mode) in [(1, "simple"), (2, "extended"), (3, "prepared")] {
+        let (h, p) = c.pg_addr(node);
+        let o = Command::new("pgbench")
+            .args(["-n", "-M", mode, "-c", "2", "-t", "25", "-f", script.to_str().unwrap(), "-h", &h, "-p", &p, "-U", "alice", "demo"])
+            .env("PGPASSWORD", &token)
+            .env("PGSSLMODE", "require")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "pgbench -M {mode} via node {node}: {}{}", out(&o), err(&o));
+        assert!(out(&o).contains("number of transactions actually processed: 50/50"), "{}", out(&o));
+    }
+}
+
+#[test]
+fn with_the_quorum_gone_no_statement_reaches_the_backend_and_the_client_is_told_at_once() {
+    let mut c = Cluster::start_with_postgres(3);
+    let token = engineer(&c);
+    let conninfo = c.pg_conninfo(1, "alice");
+    // A session opened while healthy...
+    let mut psql = Command::new("psql")
+        .args(["-X", "-A", "-t", &conninfo])
+        .env("PGPASSWORD", &token)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let stdin = psql.stdin.as_mut().unwrap();
+        writeln!(stdin, "SELECT 'before-' || count(*) FROM customers;").unwrap();
+        stdin.flush().unwrap();
+    }
+    wait_for("the first query to run", READY, || c.postgres_log().contains("'before-'").then_some(()));
+    // ...then its node loses the quorum.
+    c.kill9(2);
+    c.kill9(3);
+    wait_for("node 1 to stop serving", Duration::from_secs(5), || (c.readyz(1) == Some(503)).then_some(()));
+    {
+        use std::io::Write;
+        let stdin = psql.stdin.as_mut().unwrap();
+        writeln!(stdin, "SELECT 'marker-after-quorum-loss';").unwrap();
+        writeln!(stdin, "\\q").unwrap();
+    }
+    let started = Instant::now();
+    let o = psql.wait_with_output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10), "the client must be told promptly");
+    assert!(err(&o).contains("quorum lease"), "{}", err(&o));
+    assert!(!c.postgres_log().contains("marker-after-quorum-loss"), "a statement reached the backend without quorum");
+    // New connections are refused with 57P03 as well.
+    let o = c.psql(1, &token, &["SELECT 1"]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("quorum lease"), "{}", err(&o));
+}
