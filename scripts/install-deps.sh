@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Install what a fresh Debian machine lacks for building, the playground and the tests:
+# Debian packages (Postgres, libclang for pg_query, pgbouncer for benchmarks) and the npm
+# packages of the test OIDC provider. Safe to run again: installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+# Debian packages the build and the black-box tests need.
+packages=(build-essential pkg-config curl ca-certificates procps iproute2 postgresql postgresql-contrib libclang-dev pgbouncer)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is missing: this project needs the machine's Rust toolchain" >&2
+  exit 1
+fi
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+# npm: the black-box tests run a real third-party OIDC provider, node `oidc-provider` 9
+# (tests/oidc). It needs Node 20.18 or later (it calls crypto.hash and URL.parse; it
+# warns that it wants 22). The machine image ships Node 20; Debian's own nodejs is
+# installed only when node is missing altogether (only Debian's packages and the npm
+# registry are reachable here, so there is no other source to fall back on).
+node_ok() {
+  node -e 'process.exit(typeof require("node:crypto").hash === "function" && typeof URL.parse === "function" ? 0 : 1)' \
+    >/dev/null 2>&1
+}
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "installing: nodejs npm"
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends nodejs npm
+fi
+if ! node_ok; then
+  echo "node $(node --version 2>/dev/null || echo missing) cannot run oidc-provider 9 (needs Node >= 20.18: crypto.hash, URL.parse)" >&2
+  exit 1
+fi
+echo "node $(node --version), npm $(npm --version)"
+(cd tests/oidc && npm ci --no-audit --no-fund)
+
