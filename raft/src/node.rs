@@ -141,7 +141,8 @@ impl ClusterNode {
             election_timeout_max: election_ms(t.election_max),
             install_snapshot_timeout: 10_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_after_entries),
-            max_in_snapshot_log_to_keep: 100,
+            // Keep some log behind a snapshot so briefly lagging followers need no snapshot.
+            max_in_snapshot_log_to_keep: (settings.snapshot_after_entries / 2).clamp(1, 1000),
             snapshot_max_chunk_size: 4 * 1024 * 1024,
             ..Config::default()
         };

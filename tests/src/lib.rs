@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 pub mod oidc;
+pub mod pg;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -189,3 +189,48 @@ fn add_node_and_remove_node_change_membership_and_a_removed_node_stops_serving()
     assert!(!ids.contains(&4));
     c.wait_all_serving(&[1, 2, 3], READY);
 }
+
+#[test]
+fn a_node_that_missed_compacted_log_catches_up_from_a_snapshot() {
+    let mut c = Cluster::start(3);
+    c.wait_all_serving(&[1, 2, 3], READY);
+    // Snapshot (and purge the log behind it) every 10 entries.
+    for id in 1..=3 {
+        c.kill9(id);
+        c.edit_config(id, |t| {
+            let raft = t.entry("raft").or_insert_with(|| toml::Table::new().into()).as_table_mut().unwrap();
+            raft.insert("snapshot_after_entries".into(), 10.into());
+        });
+    }
+    for id in 1..=3 {
+        c.restart(id);
+    }
+    c.wait_all_serving(&[1, 2, 3], READY);
+    c.kill9(3);
+    for i in 0..30 {
+        let file = policy_file(&c, &format!("compacted-{i}"));
+        c.cli_ok(1 + (i % 2), &["policy", "apply", "-f", &file]);
+    }
+    c.restart(3);
+    c.wait_all_serving(&[1, 2, 3], READY);
+    let names = wait_for("node 3 to catch up", READY, || policy_names(&c, 3).filter(|n| n.len() >= 30));
+    assert!(names.contains(&"compacted-29".to_string()), "{names:?}");
+    let metrics = http_get(&c.nodes[&3].ops, "/metrics");
+    let installed = metrics
+        .lines()
+        .find(|l| l.starts_with("portcullis_snapshots_installed_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(installed >= 1.0, "node 3 should have installed a snapshot:\n{metrics}");
+}
+
+fn http_get(base: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    buf
+}

@@ -1,0 +1,568 @@
+//! The Postgres door under read load, against Postgres directly and PgBouncer, and
+//! the cross-node approval release latency.
+//!
+//! Run (the release binary must exist; the bench builds nothing itself):
+//!
+//! ```sh
+//! cargo build --release -p portcullis
+//! cargo run --release -p portcullis-benches --bin pg_door -- [--seconds 5] [--clients 1,16,64] [--rounds 10]
+//! ```
+//!
+//! One run on loopback: a 3-node playground (`portcullis dev --postgres --detach`, binary
+//! from `target/release/portcullis` or `PORTCULLIS_BIN`) with resource `demo` (audit
+//! strict) and `demofast` (same backend, audit fast, same masking), PgBouncer
+//! (`/usr/sbin/pgbouncer`, client TLS required, transaction pooling) in front of the same
+//! Postgres, and `pgbench` with a read-only custom script in simple / extended / prepared
+//! protocol mode against: Postgres directly (no TLS), PgBouncer, the gateway strict, the
+//! gateway fast. Then N rounds of a `DELETE` held on node 2 and approved through node 3,
+//! timed from issuing `portcullis approvals approve` until psql exits.
+//!
+//! Everything started is stopped on exit, also on failure (a guard's `Drop`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use portcullis_benches::{ms, quantile};
+use serde_json::Value;
+
+const SCRIPT: &str = "\\set id random(1, 12)\nSELECT name, email FROM customers WHERE id = :id;\n";
+
+struct Args {
+    seconds: u64,
+    clients: Vec<u32>,
+    rounds: usize,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args { seconds: 5, clients: vec![1, 16, 64], rounds: 10 };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let value = argv.get(i + 1).cloned().unwrap_or_default();
+        match argv[i].as_str() {
+            "--seconds" => a.seconds = value.parse().expect("--seconds N"),
+            "--clients" => {
+                a.clients = value.split(',').map(|c| c.trim().parse().expect("--clients 1,16,64")).collect();
+            }
+            "--rounds" => a.rounds = value.parse().expect("--rounds N"),
+            other => panic!("unknown argument {other:?}; usage: pg_door [--seconds N] [--clients 1,16,64] [--rounds N]"),
+        }
+        i += 2;
+    }
+    a
+}
+
+fn portcullis_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("PORTCULLIS_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
+    let bin = target.join("release").join("portcullis");
+    assert!(bin.exists(), "{} not found: run `cargo build --release -p portcullis` first (or set PORTCULLIS_BIN)", bin.display());
+    bin
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
+
+/// `tool` run as the `postgres` user when we are root (Postgres and PgBouncer refuse root).
+fn as_postgres(tool: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(tool);
+        c
+    } else {
+        Command::new(tool)
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn kill(pid: u32, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).stderr(Stdio::null()).status();
+}
+
+/// Everything this run started; stopped on drop, whatever happened.
+struct Guard {
+    dir: tempfile::TempDir,
+    node_pids: Vec<u32>,
+    issuer_pid: Option<u32>,
+    pg: Option<PgInfo>,
+    pgbouncer_pidfiles: Vec<PathBuf>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        for pidfile in &self.pgbouncer_pidfiles {
+            if let Some(pid) = std::fs::read_to_string(pidfile).ok().and_then(|s| s.trim().parse().ok()) {
+                kill(pid, "TERM");
+            }
+        }
+        for pid in self.node_pids.iter().chain(self.issuer_pid.iter()) {
+            kill(*pid, "KILL");
+        }
+        if let Some(pg) = &self.pg {
+            let _ = as_postgres(&pg.bin_dir.join("pg_ctl"))
+                .args(["stop", "-m", "immediate", "-D"])
+                .arg(&pg.data_dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        eprintln!("# stopped everything started in {}", self.dir.path().display());
+    }
+}
+
+#[derive(Clone)]
+struct PgInfo {
+    port: u16,
+    data_dir: PathBuf,
+    bin_dir: PathBuf,
+    app_password: String,
+    superuser_password: String,
+}
+
+struct Playground {
+    bin: PathBuf,
+    dir: PathBuf,
+    /// Node id → (admin endpoint, Postgres door port).
+    nodes: Vec<(u64, String, u16)>,
+    pg: PgInfo,
+}
+
+impl Playground {
+    fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    fn token(&self, sub: &str, groups: &str) -> String {
+        let o = Command::new(&self.bin)
+            .args(["dev", "token", "--dir"])
+            .arg(&self.dir)
+            .args(["--sub", sub, "--groups", groups, "--ttl", "4h"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "dev token: {}", text(&o));
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    }
+
+    fn admin(&self, node: u64) -> &str {
+        &self.nodes.iter().find(|n| n.0 == node).unwrap().1
+    }
+
+    fn door_port(&self, node: u64) -> u16 {
+        self.nodes.iter().find(|n| n.0 == node).unwrap().2
+    }
+
+    fn cli_cmd(&self, node: u64, token: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(args)
+            .env("PORTCULLIS_ENDPOINT", self.admin(node))
+            .env("PORTCULLIS_CA", self.ca())
+            .env("PORTCULLIS_TOKEN", token)
+            .env("PORTCULLIS_CONFIG_DIR", self.dir.join("cli-config"))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn cli_ok(&self, node: u64, token: &str, args: &[&str]) -> String {
+        let o = self.cli_cmd(node, token, args).output().unwrap();
+        assert!(o.status.success(), "portcullis {args:?} via node {node}: {}", text(&o));
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// SQL as the Postgres superuser (for watching backend connections).
+    fn superuser_sql(&self, sql: &str) -> String {
+        let o = Command::new("psql")
+            .args(["-X", "-A", "-t", "-h", "127.0.0.1", "-p", &self.pg.port.to_string(), "-U", "postgres", "-d", "postgres"])
+            .args(["-c", sql])
+            .env("PGPASSWORD", &self.pg.superuser_password)
+            .env("PGSSLMODE", "disable")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// Wait (bounded) until no `demo_app` backends are left from the previous run, so a
+    /// run never starts next to another run's lingering connections.
+    fn wait_backends_gone(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let n: u64 = self
+                .superuser_sql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'demo_app'")
+                .parse()
+                .unwrap_or(u64::MAX);
+            if n == 0 {
+                return;
+            }
+            if Instant::now() > deadline {
+                eprintln!("# warning: {n} demo_app backends still open after 20 s; going on");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn start_playground(bin: &Path, guard: &mut Guard) -> Playground {
+    let dir = guard.dir.path().to_path_buf();
+    let o = Command::new(bin)
+        .args(["dev", "--detach", "--postgres", "--nodes", "3", "--dir"])
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    // Record what to stop before judging the outcome.
+    let cluster: Option<Value> =
+        std::fs::read_to_string(dir.join("cluster.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let pg: Option<PgInfo> = std::fs::read_to_string(dir.join("postgres.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .map(|v| PgInfo {
+            port: v["port"].as_u64().unwrap() as u16,
+            data_dir: PathBuf::from(v["data_dir"].as_str().unwrap()),
+            bin_dir: PathBuf::from(v["bin_dir"].as_str().unwrap()),
+            app_password: v["app_password"].as_str().unwrap().to_string(),
+            superuser_password: v["superuser_password"].as_str().unwrap().to_string(),
+        });
+    guard.pg = pg.clone();
+    if let Some(c) = &cluster {
+        guard.issuer_pid = c["issuer_pid"].as_u64().map(|p| p as u32);
+        guard.node_pids = c["nodes"].as_array().unwrap().iter().filter_map(|n| n["pid"].as_u64()).map(|p| p as u32).collect();
+    }
+    assert!(o.status.success(), "portcullis dev --postgres --detach failed: {}", text(&o));
+    let cluster = cluster.expect("cluster.json");
+    let nodes = cluster["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let pg = n["pg"].as_str().expect("node has a Postgres door");
+            let port = pg.rsplit_once(':').unwrap().1.parse().unwrap();
+            (n["id"].as_u64().unwrap(), n["admin"].as_str().unwrap().to_string(), port)
+        })
+        .collect();
+    Playground { bin: bin.to_path_buf(), dir, nodes, pg: pg.expect("postgres.json") }
+}
+
+/// Register `demofast` (same backend, audit fast) and a policy letting engineers read
+/// both, masking `demofast` exactly like the demo policy masks `demo`, so the two differ
+/// only in audit mode.
+fn register_fast(p: &Playground, admin: &str) {
+    let resource = p.dir.join("demofast.yaml");
+    std::fs::write(
+        &resource,
+        format!(
+            "name: demofast\nprotocol: postgres\naddress: 127.0.0.1:{}\nusername: demo_app\npassword: {}\naudit: fast\noptions: {{ database: demo }}\n",
+            p.pg.port, p.pg.app_password
+        ),
+    )
+    .unwrap();
+    p.cli_ok(1, admin, &["resource", "apply", "-f", resource.to_str().unwrap()]);
+    let policy = p.dir.join("bench-policy.yaml");
+    std::fs::write(
+        &policy,
+        "name: bench\nrules:\n  - name: engineers-read-both\n    match: { groups: [engineers], resources: [demo, demofast], kinds: [select] }\n    action: allow\n  - name: mask-pii-fast\n    match: { resources: [demofast] }\n    action: mask\n    mask: { columns: [email, ssn, \"*password*\"], detectors: [email, credit_card, ssn] }\n",
+    )
+    .unwrap();
+    p.cli_ok(1, admin, &["policy", "apply", "-f", policy.to_str().unwrap()]);
+}
+
+/// PgBouncer in front of the playground's Postgres, client TLS required with the
+/// playground's node certificate (the same kind of key the door presents).
+fn start_pgbouncer(p: &Playground, guard: &mut Guard, name: &str, pool_mode: &str, pool_size: u32) -> u16 {
+    let dir = p.dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    std::fs::copy(p.dir.join("node1.pem"), dir.join("server.pem")).unwrap();
+    std::fs::copy(p.dir.join("node1.key"), dir.join("server.key")).unwrap();
+    // A plain password in the userlist lets PgBouncer answer both the client's and the
+    // server's SCRAM exchange (Postgres 15 stores SCRAM verifiers).
+    std::fs::write(dir.join("userlist.txt"), format!("\"demo_app\" \"{}\"\n", p.pg.app_password)).unwrap();
+    let ini = format!(
+        "[databases]\n\
+         demo = host=127.0.0.1 port={pg} dbname=demo user=demo_app\n\
+         [pgbouncer]\n\
+         listen_addr = 127.0.0.1\n\
+         listen_port = {port}\n\
+         unix_socket_dir =\n\
+         auth_type = scram-sha-256\n\
+         auth_file = {dir}/userlist.txt\n\
+         pool_mode = {pool_mode}\n\
+         default_pool_size = {pool_size}\n\
+         max_client_conn = 500\n\
+         server_idle_timeout = 1\n\
+         client_tls_sslmode = require\n\
+         client_tls_key_file = {dir}/server.key\n\
+         client_tls_cert_file = {dir}/server.pem\n\
+         server_tls_sslmode = disable\n\
+         ignore_startup_parameters = extra_float_digits\n\
+         logfile = {dir}/pgbouncer.log\n\
+         pidfile = {dir}/pgbouncer.pid\n",
+        pg = p.pg.port,
+        dir = dir.display(),
+    );
+    std::fs::write(dir.join("pgbouncer.ini"), ini).unwrap();
+    if is_root() {
+        let st = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status().unwrap();
+        assert!(st.success(), "chown {}", dir.display());
+        // The playground dir itself is already traversable by `postgres` (dev made it so).
+    }
+    let mut perms = std::fs::metadata(dir.join("server.key")).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+    std::fs::set_permissions(dir.join("server.key"), perms).unwrap();
+    let pidfile = dir.join("pgbouncer.pid");
+    guard.pgbouncer_pidfiles.push(pidfile.clone());
+    let o = as_postgres(Path::new("/usr/sbin/pgbouncer")).arg("-d").arg(dir.join("pgbouncer.ini")).output().unwrap();
+    let log = || std::fs::read_to_string(dir.join("pgbouncer.log")).unwrap_or_default();
+    assert!(o.status.success(), "pgbouncer failed to start: {}\n{}", text(&o), log());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "pgbouncer not listening on {port}: {}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    port
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Where a pgbench run goes and how it logs in.
+struct Target {
+    port: u16,
+    user: String,
+    password: String,
+    dbname: String,
+    sslmode: &'static str,
+}
+
+enum Tps {
+    Ok(f64),
+    Failed(String),
+}
+
+impl Tps {
+    fn value(&self) -> Option<f64> {
+        match self {
+            Tps::Ok(v) => Some(*v),
+            Tps::Failed(_) => None,
+        }
+    }
+}
+
+fn pgbench(script: &Path, t: &Target, mode: &str, clients: u32, seconds: u64) -> Tps {
+    let o = Command::new("pgbench")
+        .args(["-n", "-M", mode, "-c", &clients.to_string(), "-j", &clients.min(2).to_string()])
+        .args(["-T", &seconds.to_string(), "-f", script.to_str().unwrap()])
+        .args(["-h", "127.0.0.1", "-p", &t.port.to_string(), "-U", &t.user, &t.dbname])
+        .env("PGPASSWORD", &t.password)
+        .env("PGSSLMODE", t.sslmode)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let failed = out
+        .lines()
+        .find_map(|l| l.strip_prefix("number of failed transactions: "))
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0);
+    let tps = out
+        .lines()
+        .find(|l| l.starts_with("tps = ") && l.contains("without initial connection time"))
+        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
+        .and_then(|s| s.parse::<f64>().ok());
+    match tps {
+        Some(v) if o.status.success() && failed == 0 => Tps::Ok(v),
+        _ => {
+            let err = String::from_utf8_lossy(&o.stderr);
+            let first: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).take(3).collect();
+            Tps::Failed(format!("exit {:?}, failed transactions {failed}, tps {tps:?}: {}", o.status.code(), first.join(" | ")))
+        }
+    }
+}
+
+fn cell(t: &Tps) -> String {
+    match t {
+        Tps::Ok(v) => format!("{v:.0}"),
+        Tps::Failed(_) => "FAIL".into(),
+    }
+}
+
+fn ratio(a: &Tps, b: &Tps) -> String {
+    match (a.value(), b.value()) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "-".into(),
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    let bin = portcullis_bin();
+    println!(
+        "# pg_door: {}s per pgbench run, clients {:?}, {} approval rounds, {} cores, binary {}",
+        args.seconds,
+        args.clients,
+        args.rounds,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        bin.display()
+    );
+    let mut guard = Guard {
+        dir: tempfile::Builder::new().prefix("pg_door.").tempdir().unwrap(),
+        node_pids: vec![],
+        issuer_pid: None,
+        pg: None,
+        pgbouncer_pidfiles: vec![],
+    };
+    let p = start_playground(&bin, &mut guard);
+    let admin = p.token("bench-admin", "admin");
+    register_fast(&p, &admin);
+    let status: Value = serde_json::from_str(&p.cli_ok(1, &admin, &["cluster", "status", "--json"])).unwrap();
+    let leader = status["leader"].as_u64();
+    let door_node = 1u64;
+    println!(
+        "# playground {} (leader node {leader:?}); gateway load goes to node {door_node}'s door, Postgres on port {}",
+        p.dir.display(),
+        p.pg.port
+    );
+    // Transaction pooling cannot keep prepared statements in PgBouncer 1.18 (no
+    // max_prepared_statements before 1.21): prepared mode goes through a second instance
+    // in session pooling, with as many server connections as clients.
+    let max_clients = args.clients.iter().copied().max().unwrap_or(1);
+    let bouncer_tx = start_pgbouncer(&p, &mut guard, "pgbouncer-tx", "transaction", 20);
+    let bouncer_session = start_pgbouncer(&p, &mut guard, "pgbouncer-session", "session", max_clients);
+
+    let script = p.dir.join("read.sql");
+    std::fs::write(&script, SCRIPT).unwrap();
+    let alice = p.token("alice", "engineers");
+    let direct = Target {
+        port: p.pg.port,
+        user: "demo_app".into(),
+        password: p.pg.app_password.clone(),
+        dbname: "demo".into(),
+        sslmode: "disable",
+    };
+    let bouncer = |port| Target {
+        port,
+        user: "demo_app".into(),
+        password: p.pg.app_password.clone(),
+        dbname: "demo".into(),
+        sslmode: "require",
+    };
+    let gateway = |db: &str| Target {
+        port: p.door_port(door_node),
+        user: "alice".into(),
+        password: alice.clone(),
+        dbname: db.into(),
+        sslmode: "require",
+    };
+    let (strict_t, fast_t) = (gateway("demo"), gateway("demofast"));
+
+    println!("\n## read-only pgbench (`SELECT name, email FROM customers WHERE id = :id`), tps without connection time");
+    println!(
+        "{:>9} {:>7} {:>9} {:>10} {:>9} {:>9} {:>14} {:>17} {:>15}",
+        "mode", "clients", "direct", "pgbouncer", "strict", "fast", "strict/direct", "strict/pgbouncer", "fast/pgbouncer"
+    );
+    let mut failures = vec![];
+    for mode in ["simple", "extended", "prepared"] {
+        let bouncer_t = bouncer(if mode == "prepared" { bouncer_session } else { bouncer_tx });
+        for &clients in &args.clients {
+            let mut run = |label: &str, t: &Target| {
+                p.wait_backends_gone();
+                let r = pgbench(&script, t, mode, clients, args.seconds);
+                if let Tps::Failed(why) = &r {
+                    failures.push(format!("{label} -M {mode} -c {clients}: {why}"));
+                }
+                r
+            };
+            let d = run("direct", &direct);
+            let b = run("pgbouncer", &bouncer_t);
+            let s = run("strict", &strict_t);
+            let f = run("fast", &fast_t);
+            println!(
+                "{mode:>9} {clients:>7} {:>9} {:>10} {:>9} {:>9} {:>14} {:>17} {:>15}",
+                cell(&d),
+                cell(&b),
+                cell(&s),
+                cell(&f),
+                ratio(&s, &d),
+                ratio(&s, &b),
+                ratio(&f, &b)
+            );
+        }
+    }
+    println!("(pgbouncer: transaction pooling, 20 server connections; prepared mode: session pooling, {max_clients})");
+    for f in &failures {
+        println!("FAILED {f}");
+    }
+
+    approval_release(&p, args.rounds);
+    drop(guard);
+}
+
+/// Held `DELETE` on node 2, approved through node 3: time from issuing the approve
+/// command until psql exits; the CLI's own round trip (`approvals list`) as baseline.
+fn approval_release(p: &Playground, rounds: usize) {
+    let alice = p.token("alice", "engineers");
+    let bob = p.token("bob", "approvers");
+    let door2 = p.door_port(2);
+    let mut release = vec![];
+    let mut approve_cli = vec![];
+    let mut list_cli = vec![];
+    for _ in 0..rounds {
+        let held = Command::new("psql")
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .arg(format!("host=127.0.0.1 port={door2} dbname=demo user=alice sslmode=require connect_timeout=10"))
+            .args(["-c", "DELETE FROM customers WHERE id = -1"])
+            .env("PGPASSWORD", &alice)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let id = loop {
+            let t0 = Instant::now();
+            let o = p.cli_cmd(3, &bob, &["approvals", "list", "--pending", "--json"]).output().unwrap();
+            list_cli.push(t0.elapsed());
+            assert!(o.status.success(), "approvals list: {}", text(&o));
+            let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+            if let Some(id) = v.as_array().and_then(|a| a.first()).and_then(|a| a["id"].as_str()) {
+                break id.to_string();
+            }
+            assert!(Instant::now() < deadline, "DELETE was not held within 20 s");
+        };
+        let t0 = Instant::now();
+        let mut approve = p.cli_cmd(3, &bob, &["approvals", "approve", &id]).stdout(Stdio::null()).spawn().unwrap();
+        let o = held.wait_with_output().unwrap();
+        release.push(t0.elapsed());
+        let st = approve.wait().unwrap();
+        approve_cli.push(t0.elapsed());
+        assert!(st.success(), "approvals approve {id} failed");
+        assert!(o.status.success(), "held DELETE did not complete after approval: {}", text(&o));
+    }
+    release.sort();
+    approve_cli.sort();
+    list_cli.sort();
+    println!("\n## approval release across nodes (DELETE held on node 2, approved through node 3), {rounds} rounds");
+    println!("{:<52} {:>8} {:>8} {:>8}", "", "p50 ms", "p99 ms", "samples");
+    for (label, v) in [
+        ("approve issued -> psql exits (incl. CLI start)", &release),
+        ("`approvals approve` CLI process, start to exit", &approve_cli),
+        ("baseline: `approvals list` CLI process round trip", &list_cli),
+    ] {
+        println!("{label:<52} {:>8.2} {:>8.2} {:>8}", ms(quantile(v, 0.5)), ms(quantile(v, 0.99)), v.len());
+    }
+}
