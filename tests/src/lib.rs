@@ -398,7 +398,11 @@ pub fn stop_postgres(data_dir: &Path) {
         .ok()
         .and_then(|rd| rd.flatten().map(|e| e.path().join("bin/pg_ctl")).find(|p| p.exists()))
         .unwrap_or_else(|| PathBuf::from("pg_ctl"));
-    let root = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false);
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
     let mut cmd = if root {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(&pg_ctl);
@@ -406,7 +410,8 @@ pub fn stop_postgres(data_dir: &Path) {
     } else {
         Command::new(&pg_ctl)
     };
-    let _ = cmd.args(["stop", "-m", "immediate", "-D"]).arg(data_dir).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    let _ =
+        cmd.args(["stop", "-m", "immediate", "-D"]).arg(data_dir).stdout(Stdio::null()).stderr(Stdio::null()).status();
 }
 
 pub fn signal(pid: u32, sig: &str) {

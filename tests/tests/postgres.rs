@@ -102,7 +102,16 @@ fn a_delete_held_on_node_2_is_released_by_an_approval_through_node_3_exactly_onc
     let token = engineer(&c);
     let conninfo = c.pg_conninfo(2, "alice");
     let held = Command::new("psql")
-        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", &conninfo, "-c", "DELETE FROM customers WHERE id = 12 /* marker-held */"])
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            &conninfo,
+            "-c",
+            "DELETE FROM customers WHERE id = 12 /* marker-held */",
+        ])
         .env("PGPASSWORD", &token)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -148,7 +157,14 @@ fn review_then_deny_and_review_then_expire_end_the_statement_with_the_reason() {
 
     let conninfo = c.pg_conninfo(1, "alice");
     let held = Command::new("psql")
-        .args(["-X", "-v", "ON_ERROR_STOP=1", &conninfo, "-c", "UPDATE customers SET name = 'x' WHERE id = 1 /* marker-denied */"])
+        .args([
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            &conninfo,
+            "-c",
+            "UPDATE customers SET name = 'x' WHERE id = 1 /* marker-denied */",
+        ])
         .env("PGPASSWORD", &token)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -219,7 +235,24 @@ fn pgbench_runs_through_the_gateway_in_simple_extended_and_prepared_modes() {
     for (node, mode) in [(1, "simple"), (2, "extended"), (3, "prepared")] {
         let (h, p) = c.pg_addr(node);
         let o = Command::new("pgbench")
-            .args(["-n", "-M", mode, "-c", "2", "-t", "25", "-f", script.to_str().unwrap(), "-h", &h, "-p", &p, "-U", "alice", "demo"])
+            .args([
+                "-n",
+                "-M",
+                mode,
+                "-c",
+                "2",
+                "-t",
+                "25",
+                "-f",
+                script.to_str().unwrap(),
+                "-h",
+                &h,
+                "-p",
+                &p,
+                "-U",
+                "alice",
+                "demo",
+            ])
             .env("PGPASSWORD", &token)
             .env("PGSSLMODE", "require")
             .stdin(Stdio::null())
@@ -270,4 +303,42 @@ fn with_the_quorum_gone_no_statement_reaches_the_backend_and_the_client_is_told_
     let o = c.psql(1, &token, &["SELECT 1"]);
     assert!(!o.status.success());
     assert!(err(&o).contains("quorum lease"), "{}", err(&o));
+}
+
+#[test]
+fn the_gateway_reaches_the_backend_over_verified_tls_when_the_resource_asks_for_it() {
+    let c = Cluster::start_with_postgres(1);
+    let pg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(c.path().join("postgres.json")).unwrap()).unwrap();
+    let file = c.path().join("tls.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "resources:\n  - name: demotls\n    protocol: postgres\n    address: 127.0.0.1:{}\n    username: demo_app\n    password: \"{}\"\n    options: {{ database: demo, sslmode: verify-full, sslrootcert: \"{}\" }}\n",
+            pg["port"],
+            pg["app_password"].as_str().unwrap(),
+            c.ca().display()
+        ),
+    )
+    .unwrap();
+    c.cli_ok(1, &["resource", "apply", "-f", file.to_str().unwrap()]);
+    let policy = c.path().join("tls-policy.yaml");
+    std::fs::write(&policy, "name: tls\nrules:\n  - match: { groups: [engineers], resources: [demotls], kinds: [select] }\n    action: allow\n").unwrap();
+    c.cli_ok(1, &["policy", "apply", "-f", policy.to_str().unwrap()]);
+    let (h, p) = c.pg_addr(1);
+    let o = Command::new("psql")
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            &format!("host={h} port={p} dbname=demotls user=alice sslmode=require"),
+            "-c",
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        ])
+        .env("PGPASSWORD", engineer(&c))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o).trim(), "t", "the backend connection must be encrypted");
 }

@@ -48,7 +48,9 @@ fn parse_args() -> Args {
                 a.clients = value.split(',').map(|c| c.trim().parse().expect("--clients 1,16,64")).collect();
             }
             "--rounds" => a.rounds = value.parse().expect("--rounds N"),
-            other => panic!("unknown argument {other:?}; usage: pg_door [--seconds N] [--clients 1,16,64] [--rounds N]"),
+            other => {
+                panic!("unknown argument {other:?}; usage: pg_door [--seconds N] [--clients 1,16,64] [--rounds N]")
+            }
         }
         i += 2;
     }
@@ -62,7 +64,11 @@ fn portcullis_bin() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
     let bin = target.join("release").join("portcullis");
-    assert!(bin.exists(), "{} not found: run `cargo build --release -p portcullis` first (or set PORTCULLIS_BIN)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build --release -p portcullis` first (or set PORTCULLIS_BIN)",
+        bin.display()
+    );
     bin
 }
 
@@ -182,7 +188,19 @@ impl Playground {
     /// SQL as the Postgres superuser (for watching backend connections).
     fn superuser_sql(&self, sql: &str) -> String {
         let o = Command::new("psql")
-            .args(["-X", "-A", "-t", "-h", "127.0.0.1", "-p", &self.pg.port.to_string(), "-U", "postgres", "-d", "postgres"])
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.pg.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
             .args(["-c", sql])
             .env("PGPASSWORD", &self.pg.superuser_password)
             .env("PGSSLMODE", "disable")
@@ -237,7 +255,8 @@ fn start_playground(bin: &Path, guard: &mut Guard) -> Playground {
     guard.pg = pg.clone();
     if let Some(c) = &cluster {
         guard.issuer_pid = c["issuer_pid"].as_u64().map(|p| p as u32);
-        guard.node_pids = c["nodes"].as_array().unwrap().iter().filter_map(|n| n["pid"].as_u64()).map(|p| p as u32).collect();
+        guard.node_pids =
+            c["nodes"].as_array().unwrap().iter().filter_map(|n| n["pid"].as_u64()).map(|p| p as u32).collect();
     }
     assert!(o.status.success(), "portcullis dev --postgres --detach failed: {}", text(&o));
     let cluster = cluster.expect("cluster.json");
@@ -389,7 +408,11 @@ fn pgbench(script: &Path, t: &Target, mode: &str, clients: u32, seconds: u64) ->
         _ => {
             let err = String::from_utf8_lossy(&o.stderr);
             let first: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).take(3).collect();
-            Tps::Failed(format!("exit {:?}, failed transactions {failed}, tps {tps:?}: {}", o.status.code(), first.join(" | ")))
+            Tps::Failed(format!(
+                "exit {:?}, failed transactions {failed}, tps {tps:?}: {}",
+                o.status.code(),
+                first.join(" | ")
+            ))
         }
     }
 }
@@ -470,10 +493,20 @@ fn main() {
     };
     let (strict_t, fast_t) = (gateway("demo"), gateway("demofast"));
 
-    println!("\n## read-only pgbench (`SELECT name, email FROM customers WHERE id = :id`), tps without connection time");
+    println!(
+        "\n## read-only pgbench (`SELECT name, email FROM customers WHERE id = :id`), tps without connection time"
+    );
     println!(
         "{:>9} {:>7} {:>9} {:>10} {:>9} {:>9} {:>14} {:>17} {:>15}",
-        "mode", "clients", "direct", "pgbouncer", "strict", "fast", "strict/direct", "strict/pgbouncer", "fast/pgbouncer"
+        "mode",
+        "clients",
+        "direct",
+        "pgbouncer",
+        "strict",
+        "fast",
+        "strict/direct",
+        "strict/pgbouncer",
+        "fast/pgbouncer"
     );
     let mut failures = vec![];
     for mode in ["simple", "extended", "prepared"] {

@@ -155,6 +155,20 @@ fn init(dir: &Path, info: &PgInfo) -> Result<(), NodeError> {
         .arg(format!("--pwfile={}", pwfile.display()));
     run(initdb, "initdb")?;
     let _ = std::fs::remove_file(&pwfile);
+    // TLS for the gateway's backend connections (resource option sslmode): the
+    // playground CA's node certificate names 127.0.0.1.
+    for (from, to) in [("node1.pem", "server.crt"), ("node1.key", "server.key")] {
+        let target = info.data_dir.join(to);
+        std::fs::copy(dir.join(from), &target).map_err(|e| NodeError::io(format!("copy {from} into pgdata"), e))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| NodeError::io("chmod server key", e))?;
+        if is_root() {
+            let mut chown = Command::new("chown");
+            chown.arg("postgres:postgres").arg(&target);
+            run(chown, "chown server certificate")?;
+        }
+    }
     Ok(())
 }
 
@@ -171,7 +185,7 @@ fn start(dir: &Path, info: &PgInfo) -> Result<(), NodeError> {
     }
     let mut pg_ctl = pg_command(&info.bin_dir, "pg_ctl");
     pg_ctl.arg("start").arg("-w").arg("-D").arg(&info.data_dir).arg("-l").arg(&log).arg("-o").arg(format!(
-        "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c log_statement=all",
+        "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c log_statement=all -c ssl=on",
         info.port
     ));
     run(pg_ctl, "pg_ctl start")?;

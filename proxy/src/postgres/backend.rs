@@ -24,6 +24,7 @@ pub struct BackendTarget {
     /// Never logged.
     pub password: Option<String>,
     pub database: String,
+    pub tls: super::backend_tls::BackendTls,
 }
 
 /// A logged-in backend connection, ready for queries.
@@ -42,7 +43,13 @@ pub async fn connect(target: &BackendTarget, timeout: Duration) -> Result<Backen
         .map_err(|_| err(format!("no answer within {timeout:?}")))?
         .map_err(|e| err(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
-    let mut conn = BackendConn::new(Box::new(tcp), target.addr.clone());
+    let stream = match &target.tls {
+        super::backend_tls::BackendTls::Disable => Box::new(tcp),
+        mode => tokio::time::timeout(timeout, super::backend_tls::upgrade(tcp, &target.addr, mode))
+            .await
+            .map_err(|_| err(format!("TLS handshake did not finish within {timeout:?}")))??,
+    };
+    let mut conn = BackendConn::new(stream, target.addr.clone());
 
     let mut startup = Startup::new();
     startup.parameters.insert("user".into(), target.user.clone());

@@ -9,13 +9,14 @@
 //!
 //! - [`conn`]: framing of both sides (pgwire codecs); bytes stop there.
 //! - [`startup`]: TLS, startup, token verification (phase "authenticate").
-//! - [`backend`], [`scram`]: logging in to the backend.
+//! - [`backend`], [`scram`], [`backend_tls`]: logging in to the backend (optionally over TLS).
 //! - [`classify`]: SQL → statements (Postgres's own parser).
 //! - [`session`]: the per-statement phases.
 //! - [`relay`]: backend responses to the client, masked and counted.
 //! - [`reply`]: errors and notices the gateway itself sends (SQLSTATEs).
 
 pub mod backend;
+pub mod backend_tls;
 pub mod classify;
 pub mod conn;
 pub mod door;

@@ -87,6 +87,15 @@ pub async fn run<S: Store>(
         user: resource.username.clone().or_else(|| params.get("user").cloned()).unwrap_or_else(|| "postgres".into()),
         password,
         database: resource.options.get("database").cloned().unwrap_or_else(|| resource.name.clone()),
+        tls: match super::backend_tls::BackendTls::from_options(&resource.options) {
+            Ok(t) => t,
+            Err(e) => {
+                client
+                    .send(reply::fatal(reply::CONNECTION_FAILURE, &format!("resource {}: {e}", resource.name)))
+                    .await?;
+                return Err(e);
+            }
+        },
     };
     let backend = match backend::connect(&target, door.settings.backend_timeout).await {
         Ok(b) => b,

@@ -1,0 +1,514 @@
+//! The Postgres door at the protocol level: a real driver (tokio-postgres over
+//! rustls) in simple and extended mode, COPY both ways, cancel requests, fast audit
+//! mode, and bytes no driver would send. Each bad input gets a protocol-native error
+//! or a close, never a hang or a panic, and the node goes on serving.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, TryStreamExt};
+use portcullis_tests::pg::{self, Ending, RustlsMakeTls};
+use portcullis_tests::{Cluster, wait_for};
+use tokio_postgres::SimpleQueryMessage;
+use tokio_postgres::error::SqlState;
+
+const READY: Duration = Duration::from_secs(30);
+
+fn err(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn out(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn engineer(c: &Cluster) -> String {
+    c.token("alice", &["engineers"])
+}
+
+/// The SQLSTATE of a tokio-postgres error, if the server sent one.
+fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
+    e.code().map(|c| c.code().to_string())
+}
+
+fn db_message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
+}
+
+/// Rows of a simple query as text cells.
+fn simple_rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// No node of the playground panicked.
+fn assert_no_panic(c: &Cluster) {
+    let logs = c.logs_full();
+    assert!(!logs.contains("panicked"), "a node panicked:\n{}", c.logs());
+}
+
+/// Node `id` still serves a fresh psql client.
+fn assert_still_serves(c: &Cluster, id: u64, token: &str) {
+    let o = c.psql(id, token, &["SELECT 'still-' || count(*) FROM customers"]);
+    assert!(o.status.success(), "node {id} no longer serves psql: {}\n{}", err(&o), c.logs());
+    assert!(out(&o).contains("still-"), "{}", out(&o));
+}
+
+fn apply(c: &Cluster, what: &str, name: &str, yaml: &str) {
+    let file = c.path().join(name);
+    std::fs::write(&file, yaml).unwrap();
+    c.cli_ok(1, &[what, "apply", "-f", file.to_str().unwrap()]);
+}
+
+/// The playground backend as a resource under another name (no mask rule matches it).
+fn register_alias(c: &Cluster, name: &str, audit: &str) {
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(c.path().join("postgres.json")).unwrap()).unwrap();
+    let port = info["port"].as_u64().unwrap();
+    let password = info["app_password"].as_str().unwrap();
+    apply(
+        c,
+        "resource",
+        &format!("{name}.yaml"),
+        &format!(
+            "name: {name}\nprotocol: postgres\naddress: 127.0.0.1:{port}\nusername: demo_app\npassword: {password}\naudit: {audit}\noptions: {{ database: demo }}\n"
+        ),
+    );
+}
+
+#[test]
+fn tokio_postgres_runs_simple_extended_and_transactional_queries_through_every_node() {
+    let c = Cluster::start_with_postgres(3);
+    let token = engineer(&c);
+    let rt = pg::runtime();
+    rt.block_on(async {
+        for id in 1..=3 {
+            let client = pg::connect(&c, id, "demo", "alice", &token).await.unwrap();
+
+            // Simple protocol: text results, masked.
+            let msgs = client.simple_query("SELECT name, email FROM customers WHERE id = 1").await.unwrap();
+            let rows = simple_rows(&msgs);
+            assert_eq!(rows, vec![vec![Some("Ada Lovelace".to_string()), Some("***".to_string())]], "node {id}");
+
+            // Extended protocol (Parse/Bind/Describe/Execute/Sync), binary results.
+            let rows = client.query("SELECT name, email FROM customers WHERE id = $1", &[&1i32]).await.unwrap();
+            assert_eq!(rows.len(), 1, "node {id}");
+            let name: &str = rows[0].get(0);
+            let email: Option<&str> = rows[0].get(1);
+            assert_eq!(name, "Ada Lovelace");
+            assert_eq!(email, Some("***"), "node {id}: email column must be masked in binary results too");
+
+            // Detectors apply to binary text values as well (an email built by an expression).
+            let rows = client
+                .query("SELECT name || ' <' || email || '>' AS contact FROM customers WHERE id = $1", &[&2i32])
+                .await
+                .unwrap();
+            let contact: &str = rows[0].get(0);
+            assert_eq!(contact, "Alan Turing <a***@example.com>", "node {id}");
+
+            // A prepared statement runs many times under its one decision.
+            let stmt = client.prepare("SELECT count(*) FROM customers WHERE id <= $1").await.unwrap();
+            for n in [3i32, 5, 12] {
+                let count: i64 = client.query_one(&stmt, &[&n]).await.unwrap().get(0);
+                assert_eq!(count, i64::from(n));
+            }
+
+            // Denied, in both protocols: 42501, and the session goes on.
+            let e = client.simple_query("DROP TABLE customers").await.unwrap_err();
+            assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e:?}");
+            assert!(db_message(&e).contains("no-truncate-or-ddl"), "{}", db_message(&e));
+            let e = client.execute("DROP TABLE customers", &[]).await.unwrap_err();
+            assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e:?}");
+            let n: i64 = client.query_one("SELECT count(*) FROM customers", &[]).await.unwrap().get(0);
+            assert_eq!(n, 12, "node {id}: the session must stay usable after a refusal");
+
+            // A backend error (not ours) also leaves the session usable.
+            let e = client.query("SELECT * FROM no_such_table", &[]).await.unwrap_err();
+            assert_eq!(e.code(), Some(&SqlState::UNDEFINED_TABLE), "{e:?}");
+            let one: i32 = client.query_one("SELECT 1", &[]).await.unwrap().get(0);
+            assert_eq!(one, 1);
+        }
+
+        // A transaction: BEGIN; SELECT; COMMIT, through the driver's own API.
+        let mut client = pg::connect(&c, 2, "demo", "alice", &token).await.unwrap();
+        let tx = client.transaction().await.unwrap();
+        let name: String = tx.query_one("SELECT name FROM customers WHERE id = $1", &[&3i32]).await.unwrap().get(0);
+        assert_eq!(name, "Grace Hopper");
+        let n: i64 = tx.query_one("SELECT count(*) FROM customers", &[]).await.unwrap().get(0);
+        assert_eq!(n, 12);
+        tx.commit().await.unwrap();
+        // And by hand in the simple protocol, with an error inside rolling it back.
+        client.simple_query("BEGIN").await.unwrap();
+        client.simple_query("SELECT 1").await.unwrap();
+        let e = client.simple_query("SELECT 1/0").await.unwrap_err();
+        assert_eq!(e.code(), Some(&SqlState::DIVISION_BY_ZERO));
+        let e = client.simple_query("SELECT 2").await.unwrap_err();
+        assert_eq!(e.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION));
+        client.simple_query("ROLLBACK").await.unwrap();
+        let rows = simple_rows(&client.simple_query("SELECT 'after-rollback'").await.unwrap());
+        assert_eq!(rows, vec![vec![Some("after-rollback".to_string())]]);
+    });
+    assert!(c.postgres_log().contains("BEGIN"), "the transaction reached the backend");
+    assert!(!c.postgres_log().contains("DROP TABLE"), "a denied DROP reached the backend");
+    assert_no_panic(&c);
+}
+
+#[test]
+fn copy_to_stdout_and_from_stdin_run_when_a_policy_allows_copy() {
+    let c = Cluster::start_with_postgres(3);
+    let token = engineer(&c);
+    // Without a rule for kind copy, COPY is denied (default deny).
+    let o = c.psql(1, &token, &["COPY (SELECT id, name FROM customers) TO STDOUT"]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("no policy rule allows copy"), "{}", err(&o));
+
+    // `democopy`: the same backend, with no mask rule, COPY allowed for engineers.
+    register_alias(&c, "democopy", "strict");
+    apply(
+        &c,
+        "policy",
+        "copy.yaml",
+        "name: copy\nrules:\n  - name: engineers-copy\n    match: { groups: [engineers], resources: [democopy], kinds: [copy, select] }\n    action: allow\n",
+    );
+    let conninfo = |id: u64| c.pg_conninfo(id, "alice").replace("dbname=demo", "dbname=democopy");
+
+    // COPY ... TO STDOUT through psql (simple protocol).
+    let o = Command::new("psql")
+        .args([
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            &conninfo(2),
+            "-c",
+            "COPY (SELECT id, name FROM customers ORDER BY id) TO STDOUT",
+        ])
+        .env("PGPASSWORD", &token)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let text = out(&o);
+    assert!(text.starts_with("1\tAda Lovelace\n2\tAlan Turing\n"), "{text}");
+    assert_eq!(text.lines().count(), 12, "{text}");
+
+    // COPY ... FROM STDIN through psql.
+    let mut child = Command::new("psql")
+        .args(["-X", "-v", "ON_ERROR_STOP=1", &conninfo(3), "-c", "COPY customers (name, ssn) FROM STDIN"])
+        .env("PGPASSWORD", &token)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"Copy One\t\\N\nCopy Two\t\\N\n\\.\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("COPY 2"), "{}", out(&o));
+
+    // And both ways in the extended protocol, through tokio-postgres.
+    let rt = pg::runtime();
+    rt.block_on(async {
+        let client = pg::connect(&c, 1, "democopy", "alice", &token).await.unwrap();
+        let sink = client.copy_in::<_, Bytes>("COPY customers (name) FROM STDIN").await.unwrap();
+        futures_util::pin_mut!(sink);
+        sink.send(Bytes::from_static(b"Copy Three\nCopy Four\n")).await.unwrap();
+        assert_eq!(sink.finish().await.unwrap(), 2);
+        let n: i64 =
+            client.query_one("SELECT count(*) FROM customers WHERE name LIKE 'Copy %'", &[]).await.unwrap().get(0);
+        assert_eq!(n, 4);
+        let stream = client.copy_out("COPY (SELECT name FROM customers WHERE id = 1) TO STDOUT").await.unwrap();
+        let chunks: Vec<Bytes> = stream.try_collect().await.unwrap();
+        assert_eq!(chunks.concat(), b"Ada Lovelace\n");
+        // The session is still in step afterwards.
+        let one: i32 = client.query_one("SELECT 1", &[]).await.unwrap().get(0);
+        assert_eq!(one, 1);
+    });
+
+    // On `demo`, whose results are masked, COPY TO STDOUT cannot be masked: refused
+    // before it reaches the backend, even once copy is allowed there.
+    apply(
+        &c,
+        "policy",
+        "copy-demo.yaml",
+        "name: copy-demo\nrules:\n  - name: engineers-copy-demo\n    match: { groups: [engineers], resources: [demo], kinds: [copy] }\n    action: allow\n",
+    );
+    let o = c.psql(1, &token, &["COPY (SELECT email FROM customers) TO STDOUT /* marker-copy-pii */"]);
+    assert!(!o.status.success(), "{}", out(&o));
+    assert!(!out(&o).contains("ada@example.com"), "COPY leaked PII: {}", out(&o));
+    assert!(err(&o).contains("cannot be masked"), "{}", err(&o));
+    assert!(!c.postgres_log().contains("marker-copy-pii"));
+    assert_no_panic(&c);
+}
+
+#[test]
+fn a_cancel_request_stops_a_long_query_with_57014_and_the_session_goes_on() {
+    let c = Cluster::start_with_postgres(3);
+    let token = engineer(&c);
+    let rt = pg::runtime();
+    rt.block_on(async {
+        for id in [1, 3] {
+            let client = pg::connect(&c, id, "demo", "alice", &token).await.unwrap();
+            let cancel = client.cancel_token();
+            let marker = format!("marker-sleep-{id}");
+            let sql = format!("SELECT pg_sleep(30) /* {marker} */");
+            let started = Instant::now();
+            let query = async { client.simple_query(&sql).await };
+            let canceller = async {
+                let log_has = || c.postgres_log().contains(&marker);
+                while !log_has() {
+                    assert!(started.elapsed() < READY, "the sleep never reached the backend");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                cancel.cancel_query(RustlsMakeTls::for_cluster(&c)).await.unwrap();
+            };
+            let (result, ()) = tokio::join!(query, canceller);
+            let e = result.unwrap_err();
+            assert_eq!(sqlstate(&e).as_deref(), Some("57014"), "node {id}: {e:?}");
+            assert!(started.elapsed() < Duration::from_secs(15), "cancel took {:?}", started.elapsed());
+            let one: i32 = client.query_one("SELECT 1", &[]).await.unwrap().get(0);
+            assert_eq!(one, 1);
+        }
+    });
+    // psql too: SIGINT sends a cancel request (libpq's own, over TLS).
+    let conninfo = c.pg_conninfo(2, "alice");
+    let child = Command::new("psql")
+        .args(["-X", "-v", "ON_ERROR_STOP=1", &conninfo, "-c", "SELECT pg_sleep(30) /* marker-psql-sleep */"])
+        .env("PGPASSWORD", &token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the psql sleep to reach the backend", READY, || {
+        c.postgres_log().contains("marker-psql-sleep").then_some(())
+    });
+    let started = Instant::now();
+    portcullis_tests::signal(child.id(), "INT");
+    let o = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(!o.status.success());
+    assert!(err(&o).contains("canceling statement due to user request"), "{}", err(&o));
+    assert_no_panic(&c);
+}
+
+#[test]
+fn bytes_before_login_get_a_protocol_error_or_a_close_and_the_node_keeps_serving() {
+    let c = Cluster::start_with_postgres(3);
+    let token = engineer(&c);
+    let quiet = Duration::from_secs(10);
+
+    // (a) 1 KiB of garbage (a fixed xorshift stream), then our half closed.
+    let mut x: u32 = 0x9e37_79b9;
+    let garbage: Vec<u8> = (0..1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect();
+    let mut s = pg::raw_connect(&c, 1);
+    pg::send(&mut s, &garbage);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let end = pg::read_until_close(&mut s, quiet, quiet);
+    assert!(matches!(end, Ending::Closed(_)), "garbage: the door must close, got {end:?}");
+    if let Some(e) = end.error() {
+        assert_eq!(e.field(b'C').as_deref(), Some("08P01"), "{e:?}");
+    }
+    assert_still_serves(&c, 1, &token);
+
+    // Garbage whose first word is a plausible length, left open: the door answers
+    // the first message it can decode (or closes), it does not wait for more.
+    let mut s = pg::raw_connect(&c, 1);
+    pg::send(&mut s, &[0, 0, 0, 16, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8]);
+    let end = pg::read_until_close(&mut s, quiet, quiet);
+    assert!(matches!(end, Ending::Closed(_)), "garbage startup: the door must close, got {end:?}");
+    if let Some(e) = end.error() {
+        assert_eq!(e.field(b'C').as_deref(), Some("08P01"), "{e:?}");
+    }
+
+    // (b) A truncated startup: the length says 100, 10 bytes come, then a close.
+    let mut s = pg::raw_connect(&c, 2);
+    let startup =
+        pg::startup_message(&[("user", "alice"), ("database", "demo"), ("application_name", "x".repeat(60).as_str())]);
+    assert!(startup.len() >= 100);
+    let mut truncated = 100i32.to_be_bytes().to_vec();
+    truncated.extend_from_slice(&startup[4..10]);
+    pg::send(&mut s, &truncated);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let end = pg::read_until_close(&mut s, quiet, quiet);
+    assert!(matches!(end, Ending::Closed(_)), "truncated startup: got {end:?}");
+    assert_still_serves(&c, 2, &token);
+
+    // (c) A startup claiming 1 GiB, before TLS: refused at once, nothing buffered.
+    let mut s = pg::raw_connect(&c, 3);
+    let mut huge = (1i32 << 30).to_be_bytes().to_vec();
+    huge.extend_from_slice(&196_608i32.to_be_bytes());
+    huge.extend_from_slice(b"user\0");
+    pg::send(&mut s, &huge);
+    let end = pg::read_until_close(&mut s, quiet, quiet);
+    assert!(matches!(end, Ending::Closed(_)), "1 GiB startup: got {end:?}");
+    let e = end.error().unwrap_or_else(|| panic!("no error for a 1 GiB startup: {end:?}"));
+    assert_eq!(e.field(b'S').as_deref(), Some("FATAL"));
+    assert_eq!(e.field(b'C').as_deref(), Some("08P01"), "{e:?}");
+    assert!(e.field(b'M').unwrap_or_default().contains("exceeds the limit"), "{e:?}");
+    // An invalid length (< 4) likewise.
+    let mut s = pg::raw_connect(&c, 3);
+    pg::send(&mut s, &[0, 0, 0, 2, 0, 0, 0, 0]);
+    let end = pg::read_until_close(&mut s, quiet, quiet);
+    assert!(matches!(end, Ending::Closed(_)), "length 2: got {end:?}");
+    assert_eq!(end.error().and_then(|e| e.field(b'C')).as_deref(), Some("08P01"), "{end:?}");
+    assert_still_serves(&c, 3, &token);
+
+    // (d) A well-formed startup without TLS: FATAL 28000, TLS required.
+    let mut s = pg::raw_connect(&c, 1);
+    pg::send(&mut s, &pg::startup_message(&[("user", "alice"), ("database", "demo")]));
+    let end = pg::read_until_close(&mut s, quiet, quiet);
+    assert!(matches!(end, Ending::Closed(_)), "plaintext startup: got {end:?}");
+    let e = end.error().unwrap_or_else(|| panic!("no error for a plaintext startup: {end:?}"));
+    assert_eq!(e.field(b'S').as_deref(), Some("FATAL"));
+    assert_eq!(e.field(b'C').as_deref(), Some("28000"));
+    assert!(e.field(b'M').unwrap_or_default().contains("TLS required"), "{e:?}");
+    // psql with sslmode=disable is told the same.
+    let (h, p) = c.pg_addr(1);
+    let o = Command::new("psql")
+        .args([
+            "-X",
+            &format!("host={h} port={p} dbname=demo user=alice sslmode=disable connect_timeout=10"),
+            "-c",
+            "SELECT 1",
+        ])
+        .env("PGPASSWORD", &token)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(err(&o).contains("TLS required"), "{}", err(&o));
+
+    // An oversized message after login (over TLS): 08P01 and a close, before the
+    // door buffers it.
+    let rt = pg::runtime();
+    rt.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let mut tls = pg::raw_tls_login(&c, 2, "demo", &token).await;
+        let mut big = vec![b'Q'];
+        big.extend_from_slice(&(32i32 << 20).to_be_bytes());
+        big.extend_from_slice(b"SELECT ");
+        tls.write_all(&big).await.unwrap();
+        tls.flush().await.unwrap();
+        let end = pg::read_async_until_close(&mut tls, quiet).await;
+        assert!(matches!(end, Ending::Closed(_)), "oversized query: got {end:?}");
+        let e = end.error().unwrap_or_else(|| panic!("no error for an oversized query: {end:?}"));
+        assert_eq!(e.field(b'C').as_deref(), Some("08P01"), "{e:?}");
+        assert!(e.field(b'M').unwrap_or_default().contains("exceeds the limit"), "{e:?}");
+
+        // An unknown message type after login: an error and a close, not a hang.
+        let mut tls = pg::raw_tls_login(&c, 2, "demo", &token).await;
+        tls.write_all(&pg::message(b'!', b"nonsense")).await.unwrap();
+        tls.flush().await.unwrap();
+        let end = pg::read_async_until_close(&mut tls, quiet).await;
+        assert!(matches!(end, Ending::Closed(_)), "unknown message: got {end:?}");
+    });
+    assert_still_serves(&c, 2, &token);
+    assert_no_panic(&c);
+}
+
+#[test]
+fn bad_tokens_are_refused_at_login_and_strangers_are_denied_every_statement() {
+    let c = Cluster::start_with_postgres(3);
+    let token = engineer(&c);
+
+    // (e) A wrong token: FATAL 28P01 "token rejected".
+    let o = c.psql(1, "garbage", &["SELECT 1"]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("token rejected"), "{}", err(&o));
+    let rt = pg::runtime();
+    rt.block_on(async {
+        let e = pg::connect(&c, 1, "demo", "alice", "garbage").await.err().unwrap();
+        assert_eq!(sqlstate(&e).as_deref(), Some("28P01"), "{e:?}");
+        assert!(db_message(&e).contains("token rejected"), "{}", db_message(&e));
+
+        // (f) An expired token.
+        let expired = c.token_with(&["--sub", "alice", "--groups", "engineers", "--ttl", "1s", "--issued-ago", "2m"]);
+        let e = pg::connect(&c, 2, "demo", "alice", &expired).await.err().unwrap();
+        assert_eq!(sqlstate(&e).as_deref(), Some("28P01"), "{e:?}");
+        assert!(db_message(&e).contains("token rejected"), "{}", db_message(&e));
+        assert!(db_message(&e).to_lowercase().contains("expired"), "{}", db_message(&e));
+
+        // A token for another audience.
+        let other = c.token_with(&["--sub", "alice", "--groups", "engineers", "--aud", "someone-else"]);
+        let e = pg::connect(&c, 3, "demo", "alice", &other).await.err().unwrap();
+        assert_eq!(sqlstate(&e).as_deref(), Some("28P01"), "{e:?}");
+
+        // An unknown resource: 3D000.
+        let e = pg::connect(&c, 3, "nope", "alice", &token).await.err().unwrap();
+        assert_eq!(sqlstate(&e).as_deref(), Some("3D000"), "{e:?}");
+
+        // (g) A valid token outside every group: connects, but every statement is
+        // denied (default deny), in both protocols, and nothing reaches the backend.
+        let stranger = c.token("mallory", &["contractors"]);
+        let client = pg::connect(&c, 3, "demo", "mallory", &stranger).await.unwrap();
+        let e = client.simple_query("SELECT * FROM customers /* marker-stranger-simple */").await.unwrap_err();
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e:?}");
+        assert!(db_message(&e).contains("no policy rule allows select"), "{}", db_message(&e));
+        let e = client
+            .query("SELECT * FROM customers WHERE id = $1 /* marker-stranger-ext */", &[&1i32])
+            .await
+            .unwrap_err();
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e:?}");
+    });
+    let log = c.postgres_log();
+    assert!(!log.contains("marker-stranger"), "a stranger's statement reached the backend");
+    assert_still_serves(&c, 1, &token);
+    assert_no_panic(&c);
+}
+
+#[test]
+fn a_fast_audit_resource_serves_selects_and_records_them_soon_after() {
+    let c = Cluster::start_with_postgres(3);
+    let token = engineer(&c);
+    register_alias(&c, "demofast", "fast");
+    apply(
+        &c,
+        "policy",
+        "fast.yaml",
+        "name: fast\nrules:\n  - name: engineers-read-fast\n    match: { groups: [engineers], resources: [demofast], kinds: [select] }\n    action: allow\n",
+    );
+    let listed = c.cli_ok(1, &["resource", "list", "--json"]);
+    assert!(listed.contains("demofast"), "{listed}");
+
+    let rt = pg::runtime();
+    rt.block_on(async {
+        let client = pg::connect(&c, 2, "demofast", "alice", &token).await.unwrap();
+        let msgs = client.simple_query("SELECT name FROM customers WHERE id = 4 /* marker-fast */").await.unwrap();
+        assert_eq!(simple_rows(&msgs), vec![vec![Some("Edsger Dijkstra".to_string())]]);
+        let name: String = client.query_one("SELECT name FROM customers WHERE id = $1", &[&5i32]).await.unwrap().get(0);
+        assert_eq!(name, "Barbara Liskov");
+        // Still only what the policy allows.
+        let e = client.simple_query("DELETE FROM customers WHERE id = 1").await.unwrap_err();
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e:?}");
+    });
+
+    let show = wait_for("the fast-mode statement to be recorded", READY, || {
+        let list = c.cli_ok(3, &["sessions", "list", "--resource", "demofast", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&list).ok()?;
+        let sessions = v.as_array().cloned().or_else(|| v["sessions"].as_array().cloned())?;
+        sessions.iter().find_map(|s| {
+            let id = s["id"].as_str()?;
+            let show = c.cli_ok(3, &["sessions", "show", id, "--json"]);
+            (show.contains("marker-fast") && show.contains("\"statement\"")).then_some(show)
+        })
+    });
+    assert!(show.contains("alice"), "{show}");
+    assert!(show.contains("allow"), "{show}");
+    assert_no_panic(&c);
+}
