@@ -51,6 +51,7 @@ pub async fn start_cluster(dir: &Path, n: u64) -> BTreeMap<u64, BenchNode> {
             timing: Timing::default(),
             snapshot_after_entries: 20_000,
             retention: None,
+            unsafe_no_lease: false,
         };
         let stop = CancellationToken::new();
         let node = ClusterNode::start(settings, listener, stop.clone()).await.unwrap();

@@ -39,6 +39,10 @@ enum Cmd {
     Run {
         #[arg(long)]
         config: PathBuf,
+        /// TEST ONLY: keep serving without the quorum lease (the chaos harness's planted
+        /// fault). Refused unless PORTCULLIS_I_UNDERSTAND_UNSAFE_NO_LEASE=yes.
+        #[arg(long, hide = true)]
+        unsafe_no_lease: bool,
     },
     /// Start a local playground cluster.
     Dev(dev::DevArgs),
@@ -81,9 +85,9 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         let g = &args.globals;
         let result = match args.command {
-            Cmd::Run { config } => {
+            Cmd::Run { config, unsafe_no_lease } => {
                 init_logging();
-                run::run(&config).await.map_err(|e| (e.exit_code(), e.to_string()))
+                run::run(&config, unsafe_no_lease).await.map_err(|e| (e.exit_code(), e.to_string()))
             }
             Cmd::Dev(d) => {
                 init_logging();

@@ -20,7 +20,21 @@ async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, NodeError> 
     TcpListener::bind(addr).await.map_err(|source| NodeError::Bind { what, addr: addr.to_string(), source })
 }
 
-pub async fn run(config_path: &Path) -> Result<(), NodeError> {
+/// Environment variable that must say `yes` for `--unsafe-no-lease` to be accepted.
+pub const UNSAFE_NO_LEASE_CONFIRM: &str = "PORTCULLIS_I_UNDERSTAND_UNSAFE_NO_LEASE";
+
+pub async fn run(config_path: &Path, unsafe_no_lease: bool) -> Result<(), NodeError> {
+    if unsafe_no_lease && std::env::var(UNSAFE_NO_LEASE_CONFIRM).as_deref() != Ok("yes") {
+        return Err(NodeError::Config {
+            path: config_path.to_path_buf(),
+            detail: format!(
+                "--unsafe-no-lease keeps serving without quorum and exists only to test the chaos checker; set {UNSAFE_NO_LEASE_CONFIRM}=yes to confirm"
+            ),
+        });
+    }
+    if unsafe_no_lease {
+        tracing::error!("UNSAFE: serving without the quorum lease (--unsafe-no-lease); this node does not fail closed");
+    }
     let config = NodeConfig::load(config_path, std::env::vars())?;
     let tls = TlsMaterial::load(&config.tls)?;
     let data_key = DataKey::load(&config.key_file)?;
@@ -49,6 +63,7 @@ pub async fn run(config_path: &Path) -> Result<(), NodeError> {
         timing: config.raft.timing(),
         snapshot_after_entries: config.raft.snapshot_after_entries,
         retention,
+        unsafe_no_lease,
     };
     let node = ClusterNode::start(settings, raft_listener, shutdown.child_token()).await?;
     tracing::info!(id = config.id, raft = %config.listen.raft, admin = %config.listen.admin, ops = %config.listen.ops, "node started");

@@ -106,7 +106,10 @@ async fn evaluate(
                 ServerState::Follower => m.current_leader.is_some(),
                 _ => false,
             };
-            voter && role_ok && until.is_some_and(|u| u > now)
+            let honest = voter && role_ok && until.is_some_and(|u| u > now);
+            // The planted fault: a node that ignores its lease (chaos tests prove the
+            // checker notices). Never set outside those tests.
+            honest || core.settings.unsafe_no_lease
         };
         if *serving.borrow() != holds {
             tracing::info!(node = core.id, serving = holds, "quorum lease {}", if holds { "acquired" } else { "lost" });

@@ -65,6 +65,9 @@ pub struct NodeSettings {
     pub snapshot_after_entries: u64,
     /// Drop closed sessions older than this (None: keep forever).
     pub retention: Option<Duration>,
+    /// TEST ONLY (chaos harness's planted fault): serve without holding the lease.
+    /// The node binary refuses it unless an environment variable confirms it.
+    pub unsafe_no_lease: bool,
 }
 
 /// A node's view of itself.
