@@ -340,6 +340,21 @@ impl Cluster {
         cmd.env("PGPASSWORD", token).stdin(Stdio::null()).output().unwrap()
     }
 
+    /// Start psql against node `id` running `sql` in the background (for statements
+    /// that will be held for approval); stdout and stderr are piped.
+    pub fn spawn_psql(&self, id: u64, token: &str, sql: &str) -> Child {
+        Command::new("psql")
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .arg(self.pg_conninfo(id, "agent"))
+            .args(["-c", sql])
+            .env("PGPASSWORD", token)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// The playground Postgres's own log (log_statement = all): what reached the backend.
     pub fn postgres_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()

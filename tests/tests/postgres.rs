@@ -100,24 +100,7 @@ fn denied_statements_never_reach_the_backend() {
 fn a_delete_held_on_node_2_is_released_by_an_approval_through_node_3_exactly_once() {
     let c = Cluster::start_with_postgres(3);
     let token = engineer(&c);
-    let conninfo = c.pg_conninfo(2, "alice");
-    let held = Command::new("psql")
-        .args([
-            "-X",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            &conninfo,
-            "-c",
-            "DELETE FROM customers WHERE id = 12 /* marker-held */",
-        ])
-        .env("PGPASSWORD", &token)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let held = c.spawn_psql(2, &token, "DELETE FROM customers WHERE id = 12 /* marker-held */");
     let bob = c.token("bob", &["approvers"]);
     let approval = wait_for("the DELETE to be held", READY, || pending(&c, 3, &bob).into_iter().next());
     let id = approval["id"].as_str().unwrap().to_string();
@@ -155,22 +138,7 @@ fn review_then_deny_and_review_then_expire_end_the_statement_with_the_reason() {
     .unwrap();
     c.cli_ok(1, &["policy", "apply", "-f", file.to_str().unwrap()]);
 
-    let conninfo = c.pg_conninfo(1, "alice");
-    let held = Command::new("psql")
-        .args([
-            "-X",
-            "-v",
-            "ON_ERROR_STOP=1",
-            &conninfo,
-            "-c",
-            "UPDATE customers SET name = 'x' WHERE id = 1 /* marker-denied */",
-        ])
-        .env("PGPASSWORD", &token)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let held = c.spawn_psql(1, &token, "UPDATE customers SET name = 'x' WHERE id = 1 /* marker-denied */");
     let bob = c.token("bob", &["approvers"]);
     let approval = wait_for("the UPDATE to be held", READY, || pending(&c, 2, &bob).into_iter().next());
     let id = approval["id"].as_str().unwrap().to_string();
@@ -192,15 +160,7 @@ fn review_then_deny_and_review_then_expire_end_the_statement_with_the_reason() {
 fn two_racing_decisions_on_one_approval_have_exactly_one_winner() {
     let c = Cluster::start_with_postgres(3);
     let token = engineer(&c);
-    let conninfo = c.pg_conninfo(1, "alice");
-    let held = Command::new("psql")
-        .args(["-X", "-v", "ON_ERROR_STOP=1", &conninfo, "-c", "INSERT INTO customers (name) VALUES ('race')"])
-        .env("PGPASSWORD", &token)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let held = c.spawn_psql(1, &token, "INSERT INTO customers (name) VALUES ('race')");
     let bob = c.token("bob", &["approvers"]);
     let carol = c.token("carol", &["approvers"]);
     let approval = wait_for("the INSERT to be held", READY, || pending(&c, 2, &bob).into_iter().next());
