@@ -57,11 +57,8 @@ impl ClientConn {
     /// The next message, `None` on a clean close between messages.
     pub async fn read(&mut self) -> Result<Option<PgWireFrontendMessage>> {
         loop {
-            self.check_length()?;
-            match PgWireFrontendMessage::decode(&mut self.read_buf, &self.ctx) {
-                Ok(Some(msg)) => return Ok(Some(msg)),
-                Ok(None) => {}
-                Err(e) => return Err(Error::Protocol(format!("malformed message from client: {e}"))),
+            if let Some(msg) = decode_frontend(&mut self.read_buf, &self.ctx, self.max_message)? {
+                return Ok(Some(msg));
             }
             let n = self.stream.read_buf(&mut self.read_buf).await.map_err(|e| Error::ClientIo(e.to_string()))?;
             if n == 0 {
@@ -74,22 +71,6 @@ impl ClientConn {
                     )))
                 };
             }
-        }
-    }
-
-    /// Refuse oversized messages before buffering them whole.
-    fn check_length(&self) -> Result<()> {
-        let declared = if self.ctx.awaiting_frontend_ssl || self.ctx.awaiting_frontend_startup {
-            peek_i32(&self.read_buf, 0)
-        } else {
-            peek_i32(&self.read_buf, 1)
-        };
-        match declared {
-            Some(len) if len < 4 => Err(Error::Protocol(format!("message length {len} is invalid"))),
-            Some(len) if len as usize > self.max_message => {
-                Err(Error::Protocol(format!("message of {len} bytes exceeds the limit of {} bytes", self.max_message)))
-            }
-            _ => Ok(()),
         }
     }
 
@@ -120,6 +101,26 @@ impl ClientConn {
         self.stream.write_all(bytes).await.map_err(|e| Error::ClientIo(e.to_string()))?;
         self.stream.flush().await.map_err(|e| Error::ClientIo(e.to_string()))
     }
+}
+
+/// Check, then parse: one frontend message from `buf` if a whole one is buffered
+/// (`Ok(None)`: read more). Oversized and malformed messages are refused before
+/// they are buffered whole. Pure, so it can be fuzzed.
+pub fn decode_frontend(
+    buf: &mut BytesMut,
+    ctx: &DecodeContext,
+    max_message: usize,
+) -> Result<Option<PgWireFrontendMessage>> {
+    let declared =
+        if ctx.awaiting_frontend_ssl || ctx.awaiting_frontend_startup { peek_i32(buf, 0) } else { peek_i32(buf, 1) };
+    match declared {
+        Some(len) if len < 4 => return Err(Error::Protocol(format!("message length {len} is invalid"))),
+        Some(len) if len as usize > max_message => {
+            return Err(Error::Protocol(format!("message of {len} bytes exceeds the limit of {max_message} bytes")));
+        }
+        _ => {}
+    }
+    PgWireFrontendMessage::decode(buf, ctx).map_err(|e| Error::Protocol(format!("malformed message from client: {e}")))
 }
 
 fn peek_i32(buf: &BytesMut, at: usize) -> Option<i32> {
@@ -194,3 +195,6 @@ impl BackendConn {
         self.flush().await
     }
 }
+
+#[cfg(test)]
+mod tests;
