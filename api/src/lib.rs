@@ -43,6 +43,7 @@ pub fn server(
     node: ClusterNode,
     auth: Arc<dyn Authenticator>,
     roles: Roles,
+    policy_check: service::PolicyCheck,
 ) -> proto::admin_server::AdminServer<AdminService> {
-    proto::admin_server::AdminServer::new(AdminService::new(node, auth, roles))
+    proto::admin_server::AdminServer::new(AdminService::new(node, auth, roles, policy_check))
 }

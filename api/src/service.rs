@@ -32,15 +32,21 @@ pub struct AdminService {
     auth: Arc<dyn Authenticator>,
     /// Which groups hold the admin and auditor roles.
     roles: Roles,
+    /// Validates a policy document and returns its name; the policy language lives
+    /// with the decision point (proxy), which this crate does not depend on.
+    policy_check: PolicyCheck,
 }
+
+/// Validates policy source text: `Ok(name)` or the reason with its line.
+pub type PolicyCheck = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
 
 type Reply<T> = Result<Response<T>, Status>;
 
 // === impl AdminService ===
 
 impl AdminService {
-    pub fn new(node: ClusterNode, auth: Arc<dyn Authenticator>, roles: Roles) -> Self {
-        AdminService { node, auth, roles }
+    pub fn new(node: ClusterNode, auth: Arc<dyn Authenticator>, roles: Roles, policy_check: PolicyCheck) -> Self {
+        AdminService { node, auth, roles, policy_check }
     }
 
     async fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
@@ -202,6 +208,16 @@ impl Admin for AdminService {
         validate_name("policy", &req.name)?;
         if req.source.trim().is_empty() {
             return Err(Status::invalid_argument(format!("policy {}: source is empty", req.name)));
+        }
+        match (self.policy_check)(&req.source) {
+            Ok(name) if name == req.name => {}
+            Ok(name) => {
+                return Err(Status::invalid_argument(format!(
+                    "policy is named {name} in its source, not {}",
+                    req.name
+                )));
+            }
+            Err(reason) => return Err(Status::invalid_argument(format!("policy {}: {reason}", req.name))),
         }
         let policy =
             Policy { name: req.name, source: req.source, updated_at: now_millis(), updated_by: caller.subject };

@@ -44,6 +44,9 @@ pub struct Planned {
     pub gap: Duration,
     pub kind: FaultKind,
     pub targets: Vec<u64>,
+    /// A one-node fault aimed at whoever leads when it starts (`targets` is then
+    /// replaced by the leader): failover times come from these.
+    pub at_leader: bool,
     /// How long the targets stay paused or dead.
     pub hold: Duration,
 }
@@ -71,14 +74,16 @@ pub fn schedule(seed: u64, nemesis: Nemesis, ids: &[u64], count: usize) -> Vec<P
             let k = if wide && n > 1 { majority } else { 1 };
             wide = !wide;
             let targets = rng.pick(ids, k);
+            let at_leader = k == 1 && rng.chance(50);
             let hold = match (kind, k > 1) {
                 (FaultKind::Pause, false) => rng.millis(1000, 4000),
-                // Long enough that the rest, once their lease is gone, would have
-                // relayed more statements had they not failed closed.
-                (FaultKind::Pause, true) => rng.millis(3000, 6000),
-                (FaultKind::Kill, _) => rng.millis(2000, 5000),
+                (FaultKind::Kill, false) => rng.millis(2000, 5000),
+                // Longer than the lease plus a node's write deadline (3 s): a node left
+                // without a quorum that kept serving would relay again in that time
+                // (its sessions' statements each wait up to the deadline for audit).
+                (_, true) => rng.millis(4000, 8000),
             };
-            Planned { gap: rng.millis(500, 2000), kind, targets, hold }
+            Planned { gap: rng.millis(500, 2000), kind, targets, at_leader, hold }
         })
         .collect()
 }
@@ -101,21 +106,21 @@ pub async fn run(
             _ = stop.cancelled() => return Ok(()),
             l = pg.wait_all_serving(Duration::from_secs(30)) => l?,
         };
+        let targets = if p.at_leader { vec![leader] } else { p.targets };
         let action = match p.kind {
             FaultKind::Kill => "kill",
             FaultKind::Pause => "pause",
         };
-        for id in &p.targets {
+        for id in &targets {
             match p.kind {
                 FaultKind::Kill => pg.kill9(*id).await,
                 FaultKind::Pause => pg.pause(*id),
             }
         }
         let start_ms = now_ms();
-        history.event(
-            json!({"type": "nemesis", "action": action, "nodes": p.targets, "leader": leader, "at_ms": start_ms}),
-        );
-        eprintln!("chaos: {action} {:?} (leader was {leader}) for {:?}", p.targets, p.hold);
+        history
+            .event(json!({"type": "nemesis", "action": action, "nodes": targets, "leader": leader, "at_ms": start_ms}));
+        eprintln!("chaos: {action} {targets:?} (leader was {leader}) for {:?}", p.hold);
         tokio::select! {
             _ = stop.cancelled() => {}
             _ = tokio::time::sleep(p.hold) => {}
@@ -125,14 +130,14 @@ pub async fn run(
             FaultKind::Kill => "restart",
             FaultKind::Pause => "resume",
         };
-        for id in &p.targets {
+        for id in &targets {
             match p.kind {
                 FaultKind::Kill => pg.restart(*id)?,
                 FaultKind::Pause => pg.resume(*id),
             }
         }
-        history.event(json!({"type": "nemesis", "action": heal, "nodes": p.targets, "at_ms": end_ms}));
-        history.fault(Fault { kind: p.kind, nodes: p.targets, leader_before: Some(leader), start_ms, end_ms });
+        history.event(json!({"type": "nemesis", "action": heal, "nodes": targets, "at_ms": end_ms}));
+        history.fault(Fault { kind: p.kind, nodes: targets, leader_before: Some(leader), start_ms, end_ms });
         if stop.is_cancelled() {
             return Ok(());
         }

@@ -146,7 +146,8 @@ impl Client {
                 session = Some(conn);
             }
             if !ok {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // A node that fails closed answers at once; do not spin on it.
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
     }

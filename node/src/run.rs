@@ -102,7 +102,9 @@ pub async fn run(config_path: &Path, unsafe_no_lease: bool) -> Result<(), NodeEr
         let door = Arc::new(portcullis_proxy::postgres::PgDoor::new(store, verifier, tls, Default::default()));
         tokio::spawn(portcullis_proxy::postgres::serve(listener, door, shutdown.child_token()));
     }
-    let admin = portcullis_api::server(node.clone(), authenticator, config.authz.clone());
+    let policy_check: portcullis_api::service::PolicyCheck =
+        Arc::new(|source| portcullis_proxy::policy::parse(source).map(|doc| doc.name).map_err(|e| e.to_string()));
+    let admin = portcullis_api::server(node.clone(), authenticator, config.authz.clone(), policy_check);
     let admin_server = tonic::transport::Server::builder()
         .tls_config(tls.server())
         .map_err(|e| NodeError::Server(format!("admin TLS: {e}")))?

@@ -150,3 +150,16 @@ fn cli_against_a_dead_endpoint_says_it_cannot_reach_it() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("cannot reach"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_broken_policy_file_is_refused_with_its_line_and_nothing_is_applied() {
+    let c = Cluster::start(1);
+    let path = c.path().join("broken.yaml");
+    std::fs::write(&path, "name: broken\nrules:\n  - match: { kinds: [select] }\n    action: alow\n").unwrap();
+    let out = c.cli(1, &["policy", "apply", "-f", path.to_str().unwrap()]);
+    assert_no_panic(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("line 4") && stderr(&out).contains("unknown action \"alow\""), "{}", stderr(&out));
+    let list = c.cli_ok(1, &["policy", "list", "--json"]);
+    assert!(!list.contains("broken"), "{list}");
+}

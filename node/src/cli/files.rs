@@ -139,17 +139,3 @@ fn put_request(spec: ResourceSpec) -> Result<proto::PutResourceRequest, String> 
         options: spec.options.into_iter().map(|(k, v)| (k, v.into_text())).collect(),
     })
 }
-
-/// The name of a policy document (its top-level `name:`); checks it parses.
-pub fn policy_name(text: &str) -> Result<String, String> {
-    let doc = parse_document(text)?;
-    let serde_json::Value::Object(map) = doc else {
-        return Err("a policy must be a mapping with a top-level `name:`".to_string());
-    };
-    match map.get("name") {
-        Some(serde_json::Value::String(name)) if !name.trim().is_empty() => Ok(name.trim().to_string()),
-        Some(serde_json::Value::String(_)) => Err("policy `name` is empty".to_string()),
-        Some(_) => Err("policy `name` must be a string".to_string()),
-        None => Err("policy has no top-level `name:` field".to_string()),
-    }
-}

@@ -27,8 +27,10 @@ pub async fn policy(cmd: PolicyCmd, g: &Globals) -> Result<(), CliError> {
     match cmd {
         PolicyCmd::Apply { file } => {
             let source = files::read(&file)?;
-            let name = files::policy_name(&source)
-                .map_err(|detail| CliError::File { path: file.display().to_string(), detail })?;
+            // Validate here too, so a broken file is refused with its line before any call.
+            let name = portcullis_proxy::policy::parse(&source)
+                .map(|doc| doc.name)
+                .map_err(|e| CliError::File { path: file.display().to_string(), detail: e.to_string() })?;
             connect(g).await?.put_policy(&name, &source).await?;
             emit(&format!("policy {name} applied"))
         }

@@ -4,7 +4,7 @@ use portcullis_api::{ApiError, proto};
 
 use super::CliError;
 use super::cluster::status_json;
-use super::files::{parse_resources, policy_name};
+use super::files::parse_resources;
 use super::output::{cell, table};
 use super::time::{format_ms, parse_since};
 
@@ -67,15 +67,6 @@ fn duplicate_and_empty_resource_lists_are_refused() {
     assert!(parse_resources(dup).unwrap_err().contains("twice"));
     assert!(parse_resources("resources: []\n").is_err());
     assert!(parse_resources("- 1\n- 2\n").is_err());
-}
-
-#[test]
-fn policy_name_comes_from_top_level_name() {
-    assert_eq!(policy_name("name: read-only\nrules:\n  - allow: select\n").unwrap(), "read-only");
-    assert_eq!(policy_name(r#"{"name": "j", "rules": []}"#).unwrap(), "j");
-    assert!(policy_name("rules: []\n").unwrap_err().contains("name"));
-    assert!(policy_name("name: [1]\n").unwrap_err().contains("string"));
-    assert!(policy_name("name: a\n  bad: : indent\n").unwrap_err().contains("YAML"));
 }
 
 // === time ===

@@ -163,6 +163,10 @@ pub async fn run<S: Store>(
         batch: Vec::new(),
     };
     let result = session.serve(stop).await;
+    if let Err(e @ Error::Protocol(_)) = &result {
+        // Tell the client why the connection ends, as Postgres does.
+        let _ = session.client.send(reply::fatal(reply::PROTOCOL_VIOLATION, &e.to_string())).await;
+    }
     door.forget_cancel(ours);
     let status = if result.is_ok() { SessionStatus::Closed } else { SessionStatus::Failed };
     if let Err(e) = door.store.submit(Op::CloseSession { id: session_id.clone(), at: now_millis(), status }).await {

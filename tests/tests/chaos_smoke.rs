@@ -1,0 +1,78 @@
+//! Chaos smoke (issue 5): `portcullis-chaos` against a real playground. A run with
+//! kills and pauses must find no violations; the same harness with the planted fault
+//! (`--unsafe-no-lease`) must find some — the checker can fail.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+
+use portcullis_tests::portcullis_bin;
+
+/// The runs take the whole machine (real clusters, timing-sensitive faults): one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn chaos_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "portcullis-chaos", "--bin", "portcullis-chaos"])
+            .current_dir(&root)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p portcullis-chaos failed");
+        let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
+        target.join("debug").join("portcullis-chaos")
+    })
+    .clone()
+}
+
+/// Run the harness; returns its output and the JSON summary (its last stdout line).
+fn chaos(args: &[&str]) -> (Output, serde_json::Value) {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let keep = tempfile::tempdir().unwrap();
+    let out = Command::new(chaos_bin())
+        .arg("run")
+        .args(args)
+        .arg("--keep")
+        .arg(keep.path())
+        .env("PORTCULLIS_BIN", portcullis_bin())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let last = stdout.lines().last().unwrap_or_default();
+    let summary: serde_json::Value = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("no JSON summary ({e}); stdout:\n{stdout}\nstderr:\n{stderr}"));
+    let violations = std::fs::read_to_string(keep.path().join("violations.jsonl")).unwrap_or_default();
+    eprintln!("{stderr}\nsummary: {summary}\nviolations:\n{violations}");
+    // Nothing of the run may outlive it.
+    let leftovers = Command::new("pgrep").arg("-f").arg(keep.path().to_str().unwrap()).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&leftovers.stdout).trim().is_empty(),
+        "processes of the run are still alive: {}",
+        String::from_utf8_lossy(&leftovers.stdout)
+    );
+    (out, summary)
+}
+
+#[test]
+fn kills_and_pauses_leave_no_violation_and_the_workload_makes_progress() {
+    let (out, s) = chaos(&["--nemesis", "all", "--duration", "20s", "--seed", "7"]);
+    assert_eq!(s["violations"], 0, "{s}");
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    assert!(s["ops"].as_u64().unwrap() > 50, "too few operations to mean anything: {s}");
+    assert!(s["ok"].as_u64().unwrap() > 50, "too few successful operations: {s}");
+    assert_eq!(s["nemesis"], "all");
+    assert_eq!(s["seed"], 7);
+}
+
+#[test]
+fn the_planted_fault_is_caught_by_the_checker() {
+    let (out, s) = chaos(&["--nemesis", "pause", "--duration", "25s", "--seed", "7", "--unsafe-no-lease"]);
+    assert!(s["violations"].as_u64().unwrap() > 0, "--unsafe-no-lease must produce violations: {s}");
+    assert_eq!(out.status.code(), Some(1), "{s}");
+}
