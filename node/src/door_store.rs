@@ -37,6 +37,10 @@ impl Store for NodeStore {
         self.node.id()
     }
 
+    fn is_serving(&self) -> bool {
+        self.node.is_serving()
+    }
+
     fn serving(&self) -> watch::Receiver<bool> {
         self.node.serving()
     }

@@ -17,7 +17,11 @@ pub trait Store: Send + Sync + 'static {
     /// This node's id (recorded in sessions and approvals).
     fn node_id(&self) -> u64;
 
-    /// Whether this node holds the quorum lease now, and its changes.
+    /// Whether this node holds the quorum lease at this instant (checks the clock,
+    /// not only the last published state). Check it before relaying anything.
+    fn is_serving(&self) -> bool;
+
+    /// Changes of the serving state, for waits that must end when the lease is lost.
     fn serving(&self) -> watch::Receiver<bool>;
 
     fn resource(&self, name: &str) -> Result<Option<Resource>>;

@@ -12,6 +12,7 @@
 //! leader's lease ends before a new leader can be elected.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use openraft::ServerState;
@@ -49,7 +50,9 @@ async fn renew(core: Arc<NodeCore>, valid_until: watch::Sender<Option<Instant>>,
         }
         let started = Instant::now();
         if renew_once(&core, lease / 2).await {
-            valid_until.send_replace(Some(started + lease));
+            let until = started + lease;
+            core.lease_until_ms.store(crate::election::stamp_at(core.started, until).max(1), Ordering::Relaxed);
+            valid_until.send_replace(Some(until));
         }
     }
 }

@@ -106,6 +106,10 @@ pub struct NodeCore {
     /// When the leader's append-entries was last accepted, in ms since `started`
     /// (0: never). Drives prompt elections (see `election`).
     pub(crate) last_leader_contact_ms: std::sync::atomic::AtomicU64,
+    /// End of the current lease, in ms since `started` (0: none). Checked on every
+    /// `is_serving`, so a node resumed after a pause (SIGSTOP, a long GC-like stall)
+    /// refuses at once, before its lease task has run again to lower the flag.
+    pub(crate) lease_until_ms: std::sync::atomic::AtomicU64,
 }
 
 /// Handle to a running node. Cheap to clone.
@@ -172,6 +176,7 @@ impl ClusterNode {
             serving,
             started: tokio::time::Instant::now(),
             last_leader_contact_ms: std::sync::atomic::AtomicU64::new(0),
+            lease_until_ms: std::sync::atomic::AtomicU64::new(0),
         });
 
         let service = RaftServiceServer::new(RaftGrpc::new(core.clone()))
@@ -215,9 +220,10 @@ impl ClusterNode {
         &self.core.raft
     }
 
-    /// Whether this node holds the quorum lease right now.
+    /// Whether this node holds the quorum lease right now: the lease task says so and
+    /// the lease has not run out on the clock (the task may not have run yet).
     pub fn is_serving(&self) -> bool {
-        *self.core.serving.borrow()
+        self.core.is_serving()
     }
 
     /// Changes of the serving state; every blocking wait of a door selects on it.
@@ -346,6 +352,14 @@ where
 // === impl NodeCore ===
 
 impl NodeCore {
+    pub(crate) fn is_serving(&self) -> bool {
+        if self.settings.unsafe_no_lease {
+            return *self.serving.borrow();
+        }
+        let until = self.lease_until_ms.load(std::sync::atomic::Ordering::Relaxed);
+        *self.serving.borrow() && crate::election::stamp(self.started) < until
+    }
+
     pub(crate) fn local_status(&self) -> NodeStatus {
         let m = self.raft.metrics().borrow().clone();
         let member = m
@@ -359,7 +373,7 @@ impl NodeCore {
             raft_addr: member.raft_addr,
             admin_addr: member.admin_addr,
             role: role_name(m.state).into(),
-            serving: *self.serving.borrow(),
+            serving: self.is_serving(),
             last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
             term: m.current_term,
             leader: m.current_leader,

@@ -122,6 +122,20 @@ impl Drop for Guard {
                 .stderr(Stdio::null())
                 .status();
         }
+        if std::thread::panicking() {
+            // The temp dir goes away with us: show the end of every log first.
+            for e in std::fs::read_dir(self.dir.path()).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if name.ends_with(".log") {
+                    let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                    let lines: Vec<&str> = text.lines().collect();
+                    eprintln!("--- {name} (last 15 lines)");
+                    for l in &lines[lines.len().saturating_sub(15)..] {
+                        eprintln!("{l}");
+                    }
+                }
+            }
+        }
         eprintln!("# stopped everything started in {}", self.dir.path().display());
     }
 }
@@ -140,6 +154,8 @@ struct Playground {
     dir: PathBuf,
     /// Node id → (admin endpoint, Postgres door port).
     nodes: Vec<(u64, String, u16)>,
+    /// Ops addresses (host:port) of every node, for `/readyz`.
+    ops: Vec<String>,
     pg: PgInfo,
 }
 
@@ -210,6 +226,31 @@ impl Playground {
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     }
 
+    /// Wait (bounded) until every node's `/readyz` answers 200; returns how long it took.
+    fn wait_all_ready(&self) -> Duration {
+        let t0 = Instant::now();
+        while !self.ops.iter().all(|a| readyz(a) == Some(200)) {
+            if t0.elapsed() > Duration::from_secs(60) {
+                eprintln!("# warning: not every node ready after 60 s; going on");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        t0.elapsed()
+    }
+
+    /// Times any node logged losing its quorum lease so far.
+    fn lease_losses(&self) -> usize {
+        (1..=self.nodes.len())
+            .map(|id| {
+                std::fs::read_to_string(self.dir.join(format!("node{id}.log")))
+                    .unwrap_or_default()
+                    .matches("quorum lease lost")
+                    .count()
+            })
+            .sum()
+    }
+
     /// Wait (bounded) until no `demo_app` backends are left from the previous run, so a
     /// run never starts next to another run's lingering connections.
     fn wait_backends_gone(&self) {
@@ -270,7 +311,13 @@ fn start_playground(bin: &Path, guard: &mut Guard) -> Playground {
             (n["id"].as_u64().unwrap(), n["admin"].as_str().unwrap().to_string(), port)
         })
         .collect();
-    Playground { bin: bin.to_path_buf(), dir, nodes, pg: pg.expect("postgres.json") }
+    let ops = cluster["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["ops"].as_str().unwrap().trim_start_matches("http://").to_string())
+        .collect();
+    Playground { bin: bin.to_path_buf(), dir, nodes, ops, pg: pg.expect("postgres.json") }
 }
 
 /// Register `demofast` (same backend, audit fast) and a policy letting engineers read
@@ -352,6 +399,17 @@ fn start_pgbouncer(p: &Playground, guard: &mut Guard, name: &str, pool_mode: &st
     port
 }
 
+/// HTTP status of GET /readyz on `addr` (host:port), or None if nothing answers.
+fn readyz(addr: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    buf.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
@@ -407,7 +465,8 @@ fn pgbench(script: &Path, t: &Target, mode: &str, clients: u32, seconds: u64) ->
         Some(v) if o.status.success() && failed == 0 => Tps::Ok(v),
         _ => {
             let err = String::from_utf8_lossy(&o.stderr);
-            let first: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).take(3).collect();
+            let first: Vec<&str> =
+                err.lines().chain(out.lines().rev().take(3)).filter(|l| !l.trim().is_empty()).take(5).collect();
             Tps::Failed(format!(
                 "exit {:?}, failed transactions {failed}, tps {tps:?}: {}",
                 o.status.code(),
@@ -467,6 +526,12 @@ fn main() {
     let bouncer_tx = start_pgbouncer(&p, &mut guard, "pgbouncer-tx", "transaction", 20);
     let bouncer_session = start_pgbouncer(&p, &mut guard, "pgbouncer-session", "session", max_clients);
 
+    // Approval latency first, on an idle cluster: the load below leaves an audit
+    // backlog (fast mode does not wait for its records) that the cluster drains later.
+    p.wait_all_ready();
+    approval_release(&p, args.rounds);
+    let losses_before = p.lease_losses();
+
     let script = p.dir.join("read.sql");
     std::fs::write(&script, SCRIPT).unwrap();
     let alice = p.token("alice", "engineers");
@@ -509,11 +574,16 @@ fn main() {
         "fast/pgbouncer"
     );
     let mut failures = vec![];
+    let mut waits = vec![];
     for mode in ["simple", "extended", "prepared"] {
         let bouncer_t = bouncer(if mode == "prepared" { bouncer_session } else { bouncer_tx });
         for &clients in &args.clients {
             let mut run = |label: &str, t: &Target| {
                 p.wait_backends_gone();
+                let waited = p.wait_all_ready();
+                if waited > Duration::from_millis(500) {
+                    waits.push(format!("before {label} -M {mode} -c {clients}: {:.1} s", waited.as_secs_f64()));
+                }
                 let r = pgbench(&script, t, mode, clients, args.seconds);
                 if let Tps::Failed(why) = &r {
                     failures.push(format!("{label} -M {mode} -c {clients}: {why}"));
@@ -540,8 +610,16 @@ fn main() {
     for f in &failures {
         println!("FAILED {f}");
     }
-
-    approval_release(&p, args.rounds);
+    for w in &waits {
+        println!("waited for every node to serve again {w}");
+    }
+    let t0 = Instant::now();
+    p.wait_all_ready();
+    println!(
+        "quorum lease lost {} times across nodes during the load ({losses_before} before it); all nodes serving again {:.1} s after the last run",
+        p.lease_losses() - losses_before,
+        t0.elapsed().as_secs_f64()
+    );
     drop(guard);
 }
 
@@ -554,8 +632,9 @@ fn approval_release(p: &Playground, rounds: usize) {
     let mut release = vec![];
     let mut approve_cli = vec![];
     let mut list_cli = vec![];
+    let mut held_after = vec![];
     for _ in 0..rounds {
-        let held = Command::new("psql")
+        let mut held = Command::new("psql")
             .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
             .arg(format!("host=127.0.0.1 port={door2} dbname=demo user=alice sslmode=require connect_timeout=10"))
             .args(["-c", "DELETE FROM customers WHERE id = -1"])
@@ -565,8 +644,12 @@ fn approval_release(p: &Playground, rounds: usize) {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let asked = Instant::now();
+        let deadline = asked + Duration::from_secs(60);
         let id = loop {
+            if held.try_wait().unwrap().is_some() {
+                panic!("the DELETE ended before it was approved: {}", text(&held.wait_with_output().unwrap()));
+            }
             let t0 = Instant::now();
             let o = p.cli_cmd(3, &bob, &["approvals", "list", "--pending", "--json"]).output().unwrap();
             list_cli.push(t0.elapsed());
@@ -575,8 +658,9 @@ fn approval_release(p: &Playground, rounds: usize) {
             if let Some(id) = v.as_array().and_then(|a| a.first()).and_then(|a| a["id"].as_str()) {
                 break id.to_string();
             }
-            assert!(Instant::now() < deadline, "DELETE was not held within 20 s");
+            assert!(Instant::now() < deadline, "DELETE was not held within 60 s");
         };
+        held_after.push(asked.elapsed());
         let t0 = Instant::now();
         let mut approve = p.cli_cmd(3, &bob, &["approvals", "approve", &id]).stdout(Stdio::null()).spawn().unwrap();
         let o = held.wait_with_output().unwrap();
@@ -586,7 +670,9 @@ fn approval_release(p: &Playground, rounds: usize) {
         assert!(st.success(), "approvals approve {id} failed");
         assert!(o.status.success(), "held DELETE did not complete after approval: {}", text(&o));
     }
+    let first_held = held_after.first().copied().unwrap_or_default();
     release.sort();
+    held_after.sort();
     approve_cli.sort();
     list_cli.sort();
     println!("\n## approval release across nodes (DELETE held on node 2, approved through node 3), {rounds} rounds");
@@ -595,7 +681,9 @@ fn approval_release(p: &Playground, rounds: usize) {
         ("approve issued -> psql exits (incl. CLI start)", &release),
         ("`approvals approve` CLI process, start to exit", &approve_cli),
         ("baseline: `approvals list` CLI process round trip", &list_cli),
+        ("(psql started -> approval seen pending, by polling)", &held_after),
     ] {
         println!("{label:<52} {:>8.2} {:>8.2} {:>8}", ms(quantile(v, 0.5)), ms(quantile(v, 0.99)), v.len());
     }
+    println!("(first round: the DELETE was seen pending {:.0} ms after psql started)", ms(first_held));
 }

@@ -205,6 +205,14 @@ pub async fn relay(
                 }
             }
             B::CopyInResponse(_) => {
+                // Extended protocol: the batch's Sync went out with the Execute, and the
+                // backend ignores a Sync during COPY FROM STDIN. The client sends its own
+                // after CopyDone (libpq, tokio-postgres), which ends the exchange later.
+                if matches!(front, Expect::Rows(ctx) if !ctx.until_ready)
+                    && let Some(at) = expects.iter().position(|e| matches!(e, Expect::Ready { .. }))
+                {
+                    expects.remove(at);
+                }
                 client.queue(msg)?;
                 client.flush().await?;
                 copy_in(client, backend).await?;

@@ -29,7 +29,7 @@ use portcullis_raft::model::{
 use tokio_util::sync::CancellationToken;
 
 use super::backend::{self, BackendTarget};
-use super::classify::{Statement, classify};
+use super::classify::{CopyDirection, Statement, classify};
 use super::conn::{BackendConn, ClientConn};
 use super::door::{CancelTarget, PgDoor, backend_key_data, new_cancel_key};
 use super::relay::{Columns, Expect, Limits, Outcome, RowsContext, relay};
@@ -227,7 +227,7 @@ impl<S: Store> Session<'_, S> {
     }
 
     fn serving(&self) -> bool {
-        *self.door.store.serving().borrow()
+        self.door.store.is_serving()
     }
 
     /// Phase "decide" for one statement.
@@ -287,6 +287,14 @@ impl<S: Store> Session<'_, S> {
                 Verdict::Allow => {}
             }
             j.masks.merge(&d.masks);
+        }
+        // COPY ... TO STDOUT streams rows as raw CopyData, which the relay cannot mask:
+        // under a mask plan it would leak what a SELECT hides. Fail closed.
+        if !j.masks.is_empty() && statements.iter().any(|st| st.copy_direction == Some(CopyDirection::ToClient)) {
+            j.denied = Some(format!(
+                "denied: COPY ... TO STDOUT on {} cannot be masked (a mask rule applies); use SELECT",
+                self.resource.name
+            ));
         }
         Ok(j)
     }

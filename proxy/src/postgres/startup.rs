@@ -119,7 +119,7 @@ pub async fn admit<S: Store>(
             return Ok(Admission::Closed);
         }
     };
-    if !*store.serving().borrow() {
+    if !store.is_serving() {
         client
             .send(reply::fatal(
                 reply::CANNOT_CONNECT_NOW,
