@@ -96,7 +96,7 @@ pub async fn run(config_path: &Path, unsafe_no_lease: bool) -> Result<(), NodeEr
         None => Arc::new(crate::admin_auth::IdentityNotConfigured),
     };
     if let (Some(listener), Some(verifier)) = (pg_listener, verifier.clone()) {
-        let batcher = portcullis_raft::audit_batch::EventBatcher::spawn(node.clone(), 1024, shutdown.child_token());
+        let batcher = portcullis_raft::audit_batch::EventBatcher::spawn(node.clone(), 256, shutdown.child_token());
         let store = Arc::new(crate::door_store::NodeStore::new(node.clone(), batcher));
         let tls = tokio_rustls::TlsAcceptor::from(tls.rustls_server_config()?);
         let door = Arc::new(portcullis_proxy::postgres::PgDoor::new(store, verifier, tls, Default::default()));

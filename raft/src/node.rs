@@ -151,6 +151,10 @@ impl ClusterNode {
             // Keep some log behind a snapshot so briefly lagging followers need no snapshot.
             max_in_snapshot_log_to_keep: (settings.snapshot_after_entries / 2).clamp(1, 1000),
             snapshot_max_chunk_size: 4 * 1024 * 1024,
+            // openraft gives one append-entries RPC a heartbeat interval (100 ms) to
+            // complete; audit batches make entries large, so send few per RPC or a busy
+            // follower times out and the leader loses its quorum (and the lease).
+            max_payload_entries: 16,
             ..Config::default()
         };
         if t.lease >= t.election_min {

@@ -218,10 +218,19 @@ fn copy_to_stdout_and_from_stdin_run_when_a_policy_allows_copy() {
     let rt = pg::runtime();
     rt.block_on(async {
         let client = pg::connect(&c, 1, "democopy", "alice", &token).await.unwrap();
-        let sink = client.copy_in::<_, Bytes>("COPY customers (name) FROM STDIN").await.unwrap();
+        let t = Duration::from_secs(20);
+        let sink = tokio::time::timeout(t, client.copy_in::<_, Bytes>("COPY customers (name) FROM STDIN"))
+            .await
+            .expect("COPY FROM STDIN (extended) did not start")
+            .unwrap();
         futures_util::pin_mut!(sink);
-        sink.send(Bytes::from_static(b"Copy Three\nCopy Four\n")).await.unwrap();
-        assert_eq!(sink.finish().await.unwrap(), 2);
+        tokio::time::timeout(t, sink.send(Bytes::from_static(b"Copy Three\nCopy Four\n")))
+            .await
+            .expect("COPY data not taken")
+            .unwrap();
+        let n =
+            tokio::time::timeout(t, sink.as_mut().finish()).await.expect("COPY FROM STDIN (extended) did not finish");
+        assert_eq!(n.unwrap(), 2);
         let n: i64 =
             client.query_one("SELECT count(*) FROM customers WHERE name LIKE 'Copy %'", &[]).await.unwrap().get(0);
         assert_eq!(n, 4);
@@ -511,4 +520,61 @@ fn a_fast_audit_resource_serves_selects_and_records_them_soon_after() {
     assert!(show.contains("alice"), "{show}");
     assert!(show.contains("allow"), "{show}");
     assert_no_panic(&c);
+}
+
+#[test]
+fn zz_debug_copy() {
+    let c = Cluster::start_with_postgres(1);
+    let token = engineer(&c);
+    register_alias(&c, "democopy", "strict");
+    apply(
+        &c,
+        "policy",
+        "copy.yaml",
+        "name: copy\nrules:\n  - name: engineers-copy\n    match: { groups: [engineers], resources: [democopy], kinds: [copy, select] }\n    action: allow\n",
+    );
+    let rt = pg::runtime();
+    rt.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let mut tls = pg::raw_tls_login(&c, 1, "democopy", &token).await;
+        let mut m = pg::message(b'P', b"\0COPY customers (name) FROM STDIN\0\0\0");
+        m.extend(pg::message(b'B', b"\0\0\0\0\0\0\0\0"));
+        m.extend(pg::message(b'E', b"\0\0\0\0\0"));
+        m.extend(pg::message(b'S', b""));
+        tls.write_all(&m).await.unwrap();
+        let end = pg::read_async_until_close(&mut tls, Duration::from_secs(3)).await;
+        eprintln!("after execute: {:?}", end.messages().iter().map(|m| m.tag as char).collect::<String>());
+        let mut m = pg::message(b'd', b"Raw One\n");
+        m.extend(pg::message(b'c', b""));
+        m.extend(pg::message(b'S', b""));
+        tls.write_all(&m).await.unwrap();
+        let info: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(c.path().join("postgres.json")).unwrap()).unwrap();
+        let o = Command::new("psql")
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &info["port"].to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "demo",
+                "-c",
+                "select pid, state, wait_event, query from pg_stat_activity where datname='demo'",
+            ])
+            .env("PGPASSWORD", info["superuser_password"].as_str().unwrap())
+            .output()
+            .unwrap();
+        eprintln!("activity: {} {}", out(&o), err(&o));
+        let end = pg::read_async_until_close(&mut tls, Duration::from_secs(3)).await;
+        eprintln!(
+            "after done: {:?} {:?}",
+            end.messages().iter().map(|m| m.tag as char).collect::<String>(),
+            end.error().map(|e| e.field(b'M'))
+        );
+    });
 }

@@ -29,6 +29,8 @@ pub struct PgSettings {
     pub backend_timeout: Duration,
     pub preview_rows: usize,
     pub preview_value_chars: usize,
+    /// Audit records that may be waiting for commit at once, across sessions.
+    pub audit_backlog: usize,
 }
 
 impl Default for PgSettings {
@@ -39,6 +41,7 @@ impl Default for PgSettings {
             backend_timeout: Duration::from_secs(10),
             preview_rows: 5,
             preview_value_chars: 200,
+            audit_backlog: 4096,
         }
     }
 }
@@ -62,13 +65,24 @@ pub struct PgDoor<S: Store> {
     pub settings: PgSettings,
     /// Our cancel keys (pid, secret) → the backend's. std mutex: never held across awaits.
     pub(crate) cancels: Mutex<HashMap<(i32, i32), CancelTarget>>,
+    /// Audit records in flight (bounded back-pressure; see `Session::audit`).
+    pub(crate) audit_backlog: Arc<Semaphore>,
     /// Parsed policies, rebuilt when the stored ones change.
     policies: Mutex<Option<CachedPolicies>>,
 }
 
 impl<S: Store> PgDoor<S> {
     pub fn new(store: Arc<S>, verifier: Arc<Verifier>, tls: TlsAcceptor, settings: PgSettings) -> Self {
-        PgDoor { store, verifier, tls, settings, cancels: Mutex::new(HashMap::new()), policies: Mutex::new(None) }
+        let audit_backlog = Arc::new(Semaphore::new(settings.audit_backlog));
+        PgDoor {
+            store,
+            verifier,
+            tls,
+            settings,
+            cancels: Mutex::new(HashMap::new()),
+            audit_backlog,
+            policies: Mutex::new(None),
+        }
     }
 
     /// The current policy set. Stored policies were validated when applied; one that

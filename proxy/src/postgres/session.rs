@@ -13,6 +13,7 @@
 //! error, an implicit transaction of that prefix is committed, not rolled back.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,7 @@ use portcullis_raft::model::{
     Approval, ApprovalStatus, AuditMode, Event, Protocol as ResourceProtocol, Resource, Session as SessionRecord,
     SessionStatus, now_millis,
 };
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::backend::{self, BackendTarget};
@@ -314,24 +316,37 @@ impl<S: Store> Session<'_, S> {
 
     /// Phase "audit". Strict mode returns a commit to await (before relaying a write,
     /// or before releasing a read's results); fast mode commits in the background.
-    fn audit(&self, event: Event) -> Option<tokio::task::JoinHandle<Result<()>>> {
+    ///
+    /// Every record holds a permit of the door's audit backlog until it is committed,
+    /// so a session that outruns the cluster (fast mode) waits here instead of queueing
+    /// without bound and starving replication.
+    fn audit(&self, event: Event) -> impl Future<Output = Option<JoinHandle<Result<()>>>> + Send + 'static {
+        // Take what the future needs now: it must not borrow the session across awaits.
         let store = self.door.store.clone();
-        let handle = tokio::spawn(async move { store.append(event).await });
-        match self.resource.audit {
-            AuditMode::Strict => Some(handle),
-            AuditMode::Fast => {
-                tokio::spawn(async move {
-                    if let Ok(Err(e)) = handle.await {
-                        tracing::warn!(error = %e, "fast-mode audit record could not be committed");
-                    }
-                });
-                None
+        let backlog = self.door.audit_backlog.clone();
+        let strict = self.resource.audit == AuditMode::Strict;
+        async move {
+            let permit = backlog.acquire_owned().await.ok();
+            let handle = tokio::spawn(async move {
+                let result = store.append(event).await;
+                drop(permit);
+                result
+            });
+            if strict {
+                return Some(handle);
             }
+            tokio::spawn(async move {
+                if let Ok(Err(e)) = handle.await {
+                    tracing::warn!(error = %e, "fast-mode audit record could not be committed");
+                }
+            });
+            None
         }
     }
 
-    /// Phase "record": the result of an exchange, never awaited by the client.
-    fn record(&self, outcome: &Outcome, started: Instant) {
+    /// Phase "record": the result of an exchange, committed in the background (it
+    /// waits only for room in the audit backlog).
+    fn record(&self, outcome: &Outcome, started: Instant) -> impl Future<Output = ()> + Send + 'static {
         let detail = serde_json::json!({
             "tags": outcome.tags,
             "rows": outcome.rows,
@@ -341,11 +356,16 @@ impl<S: Store> Session<'_, S> {
         });
         let event = self.event("result", detail);
         let store = self.door.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.append(event).await {
-                tracing::warn!(error = %e, "result record could not be committed");
-            }
-        });
+        let backlog = self.door.audit_backlog.clone();
+        async move {
+            let permit = backlog.acquire_owned().await.ok();
+            tokio::spawn(async move {
+                if let Err(e) = store.append(event).await {
+                    tracing::warn!(error = %e, "result record could not be committed");
+                }
+                drop(permit);
+            });
+        }
     }
 
     /// Phase "hold": register an approval request and wait for its decision, the
@@ -442,14 +462,14 @@ impl<S: Store> Session<'_, S> {
             Ok(j) => j,
             Err(e) => {
                 let refused = self.event("refused", serde_json::json!({"sql": sql, "reason": e.to_string()}));
-                drop(self.audit(refused));
+                drop(self.audit(refused).await);
                 return self.refuse(reply::code_for(&e), &e.to_string(), true).await;
             }
         };
         if let Some(reason) = &judgement.denied {
             let refused =
                 self.event("refused", serde_json::json!({"sql": sql, "kinds": judgement.kinds, "reason": reason}));
-            let commit = self.audit(refused);
+            let commit = self.audit(refused).await;
             if let Some(c) = commit {
                 let _ = c.await;
             }
@@ -462,7 +482,7 @@ impl<S: Store> Session<'_, S> {
                 Hold::Refused { code, message, approval } => {
                     let refused =
                         self.event("refused", serde_json::json!({"sql": sql, "approval": approval, "reason": message}));
-                    drop(self.audit(refused));
+                    drop(self.audit(refused).await);
                     return self.refuse(code, &message, true).await;
                 }
             }
@@ -474,7 +494,7 @@ impl<S: Store> Session<'_, S> {
                 "rules": judgement.rules, "approval": approval, "masked": !judgement.masks.is_empty(),
             }),
         );
-        let commit = self.audit(event);
+        let commit = self.audit(event).await;
         if judgement.writes
             && let Some(c) = commit
         {
@@ -522,7 +542,7 @@ impl<S: Store> Session<'_, S> {
         if let Some(s) = outcome.ready_status {
             self.tx_status = s;
         }
-        self.record(&outcome, started);
+        self.record(&outcome, started).await;
         Ok(())
     }
 
@@ -620,7 +640,7 @@ impl<S: Store> Session<'_, S> {
                             "rules": prepared.rule, "approval": prepared.approval, "masked": !masks.is_empty(), "extended": true,
                         }),
                     );
-                    if let Some(c) = self.audit(event) {
+                    if let Some(c) = self.audit(event).await {
                         commits.push(c);
                     }
                     if !masks.is_empty() && columns.is_none() {
@@ -683,7 +703,7 @@ impl<S: Store> Session<'_, S> {
                     p.columns = Some(columns.clone());
                 }
             }
-            self.record(&outcome, started);
+            self.record(&outcome, started).await;
         }
         if let Some((code, message)) = refusal {
             self.client.queue(reply::error(code, &message))?;
@@ -705,7 +725,7 @@ impl<S: Store> Session<'_, S> {
         if let Some(reason) = judgement.denied {
             let refused =
                 self.event("refused", serde_json::json!({"sql": sql, "kinds": judgement.kinds, "reason": reason}));
-            drop(self.audit(refused));
+            drop(self.audit(refused).await);
             return Ok(Err((reply::INSUFFICIENT_PRIVILEGE, reason)));
         }
         let mut approval = None;
@@ -715,7 +735,7 @@ impl<S: Store> Session<'_, S> {
                 Hold::Refused { code, message, approval } => {
                     let refused =
                         self.event("refused", serde_json::json!({"sql": sql, "approval": approval, "reason": message}));
-                    drop(self.audit(refused));
+                    drop(self.audit(refused).await);
                     return Ok(Err((code, message)));
                 }
             }
