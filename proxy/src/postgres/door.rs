@@ -27,6 +27,8 @@ pub struct PgSettings {
     pub max_message: usize,
     pub max_connections: usize,
     pub backend_timeout: Duration,
+    /// A client must finish TLS, startup and login within this, or its slot is freed.
+    pub handshake_timeout: Duration,
     pub preview_rows: usize,
     pub preview_value_chars: usize,
     /// Audit records that may be waiting for commit at once, across sessions.
@@ -39,6 +41,7 @@ impl Default for PgSettings {
             max_message: super::conn::DEFAULT_MAX_MESSAGE,
             max_connections: 1024,
             backend_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(30),
             preview_rows: 5,
             preview_value_chars: 200,
             audit_backlog: 4096,
@@ -164,7 +167,18 @@ pub async fn serve<S: Store>(listener: TcpListener, door: Arc<PgDoor<S>>, shutdo
 
 async fn handle<S: Store>(door: Arc<PgDoor<S>>, tcp: tokio::net::TcpStream, peer: SocketAddr, stop: CancellationToken) {
     let mut client = ClientConn::new(Box::new(tcp), door.settings.max_message);
-    let admission = admit(&mut client, &door.tls, &door.verifier, door.store.as_ref(), peer).await;
+    let admission = match tokio::time::timeout(
+        door.settings.handshake_timeout,
+        admit(&mut client, &door.tls, &door.verifier, door.store.as_ref(), peer),
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(_) => Err(Error::Protocol(format!(
+            "no complete login within {:?}; connection closed",
+            door.settings.handshake_timeout
+        ))),
+    };
     let result = match admission {
         Ok(Admission::Session(admitted)) => super::session::run(&door, client, *admitted, peer, stop).await,
         Ok(Admission::Cancel(req)) => {

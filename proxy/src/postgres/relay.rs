@@ -13,6 +13,7 @@ use bytes::{Buf, BufMut, BytesMut};
 use pgwire::messages::PgWireBackendMessage as B;
 use pgwire::messages::PgWireFrontendMessage as F;
 use pgwire::messages::data::{DataRow, FieldDescription};
+use pgwire::messages::extendedquery::Flush;
 
 use super::conn::{BackendConn, ClientConn};
 use crate::error::{Error, Result};
@@ -251,7 +252,12 @@ async fn copy_in(client: &mut ClientConn, backend: &mut BackendConn) -> Result<(
         match msg {
             F::CopyData(_) => backend.queue(&msg)?,
             F::CopyDone(_) | F::CopyFail(_) => {
-                backend.send(&msg).await?;
+                backend.queue(&msg)?;
+                // Extended protocol: the backend holds the CommandComplete until a Sync
+                // or Flush, and the client's Sync is read only after it: ask for it now
+                // (a Flush is harmless in the simple protocol).
+                backend.queue(&F::Flush(Flush::new()))?;
+                backend.flush().await?;
                 return Ok(());
             }
             F::Flush(_) | F::Sync(_) => backend.queue(&msg)?,
