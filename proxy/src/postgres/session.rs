@@ -11,21 +11,23 @@
 //! statement is denied, the allowed messages before it still run (under a Sync of
 //! our own) and the client gets the error and its ReadyForQuery; unlike a backend
 //! error, an implicit transaction of that prefix is committed, not rolled back.
+//!
+//! Here: the session's state, its loop, and the phases both protocols share (decide,
+//! audit, record). [`simple`] and [`extended`] drive the two query protocols; [`hold`]
+//! is the approval wait.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use pgwire::messages::PgWireBackendMessage as B;
 use pgwire::messages::PgWireFrontendMessage as F;
-use pgwire::messages::extendedquery::{Describe, Sync as SyncMsg};
 use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
 use pgwire::messages::startup::{Authentication, ParameterStatus};
 use portcullis_raft::command::Op;
 use portcullis_raft::model::{
-    Approval, ApprovalStatus, AuditMode, Event, Protocol as ResourceProtocol, Resource, Session as SessionRecord,
-    SessionStatus, now_millis,
+    AuditMode, Event, Protocol as ResourceProtocol, Resource, Session as SessionRecord, SessionStatus, now_millis,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -34,7 +36,7 @@ use super::backend::{self, BackendTarget};
 use super::classify::{CopyDirection, Statement, classify};
 use super::conn::{BackendConn, ClientConn};
 use super::door::{CancelTarget, PgDoor, backend_key_data, new_cancel_key};
-use super::relay::{Columns, Expect, Limits, Outcome, RowsContext, relay};
+use super::relay::{Columns, Outcome};
 use super::reply;
 use super::startup::Admitted;
 use crate::error::{Error, Result};
@@ -44,7 +46,7 @@ use crate::policy::{Decision, Protocol, Request, Verdict, Who};
 use crate::store::Store;
 
 /// A statement prepared through this gateway, with the decision bound to its name.
-struct Prepared {
+pub(super) struct Prepared {
     text: String,
     kinds: String,
     masks: MaskPlan,
@@ -184,12 +186,6 @@ fn ready(status: u8) -> B {
         _ => TransactionStatus::Idle,
     };
     B::ReadyForQuery(ReadyForQuery::new(status))
-}
-
-/// A held statement's fate.
-enum Hold {
-    Approved(String),
-    Refused { code: &'static str, message: String, approval: String },
 }
 
 // === impl Session ===
@@ -367,392 +363,10 @@ impl<S: Store> Session<'_, S> {
             });
         }
     }
-
-    /// Phase "hold": register an approval request and wait for its decision, the
-    /// deadline, or the loss of the lease, whichever comes first.
-    async fn hold(&mut self, action: &str, review: &Review) -> Result<Hold> {
-        let id = portcullis_raft::ids::random_id();
-        let now = now_millis();
-        let timeout_ms = u64::try_from(review.timeout.as_millis()).unwrap_or(u64::MAX);
-        let approval = Approval {
-            id: id.clone(),
-            requester: self.identity.subject.clone(),
-            resource: self.resource.name.clone(),
-            session_id: self.session_id.clone(),
-            action: action.to_string(),
-            approver_groups: review.groups.clone(),
-            approvals_needed: review.needed,
-            votes: vec![],
-            status: ApprovalStatus::Pending,
-            reason: review.reason.clone(),
-            created_at: now,
-            expires_at: now.saturating_add(timeout_ms),
-            node: self.door.store.node_id(),
-        };
-        if let Err(e) = self.door.store.submit(Op::RequestApproval { approval }).await {
-            return Ok(Hold::Refused {
-                code: reply::CANNOT_CONNECT_NOW,
-                message: format!("the approval request could not be recorded, so the statement was not run: {e}"),
-                approval: id,
-            });
-        }
-        let groups = review.groups.join(", ");
-        self.client.queue(reply::notice(
-            &format!(
-                "waiting for approval {id} (needs {} from [{groups}], up to {:?}): {}",
-                review.needed, review.timeout, review.reason
-            ),
-            Some(&format!("approve with: portcullis approvals approve {id}")),
-        ))?;
-        self.client.flush().await?;
-        let mut serving = self.door.store.serving();
-        let decided = tokio::select! {
-            d = self.door.store.wait_approval(&id, review.timeout) => d?,
-            _ = serving.wait_for(|s| !*s) => {
-                return Ok(Hold::Refused {
-                    code: reply::CANNOT_CONNECT_NOW,
-                    message: format!("this node lost its quorum lease while statement waited for approval {id}; not run"),
-                    approval: id,
-                });
-            }
-        };
-        match decided {
-            Some(a) if a.status == ApprovalStatus::Approved => Ok(Hold::Approved(id)),
-            Some(a) if a.status == ApprovalStatus::Denied => {
-                let by = a.votes.iter().rev().find(|v| !v.approve).map(|v| v.approver.clone()).unwrap_or_default();
-                Ok(Hold::Refused {
-                    code: reply::INSUFFICIENT_PRIVILEGE,
-                    message: format!("approval {id} denied by {by}: {}", a.reason),
-                    approval: id,
-                })
-            }
-            _ => {
-                // Past the deadline: make it final, so a late approval cannot release it.
-                let _ = self
-                    .door
-                    .store
-                    .submit(Op::ExpireApproval { id: id.clone(), at: now_millis().max(now.saturating_add(timeout_ms)) })
-                    .await;
-                Ok(Hold::Refused {
-                    code: reply::QUERY_CANCELED,
-                    message: format!(
-                        "approval {id} expired after {:?} without a decision; statement not run",
-                        review.timeout
-                    ),
-                    approval: id,
-                })
-            }
-        }
-    }
-
-    // --- simple query protocol
-
-    async fn simple_query(&mut self, sql: String) -> Result<()> {
-        let started = Instant::now();
-        if !self.serving() {
-            return self
-                .refuse(
-                    reply::CANNOT_CONNECT_NOW,
-                    "this Portcullis node lost its quorum lease; statement not run",
-                    true,
-                )
-                .await;
-        }
-        let judgement = match self.judge(&sql) {
-            Ok(j) => j,
-            Err(e) => {
-                let refused = self.event("refused", serde_json::json!({"sql": sql, "reason": e.to_string()}));
-                drop(self.audit(refused).await);
-                return self.refuse(reply::code_for(&e), &e.to_string(), true).await;
-            }
-        };
-        if let Some(reason) = &judgement.denied {
-            let refused =
-                self.event("refused", serde_json::json!({"sql": sql, "kinds": judgement.kinds, "reason": reason}));
-            let commit = self.audit(refused).await;
-            if let Some(c) = commit {
-                let _ = c.await;
-            }
-            return self.refuse(reply::INSUFFICIENT_PRIVILEGE, reason, true).await;
-        }
-        let mut approval = None;
-        if let Some(review) = &judgement.review {
-            match self.hold(&sql, review).await? {
-                Hold::Approved(id) => approval = Some(id),
-                Hold::Refused { code, message, approval } => {
-                    let refused =
-                        self.event("refused", serde_json::json!({"sql": sql, "approval": approval, "reason": message}));
-                    drop(self.audit(refused).await);
-                    return self.refuse(code, &message, true).await;
-                }
-            }
-        }
-        let event = self.event(
-            "statement",
-            serde_json::json!({
-                "sql": sql, "kinds": judgement.kinds, "decision": if approval.is_some() { "approved" } else { "allow" },
-                "rules": judgement.rules, "approval": approval, "masked": !judgement.masks.is_empty(),
-            }),
-        );
-        let commit = self.audit(event).await;
-        if judgement.writes
-            && let Some(c) = commit
-        {
-            // Strict: a write reaches the backend only once its record is committed.
-            if !matches!(c.await, Ok(Ok(()))) {
-                return self
-                    .refuse(
-                        reply::CANNOT_CONNECT_NOW,
-                        "the audit record could not be committed (no quorum); statement not run",
-                        true,
-                    )
-                    .await;
-            }
-            return self.forward_query(sql, judgement.masks, None, started).await;
-        }
-        self.forward_query(sql, judgement.masks, commit, started).await
-    }
-
-    /// Send a simple query and relay its results; `commit` (strict reads) must land
-    /// before any result is released.
-    async fn forward_query(
-        &mut self,
-        sql: String,
-        masks: MaskPlan,
-        commit: Option<tokio::task::JoinHandle<Result<()>>>,
-        started: Instant,
-    ) -> Result<()> {
-        self.backend.send(&F::Query(pgwire::messages::simplequery::Query::new(sql))).await?;
-        if let Some(c) = commit
-            && !matches!(c.await, Ok(Ok(())))
-        {
-            self.drain_until_ready().await?;
-            return self
-                .refuse(
-                    reply::CANNOT_CONNECT_NOW,
-                    "the audit record could not be committed (no quorum); results withheld",
-                    true,
-                )
-                .await;
-        }
-        let ctx = RowsContext { masks, columns: None, until_ready: true };
-        let expects = VecDeque::from([Expect::Rows(Box::new(ctx)), Expect::Ready { inject: false }]);
-        let limits = self.limits();
-        let outcome = relay(&mut self.backend, &mut self.client, expects, &limits).await?;
-        if let Some(s) = outcome.ready_status {
-            self.tx_status = s;
-        }
-        self.record(&outcome, started).await;
-        Ok(())
-    }
-
-    /// Read and drop backend output up to ReadyForQuery (results we may not release).
-    async fn drain_until_ready(&mut self) -> Result<()> {
-        loop {
-            if let B::ReadyForQuery(r) = self.backend.read().await? {
-                self.tx_status = match r.status {
-                    TransactionStatus::Transaction => b'T',
-                    TransactionStatus::Error => b'E',
-                    TransactionStatus::Idle => b'I',
-                };
-                return Ok(());
-            }
-        }
-    }
-
-    fn limits(&self) -> Limits {
-        Limits {
-            preview_rows: self.door.settings.preview_rows,
-            preview_value_chars: self.door.settings.preview_value_chars,
-        }
-    }
-
-    // --- extended query protocol
-
-    async fn run_batch(&mut self) -> Result<()> {
-        let started = Instant::now();
-        let batch = std::mem::take(&mut self.batch);
-        let ends_with_sync = matches!(batch.last(), Some(F::Sync(_)));
-        let mut forward: Vec<F> = Vec::with_capacity(batch.len() + 1);
-        let mut expects: VecDeque<Expect> = VecDeque::new();
-        let mut commits = Vec::new();
-        let mut refusal: Option<(&'static str, String)> = None;
-
-        if !self.serving() {
-            refusal = Some((
-                reply::CANNOT_CONNECT_NOW,
-                "this Portcullis node lost its quorum lease; statement not run".into(),
-            ));
-        }
-        for msg in batch {
-            if refusal.is_some() {
-                break;
-            }
-            match msg {
-                F::Parse(ref p) => {
-                    let name = p.name.clone().unwrap_or_default();
-                    match self.prepare(&p.query).await? {
-                        Ok(prepared) => {
-                            self.statements.insert(name, prepared);
-                            forward.push(msg);
-                            expects.push_back(Expect::Completion { inject: false });
-                        }
-                        Err(r) => refusal = Some(r),
-                    }
-                }
-                F::Bind(ref b) => {
-                    let statement = b.statement_name.clone().unwrap_or_default();
-                    if !self.statements.contains_key(&statement) {
-                        refusal = Some((
-                            reply::INSUFFICIENT_PRIVILEGE,
-                            format!(
-                                "statement {statement:?} was not prepared through this gateway, so no decision covers it"
-                            ),
-                        ));
-                        continue;
-                    }
-                    self.portals.insert(b.portal_name.clone().unwrap_or_default(), statement);
-                    forward.push(msg);
-                    expects.push_back(Expect::Completion { inject: false });
-                }
-                F::Describe(ref d) => {
-                    let name = d.name.clone().unwrap_or_default();
-                    let (statement, portal) =
-                        if d.target_type == b'S' { (Some(name), None) } else { (None, Some(name)) };
-                    forward.push(msg);
-                    expects.push_back(Expect::Describe { inject: false, statement, portal });
-                }
-                F::Execute(ref e) => {
-                    let portal = e.name.clone().unwrap_or_default();
-                    let Some(statement) = self.portals.get(&portal).cloned() else {
-                        // Unknown portal: the backend answers with its own error.
-                        forward.push(msg);
-                        expects.push_back(Expect::Rows(Box::default()));
-                        continue;
-                    };
-                    let Some(prepared) = self.statements.get(&statement) else { continue };
-                    let masks = prepared.masks.clone();
-                    let columns = prepared.columns.clone();
-                    let event = self.event(
-                        "statement",
-                        serde_json::json!({
-                            "sql": prepared.text, "kinds": prepared.kinds, "decision": if prepared.approval.is_some() { "approved" } else { "allow" },
-                            "rules": prepared.rule, "approval": prepared.approval, "masked": !masks.is_empty(), "extended": true,
-                        }),
-                    );
-                    if let Some(c) = self.audit(event).await {
-                        commits.push(c);
-                    }
-                    if !masks.is_empty() && columns.is_none() {
-                        // Learn the columns so masks by name apply; the answer stays ours.
-                        forward.push(F::Describe(Describe::new(b'P', Some(portal.clone()))));
-                        expects.push_back(Expect::Describe { inject: true, statement: None, portal: Some(portal) });
-                    }
-                    forward.push(msg);
-                    expects.push_back(Expect::Rows(Box::new(RowsContext { masks, columns, until_ready: false })));
-                }
-                F::Close(ref c) => {
-                    let name = c.name.clone().unwrap_or_default();
-                    if c.target_type == b'S' {
-                        self.statements.remove(&name);
-                    } else {
-                        self.portals.remove(&name);
-                    }
-                    forward.push(msg);
-                    expects.push_back(Expect::Completion { inject: false });
-                }
-                F::Sync(_) => {
-                    forward.push(msg);
-                    expects.push_back(Expect::Ready { inject: false });
-                }
-                F::Flush(_) => forward.push(msg),
-                _ => {}
-            }
-        }
-        // Strict audit: every execution's record is committed before anything is sent.
-        for c in commits {
-            if !matches!(c.await, Ok(Ok(()))) {
-                refusal = Some((
-                    reply::CANNOT_CONNECT_NOW,
-                    "the audit record could not be committed (no quorum); statement not run".into(),
-                ));
-                forward.clear();
-                expects.clear();
-                break;
-            }
-        }
-        if refusal.is_some() && !forward.is_empty() {
-            // Run the allowed prefix under a Sync of our own, then report the refusal.
-            forward.retain(|m| !matches!(m, F::Sync(_) | F::Flush(_)));
-            expects.retain(|e| !matches!(e, Expect::Ready { .. }));
-            forward.push(F::Sync(SyncMsg::new()));
-            expects.push_back(Expect::Ready { inject: true });
-        }
-        if !forward.is_empty() {
-            for m in &forward {
-                self.backend.queue(m)?;
-            }
-            self.backend.flush().await?;
-            let limits = self.limits();
-            let outcome = relay(&mut self.backend, &mut self.client, expects, &limits).await?;
-            if let Some(s) = outcome.ready_status {
-                self.tx_status = s;
-            }
-            for (statement, _portal, columns) in &outcome.described {
-                if let Some(p) = statement.as_ref().and_then(|s| self.statements.get_mut(s)) {
-                    p.columns = Some(columns.clone());
-                }
-            }
-            self.record(&outcome, started).await;
-        }
-        if let Some((code, message)) = refusal {
-            self.client.queue(reply::error(code, &message))?;
-            if ends_with_sync {
-                self.client.queue(ready(self.tx_status))?;
-            }
-            self.client.flush().await?;
-        }
-        Ok(())
-    }
-
-    /// Classify, decide and (if needed) hold a Parse; the outer error is fatal to the
-    /// session, the inner one refuses the statement.
-    async fn prepare(&mut self, sql: &str) -> Result<std::result::Result<Prepared, (&'static str, String)>> {
-        let judgement = match self.judge(sql) {
-            Ok(j) => j,
-            Err(e) => return Ok(Err((reply::code_for(&e), e.to_string()))),
-        };
-        if let Some(reason) = judgement.denied {
-            let refused =
-                self.event("refused", serde_json::json!({"sql": sql, "kinds": judgement.kinds, "reason": reason}));
-            drop(self.audit(refused).await);
-            return Ok(Err((reply::INSUFFICIENT_PRIVILEGE, reason)));
-        }
-        let mut approval = None;
-        if let Some(review) = &judgement.review {
-            match self.hold(sql, review).await? {
-                Hold::Approved(id) => approval = Some(id),
-                Hold::Refused { code, message, approval } => {
-                    let refused =
-                        self.event("refused", serde_json::json!({"sql": sql, "approval": approval, "reason": message}));
-                    drop(self.audit(refused).await);
-                    return Ok(Err((code, message)));
-                }
-            }
-        }
-        Ok(Ok(Prepared {
-            text: sql.to_string(),
-            kinds: judgement.kinds.join(","),
-            masks: judgement.masks,
-            rule: judgement.rules.first().cloned(),
-            approval,
-            columns: None,
-        }))
-    }
 }
 
 /// The combined decision for one SQL string.
-struct Judgement {
+pub(super) struct Judgement {
     kinds: Vec<String>,
     writes: bool,
     masks: MaskPlan,
@@ -761,9 +375,13 @@ struct Judgement {
     denied: Option<String>,
 }
 
-struct Review {
+pub(super) struct Review {
     groups: Vec<String>,
     needed: u32,
     timeout: Duration,
     reason: String,
 }
+
+mod extended;
+mod hold;
+mod simple;
