@@ -13,7 +13,7 @@
 //! error, an implicit transaction of that prefix is committed, not rolled back.
 //!
 //! Here: the session's state, its loop, and the phases both protocols share (decide,
-//! audit, record). [`simple`] and [`extended`] drive the two query protocols; [`hold`]
+//! audit, record). `simple` and `extended` drive the two query protocols; `hold`
 //! is the approval wait.
 
 use std::collections::HashMap;
