@@ -113,12 +113,24 @@ pub fn decode_frontend(
 ) -> Result<Option<PgWireFrontendMessage>> {
     let declared =
         if ctx.awaiting_frontend_ssl || ctx.awaiting_frontend_startup { peek_i32(buf, 0) } else { peek_i32(buf, 1) };
+    let startup = ctx.awaiting_frontend_ssl || ctx.awaiting_frontend_startup;
     match declared {
         Some(len) if len < 4 => return Err(Error::Protocol(format!("message length {len} is invalid"))),
         Some(len) if len as usize > max_message => {
             return Err(Error::Protocol(format!("message of {len} bytes exceeds the limit of {max_message} bytes")));
         }
-        _ => {}
+        Some(len) => {
+            // Once the whole message is buffered, walk it before pgwire does.
+            let len = len as usize;
+            if startup {
+                if let Some(packet) = buf.get(..len) {
+                    super::wire_check::check_startup(packet)?;
+                }
+            } else if let (Some(&tag), Some(body)) = (buf.first(), buf.get(5..1 + len)) {
+                super::wire_check::check_message(tag, body)?;
+            }
+        }
+        None => {}
     }
     PgWireFrontendMessage::decode(buf, ctx).map_err(|e| Error::Protocol(format!("malformed message from client: {e}")))
 }

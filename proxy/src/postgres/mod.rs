@@ -7,7 +7,8 @@
 //!   per statement:  classify ─▶ decide ─▶ hold (review) ─▶ audit ─▶ relay ─▶ mask ─▶ record
 //! ```
 //!
-//! - [`conn`]: framing of both sides (pgwire codecs); bytes stop there.
+//! - [`conn`], [`wire_check`]: framing of both sides (pgwire codecs, each client
+//!   message walked with a bounds-checked cursor first); bytes stop there.
 //! - [`startup`]: TLS, startup, token verification (phase "authenticate").
 //! - [`backend`], [`scram`], [`backend_tls`]: logging in to the backend (optionally over TLS).
 //! - [`classify`]: SQL → statements (Postgres's own parser).
@@ -25,5 +26,6 @@ pub mod reply;
 pub mod scram;
 pub mod session;
 pub mod startup;
+pub mod wire_check;
 
 pub use door::{PgDoor, PgSettings, serve};

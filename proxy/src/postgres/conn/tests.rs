@@ -79,3 +79,20 @@ fn garbage_never_panics_in_any_state() {
         }
     }
 }
+
+#[test]
+fn a_bind_whose_counts_run_past_its_end_is_refused_not_a_panic() {
+    // Found by the frontend_messages fuzzer: pgwire's Bind decoder read past the body.
+    let mut buf = BytesMut::from(&b"B\x00\x00\x00\x05\x00\x05"[..]);
+    match decode_frontend(&mut buf, &in_session(), 1024) {
+        Err(Error::Protocol(m)) => assert!(m.contains("malformed Bind"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // A Bind claiming one parameter of 100 bytes but carrying 2.
+    let mut body = b"\0\0\x00\x00\x00\x01\x00\x00\x00\x64ab".to_vec();
+    let mut buf = BytesMut::from(&b"B"[..]);
+    buf.extend_from_slice(&i32::try_from(body.len() + 4).unwrap().to_be_bytes());
+    buf.extend_from_slice(&body);
+    assert!(matches!(decode_frontend(&mut buf, &in_session(), 1024), Err(Error::Protocol(_))));
+    body.clear();
+}
