@@ -19,7 +19,7 @@ mod cluster;
 mod history;
 mod nemesis;
 mod rng;
-mod tls;
+use portcullis_chaos::tls;
 mod workload;
 
 use std::collections::BTreeSet;

@@ -20,17 +20,22 @@ pub struct MakeRustls {
 
 impl MakeRustls {
     pub fn trusting(ca: &Path) -> anyhow::Result<MakeRustls> {
-        let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(ca).map_err(|e| anyhow::anyhow!("read {}: {e}", ca.display()))? {
-            roots.add(cert.map_err(|e| anyhow::anyhow!("{}: {e}", ca.display()))?)?;
-        }
-        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(MakeRustls { config: Arc::new(config) })
+        Ok(MakeRustls { config: client_config(ca)? })
     }
+}
+
+/// A rustls client config (ring provider) trusting only the CA certificates in `ca`.
+pub fn client_config(ca: &Path) -> anyhow::Result<Arc<ClientConfig>> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| anyhow::anyhow!("read {}: {e}", ca.display()))? {
+        roots.add(cert.map_err(|e| anyhow::anyhow!("{}: {e}", ca.display()))?)?;
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 impl<S> MakeTlsConnect<S> for MakeRustls

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::history::{History, Op, OpKind, now_ms};
 use crate::rng::Rng;
-use crate::tls::MakeRustls;
+use portcullis_chaos::tls::MakeRustls;
 
 /// Longer than a node's write deadline (3 s) plus a pause, so an operation that the
 /// gateway fails on its own is recorded as failed, not as timed out.

@@ -2,114 +2,28 @@
 //! tokio-rustls (trusting the playground CA), and raw wire-protocol helpers for
 //! feeding the door bytes a well-behaved driver never sends.
 
-use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, InvalidDnsNameError, ServerName};
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::rustls::ClientConfig;
+use tokio_rustls::rustls::pki_types::ServerName;
 
 use crate::Cluster;
 
-/// A rustls client config trusting only the CA at `ca` (ring provider).
+pub use portcullis_chaos::tls::MakeRustls;
+
+/// A rustls client config trusting only the playground CA (ring provider).
 pub fn client_config(ca: &Path) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Arc::new(config)
+    portcullis_chaos::tls::client_config(ca).unwrap()
 }
 
-/// `MakeTlsConnect` for tokio-postgres over tokio-rustls.
-#[derive(Clone)]
-pub struct RustlsMakeTls {
-    config: Arc<ClientConfig>,
-}
-
-impl RustlsMakeTls {
-    pub fn new(config: Arc<ClientConfig>) -> Self {
-        RustlsMakeTls { config }
-    }
-
-    /// Trusting the playground's CA.
-    pub fn for_cluster(c: &Cluster) -> Self {
-        Self::new(client_config(&c.ca()))
-    }
-}
-
-impl<S> MakeTlsConnect<S> for RustlsMakeTls
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    type Stream = RustlsStream<S>;
-    type TlsConnect = RustlsConnect;
-    type Error = InvalidDnsNameError;
-
-    fn make_tls_connect(&mut self, domain: &str) -> Result<RustlsConnect, InvalidDnsNameError> {
-        let name = ServerName::try_from(domain.to_string())?;
-        Ok(RustlsConnect { config: self.config.clone(), name })
-    }
-}
-
-/// One TLS handshake to one server name.
-pub struct RustlsConnect {
-    config: Arc<ClientConfig>,
-    name: ServerName<'static>,
-}
-
-impl<S> TlsConnect<S> for RustlsConnect
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    type Stream = RustlsStream<S>;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<RustlsStream<S>>> + Send>>;
-
-    fn connect(self, stream: S) -> Self::Future {
-        let connector = tokio_rustls::TlsConnector::from(self.config);
-        Box::pin(async move { connector.connect(self.name, stream).await.map(RustlsStream) })
-    }
-}
-
-/// A client TLS stream as tokio-postgres wants it.
-pub struct RustlsStream<S>(tokio_rustls::client::TlsStream<S>);
-
-impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for RustlsStream<S> {
-    fn channel_binding(&self) -> ChannelBinding {
-        ChannelBinding::none()
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for RustlsStream<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RustlsStream<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
+/// tokio-postgres TLS trusting the playground CA of `c`.
+pub fn make_tls(c: &Cluster) -> MakeRustls {
+    MakeRustls::trusting(&c.ca()).unwrap()
 }
 
 /// A tokio runtime for a synchronous test.
@@ -141,7 +55,7 @@ pub async fn connect(
     user: &str,
     token: &str,
 ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, connection) = config(c, id, dbname, user, token).connect(RustlsMakeTls::for_cluster(c)).await?;
+    let (client, connection) = config(c, id, dbname, user, token).connect(make_tls(c)).await?;
     tokio::spawn(async move {
         let _ = connection.await;
     });

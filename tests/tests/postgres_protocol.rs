@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, TryStreamExt};
-use portcullis_tests::pg::{self, Ending, RustlsMakeTls};
+use portcullis_tests::pg::{self, Ending};
 use portcullis_tests::{Cluster, wait_for};
 use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::error::SqlState;
@@ -277,7 +277,7 @@ fn a_cancel_request_stops_a_long_query_with_57014_and_the_session_goes_on() {
                     assert!(started.elapsed() < READY, "the sleep never reached the backend");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                cancel.cancel_query(RustlsMakeTls::for_cluster(&c)).await.unwrap();
+                cancel.cancel_query(pg::make_tls(&c)).await.unwrap();
             };
             let (result, ()) = tokio::join!(query, canceller);
             let e = result.unwrap_err();
