@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Install what a fresh Debian machine lacks for building, the playground and the tests:
-# Debian packages (Postgres, libclang for pg_query, pgbouncer for benchmarks) and the npm
+# Debian packages (Postgres, libclang for pg_query, pgbouncer for benchmarks, haproxy for
+# the load-balancer tests and deploy checks) and the npm
 # packages of the test OIDC provider. Safe to run again: installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
 # Debian packages the build and the black-box tests need.
-packages=(build-essential pkg-config curl ca-certificates procps iproute2 postgresql postgresql-contrib libclang-dev pgbouncer)
+packages=(build-essential pkg-config curl ca-certificates procps iproute2 postgresql postgresql-contrib libclang-dev pgbouncer haproxy openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -17,6 +18,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+
+# scripts/validate-deploy.sh installs its pinned validators from PyPI into a venv: it needs
+# python3 with venv and pip (on Debian: python3-venv); a machine whose python3 already
+# makes venvs (e.g. a pyenv build) is left alone.
+venv_probe="$(mktemp -d)"
+if ! python3 -m venv "$venv_probe/v" >/dev/null 2>&1; then
+  echo "installing: python3 python3-venv python3-pip"
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends python3 python3-venv python3-pip
+fi
+rm -rf "$venv_probe"
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is missing: this project needs the machine's Rust toolchain" >&2
