@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 
 KUBERNETES_VALIDATE_VERSION=1.37.0
 CHECK_JSONSCHEMA_VERSION=0.39.0
+DOCKERFILE_PARSER_VERSION=3.4.0   # PyPI `dockerfile`: Docker's own (buildkit) parser
 # Kubernetes versions the manifests must be valid for (oldest supported, newest bundled).
 K8S_VERSIONS=(1.30.0 1.37.0)
 
@@ -22,7 +23,7 @@ ok() { echo "validate-deploy: ok: $*"; }
 
 # --- Python validators in a cached venv ---------------------------------------------------
 venv="${XDG_CACHE_HOME:-$HOME/.cache}/portcullis-ci/venv"
-want="kubernetes-validate==$KUBERNETES_VALIDATE_VERSION check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
+want="kubernetes-validate==$KUBERNETES_VALIDATE_VERSION check-jsonschema==$CHECK_JSONSCHEMA_VERSION dockerfile==$DOCKERFILE_PARSER_VERSION"
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.portcullis-pins" 2>/dev/null)" != "$want" ]; then
   echo "validate-deploy: installing $want into $venv"
   rm -rf "$venv"
@@ -81,6 +82,36 @@ for f in deploy/compose/node1.toml deploy/compose/node2.toml deploy/compose/node
   deploy/compose/oidc/provider.mjs tests/oidc/package.json tests/oidc/package-lock.json deploy/Dockerfile; do
   [ -f "$f" ] || fail "docker-compose.yml mounts or builds from $f, which is missing"
 done
+
+# --- Dockerfile: parses with Docker's parser; two stages, non-root, the expected entry --------
+# (No image is built here: that needs a Docker engine.)
+if out=$("$venv/bin/python" - deploy/Dockerfile <<'PY' 2>&1
+import sys, dockerfile
+cmds = dockerfile.parse_file(sys.argv[1])
+names = [c.cmd for c in cmds]
+last = {c.cmd: c for c in cmds}
+problems = []
+if names.count("FROM") != 2:
+    problems.append(f"expected 2 stages, found {names.count('FROM')}")
+if not any(c.cmd == "COPY" and "--from=build" in c.flags for c in cmds):
+    problems.append("the runtime stage does not COPY --from=build")
+user = last.get("USER")
+if user is None or user.value[0].split(":")[0] in ("root", "0"):
+    problems.append("the final stage must run as a non-root USER")
+if "ENTRYPOINT" not in last or list(last["ENTRYPOINT"].value) != ["portcullis"]:
+    problems.append('ENTRYPOINT must be ["portcullis"]')
+if "CMD" not in last or list(last["CMD"].value)[:2] != ["run", "--config"]:
+    problems.append('CMD must start with ["run", "--config"]')
+if "HEALTHCHECK" not in last:
+    problems.append("no HEALTHCHECK")
+print("\n".join(problems))
+sys.exit(1 if problems else 0)
+PY
+); then
+  ok "deploy/Dockerfile parses (two stages, non-root user, ENTRYPOINT portcullis, HEALTHCHECK)"
+else
+  fail "deploy/Dockerfile:"$'\n'"$out"
+fi
 
 # --- (c) HAProxy configs ------------------------------------------------------------------
 if command -v haproxy >/dev/null 2>&1; then
