@@ -1,7 +1,9 @@
 //! The playground under test: `portcullis dev --postgres --detach` in the run
 //! directory, its node processes (kill -9, SIGSTOP/SIGCONT, restart), the admin CLI
-//! and the backend Postgres. Everything it started is torn down by
-//! [`Playground::teardown`], which `Drop` also calls (errors, Ctrl-C).
+//! and the backend Postgres. With [`Hosts`] (root only) every node lives in its own
+//! network namespace and is (re)started there. Everything it started is torn down
+//! by [`Playground::teardown`], which `Drop` also calls (errors, Ctrl-C); the hosts
+//! go after the processes.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, bail};
 use serde_json::Value;
 
+use crate::netns::Hosts;
+
 /// The node environment variable that confirms `--unsafe-no-lease`.
 pub const UNSAFE_CONFIRM: &str = "PORTCULLIS_I_UNDERSTAND_UNSAFE_NO_LEASE";
 
@@ -21,7 +25,11 @@ pub struct NodeInfo {
     /// Postgres door, `host:port`.
     pub pg: String,
     pub admin: String,
+    /// Node-to-node listener, `host:port`.
+    pub raft: String,
     pub config: PathBuf,
+    /// The node's network namespace, when it has one.
+    pub netns: Option<String>,
 }
 
 /// The playground's backend Postgres (from `postgres.json`).
@@ -29,6 +37,8 @@ pub struct NodeInfo {
 pub struct Backend {
     pub port: u16,
     pub superuser_password: String,
+    /// The gateway's backend role `demo_app` (to register `demo` again).
+    pub app_password: String,
     pub data_dir: Option<PathBuf>,
     pub log: PathBuf,
 }
@@ -47,6 +57,8 @@ pub struct Playground {
     children: Mutex<Vec<Child>>,
     issuer_pid: Option<u32>,
     torn_down: Mutex<bool>,
+    /// Declared last: dropped after `Drop::drop` has killed the processes inside.
+    pub hosts: Option<Hosts>,
 }
 
 /// Find `portcullis`: env PORTCULLIS_BIN, else next to our own executable.
@@ -85,22 +97,24 @@ fn str_field(v: &Value, key: &str) -> anyhow::Result<String> {
 
 impl Playground {
     /// Run `portcullis dev --postgres --detach` in `dir` and load what it started.
-    pub fn start(dir: &Path, bin: &Path, nodes: u64) -> anyhow::Result<Playground> {
+    /// With `hosts`, each node binds its namespace address and runs in its namespace.
+    pub fn start(dir: &Path, bin: &Path, nodes: u64, hosts: Option<Hosts>) -> anyhow::Result<Playground> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let out = Command::new(bin)
             .args(["dev", "--postgres", "--detach", "--nodes", &nodes.to_string(), "--dir"])
             .arg(dir)
+            .args(hosts.as_ref().map(Hosts::dev_args).unwrap_or_default())
             .stdin(Stdio::null())
             .output()
             .with_context(|| format!("run {} dev", bin.display()))?;
-        let loaded = Self::load(dir, bin);
+        let loaded = Self::load(dir, bin, hosts);
         if !out.status.success() {
             bail!("portcullis dev failed: {}\n{}", lossy(&out.stderr), lossy(&out.stdout));
         }
         loaded
     }
 
-    fn load(dir: &Path, bin: &Path) -> anyhow::Result<Playground> {
+    fn load(dir: &Path, bin: &Path, hosts: Option<Hosts>) -> anyhow::Result<Playground> {
         let text = std::fs::read_to_string(dir.join("cluster.json")).context("read cluster.json")?;
         let v: Value = serde_json::from_str(&text).context("parse cluster.json")?;
         let mut nodes = vec![];
@@ -114,7 +128,9 @@ impl Playground {
                 id,
                 pg: str_field(n, "pg")?,
                 admin: str_field(n, "admin")?,
+                raft: str_field(n, "raft")?,
                 config: PathBuf::from(str_field(n, "config")?),
+                netns: hosts.as_ref().and_then(|h| h.node(id)).map(|h| h.ns.clone()),
             });
         }
         let pg_text = std::fs::read_to_string(dir.join("postgres.json")).context("read postgres.json")?;
@@ -126,6 +142,7 @@ impl Playground {
                 .and_then(|p| u16::try_from(p).ok())
                 .ok_or_else(|| anyhow!("postgres.json: no port"))?,
             superuser_password: str_field(&pg, "superuser_password")?,
+            app_password: str_field(&pg, "app_password")?,
             data_dir: pg.get("data_dir").and_then(Value::as_str).map(PathBuf::from),
             log: dir.join("postgres.log"),
         };
@@ -141,6 +158,7 @@ impl Playground {
             children: Mutex::new(vec![]),
             issuer_pid: v.get("issuer_pid").and_then(Value::as_u64).and_then(|p| u32::try_from(p).ok()),
             torn_down: Mutex::new(false),
+            hosts,
         })
     }
 
@@ -175,8 +193,12 @@ impl Playground {
 
     /// Run the admin CLI against node `via` (bounded: a paused node never answers).
     pub async fn cli(&self, via: u64, args: &[&str], timeout: Duration) -> anyhow::Result<Output> {
+        self.cli_as(via, &self.admin_token()?, args, timeout).await
+    }
+
+    /// As [`Playground::cli`], as the holder of `token`.
+    pub async fn cli_as(&self, via: u64, token: &str, args: &[&str], timeout: Duration) -> anyhow::Result<Output> {
         let node = self.nodes.iter().find(|n| n.id == via).ok_or_else(|| anyhow!("no node {via}"))?;
-        let token = self.admin_token()?;
         let child = tokio::process::Command::new(&self.bin)
             .args(args)
             .env("PORTCULLIS_ENDPOINT", &node.admin)
@@ -300,7 +322,16 @@ impl Playground {
             .append(true)
             .open(&log_path)
             .with_context(|| format!("open {}", log_path.display()))?;
-        let mut cmd = Command::new(&self.bin);
+        // In its namespace, as `portcullis dev` started it (`ip netns exec` execs the
+        // node, so the child's pid is the node's).
+        let mut cmd = match &node.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
         cmd.args(["run", "--config"]).arg(&node.config);
         if *self.unsafe_no_lease.lock().unwrap_or_else(|p| p.into_inner()) {
             cmd.arg("--unsafe-no-lease").env(UNSAFE_CONFIRM, "yes");
@@ -335,6 +366,9 @@ impl Playground {
         }
         if let Some(data) = &self.backend.data_dir {
             stop_postgres(data);
+        }
+        if let Some(hosts) = &self.hosts {
+            hosts.teardown();
         }
     }
 }

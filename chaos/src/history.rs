@@ -21,6 +21,8 @@ pub fn now_ms() -> u64 {
 pub enum OpKind {
     Insert,
     Read,
+    /// An insert into `gated`: held until an approver decides (or it expires).
+    Gated,
 }
 
 /// One completed operation.
@@ -43,6 +45,29 @@ pub struct Op {
 pub enum FaultKind {
     Kill,
     Pause,
+    /// A random minority cut off from the rest (iptables DROP).
+    Partition,
+    /// The leader cut off from every peer.
+    #[serde(rename = "leader-isolation")]
+    LeaderIsolation,
+    /// Random packet loss on node links (iptables `statistic`).
+    Flaky,
+    /// Added latency on node links (delaying relays).
+    Slow,
+}
+
+impl FaultKind {
+    /// The words of the nemesis events (`action`, `heal`).
+    pub fn words(self) -> (&'static str, &'static str) {
+        match self {
+            FaultKind::Kill => ("kill", "restart"),
+            FaultKind::Pause => ("pause", "resume"),
+            FaultKind::Partition => ("partition", "heal"),
+            FaultKind::LeaderIsolation => ("isolate-leader", "heal"),
+            FaultKind::Flaky => ("flaky", "heal"),
+            FaultKind::Slow => ("slow", "heal"),
+        }
+    }
 }
 
 /// One fault, from the moment every target was hit to the moment healing began.
@@ -50,6 +75,12 @@ pub enum FaultKind {
 pub struct Fault {
     pub kind: FaultKind,
     pub nodes: Vec<u64>,
+    /// Nodes the fault left without a quorum (they must stop relaying within a
+    /// lease): the survivors of a majority kill or pause, the minority of a
+    /// partition, the isolated leader. Empty for flaky and slow links.
+    pub isolated: Vec<u64>,
+    /// Loss percentage (flaky) or added one-way delay in ms (slow); 0 otherwise.
+    pub intensity: u64,
     /// The leader just before the fault, as the cluster reported it.
     pub leader_before: Option<u64>,
     pub start_ms: u64,

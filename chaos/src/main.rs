@@ -5,8 +5,12 @@
 //! checker against the backend's own ground truth.
 //!
 //! ## Layout
+//! - `netns`: one network namespace per node (root only), iptables link rules.
 //! - `cluster`: the playground (processes, admin CLI, teardown).
-//! - `workload`: long-lived sessions per node inserting into and reading `ledger`.
+//! - `relay`, `links`: delaying TCP relays on node-to-node raft links.
+//! - `backend`: the backend Postgres (ground-truth tables, forwarder).
+//! - `workload`: long-lived sessions per node on `ledger` and `gated`.
+//! - `approver`: approvers deciding gated statements through random nodes.
 //! - `nemesis`: the seeded fault schedule and its runner.
 //! - `history`: `RUN_DIR/history.jsonl`.
 //! - `checker`: invariants; violations go to `RUN_DIR/violations.jsonl`.
@@ -14,15 +18,19 @@
 //! Exit codes: 0 no violations, 1 violations found, 2 usage error, 3 the harness
 //! itself could not run.
 
+mod approver;
+mod backend;
 mod checker;
 mod cluster;
 mod history;
+mod links;
 mod nemesis;
+mod netns;
+mod relay;
 mod rng;
 use portcullis_chaos::tls;
 mod workload;
 
-use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,7 +44,9 @@ use tokio_util::sync::CancellationToken;
 
 use cluster::Playground;
 use history::History;
+use links::Links;
 use nemesis::Nemesis;
+use netns::Hosts;
 
 #[derive(Parser, Debug)]
 #[command(name = "portcullis-chaos", version, about = "Chaos harness and checker for Portcullis")]
@@ -75,10 +85,14 @@ struct RunArgs {
     /// Keep the run directory here (default: a temp dir, removed after a clean run).
     #[arg(long)]
     keep: Option<PathBuf>,
+    /// Run the nodes on loopback even as root (no network nemeses).
+    #[arg(long)]
+    no_netns: bool,
 }
 
 /// The playground's policy: replaces the demo policy (same name) so that engineers
-/// may read and insert into `ledger` without review; DDL and TRUNCATE stay denied.
+/// may read and insert into `ledger` without review, inserts into `gated` wait for
+/// one approver (6 s, so some expire); DDL and TRUNCATE stay denied.
 const CHAOS_POLICY: &str = r#"name: demo
 rules:
   - name: engineers-read
@@ -87,6 +101,12 @@ rules:
   - name: chaos-ledger
     match: { groups: [engineers], resources: [demo], kinds: [select, insert], tables: [ledger] }
     action: allow
+  - name: chaos-gated
+    match: { groups: [engineers], resources: [demo], kinds: [insert], tables: [gated] }
+    action: review
+    reason: "chaos: gated inserts need one approver"
+    approvers: { groups: [approvers], count: 1 }
+    timeout: 6s
   - name: no-truncate-or-ddl
     match: { resources: [demo], kinds: [truncate, ddl] }
     action: deny
@@ -144,13 +164,27 @@ async fn run(args: RunArgs) -> anyhow::Result<Value> {
     let (dir, keep) = run_dir(&args)?;
     let duration: Duration = args.duration.into();
     eprintln!("chaos: run dir {}", dir.display());
-    eprintln!("chaos: skipped: partition/flaky/slow need network namespaces (next cut)");
+    let why_not = if args.no_netns { Some("--no-netns".to_string()) } else { netns::unavailable() };
+    let hosts = match &why_not {
+        None => {
+            let n = args.nodes;
+            let hosts = tokio::task::spawn_blocking(move || Hosts::create(n)).await??;
+            eprintln!("chaos: nodes in network namespaces on bridge {} ({})", hosts.bridge, hosts.bridge_ip);
+            Some(hosts)
+        }
+        Some(why) => {
+            eprintln!("chaos: skipped: partition, leader-isolation, flaky, slow: {why}; nodes on loopback");
+            None
+        }
+    };
+    let netns = hosts.is_some();
     let bin = cluster::portcullis_bin()?;
     eprintln!("chaos: starting a {}-node playground with Postgres", args.nodes);
     let play_dir = dir.join("playground");
-    let pg = Arc::new(tokio::task::spawn_blocking(move || Playground::start(&play_dir, &bin, args.nodes)).await??);
+    let nodes = args.nodes;
+    let pg = Arc::new(tokio::task::spawn_blocking(move || Playground::start(&play_dir, &bin, nodes, hosts)).await??);
 
-    let outcome = exercise(&args, &dir, &pg, duration).await;
+    let outcome = exercise(&args, &dir, &pg, duration, netns, why_not).await;
     pg.teardown();
     let summary = outcome?;
     let violations = summary.get("violations").and_then(Value::as_u64).unwrap_or(0);
@@ -160,8 +194,14 @@ async fn run(args: RunArgs) -> anyhow::Result<Value> {
     Ok(summary)
 }
 
-async fn exercise(args: &RunArgs, dir: &Path, pg: &Arc<Playground>, duration: Duration) -> anyhow::Result<Value> {
-    prepare_backend(pg).await?;
+/// Backend, policy and (planted fault, relays) node setup, then a converged cluster.
+async fn setup(
+    args: &RunArgs,
+    dir: &Path,
+    pg: &Arc<Playground>,
+) -> anyhow::Result<(Option<relay::Relay>, Option<Links>)> {
+    backend::prepare(pg).await?;
+    let forwarder = backend::expose(pg, dir).await?;
     let policy = dir.join("chaos-policy.yaml");
     std::fs::write(&policy, CHAOS_POLICY)?;
     let path = policy.display().to_string();
@@ -180,8 +220,38 @@ async fn exercise(args: &RunArgs, dir: &Path, pg: &Arc<Playground>, duration: Du
         }
     }
     pg.wait_all_serving(Duration::from_secs(60)).await?;
+    let links = if args.nemesis.needs_relays() && pg.hosts.is_some() {
+        eprintln!("chaos: node-to-node raft links through delaying relays");
+        let links = Links::start(pg).await?;
+        pg.wait_all_serving(Duration::from_secs(60)).await?;
+        Some(links)
+    } else {
+        None
+    };
     // Equal applied indexes: the chaos policy is in force on every node.
-    converge(pg, Duration::from_secs(20)).await.map_err(|e| anyhow!("before the run: {e}"))?;
+    checker::converge::applied(pg, Duration::from_secs(20)).await.map_err(|e| anyhow!("before the run: {e}"))?;
+    Ok((forwarder, links))
+}
+
+async fn exercise(
+    args: &RunArgs,
+    dir: &Path,
+    pg: &Arc<Playground>,
+    duration: Duration,
+    netns: bool,
+    why_not: Option<String>,
+) -> anyhow::Result<Value> {
+    // The forwarder must outlive the checks (nodes reach the backend through it).
+    let (_forwarder, links) = setup(args, dir, pg).await?;
+    let links = links.map(Arc::new);
+    let kinds = args.nemesis.kinds(netns);
+    if kinds.is_empty() {
+        eprintln!(
+            "chaos: no faults: nemesis {} needs network namespaces; the workload runs alone",
+            args.nemesis.word()
+        );
+    }
+    let plan = nemesis::schedule(args.seed, &kinds, &pg.ids(), 10_000);
 
     let history = Arc::new(History::create(&dir.join("history.jsonl"))?);
     let targets = pg
@@ -199,6 +269,12 @@ async fn exercise(args: &RunArgs, dir: &Path, pg: &Arc<Playground>, duration: Du
         tls: tls::MakeRustls::trusting(&pg.ca)?,
         seed: args.seed,
     };
+    let approver = approver::Approver {
+        pg: pg.clone(),
+        token: pg.token("chaos-approver", "approvers")?,
+        history: history.clone(),
+        rng: rng::Rng::new(args.seed ^ 0xA99_0FE5),
+    };
     let stop_load = CancellationToken::new();
     let stop_nemesis = CancellationToken::new();
     eprintln!(
@@ -208,13 +284,14 @@ async fn exercise(args: &RunArgs, dir: &Path, pg: &Arc<Playground>, duration: Du
     );
     let started = Instant::now();
     let mut clients = load.spawn(history.clone(), stop_load.clone());
-    let nemesis =
-        tokio::spawn(nemesis::run(pg.clone(), history.clone(), args.nemesis, args.seed, stop_nemesis.clone()));
+    let approving = tokio::spawn(approver.run(stop_load.clone()));
+    let nemesis = tokio::spawn(nemesis::run(pg.clone(), links.clone(), history.clone(), plan, stop_nemesis.clone()));
     tokio::time::sleep(duration).await;
     stop_nemesis.cancel();
     let nemesis_result = nemesis.await;
     stop_load.cancel();
     while clients.join_next().await.is_some() {}
+    let _ = approving.await;
     history.flush();
     eprintln!("chaos: healed after {:?}; checking", started.elapsed());
     match nemesis_result {
@@ -222,33 +299,54 @@ async fn exercise(args: &RunArgs, dir: &Path, pg: &Arc<Playground>, duration: Du
         Ok(Err(e)) => return Err(e.context("the nemesis failed")),
         Err(e) => bail!("the nemesis task failed: {e}"),
     }
+    check(args, dir, pg, &history, netns, why_not).await
+}
 
+async fn check(
+    args: &RunArgs,
+    dir: &Path,
+    pg: &Arc<Playground>,
+    history: &History,
+    netns: bool,
+    why_not: Option<String>,
+) -> anyhow::Result<Value> {
     let mut violations: Vec<Value> = vec![];
     if let Err(e) = pg.wait_all_serving(Duration::from_secs(60)).await {
         violations.push(json!({"check": "no-recovery", "detail": e.to_string()}));
     }
-    if let Err(e) = converge(pg, Duration::from_secs(30)).await {
-        violations.push(json!({"check": "no-convergence", "detail": e.to_string()}));
-    }
-    let ledger = read_ledger(pg).await?;
+    let digests = match checker::converge::states(pg, Duration::from_secs(60)).await {
+        Ok(d) => json!(d),
+        Err(e) => {
+            violations.push(json!({"check": "no-convergence", "detail": e}));
+            Value::Null
+        }
+    };
+    let ledger = backend::read_ledger(pg).await?;
+    let runs = backend::read_gated(pg).await?;
     let export = pg.cli(1, &["sessions", "export", "--resource", "demo"], Duration::from_secs(120)).await?;
     if !export.status.success() {
         bail!("sessions export failed: {}", String::from_utf8_lossy(&export.stderr));
     }
     std::fs::write(dir.join("audit.jsonl"), &export.stdout)?;
+    let listed = pg.cli(1, &["approvals", "list", "--json"], Duration::from_secs(30)).await?;
+    if !listed.status.success() {
+        bail!("approvals list failed: {}", String::from_utf8_lossy(&listed.stderr));
+    }
+    std::fs::write(dir.join("approvals.json"), &listed.stdout)?;
+    let approvals = checker::gated::approvals(&serde_json::from_slice(&listed.stdout)?);
     let audited = checker::audited_ops(&String::from_utf8_lossy(&export.stdout));
     let log = std::fs::read_to_string(&pg.backend.log).context("read the backend's log")?;
     let relays = checker::relays(&log);
     let ops = history.ops();
     let faults = history.faults();
     violations.extend(checker::check(&checker::Evidence {
-        ids: &pg.ids(),
         ops: &ops,
         faults: &faults,
         ledger: &ledger,
         audited: &audited,
         relays: &relays,
     }));
+    violations.extend(checker::gated::check(&ops, &runs, &approvals, &audited));
     let mut file = std::fs::File::create(dir.join("violations.jsonl"))?;
     for v in &violations {
         writeln!(file, "{v}")?;
@@ -257,15 +355,21 @@ async fn exercise(args: &RunArgs, dir: &Path, pg: &Arc<Playground>, duration: Du
     let mut failover = checker::failovers(&ops, &faults);
     failover.sort_unstable();
     let ok = ops.iter().filter(|o| o.ok).count();
+    let tally = checker::gated::tally(&approvals);
+    let mut kinds: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for f in &faults {
+        *kinds.entry(f.kind.words().0).or_insert(0) += 1;
+    }
     eprintln!(
-        "chaos: {} ops ({ok} ok), {} faults, {} ledger rows, {} audited ops, {} relayed statements logged, {} violations",
+        "chaos: {} ops ({ok} ok), faults {kinds:?}, {} ledger rows, {} gated rows, approvals {tally:?}, {} audited ops, {} relayed statements logged, {} violations",
         ops.len(),
-        faults.len(),
         ledger.len(),
+        runs.values().sum::<u64>(),
         audited.len(),
         relays.len(),
         violations.len()
     );
+    eprintln!("chaos: state digests per node: {digests}");
     Ok(json!({
         "nemesis": args.nemesis.word(),
         "seed": args.seed,
@@ -275,71 +379,10 @@ async fn exercise(args: &RunArgs, dir: &Path, pg: &Arc<Playground>, duration: Du
         "violations": violations.len(),
         "failover_ms_p50": failover.get(failover.len() / 2),
         "failover_ms_max": failover.last(),
+        "faults": kinds,
+        "approvals": tally,
+        "netns": netns,
+        "skipped": why_not,
         "run_dir": dir,
     }))
-}
-
-async fn superuser(pg: &Playground) -> anyhow::Result<tokio_postgres::Client> {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host("127.0.0.1")
-        .port(pg.backend.port)
-        .user("postgres")
-        .password(&pg.backend.superuser_password)
-        .dbname("demo")
-        .connect_timeout(Duration::from_secs(10));
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await.context("connect to the backend")?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
-}
-
-/// The ledger table, and a statement log the checker can read: UTC millisecond stamps.
-async fn prepare_backend(pg: &Playground) -> anyhow::Result<()> {
-    let db = superuser(pg).await?;
-    for sql in [
-        "CREATE TABLE IF NOT EXISTS ledger (op_id text PRIMARY KEY, node int, at timestamptz DEFAULT now())",
-        "GRANT ALL ON ledger TO demo_app",
-        "ALTER SYSTEM SET log_timezone = 'UTC'",
-        "ALTER SYSTEM SET log_line_prefix = '%m [%p] %a '",
-        "SELECT pg_reload_conf()",
-    ] {
-        db.batch_execute(sql).await.with_context(|| format!("backend: {sql}"))?;
-    }
-    Ok(())
-}
-
-async fn read_ledger(pg: &Playground) -> anyhow::Result<BTreeSet<String>> {
-    let db = superuser(pg).await?;
-    let rows = db.query("SELECT op_id FROM ledger", &[]).await.context("read the ledger")?;
-    rows.iter().map(|r| r.try_get::<_, String>(0).map_err(Into::into)).collect()
-}
-
-/// Wait until every node reports the same applied index.
-async fn converge(pg: &Playground, timeout: Duration) -> anyhow::Result<u64> {
-    let deadline = Instant::now() + timeout;
-    let mut last = String::from("no status");
-    loop {
-        for via in pg.ids() {
-            let Some(s) = pg.status(via).await else { continue };
-            let applied: Vec<Option<u64>> = s
-                .get("nodes")
-                .and_then(Value::as_array)
-                .map(|ns| ns.iter().map(|n| n.get("last_applied").and_then(Value::as_u64)).collect())
-                .unwrap_or_default();
-            if let Some(Some(first)) = applied.first()
-                && applied.len() == pg.nodes.len()
-                && applied.iter().all(|a| *a == Some(*first))
-            {
-                return Ok(*first);
-            }
-            last = format!("last_applied per node: {applied:?}");
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("nodes did not converge within {timeout:?}: {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }

@@ -1,5 +1,6 @@
 //! The workload: `clients` long-lived sessions per node through its Postgres door,
-//! each inserting unique operation ids into `ledger` and reading it.
+//! each inserting unique operation ids into `ledger`, reading it, and now and then
+//! inserting into `gated`, which policy holds for an approver.
 //!
 //! Sessions are long-lived on purpose: a node that lost its quorum cannot record a
 //! new session, so only statements in sessions opened before the fault can show
@@ -22,6 +23,10 @@ use portcullis_chaos::tls::MakeRustls;
 /// gateway fails on its own is recorded as failed, not as timed out.
 const OP_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A gated statement waits for a decision (up to the policy's 6 s) before it runs.
+const GATED_TIMEOUT: Duration = Duration::from_secs(20);
+/// Share of statements that need an approval, in percent.
+const GATED_PERCENT: u64 = 8;
 
 pub struct Target {
     pub node: u64,
@@ -119,17 +124,21 @@ impl Client {
             };
             seq += 1;
             let op = format!("chaos-n{}-c{}-{seq}", self.node, self.index);
-            let (f, sql) = if self.rng.chance(50) {
+            let roll = self.rng.below(100);
+            let (f, sql) = if roll < GATED_PERCENT {
+                (OpKind::Gated, format!("INSERT INTO gated (op_id, node) VALUES ('{op}', {})", self.node))
+            } else if roll < 54 {
                 (OpKind::Insert, format!("INSERT INTO ledger (op_id, node) VALUES ('{op}', {})", self.node))
             } else {
                 (OpKind::Read, format!("SELECT count(*) FROM ledger /* {op} */"))
             };
+            let timeout = if f == OpKind::Gated { GATED_TIMEOUT } else { OP_TIMEOUT };
             let invoked_ms = self.history.invoke(&op, self.node, self.index, f);
-            let result = tokio::time::timeout(OP_TIMEOUT, conn.simple_query(&sql)).await;
+            let result = tokio::time::timeout(timeout, conn.simple_query(&sql)).await;
             let (ok, indeterminate, error, keep) = match result {
                 Ok(Ok(_)) => (true, false, None, true),
                 Ok(Err(e)) => (false, false, Some(error_text(&e)), !conn.is_closed()),
-                Err(_) => (false, true, Some(format!("no answer within {OP_TIMEOUT:?}")), false),
+                Err(_) => (false, true, Some(format!("no answer within {timeout:?}")), false),
             };
             self.history.complete(Op {
                 op,

@@ -1,13 +1,19 @@
 //! The checker: the history against ground truth (the backend's ledger table, the
 //! backend's own statement log, and the cluster's audit export after healing).
 //!
-//! Checks (issue 5, first cut):
+//! Checks:
 //! - `unaudited-write`: a ledger row whose operation has no committed audit
 //!   "statement" event (strict audit: nothing reaches the backend unaudited);
 //! - `lost-write`: an acknowledged INSERT missing from the ledger or the audit;
 //! - `relay-without-lease`: a statement that reached the backend from a node more
 //!   than a lease (plus slack) after that node was left without a quorum;
-//! - `no-convergence` (found by the caller): nodes disagree on the applied index.
+//! - `gated-*` ([`gated`]): an approved statement ran exactly once, a denied or
+//!   expired one never;
+//! - `no-convergence` / `digest-mismatch` ([`converge`]): after healing, nodes
+//!   disagree on the applied index or on policies, approvals or the session index.
+
+pub mod converge;
+pub mod gated;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -93,27 +99,21 @@ pub fn audited_ops(export: &str) -> BTreeSet<String> {
 
 /// Windows (node → [from, to] in ms) in which a node must not relay anything: from
 /// a lease (plus slack) after a fault left it without a quorum until healing began.
-pub fn cut_off_windows(faults: &[Fault], ids: &[u64]) -> BTreeMap<u64, Vec<(u64, u64, usize)>> {
-    let quorum = ids.len() / 2 + 1;
+pub fn cut_off_windows(faults: &[Fault]) -> BTreeMap<u64, Vec<(u64, u64, usize)>> {
     let mut out: BTreeMap<u64, Vec<(u64, u64, usize)>> = BTreeMap::new();
     for (i, f) in faults.iter().enumerate() {
-        let up: Vec<u64> = ids.iter().copied().filter(|id| !f.nodes.contains(id)).collect();
-        if up.len() >= quorum {
-            continue;
-        }
         let from = f.start_ms + LEASE_MS + SLACK_MS;
         if from >= f.end_ms {
             continue;
         }
-        for id in up {
-            out.entry(id).or_default().push((from, f.end_ms, i));
+        for id in &f.isolated {
+            out.entry(*id).or_default().push((from, f.end_ms, i));
         }
     }
     out
 }
 
 pub struct Evidence<'a> {
-    pub ids: &'a [u64],
     pub ops: &'a [Op],
     pub faults: &'a [Fault],
     pub ledger: &'a BTreeSet<String>,
@@ -136,13 +136,14 @@ pub fn check(ev: &Evidence<'_>) -> Vec<Value> {
                 "detail": "an acknowledged INSERT is missing"}));
         }
     }
-    let windows = cut_off_windows(ev.faults, ev.ids);
+    let windows = cut_off_windows(ev.faults);
     for r in ev.relays {
         for (from, to, i) in windows.get(&r.node).into_iter().flatten() {
             if r.at_ms >= *from && r.at_ms <= *to {
                 let f = ev.faults.get(*i);
                 v.push(json!({"check": "relay-without-lease", "op": r.op, "node": r.node, "backend_at_ms": r.at_ms,
                     "quorum_lost_at_ms": f.map(|f| f.start_ms), "fault_nodes": f.map(|f| f.nodes.clone()),
+                    "fault": f.map(|f| f.kind),
                     "late_ms": r.at_ms.saturating_sub(from - SLACK_MS),
                     "detail": "a statement reached the backend from a node past its lease without a quorum"}));
             }
@@ -201,10 +202,11 @@ mod tests {
 
     #[test]
     fn the_checker_fails_on_each_kind_of_violation_and_passes_a_clean_history() {
-        let ids = [1, 2, 3];
         let faults = vec![Fault {
             kind: FaultKind::Pause,
             nodes: vec![1, 2],
+            isolated: vec![3],
+            intensity: 0,
             leader_before: Some(1),
             start_ms: 10_000,
             end_ms: 15_000,
@@ -220,20 +222,12 @@ mod tests {
             Relay { op: "chaos-n3-c0-4".into(), node: 3, at_ms: 12_000 }, // past it
             Relay { op: "chaos-n1-c0-5".into(), node: 1, at_ms: 12_000 }, // a paused node itself
         ];
-        let v = check(&Evidence {
-            ids: &ids,
-            ops: &ops,
-            faults: &faults,
-            ledger: &ledger,
-            audited: &audited,
-            relays: &relays,
-        });
+        let v = check(&Evidence { ops: &ops, faults: &faults, ledger: &ledger, audited: &audited, relays: &relays });
         let kinds: Vec<&str> = v.iter().filter_map(|x| x.get("check").and_then(Value::as_str)).collect();
         assert_eq!(kinds, vec!["unaudited-write", "lost-write", "relay-without-lease"], "{v:?}");
 
         let ledger: BTreeSet<String> = audited.clone();
         let clean = check(&Evidence {
-            ids: &ids,
             ops: &ops,
             faults: &faults,
             ledger: &ledger,
@@ -245,9 +239,16 @@ mod tests {
 
     #[test]
     fn a_single_node_fault_cuts_nobody_off_and_failover_is_measured_from_leader_faults() {
-        let faults =
-            vec![Fault { kind: FaultKind::Kill, nodes: vec![2], leader_before: Some(2), start_ms: 100, end_ms: 5000 }];
-        assert!(cut_off_windows(&faults, &[1, 2, 3]).is_empty());
+        let faults = vec![Fault {
+            kind: FaultKind::Kill,
+            nodes: vec![2],
+            isolated: vec![],
+            intensity: 0,
+            leader_before: Some(2),
+            start_ms: 100,
+            end_ms: 5000,
+        }];
+        assert!(cut_off_windows(&faults).is_empty());
         let ops = vec![
             op("a", 1, OpKind::Insert, true, 50, 120),   // invoked before the fault
             op("b", 2, OpKind::Insert, true, 200, 300),  // through the dead node

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::process::{Child, Command};
 
+mod hosts;
 mod issuer;
 mod postgres;
 
@@ -40,6 +41,9 @@ pub struct DevArgs {
     /// demo policy.
     #[arg(long)]
     pub postgres: bool,
+    /// Hidden options for the chaos harness (node addresses, network namespaces).
+    #[command(flatten)]
+    pub hosts: hosts::HostArgs,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -123,6 +127,7 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
     );
 
     let configs = prepare(&dir, args.nodes)?;
+    args.hosts.apply(&dir, &configs)?;
     let exe = std::env::current_exe().map_err(|e| NodeError::io("locate the portcullis binary", e))?;
     let issuer_info = issuer::IssuerInfo::load(&dir)?;
     let mut issuer_child = spawn_logged(&exe, &dir, "issuer", &["dev", "issuer", "--dir"], &dir)?;
@@ -132,7 +137,7 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
     }
     let mut children = Vec::new();
     for (id, path) in &configs {
-        children.push(spawn_node(&exe, &dir, *id, path)?);
+        children.push(args.hosts.spawn_node(&exe, &dir, *id, path)?);
     }
     let first = configs.first().map(|(_, p)| p.clone()).ok_or_else(|| NodeError::Dev("no nodes".into()))?;
     let first = NodeConfig::load(&first, std::iter::empty())?;
