@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
-# Debian packages the build and the black-box tests need.
-packages=(build-essential pkg-config curl ca-certificates procps iproute2 postgresql postgresql-contrib libclang-dev pgbouncer haproxy openssl)
+# Debian packages the build and the black-box tests need (iproute2 and iptables: the
+# chaos harness puts nodes in network namespaces and cuts links with iptables).
+packages=(build-essential pkg-config curl ca-certificates procps iproute2 iptables postgresql postgresql-contrib libclang-dev pgbouncer haproxy openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,6 +1,9 @@
 //! The workload: `clients` long-lived sessions per node through its Postgres door,
-//! each inserting unique operation ids into `ledger`, reading it, and now and then
-//! inserting into `gated`, which policy holds for an approver.
+//! each inserting unique operation ids into `ledger` and reading it, plus one more
+//! session per node inserting into `gated`, which policy holds for an approver. The
+//! gated statements have their own session because each holds it for seconds: in a
+//! ledger session they would leave fewer statements to show whether a node cut off
+//! keeps relaying.
 //!
 //! Sessions are long-lived on purpose: a node that lost its quorum cannot record a
 //! new session, so only statements in sessions opened before the fault can show
@@ -25,8 +28,6 @@ const OP_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A gated statement waits for a decision (up to the policy's 6 s) before it runs.
 const GATED_TIMEOUT: Duration = Duration::from_secs(20);
-/// Share of statements that need an approval, in percent.
-const GATED_PERCENT: u64 = 8;
 
 pub struct Target {
     pub node: u64,
@@ -47,7 +48,8 @@ impl Workload {
     pub fn spawn(self, history: Arc<History>, stop: CancellationToken) -> JoinSet<()> {
         let mut set = JoinSet::new();
         for t in &self.targets {
-            for c in 0..self.clients {
+            // The last one is the gated session.
+            for c in 0..=self.clients {
                 let mut config = tokio_postgres::Config::new();
                 config
                     .host(&t.host)
@@ -63,6 +65,7 @@ impl Workload {
                     config,
                     tls: self.tls.clone(),
                     history: history.clone(),
+                    gated: c == self.clients,
                     rng: Rng::new(self.seed ^ (t.node << 32) ^ u64::try_from(c).unwrap_or(0)),
                 };
                 set.spawn(client.run(stop.clone()));
@@ -78,6 +81,8 @@ struct Client {
     config: tokio_postgres::Config,
     tls: MakeRustls,
     history: Arc<History>,
+    /// Only approval-gated inserts (else ledger inserts and reads).
+    gated: bool,
     rng: Rng,
 }
 
@@ -124,10 +129,9 @@ impl Client {
             };
             seq += 1;
             let op = format!("chaos-n{}-c{}-{seq}", self.node, self.index);
-            let roll = self.rng.below(100);
-            let (f, sql) = if roll < GATED_PERCENT {
+            let (f, sql) = if self.gated {
                 (OpKind::Gated, format!("INSERT INTO gated (op_id, node) VALUES ('{op}', {})", self.node))
-            } else if roll < 54 {
+            } else if self.rng.chance(50) {
                 (OpKind::Insert, format!("INSERT INTO ledger (op_id, node) VALUES ('{op}', {})", self.node))
             } else {
                 (OpKind::Read, format!("SELECT count(*) FROM ledger /* {op} */"))
@@ -157,6 +161,14 @@ impl Client {
             if !ok {
                 // A node that fails closed answers at once; do not spin on it.
                 tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if self.gated {
+                // Approvers are people: a few requests at a time, not a flood.
+                let pause = self.rng.millis(200, 1000);
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = tokio::time::sleep(pause) => {}
+                }
             }
         }
     }

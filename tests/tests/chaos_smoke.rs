@@ -1,6 +1,7 @@
-//! Chaos smoke (issue 5): `portcullis-chaos` against a real playground. A run with
-//! kills and pauses must find no violations; the same harness with the planted fault
-//! (`--unsafe-no-lease`) must find some — the checker can fail.
+//! Chaos smoke (issue 5): `portcullis-chaos` against a real playground. A run of
+//! every nemesis (kills and pauses; as root also partitions, leader isolation, lossy
+//! and slow links in network namespaces) must find no violations; the same harness
+//! with the planted fault (`--unsafe-no-lease`) must find some — the checker can fail.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
@@ -33,15 +34,19 @@ fn chaos_bin() -> PathBuf {
 fn chaos(args: &[&str]) -> (Output, serde_json::Value) {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let keep = tempfile::tempdir().unwrap();
-    let out = Command::new(chaos_bin())
+    let child = Command::new(chaos_bin())
         .arg("run")
         .args(args)
         .arg("--keep")
         .arg(keep.path())
         .env("PORTCULLIS_BIN", portcullis_bin())
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let last = stdout.lines().last().unwrap_or_default();
@@ -56,18 +61,34 @@ fn chaos(args: &[&str]) -> (Output, serde_json::Value) {
         "processes of the run are still alive: {}",
         String::from_utf8_lossy(&leftovers.stdout)
     );
+    // Nor its network namespaces and bridge (named after the harness's pid).
+    let netns = Command::new("ip").args(["netns", "list"]).output().map(|o| o.stdout).unwrap_or_default();
+    let links = Command::new("ip").args(["-o", "link", "show"]).output().map(|o| o.stdout).unwrap_or_default();
+    let ours = |text: &[u8], prefix: &str| {
+        String::from_utf8_lossy(text).lines().filter(|l| l.contains(prefix)).map(String::from).collect::<Vec<_>>()
+    };
+    assert!(ours(&netns, &format!("pcx{pid}n")).is_empty(), "namespaces left behind: {:?}", ours(&netns, "pcx"));
+    assert!(ours(&links, &format!("pcxb{pid}")).is_empty(), "bridge left behind: {:?}", ours(&links, "pcxb"));
     (out, summary)
 }
 
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
+
 #[test]
-fn kills_and_pauses_leave_no_violation_and_the_workload_makes_progress() {
-    let (out, s) = chaos(&["--nemesis", "all", "--duration", "20s", "--seed", "7"]);
+fn every_nemesis_leaves_no_violation_and_the_workload_makes_progress() {
+    let (out, s) = chaos(&["--nemesis", "all", "--duration", "60s", "--seed", "7"]);
     assert_eq!(s["violations"], 0, "{s}");
     assert_eq!(out.status.code(), Some(0), "{s}");
     assert!(s["ops"].as_u64().unwrap() > 50, "too few operations to mean anything: {s}");
     assert!(s["ok"].as_u64().unwrap() > 50, "too few successful operations: {s}");
     assert_eq!(s["nemesis"], "all");
     assert_eq!(s["seed"], 7);
+    assert!(s["faults"].as_object().is_some_and(|f| !f.is_empty()), "no fault was injected: {s}");
+    assert!(s["approvals"].as_object().is_some_and(|a| !a.is_empty()), "no statement waited for approval: {s}");
+    // As root (CI) the nodes run in network namespaces and the network nemeses run.
+    assert_eq!(s["netns"], is_root(), "{s}");
 }
 
 #[test]

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
-use crate::history::{Fault, Op, OpKind};
+use crate::history::{Fault, FaultKind, Op, OpKind};
 
 /// The nodes' lease (DESIGN §4) and the slack we allow for scheduling and logging.
 pub const LEASE_MS: u64 = 1000;
@@ -152,11 +152,13 @@ pub fn check(ev: &Evidence<'_>) -> Vec<Value> {
     v
 }
 
-/// Failover times: from a fault that hit the leader (alone) to the first INSERT
-/// invoked afterwards through a surviving node that succeeded.
+/// Failover times: from a fault that took the leader (alone) away — killed, paused,
+/// partitioned or isolated; slow and lossy links do not take it away — to the first
+/// INSERT invoked afterwards through a surviving node that succeeded.
 pub fn failovers(ops: &[Op], faults: &[Fault]) -> Vec<u64> {
     faults
         .iter()
+        .filter(|f| !matches!(f.kind, FaultKind::Flaky | FaultKind::Slow))
         .filter(|f| f.nodes.len() == 1 && f.leader_before.is_some_and(|l| f.nodes.contains(&l)))
         .filter_map(|f| {
             ops.iter()
@@ -170,7 +172,6 @@ pub fn failovers(ops: &[Op], faults: &[Fault]) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::FaultKind;
 
     fn op(id: &str, node: u64, f: OpKind, ok: bool, invoked: u64, completed: u64) -> Op {
         Op {
