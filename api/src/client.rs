@@ -189,6 +189,28 @@ impl AdminClient {
     }
 }
 
+impl AdminClient {
+    /// A backup file of the node's state, whole.
+    pub async fn backup(&self) -> Result<Vec<u8>, ApiError> {
+        let reply = self.inner.clone().backup(proto::BackupRequest {}).await.map_err(|s| self.error(s))?;
+        let mut stream = reply.into_inner();
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.message().await.map_err(|s| self.error(s))? {
+            out.extend_from_slice(&chunk.data);
+        }
+        Ok(out)
+    }
+
+    /// Send a backup file to restore into this (new, empty) cluster.
+    pub async fn restore(&self, bytes: Vec<u8>) -> Result<proto::RestoreReply, ApiError> {
+        let chunks: Vec<proto::BackupChunk> =
+            bytes.chunks(1024 * 1024).map(|c| proto::BackupChunk { data: c.to_vec() }).collect();
+        let reply =
+            self.inner.clone().restore(tonic::codegen::tokio_stream::iter(chunks)).await.map_err(|s| self.error(s))?;
+        Ok(reply.into_inner())
+    }
+}
+
 // === impl SessionExport ===
 
 impl SessionExport {

@@ -11,10 +11,12 @@
 //! - [`convert`]: model ↔ proto conversions (and the rule that secrets never leave).
 //! - [`auth`]: who is calling ([`Authenticator`]) and what they may do ([`Roles`]).
 //! - [`client`]: [`AdminClient`], the typed client the CLI uses.
+//! - `backup`: the Backup and Restore calls (checked, all-or-nothing restore).
 //! - [`error`]: [`ApiError`] (client side) and the one mapping from store errors to
 //!   gRPC statuses.
 
 pub mod auth;
+mod backup;
 pub mod client;
 pub mod convert;
 pub mod error;

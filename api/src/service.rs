@@ -292,4 +292,17 @@ impl Admin for AdminService {
         let records = sessions.into_iter().map(move |s| session_record(&view, &s));
         Ok(Response::new(Box::pin(tokio_stream::iter(records))))
     }
+
+    type BackupStream = Pin<Box<dyn Stream<Item = Result<proto::BackupChunk, Status>> + Send + 'static>>;
+
+    async fn backup(&self, req: Request<proto::BackupRequest>) -> Reply<Self::BackupStream> {
+        self.authorize(&req, &[Role::Admin]).await?;
+        let chunks = crate::backup::take(&self.node).await?;
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks.into_iter().map(Ok)))))
+    }
+
+    async fn restore(&self, req: Request<tonic::Streaming<proto::BackupChunk>>) -> Reply<proto::RestoreReply> {
+        self.authorize(&req, &[Role::Admin]).await?;
+        Ok(Response::new(crate::backup::restore(&self.node, req.into_inner()).await?))
+    }
 }

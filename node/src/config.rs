@@ -41,6 +41,24 @@ pub struct NodeConfig {
     /// Which groups hold the admin API's roles.
     #[serde(default)]
     pub authz: portcullis_api::auth::Roles,
+    /// What SIGTERM does (graceful shutdown).
+    #[serde(default)]
+    pub shutdown: ShutdownSettings,
+}
+
+/// Graceful shutdown on SIGTERM: fail /readyz and stop accepting at once, close idle
+/// sessions, let running statements finish for up to `grace_secs`, flush the audit,
+/// then leave the cluster's traffic.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownSettings {
+    pub grace_secs: u64,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        ShutdownSettings { grace_secs: 30 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -63,6 +63,10 @@ enum Cmd {
     Sessions(cli::SessionsCmd),
     /// Sign in at the organisation's OIDC provider (device flow) and cache the token.
     Login(cli::LoginArgs),
+    /// Write a consistent backup of the replicated state to a file (admin).
+    Backup(cli::BackupArgs),
+    /// Restore a backup into a new, empty cluster: all of it or nothing (admin).
+    Restore(cli::RestoreArgs),
 }
 
 fn init_logging() {
@@ -99,6 +103,8 @@ fn main() -> ExitCode {
             Cmd::Approvals(c) => cli::approvals(c, g).await.map_err(|e| (e.exit_code(), e.to_string())),
             Cmd::Sessions(c) => cli::sessions(c, g).await.map_err(|e| (e.exit_code(), e.to_string())),
             Cmd::Login(a) => cli::login(a, g).await.map_err(|e| (e.exit_code(), e.to_string())),
+            Cmd::Backup(a) => cli::backup(a, g).await.map_err(|e| (e.exit_code(), e.to_string())),
+            Cmd::Restore(a) => cli::restore(a, g).await.map_err(|e| (e.exit_code(), e.to_string())),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

@@ -30,9 +30,10 @@ pub async fn serve(
     listener: TcpListener,
     node: ClusterNode,
     prometheus: PrometheusHandle,
+    draining: CancellationToken,
     shutdown: CancellationToken,
 ) {
-    let state = Ops { node, prometheus, draining: shutdown.clone() };
+    let state = Ops { node, prometheus, draining };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

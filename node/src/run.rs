@@ -2,7 +2,7 @@
 //!
 //! Binds every listener first (so a port clash is reported before anything starts),
 //! then starts the cluster node, the admin API and the ops port, and runs until
-//! SIGTERM or Ctrl-C.
+//! SIGTERM or Ctrl-C, then drains gracefully (see [`drain`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -95,12 +95,18 @@ pub async fn run(config_path: &Path, unsafe_no_lease: bool) -> Result<(), NodeEr
         Some(v) => Arc::new(crate::admin_auth::OidcAuthenticator::new(v.clone())),
         None => Arc::new(crate::admin_auth::IdentityNotConfigured),
     };
+    // Shutdown runs in stages (see `drain`): `draining` fails /readyz and closes the
+    // doors, `audit_stop` flushes the audit batcher once the doors are done, `shutdown`
+    // stops the rest.
+    let draining = CancellationToken::new();
+    let audit_stop = CancellationToken::new();
+    let mut doors = tokio::task::JoinSet::new();
     if let (Some(listener), Some(verifier)) = (pg_listener, verifier.clone()) {
-        let batcher = portcullis_raft::audit_batch::EventBatcher::spawn(node.clone(), 256, shutdown.child_token());
+        let batcher = portcullis_raft::audit_batch::EventBatcher::spawn(node.clone(), 256, audit_stop.clone());
         let store = Arc::new(crate::door_store::NodeStore::new(node.clone(), batcher));
         let tls = tokio_rustls::TlsAcceptor::from(tls.rustls_server_config()?);
         let door = Arc::new(portcullis_proxy::postgres::PgDoor::new(store, verifier, tls, Default::default()));
-        tokio::spawn(portcullis_proxy::postgres::serve(listener, door, shutdown.child_token()));
+        doors.spawn(portcullis_proxy::postgres::serve(listener, door, draining.clone()));
     }
     let policy_check: portcullis_api::service::PolicyCheck =
         Arc::new(|source| portcullis_proxy::policy::parse(source).map(|doc| doc.name).map_err(|e| e.to_string()));
@@ -116,19 +122,51 @@ pub async fn run(config_path: &Path, unsafe_no_lease: bool) -> Result<(), NodeEr
             tracing::error!(error = %e, "admin server stopped");
         }
     });
-    let ops_task = tokio::spawn(crate::ops::serve(ops_listener, node.clone(), prometheus, shutdown.clone()));
+    let ops_task =
+        tokio::spawn(crate::ops::serve(ops_listener, node.clone(), prometheus, draining.clone(), shutdown.clone()));
 
     wait_for_signal().await;
-    tracing::info!("shutting down");
+    let grace = std::time::Duration::from_secs(config.shutdown.grace_secs);
+    drain(&node, grace, &draining, doors, &audit_stop).await;
     shutdown.cancel();
-    let grace = std::time::Duration::from_secs(5);
-    let _ = tokio::time::timeout(grace, async {
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
         let _ = admin_task.await;
         let _ = ops_task.await;
         let _ = node.raft().shutdown().await;
     })
     .await;
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// Graceful shutdown, in order: fail /readyz and stop accepting connections (a load
+/// balancer drains us); let sessions finish their running statement (idle ones close
+/// at once with 57P01) for up to `grace`; then flush the audit batcher. The admin API
+/// keeps answering meanwhile, so approvals can still release held statements.
+///
+/// A leader does not hand over leadership first: openraft 0.9.25 has no leadership
+/// transfer (it arrived in 0.10), and a follower's campaign is refused while the
+/// leader's lease runs. When the leader stops, the followers elect a new one after
+/// that lease (see `election`): about 1.4 s in BENCHMARKS.md.
+async fn drain(
+    node: &ClusterNode,
+    grace: std::time::Duration,
+    draining: &CancellationToken,
+    mut doors: tokio::task::JoinSet<()>,
+    audit_stop: &CancellationToken,
+) {
+    let was_leader = node.local_status().role == "leader";
+    tracing::info!(grace_secs = grace.as_secs(), was_leader, "SIGTERM: draining (readyz 503, no new connections)");
+    draining.cancel();
+    let started = std::time::Instant::now();
+    let drained = tokio::time::timeout(grace, async { while doors.join_next().await.is_some() {} }).await.is_ok();
+    if drained {
+        tracing::info!(ms = started.elapsed().as_millis() as u64, "sessions ended and their audit is committed");
+    } else {
+        tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing the remaining sessions");
+        doors.abort_all();
+    }
+    audit_stop.cancel();
 }
 
 async fn wait_for_signal() {

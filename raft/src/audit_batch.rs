@@ -3,7 +3,9 @@
 //! Every statement through a door produces audit events. Committing each as its own
 //! Raft entry would cost one quorum round trip per event; instead, events submitted
 //! while a batch is committing wait and go together in the next `AppendEvents` entry.
-//! One batch is in flight at a time, so events keep their submission order.
+//! One batch is in flight at a time, so events keep their submission order. On
+//! shutdown the queue is closed and what it holds is still committed (each batch under
+//! the write deadline), so a graceful stop loses no queued record.
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -46,10 +48,20 @@ impl EventBatcher {
 
 async fn run(node: ClusterNode, mut rx: mpsc::Receiver<Pending>, max_batch: usize, shutdown: CancellationToken) {
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
+    let mut stopping = false;
     loop {
-        let first = tokio::select! {
-            _ = shutdown.cancelled() => None,
-            p = rx.recv() => p,
+        let first = if stopping {
+            rx.recv().await
+        } else {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    // Shutdown flushes: refuse new events, commit those already queued.
+                    stopping = true;
+                    rx.close();
+                    continue;
+                }
+                p = rx.recv() => p,
+            }
         };
         let Some(first) = first else { break };
         batch.push(first);
@@ -80,10 +92,5 @@ async fn run(node: ClusterNode, mut rx: mpsc::Receiver<Pending>, max_batch: usiz
                 }
             }
         }
-    }
-    // Anything still queued is answered, never dropped silently.
-    rx.close();
-    while let Some(p) = rx.recv().await {
-        let _ = p.done.send(Err(Error::NotServing { reason: "node shutting down".into() }));
     }
 }

@@ -73,6 +73,21 @@ pub enum Op {
     PruneSessions {
         before: Millis,
     },
+    /// One part of a backup being restored (`portcullis restore`): kept aside, invisible
+    /// to readers, until [`Op::RestoreCommit`].
+    RestoreStage {
+        restore_id: String,
+        part: u64,
+        /// Records as `crate::backup` encodes them, base64.
+        records: String,
+    },
+    /// Install the staged parts of `restore_id` into an empty state in one atomic apply,
+    /// if all `parts` are there and their SHA-256 is `sha256`; otherwise nothing changes.
+    RestoreCommit {
+        restore_id: String,
+        parts: u64,
+        sha256: String,
+    },
 }
 
 /// What applying a command produced.
@@ -90,6 +105,9 @@ pub enum Response {
     },
     Pruned {
         sessions: u64,
+    },
+    Restored {
+        records: u64,
     },
     /// The state refused the command. Nothing the caller asked for happened; a
     /// decision arriving after an approval's deadline still records the expiry.

@@ -13,6 +13,7 @@
 //! - [`lease`]: the quorum lease that decides whether this node serves (fail closed).
 //! - [`notify`]: apply notifications for waiters.
 //! - [`audit_batch`]: group commit of audit events.
+//! - [`backup`]: the backup file format (`portcullis backup` / `restore`).
 //! - [`crypto`]: the cluster data key that seals backend secrets.
 //! - [`node`]: assembles all of the above for one process.
 
@@ -20,6 +21,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod audit_batch;
+pub mod backup;
 pub mod command;
 pub mod crypto;
 mod election;

@@ -76,6 +76,8 @@ pub struct Cluster {
     issuer_pid: Option<u32>,
     /// The playground's Postgres data dir, stopped on drop.
     pg_data: Option<PathBuf>,
+    /// `lb` of cluster.json (`dev --lb`): HAProxy's addresses, pid and stats socket.
+    pub lb: Option<Value>,
     /// Token of an admin, used by [`cli`](Cluster::cli); minted on first use unless set.
     admin_token: std::sync::Mutex<Option<String>>,
 }
@@ -91,8 +93,15 @@ impl Cluster {
         Self::start_with(n, &["--postgres"])
     }
 
-    fn start_with(n: u64, extra: &[&str]) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
+    /// A fresh `n`-node playground started with extra `portcullis dev` flags
+    /// (`--postgres`, `--lb`).
+    pub fn start_with(n: u64, extra: &[&str]) -> Cluster {
+        Self::start_in(tempfile::tempdir().unwrap(), n, extra)
+    }
+
+    /// As [`start_with`](Self::start_with) in a directory the caller prepared (for
+    /// example with the data key file of another cluster, to restore its backup).
+    pub fn start_in(dir: tempfile::TempDir, n: u64, extra: &[&str]) -> Cluster {
         let out = Command::new(portcullis_bin())
             .args(["dev", "--detach", "--nodes", &n.to_string()])
             .args(extra)
@@ -109,6 +118,7 @@ impl Cluster {
             children: vec![],
             issuer_pid: None,
             pg_data: None,
+            lb: None,
             admin_token: std::sync::Mutex::new(None),
         };
         if cluster_json.exists() {
@@ -129,6 +139,7 @@ impl Cluster {
         let v: Value = serde_json::from_str(&text).unwrap();
         self.issuer_pid = v["issuer_pid"].as_u64().map(|p| p as u32);
         self.pg_data = v["postgres"]["data_dir"].as_str().map(PathBuf::from);
+        self.lb = Some(v["lb"].clone()).filter(|lb| lb.is_object());
         for n in v["nodes"].as_array().unwrap() {
             let id = n["id"].as_u64().unwrap();
             if let Some(pid) = n["pid"].as_u64() {
@@ -264,6 +275,55 @@ impl Cluster {
         signal(self.pids[&id], sig);
     }
 
+    /// SIGTERM node `id` (graceful shutdown) and wait up to `timeout` for it to exit;
+    /// returns its exit status when the harness started it (None for `dev`'s own
+    /// processes, which are not our children). Panics if it does not exit in time.
+    pub fn terminate(&mut self, id: u64, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.pids.remove(&id).unwrap_or_else(|| panic!("node {id} is not running"));
+        signal(pid, "TERM");
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(child) = self.children.iter_mut().find(|c| c.id() == pid) {
+                if let Some(status) = child.try_wait().unwrap() {
+                    return Some(status);
+                }
+            } else if !process_alive(pid) {
+                return None;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node {id} (pid {pid}) still running {timeout:?} after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The load balancer's Postgres address as (host, port) (`dev --lb`).
+    pub fn lb_pg_addr(&self) -> (String, String) {
+        let addr = self.lb.as_ref().and_then(|lb| lb["pg"].as_str()).expect("started with --lb").to_string();
+        let (h, p) = addr.rsplit_once(':').unwrap();
+        (h.to_string(), p.to_string())
+    }
+
+    /// HAProxy's view of the Postgres backend: node id → whether it is in rotation
+    /// (operational state 2 in `show servers state`).
+    pub fn lb_pg_servers_up(&self) -> BTreeMap<u64, bool> {
+        let socket = self.lb.as_ref().and_then(|lb| lb["stats_socket"].as_str()).expect("started with --lb");
+        let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+        use std::io::{Read, Write};
+        stream.write_all(b"show servers state pg_nodes\n").unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        // Columns: be_id be_name srv_id srv_name srv_addr srv_op_state ...
+        text.lines()
+            .filter_map(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                let id = cols.get(3)?.strip_prefix("node")?.parse().ok()?;
+                Some((id, *cols.get(5)? == "2"))
+            })
+            .collect()
+    }
+
     /// Start node `id` again from its config, as an operator would.
     pub fn restart(&mut self, id: u64) {
         let config = self.nodes[&id].config.clone();
@@ -397,7 +457,8 @@ impl Drop for Cluster {
         if let Some(data) = &self.pg_data {
             stop_postgres(data);
         }
-        for pid in self.pids.values().chain(self.issuer_pid.iter()) {
+        let lb_pid = self.lb.as_ref().and_then(|lb| lb["pid"].as_u64()).map(|p| p as u32);
+        for pid in self.pids.values().chain(self.issuer_pid.iter()).chain(lb_pid.iter()) {
             signal(*pid, "KILL");
         }
         for child in &mut self.children {

@@ -8,6 +8,7 @@
 //! ## Layout
 //! - [`cluster`], [`resource`], [`policy`], [`approvals`], [`sessions`]: one file per
 //!   command group, each with its clap subcommand enum and its output.
+//! - `backup`: `portcullis backup` / `restore` (files checked on both sides).
 //! - [`login`]: `portcullis login` (device flow) and the token cache the other commands
 //!   fall back on when no `--token` is given.
 //! - `files`: resource and policy files (YAML or JSON).
@@ -16,6 +17,7 @@
 //! - `error`: [`CliError`].
 
 mod approvals;
+mod backup;
 mod cluster;
 mod error;
 mod files;
@@ -34,6 +36,7 @@ use std::path::PathBuf;
 use portcullis_api::AdminClient;
 
 pub use approvals::{ApprovalsCmd, approvals};
+pub use backup::{BackupArgs, RestoreArgs, backup, restore};
 pub use cluster::{ClusterCmd, cluster};
 pub use error::CliError;
 pub use login::{LoginArgs, login};

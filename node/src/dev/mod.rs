@@ -15,6 +15,7 @@ use tokio::process::{Child, Command};
 
 mod hosts;
 mod issuer;
+mod lb;
 mod postgres;
 
 use portcullis_raft::network::dev_ca as certs;
@@ -41,6 +42,10 @@ pub struct DevArgs {
     /// demo policy.
     #[arg(long)]
     pub postgres: bool,
+    /// Also start HAProxy in front of the nodes (config rendered from
+    /// deploy/haproxy/haproxy.cfg.tmpl); its addresses go to cluster.json `lb`.
+    #[arg(long)]
+    pub lb: bool,
     /// Hidden options for the chaos harness (node addresses, network namespaces).
     #[command(flatten)]
     pub hosts: hosts::HostArgs,
@@ -126,6 +131,8 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
         "WARNING: `portcullis dev` is a development playground: throwaway certificates, keys on disk, loopback only."
     );
 
+    // Missing HAProxy is a usage problem: say so before anything starts.
+    let haproxy = if args.lb { Some(lb::find_haproxy()?) } else { None };
     let configs = prepare(&dir, args.nodes)?;
     args.hosts.apply(&dir, &configs)?;
     let exe = std::env::current_exe().map_err(|e| NodeError::io("locate the portcullis binary", e))?;
@@ -181,6 +188,31 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
             }
         }
     }
+    let mut lb_info = None;
+    if let (Some(haproxy), Ok(())) = (&haproxy, &ready) {
+        match start_lb(&dir, haproxy, &configs).await {
+            Ok((child, addrs)) => {
+                let mut json = serde_json::to_value(&addrs).map_err(|e| NodeError::Dev(e.to_string()))?;
+                if let Some(obj) = json.as_object_mut() {
+                    obj.insert("pid".into(), child.id().into());
+                    obj.insert(
+                        "config".into(),
+                        serde_json::Value::String(dir.join("haproxy.cfg").display().to_string()),
+                    );
+                }
+                lb_info = Some(json);
+                children.push(child);
+            }
+            Err(e) => {
+                stop_all(&mut children).await;
+                let _ = issuer_child.kill().await;
+                if let Some(info) = &pg_info {
+                    postgres::stop(info);
+                }
+                return Err(e);
+            }
+        }
+    }
     let file = ClusterFile {
         postgres: pg_info.as_ref().map(|p| {
             serde_json::json!({"addr": format!("127.0.0.1:{}", p.port), "data_dir": p.data_dir, "log": dir.join("postgres.log")})
@@ -189,7 +221,7 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
         issuer: Some(issuer_info.issuer.clone()),
         issuer_pid: issuer_child.id(),
         resources,
-        lb: None,
+        lb: lb_info,
         nodes: entries,
     };
     let json = serde_json::to_string_pretty(&file).map_err(|e| NodeError::Dev(e.to_string()))?;
@@ -201,6 +233,14 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
         return Err(e);
     }
     print_next_steps(&dir, &endpoint, &file);
+    if let Some(lb) = &file.lb {
+        println!(
+            "HAProxy in front (only nodes whose /readyz is 200 get traffic): Postgres {}, admin https://{}; config {}",
+            lb["pg"].as_str().unwrap_or("-"),
+            lb["admin"].as_str().unwrap_or("-"),
+            dir.join("haproxy.cfg").display()
+        );
+    }
     if let Some(info) = &pg_info {
         print_postgres_steps(&dir, &file, info);
     }
@@ -216,6 +256,32 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
         postgres::stop(info);
     }
     Ok(())
+}
+
+/// Render the HAProxy config for the nodes, check it, start HAProxy and wait until it
+/// listens.
+async fn start_lb(dir: &Path, haproxy: &Path, configs: &[(u64, PathBuf)]) -> Result<(Child, lb::LbAddrs), NodeError> {
+    let nodes = configs
+        .iter()
+        .map(|(id, path)| Ok((*id, NodeConfig::load(path, std::iter::empty())?)))
+        .collect::<Result<Vec<_>, NodeError>>()?;
+    let serves_pg = nodes.iter().any(|(_, c)| c.listen.pg.is_some());
+    let addrs = lb::LbAddrs {
+        pg: if serves_pg { Some(format!("127.0.0.1:{}", free_port()?)) } else { None },
+        ssh: None,
+        http: None,
+        admin: format!("127.0.0.1:{}", free_port()?),
+        stats_socket: dir.join("haproxy.sock"),
+    };
+    let config = dir.join("haproxy.cfg");
+    std::fs::write(&config, lb::render(&nodes, &addrs)?).map_err(|e| NodeError::io("write haproxy.cfg", e))?;
+    lb::check(haproxy, &config)?;
+    let mut child = spawn_logged(haproxy, dir, "haproxy", &["-db", "-f"], &config)?;
+    if let Err(e) = wait_listening(&addrs.admin).await {
+        let _ = child.kill().await;
+        return Err(e);
+    }
+    Ok((child, addrs))
 }
 
 /// Write CA, certificates, key and node configs unless they exist; return each node's config path.
@@ -277,6 +343,7 @@ fn prepare(dir: &Path, nodes: u64) -> Result<Vec<(u64, PathBuf)>, NodeError> {
                 ..Default::default()
             }),
             authz: Default::default(),
+            shutdown: Default::default(),
         };
         let text = toml::to_string_pretty(&config).map_err(|e| NodeError::Dev(e.to_string()))?;
         let path = dir.join(format!("node{id}.toml"));

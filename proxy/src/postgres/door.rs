@@ -75,6 +75,13 @@ pub struct PgDoor<S: Store> {
 }
 
 impl<S: Store> PgDoor<S> {
+    /// Wait until every audit record this door handed to the store has been committed
+    /// (or has failed and been logged): all permits of the backlog are back.
+    pub async fn audit_flushed(&self) {
+        let all = u32::try_from(self.settings.audit_backlog).unwrap_or(u32::MAX);
+        let _ = self.audit_backlog.acquire_many(all).await;
+    }
+
     pub fn new(store: Arc<S>, verifier: Arc<Verifier>, tls: TlsAcceptor, settings: PgSettings) -> Self {
         let audit_backlog = Arc::new(Semaphore::new(settings.audit_backlog));
         PgDoor {
@@ -142,7 +149,7 @@ pub async fn serve<S: Store>(listener: TcpListener, door: Arc<PgDoor<S>>, shutdo
     let limit = Arc::new(Semaphore::new(door.settings.max_connections));
     loop {
         let (tcp, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -163,6 +170,13 @@ pub async fn serve<S: Store>(listener: TcpListener, door: Arc<PgDoor<S>>, shutdo
             drop(permit);
         });
     }
+    // Draining: no new connections; every session closes at its next statement
+    // boundary (57P01). Return once all have ended and their audit is committed; the
+    // caller bounds this with its grace period.
+    drop(listener);
+    let all = u32::try_from(door.settings.max_connections).unwrap_or(u32::MAX);
+    let _ = limit.acquire_many(all).await;
+    door.audit_flushed().await;
 }
 
 async fn handle<S: Store>(door: Arc<PgDoor<S>>, tcp: tokio::net::TcpStream, peer: SocketAddr, stop: CancellationToken) {

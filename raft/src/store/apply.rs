@@ -45,7 +45,7 @@ fn command_time(op: &Op) -> Millis {
         Op::OpenSession { session } => session.started_at,
         Op::AppendEvents { events } => events.first().map(|e| e.at).unwrap_or(0),
         Op::PruneSessions { before } => *before,
-        Op::DeleteResource { .. } | Op::DeletePolicy { .. } => 0,
+        Op::DeleteResource { .. } | Op::DeletePolicy { .. } | Op::RestoreStage { .. } | Op::RestoreCommit { .. } => 0,
     }
 }
 
@@ -135,6 +135,10 @@ fn apply_op(tx: &mut Overlay<'_>, op: Op, changes: &mut Changes) -> Result<Respo
             Ok(Response::Done)
         }
         Op::PruneSessions { before } => prune(tx, before),
+        Op::RestoreStage { restore_id, part, records } => super::restore::stage(tx, &restore_id, part, &records),
+        Op::RestoreCommit { restore_id, parts, sha256 } => {
+            super::restore::commit(tx, &restore_id, parts, &sha256, changes)
+        }
     }
 }
 

@@ -16,6 +16,16 @@ pub const BY_IDENTITY: &[u8] = b"xi/";
 pub const BY_RESOURCE: &[u8] = b"xr/";
 pub const BY_TIME: &[u8] = b"xt/";
 pub const REQUEST: &[u8] = b"q/";
+/// Parts of a restore in progress, invisible to readers until the restore commits.
+pub const RESTORE_PART: &[u8] = b"t/";
+
+/// Part `part` of restore `restore`: `t/<restore>\0<part be>`.
+pub fn restore_part(restore: &str, part: u64) -> Vec<u8> {
+    let mut k = named(RESTORE_PART, restore);
+    k.push(0);
+    k.extend_from_slice(&part.to_be_bytes());
+    k
+}
 
 /// `prefix` + `name`.
 pub fn named(prefix: &[u8], name: &str) -> Vec<u8> {

@@ -8,9 +8,10 @@
 
 mod apply;
 mod durable;
-mod keys;
+pub(crate) mod keys;
 mod log;
 mod overlay;
+mod restore;
 mod snapshot_file;
 mod state_machine;
 mod view;

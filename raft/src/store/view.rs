@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use super::keys;
 use super::overlay::storage_err;
 use super::state_machine::Shared;
+use crate::backup::BackupWriter;
 use crate::error::{Error, Result};
 use crate::model::{Approval, ApprovalStatus, Event, Policy, Resource, Session, SessionFilter};
 
@@ -148,6 +149,37 @@ impl StateView {
     /// Events of a session in order.
     pub fn events(&self, session_id: &str) -> Result<Vec<Event>> {
         self.list(&keys::event_prefix(session_id))
+    }
+
+    /// A backup of the state as of one applied entry: taken under the apply gate, so no
+    /// apply interleaves with the copy (the same consistency a snapshot has).
+    pub async fn backup(&self, node: u64) -> Result<Vec<u8>> {
+        let gate = self.shared.gate.clone().lock_owned().await;
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let _gate = gate;
+            let (last_applied, _) = shared.applied_state().map_err(|e| Error::corrupt("applied state", e))?;
+            let header = BackupWriter::header(node, last_applied.map(|l| l.index).unwrap_or(0));
+            let mut writer = BackupWriter::new(&header)?;
+            for item in shared.tree().iter() {
+                let (k, v) = item.map_err(storage_err)?;
+                writer.record(&k, &v)?;
+            }
+            Ok(writer.finish())
+        })
+        .await
+        .map_err(|e| Error::Fatal(format!("backup task: {e}")))?
+    }
+
+    /// Whether the tables a restore fills are all empty (a restore never merges).
+    pub fn is_empty_for_restore(&self) -> Result<bool> {
+        let tree = self.shared.tree();
+        for prefix in [keys::RESOURCE, keys::POLICY, keys::APPROVAL, keys::SESSION, keys::EVENT] {
+            if tree.scan_prefix(prefix).next().transpose().map_err(storage_err)?.is_some() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Every record of the state machine in key order, for digests and backups.
