@@ -122,6 +122,27 @@ fn psql_through_haproxy_keeps_working_when_any_node_dies_and_a_node_without_quor
         wait_lb_all_up(&c, &[1, 2, 3]);
     }
 
+    // Idle sessions through HAProxy, spread over the nodes (leastconn). A node that
+    // loses its lease keeps idle sessions open itself; HAProxy shuts them down when it
+    // marks the node down.
+    let rt = portcullis_tests::pg::runtime();
+    let sessions: Vec<tokio_postgres::Client> = rt.block_on(async {
+        let (h, p) = c.lb_pg_addr();
+        let mut out = vec![];
+        for _ in 0..3 {
+            let mut config = tokio_postgres::Config::new();
+            config.host(&h).port(p.parse().unwrap()).dbname("demo").user("alice").password(&token);
+            config.ssl_mode(tokio_postgres::config::SslMode::Require);
+            let (client, connection) = config.connect(portcullis_tests::pg::make_tls(&c)).await.unwrap();
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            client.simple_query("SELECT 1").await.unwrap();
+            out.push(client);
+        }
+        out
+    });
+
     // Node 1 alone: alive (healthz), but without a quorum its /readyz fails and
     // HAProxy takes it out of rotation.
     c.kill9(2);
@@ -134,6 +155,9 @@ fn psql_through_haproxy_keeps_working_when_any_node_dies_and_a_node_without_quor
     eprintln!("node 1 without quorum drained after {:?}", drained.elapsed());
     assert!(process_alive(pid1), "node 1 must still run: the balancer drained it, not a crash");
     assert_eq!(c.readyz(1), Some(503));
+    wait_for("HAProxy to shut down the sessions of the drained node", Duration::from_secs(10), || {
+        sessions.iter().all(|s| s.is_closed()).then_some(())
+    });
     let o = lb_psql(&c, &token, "SELECT 1");
     assert!(!o.status.success(), "nothing serves, yet a statement went through: {}", out(&o));
 
