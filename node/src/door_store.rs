@@ -61,8 +61,8 @@ impl Store for NodeStore {
         self.node.write(op).await.map_err(map)
     }
 
-    async fn append(&self, event: Event) -> Result<(), ProxyError> {
-        self.batcher.append(event).await.map(|_| ()).map_err(map)
+    async fn append(&self, events: Vec<Event>) -> Result<(), ProxyError> {
+        self.batcher.append_all(events).await.map(|_| ()).map_err(map)
     }
 
     async fn wait_approval(&self, id: &str, timeout: Duration) -> Result<Option<Approval>, ProxyError> {

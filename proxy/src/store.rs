@@ -34,8 +34,9 @@ pub trait Store: Send + Sync + 'static {
     /// A replicated write (committed by a quorum, or an error within its deadline).
     fn submit(&self, op: Op) -> impl Future<Output = Result<Response>> + Send;
 
-    /// Append an audit event through group commit; resolves once a quorum committed it.
-    fn append(&self, event: Event) -> impl Future<Output = Result<()>> + Send;
+    /// Append audit events through group commit, together and in order; resolves once
+    /// a quorum committed them.
+    fn append(&self, events: Vec<Event>) -> impl Future<Output = Result<()>> + Send;
 
     /// Wait until approval `id` is decided, or `timeout`; returns it as last seen.
     fn wait_approval(&self, id: &str, timeout: Duration) -> impl Future<Output = Result<Option<Approval>>> + Send;

@@ -15,10 +15,11 @@ use crate::error::{Error, Result};
 use crate::model::Event;
 use crate::node::ClusterNode;
 
+/// Events submitted together: they commit in the same entry, in order, or not at all.
 struct Pending {
-    event: Event,
-    /// Receives the event's sequence number in its session once committed.
-    done: oneshot::Sender<Result<u64>>,
+    events: Vec<Event>,
+    /// Receives the events' sequence numbers in their sessions once committed.
+    done: oneshot::Sender<Result<Vec<u64>>>,
 }
 
 /// Handle to the batching task. Cheap to clone.
@@ -37,9 +38,18 @@ impl EventBatcher {
 
     /// Append `event` and wait until a quorum committed it (strict audit).
     pub async fn append(&self, event: Event) -> Result<u64> {
+        let seqs = self.append_all(vec![event]).await?;
+        seqs.first().copied().ok_or_else(|| Error::Rejected("audit batch answered without a sequence number".into()))
+    }
+
+    /// Append `events` in one entry, in order, and wait until a quorum committed them.
+    pub async fn append_all(&self, events: Vec<Event>) -> Result<Vec<u64>> {
+        if events.is_empty() {
+            return Ok(vec![]);
+        }
         let (done, wait) = oneshot::channel();
         self.queue
-            .send(Pending { event, done })
+            .send(Pending { events, done })
             .await
             .map_err(|_| Error::NotServing { reason: "audit batcher stopped".into() })?;
         wait.await.map_err(|_| Error::NotServing { reason: "audit batcher stopped".into() })?
@@ -64,20 +74,26 @@ async fn run(node: ClusterNode, mut rx: mpsc::Receiver<Pending>, max_batch: usiz
             }
         };
         let Some(first) = first else { break };
+        let mut count = first.events.len();
         batch.push(first);
-        while batch.len() < max_batch {
+        while count < max_batch {
             match rx.try_recv() {
-                Ok(p) => batch.push(p),
+                Ok(p) => {
+                    count += p.events.len();
+                    batch.push(p);
+                }
                 Err(_) => break,
             }
         }
-        metrics::histogram!("portcullis_audit_batch_events").record(batch.len() as f64);
-        let events = batch.iter().map(|p| p.event.clone()).collect();
+        metrics::histogram!("portcullis_audit_batch_events").record(count as f64);
+        let events: Vec<Event> = batch.iter().flat_map(|p| p.events.iter().cloned()).collect();
         let result = node.write(Op::AppendEvents { events }).await;
         match result {
-            Ok(Response::Appended { seqs }) if seqs.len() == batch.len() => {
-                for (p, seq) in batch.drain(..).zip(seqs) {
-                    let _ = p.done.send(Ok(seq));
+            Ok(Response::Appended { seqs }) if seqs.len() == count => {
+                let mut seqs = seqs.into_iter();
+                for p in batch.drain(..) {
+                    let mine: Vec<u64> = seqs.by_ref().take(p.events.len()).collect();
+                    let _ = p.done.send(Ok(mine));
                 }
             }
             Ok(other) => {

@@ -71,7 +71,14 @@ struct Session<'d, S: Store> {
     portals: HashMap<String, String>,
     /// Extended-protocol messages waiting for Sync or Flush.
     batch: Vec<F>,
+    /// The last exchange's result record, not yet handed to the store: it rides along
+    /// with the session's next audit record (one commit per statement instead of two),
+    /// or goes alone once the session is idle for `RESULT_FLUSH_AFTER` or ends.
+    pending_result: Option<Event>,
 }
+
+/// How long a result record waits for the session's next statement to ride along with.
+const RESULT_FLUSH_AFTER: Duration = Duration::from_millis(20);
 
 /// Run an admitted session to its end.
 pub async fn run<S: Store>(
@@ -165,8 +172,13 @@ pub async fn run<S: Store>(
         statements: HashMap::new(),
         portals: HashMap::new(),
         batch: Vec::new(),
+        pending_result: None,
     };
     let result = session.serve(stop).await;
+    // The last result record is committed before the session's end is.
+    if let Some(handle) = session.flush_result().await {
+        let _ = handle.await;
+    }
     if let Err(e @ Error::Protocol(_)) = &result {
         // Tell the client why the connection ends, as Postgres does.
         let _ = session.client.send(reply::fatal(reply::PROTOCOL_VIOLATION, &e.to_string())).await;
@@ -193,10 +205,15 @@ fn ready(status: u8) -> B {
 impl<S: Store> Session<'_, S> {
     async fn serve(&mut self, stop: CancellationToken) -> Result<()> {
         loop {
+            let idle_flush = tokio::time::sleep(RESULT_FLUSH_AFTER);
             let msg = tokio::select! {
                 _ = stop.cancelled() => {
                     let _ = self.client.send(reply::fatal("57P01", "this Portcullis node is shutting down")).await;
                     return Ok(());
+                }
+                _ = idle_flush, if self.pending_result.is_some() => {
+                    drop(self.flush_result().await);
+                    continue;
                 }
                 m = self.client.read() => m?,
             };
@@ -316,15 +333,17 @@ impl<S: Store> Session<'_, S> {
     /// Every record holds a permit of the door's audit backlog until it is committed,
     /// so a session that outruns the cluster (fast mode) waits here instead of queueing
     /// without bound and starving replication.
-    fn audit(&self, event: Event) -> impl Future<Output = Option<JoinHandle<Result<()>>>> + Send + 'static {
+    fn audit(&mut self, event: Event) -> impl Future<Output = Option<JoinHandle<Result<()>>>> + Send + 'static {
         // Take what the future needs now: it must not borrow the session across awaits.
         let store = self.door.store.clone();
         let backlog = self.door.audit_backlog.clone();
         let strict = self.resource.audit == AuditMode::Strict;
+        let events: Vec<Event> = self.pending_result.take().into_iter().chain([event]).collect();
         async move {
-            let permit = backlog.acquire_owned().await.ok();
+            let permits = u32::try_from(events.len()).unwrap_or(1);
+            let permit = backlog.acquire_many_owned(permits).await.ok();
             let handle = tokio::spawn(async move {
-                let result = store.append(event).await;
+                let result = store.append(events).await;
                 drop(permit);
                 result
             });
@@ -340,9 +359,10 @@ impl<S: Store> Session<'_, S> {
         }
     }
 
-    /// Phase "record": the result of an exchange, committed in the background (it
-    /// waits only for room in the audit backlog).
-    fn record(&self, outcome: &Outcome, started: Instant) -> impl Future<Output = ()> + Send + 'static {
+    /// Phase "record": the result of an exchange. Kept back briefly so that it commits
+    /// with the next statement's record (see `pending_result`); a result still pending
+    /// is flushed first, so records keep their order.
+    async fn record(&mut self, outcome: &Outcome, started: Instant) {
         let detail = serde_json::json!({
             "tags": outcome.tags,
             "rows": outcome.rows,
@@ -351,16 +371,25 @@ impl<S: Store> Session<'_, S> {
             "preview": outcome.preview,
         });
         let event = self.event("result", detail);
+        drop(self.flush_result().await);
+        self.pending_result = Some(event);
+    }
+
+    /// Hand the pending result record (if any) to the store on its own, in the
+    /// background; the handle says when it is committed.
+    fn flush_result(&mut self) -> impl Future<Output = Option<JoinHandle<()>>> + Send + 'static {
+        let pending = self.pending_result.take();
         let store = self.door.store.clone();
         let backlog = self.door.audit_backlog.clone();
         async move {
+            let event = pending?;
             let permit = backlog.acquire_owned().await.ok();
-            tokio::spawn(async move {
-                if let Err(e) = store.append(event).await {
+            Some(tokio::spawn(async move {
+                if let Err(e) = store.append(vec![event]).await {
                     tracing::warn!(error = %e, "result record could not be committed");
                 }
                 drop(permit);
-            });
+            }))
         }
     }
 }
