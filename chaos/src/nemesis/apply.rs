@@ -92,14 +92,18 @@ fn cut(ids: &[u64], targets: &[u64], link: Link) -> BTreeMap<u64, Vec<(u64, Link
     out
 }
 
-/// Loss on every link that touches `targets`, rolled once per packet: the rule sits
-/// on the lower-numbered end of each link only.
+/// Loss of about `pct` % on every link that touches `targets`. The rule sits on both
+/// ends with half the rate: a direct packet is rolled at both ends (1 − (1 − p/2)²,
+/// 36 % for 40 %), and a connection that goes through a relay can only be matched
+/// in the namespace that opened it (the other end sees the bridge's address), so
+/// one end alone would leave half the relayed connections without loss.
 fn lossy(ids: &[u64], targets: &[u64], pct: u64) -> BTreeMap<u64, Vec<(u64, Link)>> {
+    let half = pct.div_ceil(2);
     let mut out: BTreeMap<u64, Vec<(u64, Link)>> = BTreeMap::new();
     for a in ids {
-        for b in ids.iter().filter(|b| *b > a) {
+        for b in ids.iter().filter(|b| *b != a) {
             if targets.contains(a) || targets.contains(b) {
-                out.entry(*a).or_default().push((*b, Link::Loss(pct)));
+                out.entry(*a).or_default().push((*b, Link::Loss(half)));
             }
         }
     }
@@ -166,13 +170,13 @@ mod tests {
     }
 
     #[test]
-    fn a_cut_drops_both_ends_and_loss_is_rolled_on_one_end() {
+    fn a_cut_drops_both_ends_and_loss_is_split_between_both_ends() {
         let c = cut(&[1, 2, 3], &[2], Link::Drop);
         assert_eq!(c.get(&2), Some(&vec![(1, Link::Drop), (3, Link::Drop)]));
         assert_eq!(c.get(&1), Some(&vec![(2, Link::Drop)]));
-        let l = lossy(&[1, 2, 3], &[3], 20);
-        assert_eq!(l.get(&1), Some(&vec![(3, Link::Loss(20))]));
-        assert_eq!(l.get(&2), Some(&vec![(3, Link::Loss(20))]));
-        assert_eq!(l.get(&3), None);
+        let l = lossy(&[1, 2, 3], &[3], 25);
+        assert_eq!(l.get(&1), Some(&vec![(3, Link::Loss(13))]));
+        assert_eq!(l.get(&2), Some(&vec![(3, Link::Loss(13))]));
+        assert_eq!(l.get(&3), Some(&vec![(1, Link::Loss(13)), (2, Link::Loss(13))]));
     }
 }
