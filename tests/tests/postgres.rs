@@ -157,6 +157,40 @@ fn review_then_deny_and_review_then_expire_end_the_statement_with_the_reason() {
 }
 
 #[test]
+fn an_approval_whose_waiting_node_died_expires_at_its_deadline_and_cannot_be_approved_after() {
+    let mut c = Cluster::start_with_postgres(3);
+    let token = engineer(&c);
+    let file = c.path().join("short.yaml");
+    std::fs::write(
+        &file,
+        "name: short\nrules:\n  - name: short-review\n    match: { resources: [demo], kinds: [update], text: orphaned }\n    action: review\n    approvers: { groups: [approvers] }\n    timeout: 3s\n",
+    )
+    .unwrap();
+    c.cli_ok(1, &["policy", "apply", "-f", file.to_str().unwrap()]);
+    // Hold on a follower, then kill it: nobody waits for the approval any more.
+    let leader = c.wait_all_serving(&[1, 2, 3], READY);
+    let holder = (1..=3).find(|id| *id != leader).unwrap();
+    let other = (1..=3).find(|id| *id != leader && *id != holder).unwrap();
+    let held = c.spawn_psql(holder, &token, "UPDATE customers SET name = 'z' WHERE id = 3 /* orphaned */");
+    let bob = c.token("bob", &["approvers"]);
+    let approval = wait_for("the UPDATE to be held", READY, || pending(&c, leader, &bob).into_iter().next());
+    let id = approval["id"].as_str().unwrap().to_string();
+    c.kill9(holder);
+    let _ = held.wait_with_output();
+    // The leader's sweep expires it once its deadline has passed.
+    let expired = wait_for("the orphaned approval to expire", Duration::from_secs(15), || {
+        let o = c.cli_as(other, Some(&bob), &["approvals", "list", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+        v.as_array()?.iter().find(|a| a["id"] == id.as_str() && a["status"] == "expired").cloned()
+    });
+    assert_eq!(expired["status"], "expired");
+    let o = c.cli_as(leader, Some(&bob), &["approvals", "approve", &id]);
+    assert!(!o.status.success(), "an expired approval was approved: {}", out(&o));
+    assert!(err(&o).contains("expired"), "{}", err(&o));
+    assert!(!c.postgres_log().contains("orphaned"), "the orphaned UPDATE reached the backend");
+}
+
+#[test]
 fn two_racing_decisions_on_one_approval_have_exactly_one_winner() {
     let c = Cluster::start_with_postgres(3);
     let token = engineer(&c);
