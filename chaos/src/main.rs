@@ -333,7 +333,9 @@ async fn check(
         bail!("approvals list failed: {}", String::from_utf8_lossy(&listed.stderr));
     }
     std::fs::write(dir.join("approvals.json"), &listed.stdout)?;
-    let approvals = checker::gated::approvals(&serde_json::from_slice(&listed.stdout)?);
+    let listed_at_ms = history::now_ms();
+    let approval_list: Value = serde_json::from_slice(&listed.stdout)?;
+    let approvals = checker::gated::approvals(&approval_list);
     let audited = checker::audited_ops(&String::from_utf8_lossy(&export.stdout));
     let log = std::fs::read_to_string(&pg.backend.log).context("read the backend's log")?;
     let relays = checker::relays(&log);
@@ -347,6 +349,7 @@ async fn check(
         relays: &relays,
     }));
     violations.extend(checker::gated::check(&ops, &runs, &approvals, &audited));
+    violations.extend(checker::gated::overdue(&approval_list, listed_at_ms));
     let mut file = std::fs::File::create(dir.join("violations.jsonl"))?;
     for v in &violations {
         writeln!(file, "{v}")?;

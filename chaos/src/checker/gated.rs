@@ -7,7 +7,9 @@
 //!   (denied, expired, still pending, or no approval at all);
 //! - `gated-acknowledged-not-run` / `gated-acknowledged-without-approval`: the
 //!   client was told it succeeded, but it did not run, or was never approved;
-//! - `unaudited-write`: a row in `gated` without a committed audit statement event.
+//! - `unaudited-write`: a row in `gated` without a committed audit statement event;
+//! - `overdue-pending`: an approval still `pending` well past its deadline (nobody
+//!   waits for it any more; it must end expired, not stay approvable).
 //!
 //! An approved statement whose client got an error may have run 0 times (the node
 //! lost its lease while it waited, so it was not run) or once (the connection broke
@@ -37,6 +39,27 @@ pub fn approvals(list: &Value) -> BTreeMap<String, Approval> {
         out.insert(op.to_string(), Approval { id: field("id"), status: field("status") });
     }
     out
+}
+
+/// How long past its deadline an approval may still show `pending`: the leader sweeps
+/// overdue approvals once a second, and healing may just have elected it.
+pub const OVERDUE_GRACE_MS: u64 = 5_000;
+
+/// Approvals in an `approvals list --json` document still pending `OVERDUE_GRACE_MS`
+/// after their deadline, as of `now_ms`.
+pub fn overdue(list: &Value, now_ms: u64) -> Vec<Value> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a.get("status").and_then(Value::as_str) == Some("pending"))
+        .filter(|a| {
+            a.get("expires_at_ms").and_then(Value::as_u64).is_some_and(|e| e.saturating_add(OVERDUE_GRACE_MS) < now_ms)
+        })
+        .map(|a| {
+            json!({"check": "overdue-pending", "approval": a.get("id"), "expires_at_ms": a.get("expires_at_ms"),
+                "checked_at_ms": now_ms, "detail": "an approval is still pending long after its deadline"})
+        })
+        .collect()
 }
 
 /// Outcome counts for the summary: statuses of the workload's approvals.
@@ -137,5 +160,23 @@ mod tests {
             ],
             "{v:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod overdue_tests {
+    use super::*;
+
+    #[test]
+    fn only_pending_approvals_well_past_their_deadline_are_overdue() {
+        let list = json!([
+            {"id": "late", "status": "pending", "expires_at_ms": 1_000},
+            {"id": "just-due", "status": "pending", "expires_at_ms": 9_000},
+            {"id": "decided", "status": "expired", "expires_at_ms": 1_000},
+            {"id": "future", "status": "pending", "expires_at_ms": 20_000},
+        ]);
+        let v = overdue(&list, 10_000);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0]["approval"], "late");
     }
 }
