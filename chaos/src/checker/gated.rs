@@ -177,6 +177,6 @@ mod overdue_tests {
         ]);
         let v = overdue(&list, 10_000);
         assert_eq!(v.len(), 1, "{v:?}");
-        assert_eq!(v[0]["approval"], "late");
+        assert_eq!(v.first().and_then(|x| x.get("approval")), Some(&json!("late")));
     }
 }
