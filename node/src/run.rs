@@ -117,7 +117,7 @@ pub async fn run(config_path: &Path, unsafe_no_lease: bool) -> Result<(), NodeEr
         .add_service(admin);
     let admin_stop = shutdown.clone();
     let admin_task = tokio::spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(admin_listener);
+        let incoming = portcullis_raft::network::incoming_nodelay(admin_listener);
         if let Err(e) = admin_server.serve_with_incoming_shutdown(incoming, admin_stop.cancelled()).await {
             tracing::error!(error = %e, "admin server stopped");
         }

@@ -190,7 +190,7 @@ impl ClusterNode {
             .tls_config(core.settings.tls.mutual_server())
             .map_err(|e| Error::Tls(e.to_string()))?
             .add_service(service);
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(raft_listener);
+        let incoming = crate::network::incoming_nodelay(raft_listener);
         let stop = shutdown.clone();
         tokio::spawn(async move {
             if let Err(e) = server.serve_with_incoming_shutdown(incoming, stop.cancelled()).await {

@@ -181,7 +181,7 @@ fn sigterm_drains_the_node_lets_the_running_statement_finish_and_flushes_its_aud
     let pid = c.pid(1).unwrap();
     portcullis_tests::signal(pid, "TERM");
     // At once: not ready (the load balancer drains us) and no new connections.
-    wait_for("node 1 /readyz to fail after SIGTERM", Duration::from_secs(1), || {
+    wait_for("node 1 /readyz to fail after SIGTERM", Duration::from_secs(3), || {
         (c.readyz(1) != Some(200)).then_some(())
     });
     let o = c.psql(1, &token, &["SELECT 'drain-marker-2'"]);

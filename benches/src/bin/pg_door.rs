@@ -15,7 +15,9 @@
 //! Postgres, and `pgbench` with a read-only custom script in simple / extended / prepared
 //! protocol mode against: Postgres directly (no TLS), PgBouncer, the gateway strict, the
 //! gateway fast. Then N rounds of a `DELETE` held on node 2 and approved through node 3,
-//! timed from issuing `portcullis approvals approve` until psql exits.
+//! timed two ways: in process (an admin gRPC client approves, a tokio-postgres session
+//! holds the DELETE: from sending the approval until the DELETE's result arrives), and
+//! with the real tools (from issuing `portcullis approvals approve` until psql exits).
 //!
 //! Everything started is stopped on exit, also on failure (a guard's `Drop`).
 
@@ -529,6 +531,7 @@ fn main() {
     // Approval latency first, on an idle cluster: the load below leaves an audit
     // backlog (fast mode does not wait for its records) that the cluster drains later.
     p.wait_all_ready();
+    approval_release_in_process(&p, args.rounds);
     approval_release(&p, args.rounds);
     let losses_before = p.lease_losses();
 
@@ -621,6 +624,60 @@ fn main() {
         t0.elapsed().as_secs_f64()
     );
     drop(guard);
+}
+
+/// Held `DELETE` on node 2 (tokio-postgres session), approved through node 3 (admin gRPC
+/// client in this process): from sending the approval until the DELETE's result is back
+/// at the client. This is the release latency itself, without process start-ups.
+fn approval_release_in_process(p: &Playground, rounds: usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (release, seen) = rt.block_on(async {
+        let ca = std::fs::read(p.ca()).unwrap();
+        let bob = p.token("bob", "approvers");
+        let admin = portcullis_api::AdminClient::connect(p.admin(3), Some(&ca), Some(bob)).await.unwrap();
+        let tls = portcullis_chaos::tls::MakeRustls::trusting(&p.ca()).unwrap();
+        let mut config = tokio_postgres::Config::new();
+        config.host("127.0.0.1").port(p.door_port(2)).dbname("demo").user("alice").password(p.token("alice", "engineers"));
+        config.ssl_mode(tokio_postgres::config::SslMode::Require);
+        let (client, connection) = config.connect(tls).await.unwrap();
+        tokio::spawn(connection);
+        let client = std::sync::Arc::new(client);
+        let (mut release, mut seen) = (vec![], vec![]);
+        for _ in 0..rounds {
+            let asked = Instant::now();
+            let c = client.clone();
+            let held = tokio::spawn(async move {
+                let r = c.simple_query("DELETE FROM customers WHERE id = -1").await;
+                (r.map(|_| ()), Instant::now())
+            });
+            let id = loop {
+                let pending = admin.list_approvals(true).await.unwrap();
+                if let Some(a) = pending.first() {
+                    break a.id.clone();
+                }
+                assert!(asked.elapsed() < Duration::from_secs(60), "DELETE was not held within 60 s");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            };
+            seen.push(asked.elapsed());
+            let t0 = Instant::now();
+            admin.approve(&id, "bench").await.unwrap();
+            let (result, done) = held.await.unwrap();
+            result.unwrap();
+            release.push(done.duration_since(t0));
+        }
+        (release, seen)
+    });
+    let (mut release, mut seen) = (release, seen);
+    release.sort();
+    seen.sort();
+    println!("\n## approval release, in process (DELETE held on node 2 via tokio-postgres, approved through node 3 via gRPC), {rounds} rounds");
+    println!("{:<52} {:>8} {:>8} {:>8}", "", "p50 ms", "p99 ms", "samples");
+    for (label, v) in [
+        ("approve sent -> DELETE result at the client", &release),
+        ("(DELETE sent -> approval seen pending, by polling)", &seen),
+    ] {
+        println!("{label:<52} {:>8.2} {:>8.2} {:>8}", ms(quantile(v, 0.5)), ms(quantile(v, 0.99)), v.len());
+    }
 }
 
 /// Held `DELETE` on node 2, approved through node 3: time from issuing the approve

@@ -14,8 +14,23 @@ pub mod server;
 pub mod tls;
 
 use serde::{Deserialize, Serialize};
+use tokio_stream::{Stream, StreamExt as _};
 
 use crate::Member;
+
+/// Accepted connections of a gRPC listener with Nagle's algorithm off. tonic does not
+/// set TCP_NODELAY on connections it did not accept itself; without it a small HTTP/2
+/// frame written behind an unacknowledged one waits for the peer's delayed ACK (up to
+/// 40 ms on Linux), which showed up as 40 ms approval releases.
+pub fn incoming_nodelay(
+    listener: tokio::net::TcpListener,
+) -> impl Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static {
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
+        accepted.inspect(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        })
+    })
+}
 use crate::command::{Command, Response};
 
 /// What a follower asks the leader to do on its behalf.
