@@ -3,10 +3,10 @@
 //! Every statement through a door produces audit events. Committing each as its own
 //! Raft entry would cost one quorum round trip per event; instead, events submitted
 //! while a batch is committing wait and go together in the next `AppendEvents` entry.
-//! Up to [`MAX_IN_FLIGHT`] batches commit at once, but never two holding events of the
-//! same session, so each session's events keep their submission order. On
-//! shutdown the queue is closed and what it holds is still committed (each batch under
-//! the write deadline), so a graceful stop loses no queued record.
+//! Up to [`MAX_IN_FLIGHT`] batches commit at once (one, as measured best), never two
+//! holding events of the same session, so each session's events keep their submission
+//! order. On shutdown the queue is closed and what it holds is still committed (each
+//! batch under the write deadline), so a graceful stop loses no queued record.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -21,8 +21,11 @@ use crate::node::ClusterNode;
 
 /// Events submitted together: they commit in the same entry, in order, or not at all.
 /// Batches committing at once. More than one overlaps the quorum round trips of
-/// independent sessions; a session's own events still commit one batch at a time.
-const MAX_IN_FLIGHT: usize = 4;
+/// independent sessions, but on a CPU-bound cluster it also makes batches smaller and
+/// entries more numerous: pg_door with 16 strict clients measured about 2 000 tps with
+/// one in flight, 1 600–1 900 with two and 1 400–1 900 with four (BENCHMARKS.md). The
+/// scheduling below keeps each session's events in order for any value.
+const MAX_IN_FLIGHT: usize = 1;
 
 struct Pending {
     events: Vec<Event>,
