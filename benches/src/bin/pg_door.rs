@@ -637,7 +637,12 @@ fn approval_release_in_process(p: &Playground, rounds: usize) {
         let admin = portcullis_api::AdminClient::connect(p.admin(3), Some(&ca), Some(bob)).await.unwrap();
         let tls = portcullis_chaos::tls::MakeRustls::trusting(&p.ca()).unwrap();
         let mut config = tokio_postgres::Config::new();
-        config.host("127.0.0.1").port(p.door_port(2)).dbname("demo").user("alice").password(p.token("alice", "engineers"));
+        config
+            .host("127.0.0.1")
+            .port(p.door_port(2))
+            .dbname("demo")
+            .user("alice")
+            .password(p.token("alice", "engineers"));
         config.ssl_mode(tokio_postgres::config::SslMode::Require);
         let (client, connection) = config.connect(tls).await.unwrap();
         tokio::spawn(connection);
@@ -670,7 +675,9 @@ fn approval_release_in_process(p: &Playground, rounds: usize) {
     let (mut release, mut seen) = (release, seen);
     release.sort();
     seen.sort();
-    println!("\n## approval release, in process (DELETE held on node 2 via tokio-postgres, approved through node 3 via gRPC), {rounds} rounds");
+    println!(
+        "\n## approval release, in process (DELETE held on node 2 via tokio-postgres, approved through node 3 via gRPC), {rounds} rounds"
+    );
     println!("{:<52} {:>8} {:>8} {:>8}", "", "p50 ms", "p99 ms", "samples");
     for (label, v) in [
         ("approve sent -> DELETE result at the client", &release),
