@@ -521,3 +521,52 @@ fn a_fast_audit_resource_serves_selects_and_records_them_soon_after() {
     assert!(show.contains("allow"), "{show}");
     assert_no_panic(&c);
 }
+
+#[test]
+fn a_pipeline_with_a_denied_statement_runs_none_of_its_statements() {
+    let c = Cluster::start_with_postgres(1);
+    let token = engineer(&c);
+    register_alias(&c, "pipe", "strict");
+    apply(
+        &c,
+        "policy",
+        "pipe.yaml",
+        "name: pipe\nrules:\n  - match: { groups: [engineers], resources: [pipe], kinds: [select, update] }\n    action: allow\n  - match: { resources: [pipe], kinds: [ddl] }\n    action: deny\n    reason: no DDL on pipe\n",
+    );
+    let rt = pg::runtime();
+    let ending = rt.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let mut s = pg::raw_tls_login(&c, 1, "pipe", &token).await;
+        // One Sync batch: an allowed UPDATE, then a denied DROP. Unnamed statements.
+        let mut batch = Vec::new();
+        let parse = |sql: &str| {
+            let mut body = vec![0u8];
+            body.extend_from_slice(sql.as_bytes());
+            body.extend_from_slice(&[0, 0, 0]);
+            pg::message(b'P', &body)
+        };
+        let bind = pg::message(b'B', &[0, 0, 0, 0, 0, 0, 0, 0]);
+        let execute = pg::message(b'E', &[0, 0, 0, 0, 0]);
+        batch.extend(parse("UPDATE customers SET name = 'pipelined' WHERE id = 1"));
+        batch.extend(&bind);
+        batch.extend(&execute);
+        batch.extend(parse("DROP TABLE customers"));
+        batch.extend(&bind);
+        batch.extend(&execute);
+        batch.extend(pg::message(b'S', &[]));
+        s.write_all(&batch).await.unwrap();
+        s.flush().await.unwrap();
+        pg::read_async_until_close(&mut s, Duration::from_secs(5)).await
+    });
+    let error = ending.error().unwrap_or_else(|| panic!("no error for the denied statement: {ending:?}"));
+    assert_eq!(error.field(b'C').as_deref(), Some("42501"), "{error:?}");
+    assert!(error.field(b'M').unwrap_or_default().contains("no DDL on pipe"), "{error:?}");
+    assert!(ending.messages().iter().any(|m| m.tag == b'Z'), "no ReadyForQuery after the refusal: {ending:?}");
+    assert!(!ending.messages().iter().any(|m| m.tag == b'C'), "a statement of the refused batch completed: {ending:?}");
+    // Nothing of the batch ran: the UPDATE before the denied DROP did not reach Postgres.
+    let log = c.postgres_log();
+    assert!(!log.contains("pipelined"), "the UPDATE of a refused batch ran:\n{log}");
+    let o = c.psql(1, &token, &["SELECT name FROM customers WHERE id = 1"]);
+    assert!(out(&o).contains("Ada Lovelace"), "{}", out(&o));
+    assert_still_serves(&c, 1, &token);
+}

@@ -334,11 +334,19 @@ impl<S: Store> Session<'_, S> {
     /// so a session that outruns the cluster (fast mode) waits here instead of queueing
     /// without bound and starving replication.
     fn audit(&mut self, event: Event) -> impl Future<Output = Option<JoinHandle<Result<()>>>> + Send + 'static {
+        self.audit_all(vec![event])
+    }
+
+    /// As [`audit`](Self::audit) for several records that commit together.
+    fn audit_all(
+        &mut self,
+        records: Vec<Event>,
+    ) -> impl Future<Output = Option<JoinHandle<Result<()>>>> + Send + 'static {
         // Take what the future needs now: it must not borrow the session across awaits.
         let store = self.door.store.clone();
         let backlog = self.door.audit_backlog.clone();
         let strict = self.resource.audit == AuditMode::Strict;
-        let events: Vec<Event> = self.pending_result.take().into_iter().chain([event]).collect();
+        let events: Vec<Event> = self.pending_result.take().into_iter().chain(records).collect();
         async move {
             let permits = u32::try_from(events.len()).unwrap_or(1);
             let permit = backlog.acquire_many_owned(permits).await.ok();

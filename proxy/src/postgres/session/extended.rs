@@ -23,6 +23,11 @@ impl<S: Store> Session<'_, S> {
         let mut expects: VecDeque<Expect> = VecDeque::new();
         let mut commits = Vec::new();
         let mut refusal: Option<(&'static str, String)> = None;
+        // The batch's executions, audited together once the whole batch is allowed.
+        let mut executions = Vec::new();
+        // Where the first Execute starts in `forward` / `expects`: a refused batch runs
+        // nothing from there on (see below).
+        let mut first_execute: Option<(usize, usize)> = None;
 
         if !self.serving() {
             refusal = Some((
@@ -72,6 +77,7 @@ impl<S: Store> Session<'_, S> {
                     let portal = e.name.clone().unwrap_or_default();
                     let Some(statement) = self.portals.get(&portal).cloned() else {
                         // Unknown portal: the backend answers with its own error.
+                        first_execute.get_or_insert((forward.len(), expects.len()));
                         forward.push(msg);
                         expects.push_back(Expect::Rows(Box::default()));
                         continue;
@@ -86,9 +92,8 @@ impl<S: Store> Session<'_, S> {
                             "rules": prepared.rule, "approval": prepared.approval, "masked": !masks.is_empty(), "extended": true,
                         }),
                     );
-                    if let Some(c) = self.audit(event).await {
-                        commits.push(c);
-                    }
+                    executions.push(event);
+                    first_execute.get_or_insert((forward.len(), expects.len()));
                     if !masks.is_empty() && columns.is_none() {
                         // Learn the columns so masks by name apply; the answer stays ours.
                         forward.push(F::Describe(Describe::new(b'P', Some(portal.clone()))));
@@ -115,6 +120,12 @@ impl<S: Store> Session<'_, S> {
                 _ => {}
             }
         }
+        if refusal.is_none()
+            && !executions.is_empty()
+            && let Some(c) = self.audit_all(executions).await
+        {
+            commits.push(c);
+        }
         // Strict audit: every execution's record is committed before anything is sent.
         for c in commits {
             if !matches!(c.await, Ok(Ok(()))) {
@@ -128,7 +139,15 @@ impl<S: Store> Session<'_, S> {
             }
         }
         if refusal.is_some() && !forward.is_empty() {
-            // Run the allowed prefix under a Sync of our own, then report the refusal.
+            // A refused statement fails the whole batch, as an error inside Postgres's
+            // implicit transaction would roll back what ran before it: nothing from the
+            // first Execute on is sent. What comes before it (Parse, Bind, Describe) runs
+            // under a Sync of our own, so named statements stay in step with the backend;
+            // then the client gets the refusal.
+            if let Some((f, e)) = first_execute {
+                forward.truncate(f);
+                expects.truncate(e);
+            }
             forward.retain(|m| !matches!(m, F::Sync(_) | F::Flush(_)));
             expects.retain(|e| !matches!(e, Expect::Ready { .. }));
             forward.push(F::Sync(SyncMsg::new()));
