@@ -16,6 +16,9 @@ pub const BY_IDENTITY: &[u8] = b"xi/";
 pub const BY_RESOURCE: &[u8] = b"xr/";
 pub const BY_TIME: &[u8] = b"xt/";
 pub const REQUEST: &[u8] = b"q/";
+/// The tables a restore fills, which must all be empty before it (it never merges).
+pub const RESTORE_TARGET: [&[u8]; 5] = [RESOURCE, POLICY, APPROVAL, SESSION, EVENT];
+
 /// Parts of a restore in progress, invisible to readers until the restore commits.
 pub const RESTORE_PART: &[u8] = b"t/";
 

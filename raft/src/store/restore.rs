@@ -15,9 +15,6 @@ use crate::backup;
 use crate::command::Response;
 use crate::error::Result;
 
-/// Tables that must be empty before a restore: it fills a new cluster, it never merges.
-const LIVE_TABLES: [&[u8]; 5] = [keys::RESOURCE, keys::POLICY, keys::APPROVAL, keys::SESSION, keys::EVENT];
-
 fn rejected(reason: impl Into<String>) -> Result<Response> {
     Ok(Response::Rejected { reason: reason.into() })
 }
@@ -57,7 +54,7 @@ fn install(
     sha256: &str,
     changes: &mut Changes,
 ) -> Result<Response> {
-    for table in LIVE_TABLES {
+    for table in keys::RESTORE_TARGET {
         if tx.keys(table).next().transpose()?.is_some() {
             return rejected(
                 "restore refused: this cluster already holds resources, policies, approvals or sessions; restore into a new, empty cluster",

@@ -174,7 +174,7 @@ impl StateView {
     /// Whether the tables a restore fills are all empty (a restore never merges).
     pub fn is_empty_for_restore(&self) -> Result<bool> {
         let tree = self.shared.tree();
-        for prefix in [keys::RESOURCE, keys::POLICY, keys::APPROVAL, keys::SESSION, keys::EVENT] {
+        for prefix in keys::RESTORE_TARGET {
             if tree.scan_prefix(prefix).next().transpose().map_err(storage_err)?.is_some() {
                 return Ok(false);
             }

@@ -641,3 +641,60 @@ fn overlay_scan_merges_batch_writes_with_committed_keys() {
     let expected: Vec<Vec<u8>> = ["x/a", "x/b", "x/e", "x/f"].iter().map(|k| k.as_bytes().to_vec()).collect();
     assert_eq!(seen, expected);
 }
+
+// === restore ===
+
+fn restore_parts(records: &[(&[u8], &[u8])]) -> (Vec<String>, String) {
+    use base64::Engine as _;
+    let mut w = crate::backup::BackupWriter::new(&crate::backup::BackupWriter::header(1, 1)).unwrap();
+    for (k, v) in records {
+        w.record(k, v).unwrap();
+    }
+    let backup = crate::backup::Backup::parse(&w.finish()).unwrap();
+    let (parts, sha) = backup.parts().unwrap();
+    (parts.iter().map(|p| base64::engine::general_purpose::STANDARD.encode(p)).collect(), sha)
+}
+
+fn stage_all(tree: &sled::Tree, restore: &str, parts: &[String]) {
+    for (i, records) in parts.iter().enumerate() {
+        let op = Op::RestoreStage { restore_id: restore.into(), part: i as u64, records: records.clone() };
+        assert_eq!(apply(tree, cmd(&format!("{restore}-stage-{i}"), op)), Response::Done);
+    }
+}
+
+#[test]
+fn a_restore_installs_all_staged_records_at_commit_and_nothing_before() {
+    let tree = tree();
+    let (parts, sha) = restore_parts(&[(b"p/demo", b"{}"), (b"s/x", b"{}")]);
+    stage_all(&tree, "r1", &parts);
+    assert!(tree.get(b"p/demo").unwrap().is_none(), "a staged record is visible before the commit");
+    let op = Op::RestoreCommit { restore_id: "r1".into(), parts: parts.len() as u64, sha256: sha };
+    assert_eq!(apply(&tree, cmd("r1-commit", op)), Response::Restored { records: 2 });
+    assert!(tree.get(b"p/demo").unwrap().is_some());
+    assert!(tree.get(b"s/x").unwrap().is_some());
+    assert!(tree.scan_prefix(keys::RESTORE_PART).next().is_none(), "staged parts left behind");
+}
+
+#[test]
+fn a_restore_with_a_missing_part_a_wrong_digest_or_a_non_empty_target_changes_nothing() {
+    let tree = tree();
+    let (parts, sha) = restore_parts(&[(b"p/demo", b"{}")]);
+    stage_all(&tree, "r1", &parts);
+    // One part more than staged.
+    let op = Op::RestoreCommit { restore_id: "r1".into(), parts: parts.len() as u64 + 1, sha256: sha.clone() };
+    assert!(rejection(&apply(&tree, cmd("c1", op))).contains("missing"));
+    assert!(tree.get(b"p/demo").unwrap().is_none());
+    // Staged again, committed with another digest.
+    stage_all(&tree, "r2", &parts);
+    let op = Op::RestoreCommit { restore_id: "r2".into(), parts: parts.len() as u64, sha256: "00".repeat(32) };
+    assert!(rejection(&apply(&tree, cmd("c2", op))).contains("checksum"));
+    assert!(tree.get(b"p/demo").unwrap().is_none());
+    // A cluster that already holds a policy is never merged into.
+    let policy = Policy { name: "live".into(), source: "name: live".into(), updated_at: 1, updated_by: "t".into() };
+    apply(&tree, cmd("live", Op::PutPolicy { policy }));
+    stage_all(&tree, "r3", &parts);
+    let op = Op::RestoreCommit { restore_id: "r3".into(), parts: parts.len() as u64, sha256: sha };
+    assert!(rejection(&apply(&tree, cmd("c3", op))).contains("already holds"));
+    assert!(tree.get(b"p/demo").unwrap().is_none());
+    assert!(tree.get(keys::named(keys::POLICY, "live")).unwrap().is_some(), "the live policy is gone");
+}
