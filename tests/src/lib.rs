@@ -269,6 +269,20 @@ impl Cluster {
                 let _ = child.wait();
             }
         }
+        self.wait_ports_free(id);
+    }
+
+    /// A killed multi-threaded process shows as a zombie as soon as its main thread is
+    /// gone, while other threads may still hold its listening sockets: a restart right
+    /// then fails with "address in use". Wait until node `id`'s ports are free.
+    fn wait_ports_free(&self, id: u64) {
+        let Some(node) = self.nodes.get(&id) else { return };
+        let addrs = [&node.raft, &node.admin, &node.ops].map(|a| {
+            a.trim_start_matches("https://").trim_start_matches("http://").parse::<std::net::SocketAddr>().ok()
+        });
+        wait_for(&format!("node {id}'s ports to be free"), Duration::from_secs(10), || {
+            addrs.iter().flatten().all(|sa| std::net::TcpListener::bind(sa).is_ok()).then_some(())
+        });
     }
 
     pub fn signal(&self, id: u64, sig: &str) {
@@ -285,9 +299,11 @@ impl Cluster {
         loop {
             if let Some(child) = self.children.iter_mut().find(|c| c.id() == pid) {
                 if let Some(status) = child.try_wait().unwrap() {
+                    self.wait_ports_free(id);
                     return Some(status);
                 }
             } else if !process_alive(pid) {
+                self.wait_ports_free(id);
                 return None;
             }
             assert!(
