@@ -173,6 +173,11 @@ impl Cluster {
     }
 
     /// A token minted with extra `portcullis dev token` arguments (e.g. `--issued-ago`).
+    /// A token for alice in group `engineers` (the demo policy's readers).
+    pub fn engineer_token(&self) -> String {
+        self.token("alice", &["engineers"])
+    }
+
     pub fn token_with(&self, args: &[&str]) -> String {
         let out = Command::new(portcullis_bin())
             .args(["dev", "token", "--dir"])
@@ -504,6 +509,16 @@ pub fn stop_postgres(data_dir: &Path) {
     };
     let _ =
         cmd.args(["stop", "-m", "immediate", "-D"]).arg(data_dir).stdout(Stdio::null()).stderr(Stdio::null()).status();
+}
+
+/// A command's stdout as text.
+pub fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// A command's stderr as text.
+pub fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
 }
 
 pub fn signal(pid: u32, sig: &str) {

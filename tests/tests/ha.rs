@@ -10,19 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use portcullis_tests::{Cluster, process_alive, wait_for};
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
-
-fn engineer(c: &Cluster) -> String {
-    c.token("alice", &["engineers"])
-}
+use portcullis_tests::{Cluster, err, out, process_alive, wait_for};
 
 /// psql through the load balancer, one statement per `-c`.
 fn lb_psql(c: &Cluster, token: &str, sql: &str) -> Output {
@@ -94,7 +82,7 @@ fn statement_sqls(events: &[serde_json::Value]) -> Vec<String> {
 #[test]
 fn psql_through_haproxy_keeps_working_when_any_node_dies_and_a_node_without_quorum_is_drained() {
     let mut c = Cluster::start_with(3, &["--postgres", "--lb"]);
-    let token = engineer(&c);
+    let token = c.engineer_token();
     wait_lb_all_up(&c, &[1, 2, 3]);
     let o = lb_psql(&c, &token, "SELECT count(*) FROM customers");
     assert!(o.status.success(), "{}", err(&o));
@@ -175,7 +163,7 @@ fn psql_through_haproxy_keeps_working_when_any_node_dies_and_a_node_without_quor
 #[test]
 fn sigterm_drains_the_node_lets_the_running_statement_finish_and_flushes_its_audit() {
     let mut c = Cluster::start_with_postgres(3);
-    let token = engineer(&c);
+    let token = c.engineer_token();
     let running = c.spawn_psql(1, &token, "SELECT pg_sleep(3), 'drain-marker-1'");
     wait_for("the slow statement to reach Postgres", Duration::from_secs(10), || {
         c.postgres_log().contains("drain-marker-1").then_some(())
@@ -216,7 +204,7 @@ fn sigterm_drains_the_node_lets_the_running_statement_finish_and_flushes_its_aud
 #[test]
 fn rolling_restart_under_pgbench_through_haproxy_keeps_every_successful_statement_in_the_audit() {
     let mut c = Cluster::start_with(3, &["--postgres", "--lb"]);
-    let token = engineer(&c);
+    let token = c.engineer_token();
     backend_psql(&c, "CREATE TABLE ledger(op text PRIMARY KEY)");
     backend_psql(&c, "GRANT SELECT, INSERT ON ledger TO demo_app");
     let policy = c.path().join("ledger.yaml");
@@ -342,7 +330,7 @@ fn state_listing(c: &Cluster, via: u64) -> Vec<String> {
 #[test]
 fn backup_restores_into_a_new_cluster_identically_and_bad_files_are_refused_whole() {
     let c = Cluster::start_with_postgres(3);
-    let token = engineer(&c);
+    let token = c.engineer_token();
     let o = c.psql(2, &token, &["SELECT count(*) FROM customers"]);
     assert!(o.status.success(), "{}", err(&o));
     // One approved and one denied approval, so the approvals table has both.

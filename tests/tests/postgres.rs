@@ -7,20 +7,9 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use portcullis_tests::{Cluster, wait_for};
+use portcullis_tests::{Cluster, err, out, wait_for};
 
 const READY: Duration = Duration::from_secs(30);
-
-fn out(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-fn err(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
-
-fn engineer(c: &Cluster) -> String {
-    c.token("alice", &["engineers"])
-}
 
 /// Pending approvals as seen by `token` through node `via`.
 fn pending(c: &Cluster, via: u64, token: &str) -> Vec<serde_json::Value> {
@@ -41,7 +30,7 @@ fn customer_count(c: &Cluster, token: &str) -> i64 {
 #[test]
 fn psql_reads_through_every_node_with_pii_masked_and_every_statement_audited() {
     let c = Cluster::start_with_postgres(3);
-    let token = engineer(&c);
+    let token = c.engineer_token();
     for id in 1..=3 {
         let o = c.psql(id, &token, &["SELECT id, name, email, ssn FROM customers ORDER BY id LIMIT 2"]);
         assert!(o.status.success(), "node {id}: {}", err(&o));
@@ -70,7 +59,7 @@ fn psql_reads_through_every_node_with_pii_masked_and_every_statement_audited() {
 #[test]
 fn denied_statements_never_reach_the_backend() {
     let c = Cluster::start_with_postgres(3);
-    let token = engineer(&c);
+    let token = c.engineer_token();
     for sql in ["TRUNCATE customers /* marker-truncate */", "DROP TABLE customers /* marker-drop */"] {
         let o = c.psql(2, &token, &[sql]);
         assert!(!o.status.success());
@@ -99,7 +88,7 @@ fn denied_statements_never_reach_the_backend() {
 #[test]
 fn a_delete_held_on_node_2_is_released_by_an_approval_through_node_3_exactly_once() {
     let c = Cluster::start_with_postgres(3);
-    let token = engineer(&c);
+    let token = c.engineer_token();
     let held = c.spawn_psql(2, &token, "DELETE FROM customers WHERE id = 12 /* marker-held */");
     let bob = c.token("bob", &["approvers"]);
     let approval = wait_for("the DELETE to be held", READY, || pending(&c, 3, &bob).into_iter().next());
@@ -128,7 +117,7 @@ fn a_delete_held_on_node_2_is_released_by_an_approval_through_node_3_exactly_onc
 #[test]
 fn review_then_deny_and_review_then_expire_end_the_statement_with_the_reason() {
     let c = Cluster::start_with_postgres(3);
-    let token = engineer(&c);
+    let token = c.engineer_token();
     // A second policy: UPDATEs mentioning expire_me wait at most 2 s.
     let file = c.path().join("short.yaml");
     std::fs::write(
@@ -159,7 +148,7 @@ fn review_then_deny_and_review_then_expire_end_the_statement_with_the_reason() {
 #[test]
 fn an_approval_whose_waiting_node_died_expires_at_its_deadline_and_cannot_be_approved_after() {
     let mut c = Cluster::start_with_postgres(3);
-    let token = engineer(&c);
+    let token = c.engineer_token();
     let file = c.path().join("short.yaml");
     std::fs::write(
         &file,
@@ -193,7 +182,7 @@ fn an_approval_whose_waiting_node_died_expires_at_its_deadline_and_cannot_be_app
 #[test]
 fn two_racing_decisions_on_one_approval_have_exactly_one_winner() {
     let c = Cluster::start_with_postgres(3);
-    let token = engineer(&c);
+    let token = c.engineer_token();
     let held = c.spawn_psql(1, &token, "INSERT INTO customers (name) VALUES ('race')");
     let bob = c.token("bob", &["approvers"]);
     let carol = c.token("carol", &["approvers"]);
@@ -223,7 +212,7 @@ fn two_racing_decisions_on_one_approval_have_exactly_one_winner() {
 #[test]
 fn pgbench_runs_through_the_gateway_in_simple_extended_and_prepared_modes() {
     let c = Cluster::start_with_postgres(3);
-    let token = engineer(&c);
+    let token = c.engineer_token();
     let script = c.path().join("read.sql");
     std::fs::write(&script, "\\set id random(1, 10)\nSELECT name, email FROM customers WHERE id = :id;\n").unwrap();
     for (node, mode) in [(1, "simple"), (2, "extended"), (3, "prepared")] {
@@ -260,7 +249,7 @@ fn pgbench_runs_through_the_gateway_in_simple_extended_and_prepared_modes() {
 #[test]
 fn with_the_quorum_gone_no_statement_reaches_the_backend_and_the_client_is_told_at_once() {
     let mut c = Cluster::start_with_postgres(3);
-    let token = engineer(&c);
+    let token = c.engineer_token();
     let conninfo = c.pg_conninfo(1, "alice");
     // A session opened while healthy...
     let mut psql = Command::new("psql")
@@ -329,7 +318,7 @@ fn the_gateway_reaches_the_backend_over_verified_tls_when_the_resource_asks_for_
             "-c",
             "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
         ])
-        .env("PGPASSWORD", engineer(&c))
+        .env("PGPASSWORD", c.engineer_token())
         .stdin(Stdio::null())
         .output()
         .unwrap();

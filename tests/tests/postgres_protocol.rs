@@ -12,23 +12,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::{SinkExt, TryStreamExt};
 use portcullis_tests::pg::{self, Ending};
-use portcullis_tests::{Cluster, wait_for};
+use portcullis_tests::{Cluster, err, out, wait_for};
 use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::error::SqlState;
 
 const READY: Duration = Duration::from_secs(30);
-
-fn err(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
-
-fn out(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-
-fn engineer(c: &Cluster) -> String {
-    c.token("alice", &["engineers"])
-}
 
 /// The SQLSTATE of a tokio-postgres error, if the server sent one.
 fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
@@ -88,7 +76,7 @@ fn register_alias(c: &Cluster, name: &str, audit: &str) {
 #[test]
 fn tokio_postgres_runs_simple_extended_and_transactional_queries_through_every_node() {
     let c = Cluster::start_with_postgres(3);
-    let token = engineer(&c);
+    let token = c.engineer_token();
     let rt = pg::runtime();
     rt.block_on(async {
         for id in 1..=3 {
@@ -165,7 +153,7 @@ fn tokio_postgres_runs_simple_extended_and_transactional_queries_through_every_n
 #[test]
 fn copy_to_stdout_and_from_stdin_run_when_a_policy_allows_copy() {
     let c = Cluster::start_with_postgres(3);
-    let token = engineer(&c);
+    let token = c.engineer_token();
     // Without a rule for kind copy, COPY is denied (default deny).
     let o = c.psql(1, &token, &["COPY (SELECT id, name FROM customers) TO STDOUT"]);
     assert!(!o.status.success());
@@ -261,7 +249,7 @@ fn copy_to_stdout_and_from_stdin_run_when_a_policy_allows_copy() {
 #[test]
 fn a_cancel_request_stops_a_long_query_with_57014_and_the_session_goes_on() {
     let c = Cluster::start_with_postgres(3);
-    let token = engineer(&c);
+    let token = c.engineer_token();
     let rt = pg::runtime();
     rt.block_on(async {
         for id in [1, 3] {
@@ -312,7 +300,7 @@ fn a_cancel_request_stops_a_long_query_with_57014_and_the_session_goes_on() {
 #[test]
 fn bytes_before_login_get_a_protocol_error_or_a_close_and_the_node_keeps_serving() {
     let c = Cluster::start_with_postgres(3);
-    let token = engineer(&c);
+    let token = c.engineer_token();
     let quiet = Duration::from_secs(10);
 
     // (a) 1 KiB of garbage (a fixed xorshift stream), then our half closed.
@@ -434,7 +422,7 @@ fn bytes_before_login_get_a_protocol_error_or_a_close_and_the_node_keeps_serving
 #[test]
 fn bad_tokens_are_refused_at_login_and_strangers_are_denied_every_statement() {
     let c = Cluster::start_with_postgres(3);
-    let token = engineer(&c);
+    let token = c.engineer_token();
 
     // (e) A wrong token: FATAL 28P01 "token rejected".
     let o = c.psql(1, "garbage", &["SELECT 1"]);
@@ -484,7 +472,7 @@ fn bad_tokens_are_refused_at_login_and_strangers_are_denied_every_statement() {
 #[test]
 fn a_fast_audit_resource_serves_selects_and_records_them_soon_after() {
     let c = Cluster::start_with_postgres(3);
-    let token = engineer(&c);
+    let token = c.engineer_token();
     register_alias(&c, "demofast", "fast");
     apply(
         &c,
@@ -525,7 +513,7 @@ fn a_fast_audit_resource_serves_selects_and_records_them_soon_after() {
 #[test]
 fn a_pipeline_with_a_denied_statement_runs_none_of_its_statements() {
     let c = Cluster::start_with_postgres(1);
-    let token = engineer(&c);
+    let token = c.engineer_token();
     register_alias(&c, "pipe", "strict");
     apply(
         &c,
