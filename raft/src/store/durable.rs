@@ -1,10 +1,10 @@
 //! The one place that makes writes durable.
 //!
-//! sled 0.34's `flush` writes its buffers but does not reliably fsync the data file on
-//! Linux (sled#1452), so a vote or log entry reported durable could vanish on power
-//! loss. Every durability point goes through [`Durability::sync`]: sled flush, then
-//! `fdatasync` of sled's data file. A dedicated thread groups concurrent requests, so
-//! many appends share one sync (group commit) and the async runtime never blocks on disk.
+//! Two files need it: sled's (vote, purge point, state machine checkpoints) and the Raft
+//! log's segment files (`log_file`). sled 0.34's `flush` writes its buffers but does not
+//! reliably fsync the data file on Linux (sled#1452), so its sync is sled flush, then
+//! `fdatasync` of sled's data file. A dedicated thread per file groups concurrent requests,
+//! so many appends share one sync (group commit) and the async runtime never blocks on disk.
 
 use std::fs::File;
 use std::path::Path;
@@ -22,16 +22,22 @@ pub struct Durability {
 }
 
 impl Durability {
-    /// Start the sync thread for `db`, whose files live in `db_dir`.
+    /// Start the sync thread for `db`, whose files live in `db_dir`: sled flush, then
+    /// fdatasync of sled's data file.
     pub fn start(db: sled::Db, db_dir: &Path) -> Result<Self> {
         let data_file_path = db_dir.join("db");
         let data_file = File::open(&data_file_path)
             .map_err(|e| Error::io(format!("open sled data file {}", data_file_path.display()), e))?;
+        Self::spawn("portcullis-sync", move || sync_sled(&db, &data_file))
+    }
+
+    /// Start a sync thread named `name` that makes writes durable with `sync_to_disk`.
+    pub(crate) fn spawn(name: &str, sync_to_disk: impl Fn() -> std::io::Result<()> + Send + 'static) -> Result<Self> {
         let (requests, queue) = mpsc::channel::<SyncDone>();
         std::thread::Builder::new()
-            .name("portcullis-sync".into())
-            .spawn(move || sync_loop(db, data_file, queue))
-            .map_err(|e| Error::io("spawn sync thread", e))?;
+            .name(name.into())
+            .spawn(move || sync_loop(sync_to_disk, queue))
+            .map_err(|e| Error::io(format!("spawn sync thread {name}"), e))?;
         Ok(Durability { requests })
     }
 
@@ -52,12 +58,14 @@ impl Durability {
     }
 }
 
-fn sync_loop(db: sled::Db, data_file: File, queue: mpsc::Receiver<SyncDone>) {
+fn sync_loop(sync_to_disk: impl Fn() -> std::io::Result<()>, queue: mpsc::Receiver<SyncDone>) {
     while let Ok(first) = queue.recv() {
         // Everything queued so far was written before we start syncing, so one sync covers all.
         let mut waiting = vec![first];
         waiting.extend(queue.try_iter());
-        let result = sync_to_disk(&db, &data_file);
+        let started = std::time::Instant::now();
+        let result = sync_to_disk();
+        metrics::histogram!("portcullis_storage_sync_seconds").record(started.elapsed().as_secs_f64());
         for done in waiting {
             let r = match &result {
                 Ok(()) => Ok(()),
@@ -68,11 +76,8 @@ fn sync_loop(db: sled::Db, data_file: File, queue: mpsc::Receiver<SyncDone>) {
     }
 }
 
-/// The only function that syncs the database to disk.
-fn sync_to_disk(db: &sled::Db, data_file: &File) -> std::io::Result<()> {
-    let started = std::time::Instant::now();
+/// sled's flush, then the fdatasync sled 0.34 leaves out.
+fn sync_sled(db: &sled::Db, data_file: &File) -> std::io::Result<()> {
     db.flush().map_err(std::io::Error::other)?;
-    data_file.sync_data()?;
-    metrics::histogram!("portcullis_storage_sync_seconds").record(started.elapsed().as_secs_f64());
-    Ok(())
+    data_file.sync_data()
 }

@@ -80,8 +80,3 @@ pub fn session_from_index(key: &[u8], fixed_len: usize) -> Option<(u64, String)>
     let time = u64::from_be_bytes(time.try_into().ok()?);
     Some((time, String::from_utf8(id.to_vec()).ok()?))
 }
-
-/// Log index as a big-endian key, so sled iterates the log in order.
-pub fn log_index(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
-}

@@ -1,28 +1,32 @@
-//! The Raft log and vote, in sled trees of the node's one database.
+//! The Raft log (its own segment files, `log_file`) and the vote (sled's `meta` tree).
 //!
-//! An append is reported durable to openraft only from the sync thread
-//! ([`Durability`]), after sled's flush and an fdatasync.
+//! An append is reported durable to openraft only from the log's sync thread
+//! ([`Durability`]), after the fdatasync of the segment written to.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, LogId, RaftLogReader, StorageError, Vote};
 
 use super::durable::Durability;
-use super::keys;
+use super::log_file::LogFile;
 use super::{read_err, write_err};
 use crate::TypeConfig;
 
 const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
-const LAST_PURGED: &[u8] = b"last_purged";
+pub(super) const LAST_PURGED: &[u8] = b"last_purged";
 
-/// Log storage handle; clones share the same trees.
+/// Log storage handle; clones share the same log and tree.
 #[derive(Clone)]
 pub struct LogStore {
-    pub(super) log: sled::Tree,
+    pub(super) log: Arc<Mutex<LogFile>>,
+    /// Syncs the log's current segment.
+    pub(super) log_sync: Durability,
     pub(super) meta: sled::Tree,
+    /// Syncs sled (vote, purge point).
     pub(super) durability: Durability,
 }
 
@@ -44,14 +48,8 @@ impl LogStore {
         self.durability.sync_now().await.map_err(write_err)
     }
 
-    fn last_entry_log_id(&self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
-        match self.log.last().map_err(read_err)? {
-            None => Ok(None),
-            Some((_, bytes)) => {
-                let entry: Entry<TypeConfig> = serde_json::from_slice(&bytes).map_err(read_err)?;
-                Ok(Some(entry.log_id))
-            }
-        }
+    fn log(&self) -> Result<MutexGuard<'_, LogFile>, StorageError<u64>> {
+        self.log.lock().map_err(|_| write_err(crate::error::Error::Fatal("raft log lock poisoned".into())))
     }
 }
 
@@ -67,21 +65,13 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => i.saturating_add(1),
             Bound::Unbounded => 0,
         };
-        let mut entries = Vec::new();
-        for item in self.log.range(keys::log_index(start)..) {
-            let (key, bytes) = item.map_err(read_err)?;
-            let index = u64::from_be_bytes(key.as_ref().try_into().map_err(read_err_msg)?);
-            if !range.contains(&index) {
-                break;
-            }
-            entries.push(serde_json::from_slice(&bytes).map_err(read_err)?);
-        }
-        Ok(entries)
+        let end = match range.end_bound() {
+            Bound::Included(i) => Some(i.saturating_add(1)),
+            Bound::Excluded(i) => Some(*i),
+            Bound::Unbounded => None,
+        };
+        self.log()?.read(start, end).map_err(read_err)
     }
-}
-
-fn read_err_msg(e: std::array::TryFromSliceError) -> StorageError<u64> {
-    read_err(e)
 }
 
 // === impl RaftLogStorage ===
@@ -91,7 +81,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<u64>> {
         let last_purged_log_id: Option<LogId<u64>> = self.get_meta(LAST_PURGED)?;
-        let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
+        let last_log_id = self.log()?.last_log_id().or(last_purged_log_id);
         Ok(LogState { last_purged_log_id, last_log_id })
     }
 
@@ -122,37 +112,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
-        let mut batch = sled::Batch::default();
-        for entry in entries {
-            let bytes = serde_json::to_vec(&entry).map_err(write_err)?;
-            batch.insert(&keys::log_index(entry.log_id.index), bytes);
-        }
-        self.log.apply_batch(batch).map_err(write_err)?;
+        self.log()?.append(entries).map_err(write_err)?;
         // Reported durable only after the real sync, from the sync thread.
-        self.durability.sync(Box::new(move |result| callback.log_io_completed(result)));
+        self.log_sync.sync(Box::new(move |result| callback.log_io_completed(result)));
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        let mut batch = sled::Batch::default();
-        for item in self.log.range(keys::log_index(log_id.index)..) {
-            let (key, _) = item.map_err(read_err)?;
-            batch.remove(key);
-        }
-        self.log.apply_batch(batch).map_err(write_err)?;
-        self.sync().await
+        // Synced before it returns.
+        self.log()?.truncate(log_id.index).map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
         // Record the purge point first: if we crash midway, the state still says which
-        // entries are gone, and the leftovers are purged again next time.
+        // entries are gone, and opening the log drops the leftovers.
         self.put_meta(LAST_PURGED, &log_id)?;
-        let mut batch = sled::Batch::default();
-        for item in self.log.range(..=keys::log_index(log_id.index)) {
-            let (key, _) = item.map_err(read_err)?;
-            batch.remove(key);
-        }
-        self.log.apply_batch(batch).map_err(write_err)?;
-        self.sync().await
+        self.sync().await?;
+        self.log()?.purge(log_id.index).map_err(write_err)
     }
 }

@@ -1,15 +1,18 @@
-//! Storage of one node: Raft log, vote and state machine in one sled database.
+//! Storage of one node: the Raft log in segment files, vote and state machine in sled.
 //!
 //! Layout on disk under the node's data dir:
-//! - `db/`        sled: trees `log` (entries by big-endian index), `meta` (vote,
-//!   committed, purge point, which tree is the live state machine) and `sm.*`
-//!   (the state machine, see `keys`);
+//! - `log/`       the Raft log's segment files (`log_file`);
+//! - `db/`        sled: trees `meta` (vote, committed, purge point, which tree is the
+//!   live state machine) and `sm.*` (the state machine, see `keys`). sled flushes the
+//!   state machine in the background; it is synced where the log behind it is purged
+//!   (snapshots), and a crash only means re-applying entries from the log;
 //! - `snapshots/` the current snapshot file and `current.json` pointing at it.
 
 mod apply;
 mod durable;
 pub(crate) mod keys;
 mod log;
+mod log_file;
 mod overlay;
 mod restore;
 mod snapshot_file;
@@ -17,7 +20,7 @@ mod state_machine;
 mod view;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::{AnyError, StorageError, StorageIOError};
 
@@ -27,6 +30,7 @@ pub use state_machine::{SnapshotBuilder, StateMachine};
 pub use view::StateView;
 
 use crate::error::{Error, Result};
+use log_file::LogFile;
 use state_machine::{SM_TREE_POINTER, Shared};
 
 /// Open (or create) the store under `data_dir`.
@@ -38,15 +42,32 @@ pub fn open(data_dir: &Path) -> Result<(LogStore, StateMachine, StateView)> {
     let storage = |e: sled::Error| Error::Storage { path: db_dir.display().to_string(), detail: e.to_string() };
     let db = sled::Config::new().path(&db_dir).mode(sled::Mode::HighThroughput).open().map_err(storage)?;
     let durability = Durability::start(db.clone(), &db_dir)?;
-    let log = db.open_tree("log").map_err(storage)?;
+    // Logs used to live in sled's `log` tree; a data dir from then cannot be read safely.
+    if db.tree_names().iter().any(|name| name.as_ref() == b"log") {
+        return Err(Error::Storage {
+            path: db_dir.display().to_string(),
+            detail: "this data dir keeps its Raft log in the old format (sled tree `log`); \
+                     restore a backup into a fresh data dir instead"
+                .into(),
+        });
+    }
     let meta = db.open_tree("meta").map_err(storage)?;
+    let last_purged = match meta.get(log::LAST_PURGED).map_err(storage)? {
+        Some(bytes) => serde_json::from_slice::<openraft::LogId<u64>>(&bytes)
+            .map(|id| Some(id.index))
+            .map_err(|e| Error::Corrupt { what: "purge point", detail: e.to_string() })?,
+        None => None,
+    };
+    let log_file = LogFile::open(&data_dir.join("log"), last_purged)?;
+    let current = log_file.current();
+    let log_sync = Durability::spawn("portcullis-log-sync", move || log_file::sync_current(&current))?;
     let sm_name = match meta.get(SM_TREE_POINTER).map_err(storage)? {
         Some(name) => name.to_vec(),
         None => b"sm.0".to_vec(),
     };
     let tree = db.open_tree(&sm_name).map_err(storage)?;
     let shared = Arc::new(Shared::new(db, meta.clone(), tree, durability.clone(), snapshot_dir));
-    let log_store = LogStore { log, meta, durability };
+    let log_store = LogStore { log: Arc::new(Mutex::new(log_file)), log_sync, meta, durability };
     let view = StateView::new(shared.clone());
     Ok((log_store, StateMachine::new(shared), view))
 }
