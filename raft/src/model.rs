@@ -156,6 +156,7 @@ pub struct Session {
     pub ended_at: Option<Millis>,
     pub status: SessionStatus,
     /// Number of events recorded so far; the next event gets this sequence number.
+    /// Filled in when read (`StateView::session`); the stored record keeps 0.
     #[serde(default)]
     pub events: u64,
 }

@@ -205,34 +205,38 @@ fn status_word(status: ApprovalStatus) -> &'static str {
 }
 
 fn append_events(tx: &mut Overlay<'_>, events: Vec<Event>) -> Result<Response> {
-    // Load each session once (validating that all exist, so a batch is all-or-nothing),
-    // number the events, and write each touched session back once.
-    let mut sessions: std::collections::HashMap<String, Session> = std::collections::HashMap::new();
+    // Check that every session exists first, so a batch is all-or-nothing. A session's
+    // next sequence number is one past its last event: the events table is its own
+    // counter, so appending never rewrites the session record.
+    let mut next: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     for event in &events {
-        if sessions.contains_key(&event.session_id) {
+        if next.contains_key(&event.session_id) {
             continue;
         }
-        match tx.get::<Session>(&keys::named(keys::SESSION, &event.session_id))? {
-            Some(session) => {
-                sessions.insert(event.session_id.clone(), session);
-            }
-            None => return rejected(format!("no session {}", event.session_id)),
+        if tx.get_raw(&keys::named(keys::SESSION, &event.session_id))?.is_none() {
+            return rejected(format!("no session {}", event.session_id));
         }
+        next.insert(event.session_id.clone(), next_event_seq(tx, &event.session_id)?);
     }
     let mut seqs = Vec::with_capacity(events.len());
     for mut event in events {
-        let Some(session) = sessions.get_mut(&event.session_id) else {
+        let Some(seq) = next.get_mut(&event.session_id) else {
             return rejected(format!("no session {}", event.session_id));
         };
-        event.seq = session.events;
-        session.events = session.events.saturating_add(1);
+        event.seq = *seq;
+        *seq = seq.saturating_add(1);
         tx.put(keys::event(&event.session_id, event.seq), &event)?;
         seqs.push(event.seq);
     }
-    for (id, session) in sessions {
-        tx.put(keys::named(keys::SESSION, &id), &session)?;
-    }
     Ok(Response::Appended { seqs })
+}
+
+/// One past the sequence number of the session's last event (0 for none).
+pub(super) fn next_event_seq(tx: &Overlay<'_>, session: &str) -> Result<u64> {
+    Ok(tx
+        .last_key(&keys::event_prefix(session))?
+        .and_then(|key| keys::event_seq(&key))
+        .map_or(0, |seq| seq.saturating_add(1)))
 }
 
 fn prune(tx: &mut Overlay<'_>, before: Millis) -> Result<Response> {

@@ -50,6 +50,12 @@ pub fn event_prefix(session: &str) -> Vec<u8> {
     k
 }
 
+/// The sequence number at the end of an event key.
+pub fn event_seq(key: &[u8]) -> Option<u64> {
+    let at = key.len().checked_sub(8)?;
+    Some(u64::from_be_bytes(key.get(at..)?.try_into().ok()?))
+}
+
 /// Secondary index entry `<prefix><field>\0<started be><session>`; the value is empty.
 pub fn index(prefix: &[u8], field: &str, started: u64, session: &str) -> Vec<u8> {
     let mut k = index_prefix(prefix, field);

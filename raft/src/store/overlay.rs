@@ -84,6 +84,27 @@ impl<'a> Overlay<'a> {
         })
     }
 
+    /// The greatest key under `prefix` as this batch sees it.
+    pub fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>> {
+        let pending = self
+            .writes
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| k.clone())
+            .last();
+        let mut committed = None;
+        for key in self.tree.scan_prefix(prefix).keys().rev() {
+            let key = key.map_err(storage_err)?;
+            // Removed in this batch: the one before it may still be there.
+            if !matches!(self.writes.get(key.as_ref()), Some(None)) {
+                committed = Some(key.to_vec());
+                break;
+            }
+        }
+        Ok(pending.max(committed))
+    }
+
     pub fn into_batch(self) -> sled::Batch {
         let mut batch = sled::Batch::default();
         for (k, v) in self.writes {

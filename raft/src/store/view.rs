@@ -102,7 +102,16 @@ impl StateView {
     }
 
     pub fn session(&self, id: &str) -> Result<Option<Session>> {
-        self.get(&keys::named(keys::SESSION, id))
+        let Some(mut session) = self.get::<Session>(&keys::named(keys::SESSION, id))? else {
+            return Ok(None);
+        };
+        // Apply does not keep a count in the record; the events table is the count.
+        let last = self.shared.tree().scan_prefix(keys::event_prefix(id)).keys().next_back();
+        session.events = match last {
+            Some(key) => keys::event_seq(&key.map_err(storage_err)?).map_or(0, |seq| seq.saturating_add(1)),
+            None => 0,
+        };
+        Ok(Some(session))
     }
 
     /// Sessions matching `filter`, newest first.

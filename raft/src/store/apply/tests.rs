@@ -39,8 +39,11 @@ fn approval_in(tree: &sled::Tree, id: &str) -> Approval {
     get(tree, &keys::named(keys::APPROVAL, id)).expect("approval stored")
 }
 
+/// The session as readers see it: its event count comes from the events table.
 fn session_in(tree: &sled::Tree, id: &str) -> Option<Session> {
-    get(tree, &keys::named(keys::SESSION, id))
+    let mut session: Session = get(tree, &keys::named(keys::SESSION, id))?;
+    session.events = events_in(tree, id).len() as u64;
+    Some(session)
 }
 
 fn events_in(tree: &sled::Tree, session: &str) -> Vec<Event> {
@@ -640,6 +643,35 @@ fn overlay_scan_merges_batch_writes_with_committed_keys() {
     let seen: Vec<Vec<u8>> = tx.keys(b"x/").map(|k| k.unwrap()).collect();
     let expected: Vec<Vec<u8>> = ["x/a", "x/b", "x/e", "x/f"].iter().map(|k| k.as_bytes().to_vec()).collect();
     assert_eq!(seen, expected);
+}
+
+#[test]
+fn overlay_last_key_sees_this_batchs_writes_and_skips_its_removals() {
+    let t = tree();
+    for k in ["x/a", "x/c", "x/e", "y/z"] {
+        t.insert(k, b"1").unwrap();
+    }
+    let mut tx = Overlay::new(&t);
+    assert_eq!(tx.last_key(b"x/").unwrap(), Some(b"x/e".to_vec()));
+    tx.remove(b"x/e".to_vec());
+    assert_eq!(tx.last_key(b"x/").unwrap(), Some(b"x/c".to_vec()), "a removal uncovers the key before it");
+    tx.put_raw(b"x/d".to_vec(), vec![]);
+    assert_eq!(tx.last_key(b"x/").unwrap(), Some(b"x/d".to_vec()));
+    tx.remove(b"x/a".to_vec());
+    tx.remove(b"x/c".to_vec());
+    tx.remove(b"x/d".to_vec());
+    assert_eq!(tx.last_key(b"x/").unwrap(), None);
+    assert_eq!(tx.last_key(b"w/").unwrap(), None);
+}
+
+#[test]
+fn appending_never_rewrites_the_session_record() {
+    let t = tree();
+    apply(&t, cmd("o1", Op::OpenSession { session: session("s1", "alice", "db", 100) }));
+    let stored = t.get(keys::named(keys::SESSION, "s1")).unwrap().unwrap();
+    apply(&t, cmd("e1", Op::AppendEvents { events: vec![event("s1", 200, "a"), event("s1", 201, "b")] }));
+    assert_eq!(t.get(keys::named(keys::SESSION, "s1")).unwrap().unwrap(), stored);
+    assert_eq!(session_in(&t, "s1").unwrap().events, 2);
 }
 
 // === restore ===
