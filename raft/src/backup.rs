@@ -86,7 +86,11 @@ impl TableCounts {
             Some(Table::Policies) => self.policies += 1,
             Some(Table::Approvals) => self.approvals += 1,
             Some(Table::Sessions) => self.sessions += 1,
-            Some(Table::Events) => self.events += 1,
+            Some(Table::Events) => {
+                // One record holds a run of events; its key says how many.
+                let run = keys::event_run_seqs(key).map_or(1, |(first, last)| last.saturating_sub(first) + 1);
+                self.events += run;
+            }
             Some(Table::Index) | None => {}
         }
     }

@@ -206,37 +206,41 @@ fn status_word(status: ApprovalStatus) -> &'static str {
 
 fn append_events(tx: &mut Overlay<'_>, events: Vec<Event>) -> Result<Response> {
     // Check that every session exists first, so a batch is all-or-nothing. A session's
-    // next sequence number is one past its last event: the events table is its own
-    // counter, so appending never rewrites the session record.
-    let mut next: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    // next seq is one past its last event: the events table is its own counter, so
+    // appending never rewrites the session record.
+    let mut runs: Vec<(String, u64, Vec<Event>)> = Vec::new();
     for event in &events {
-        if next.contains_key(&event.session_id) {
+        if runs.iter().any(|(id, _, _)| *id == event.session_id) {
             continue;
         }
         if tx.get_raw(&keys::named(keys::SESSION, &event.session_id))?.is_none() {
             return rejected(format!("no session {}", event.session_id));
         }
-        next.insert(event.session_id.clone(), next_event_seq(tx, &event.session_id)?);
+        runs.push((event.session_id.clone(), next_event_seq(tx, &event.session_id)?, Vec::new()));
     }
     let mut seqs = Vec::with_capacity(events.len());
     for mut event in events {
-        let Some(seq) = next.get_mut(&event.session_id) else {
+        let Some((_, first, run)) = runs.iter_mut().find(|(id, _, _)| *id == event.session_id) else {
             return rejected(format!("no session {}", event.session_id));
         };
-        event.seq = *seq;
-        *seq = seq.saturating_add(1);
-        tx.put(keys::event(&event.session_id, event.seq), &event)?;
+        event.seq = first.saturating_add(run.len() as u64);
         seqs.push(event.seq);
+        run.push(event);
+    }
+    // One record per session: its events of this command, in order.
+    for (session, first, run) in runs {
+        let last = first.saturating_add(run.len() as u64).saturating_sub(1);
+        tx.put(keys::event_run(&session, first, last), &run)?;
     }
     Ok(Response::Appended { seqs })
 }
 
-/// One past the sequence number of the session's last event (0 for none).
+/// One past the seq of the session's last event (0 for none).
 pub(super) fn next_event_seq(tx: &Overlay<'_>, session: &str) -> Result<u64> {
     Ok(tx
         .last_key(&keys::event_prefix(session))?
-        .and_then(|key| keys::event_seq(&key))
-        .map_or(0, |seq| seq.saturating_add(1)))
+        .and_then(|key| keys::event_run_seqs(&key))
+        .map_or(0, |(_, last)| last.saturating_add(1)))
 }
 
 fn prune(tx: &mut Overlay<'_>, before: Millis) -> Result<Response> {

@@ -37,10 +37,14 @@ pub fn named(prefix: &[u8], name: &str) -> Vec<u8> {
     k
 }
 
-/// Events of one session: `e/<session>\0<seq be>`.
-pub fn event(session: &str, seq: u64) -> Vec<u8> {
+/// A run of one session's events with consecutive seqs, stored as one record: the events
+/// one `AppendEvents` command added to the session (a statement's record and the result
+/// riding along with it), so an append costs one write per session, not one per event.
+/// `e/<session>\0<first seq be><last seq be>`; the value is the events as a JSON array.
+pub fn event_run(session: &str, first: u64, last: u64) -> Vec<u8> {
     let mut k = event_prefix(session);
-    k.extend_from_slice(&seq.to_be_bytes());
+    k.extend_from_slice(&first.to_be_bytes());
+    k.extend_from_slice(&last.to_be_bytes());
     k
 }
 
@@ -50,10 +54,12 @@ pub fn event_prefix(session: &str) -> Vec<u8> {
     k
 }
 
-/// The sequence number at the end of an event key.
-pub fn event_seq(key: &[u8]) -> Option<u64> {
-    let at = key.len().checked_sub(8)?;
-    Some(u64::from_be_bytes(key.get(at..)?.try_into().ok()?))
+/// The first and last seq of an event run key.
+pub fn event_run_seqs(key: &[u8]) -> Option<(u64, u64)> {
+    let at = key.len().checked_sub(16)?;
+    let first = u64::from_be_bytes(key.get(at..at + 8)?.try_into().ok()?);
+    let last = u64::from_be_bytes(key.get(at + 8..)?.try_into().ok()?);
+    Some((first, last))
 }
 
 /// Secondary index entry `<prefix><field>\0<started be><session>`; the value is empty.

@@ -108,7 +108,7 @@ impl StateView {
         // Apply does not keep a count in the record; the events table is the count.
         let last = self.shared.tree().scan_prefix(keys::event_prefix(id)).keys().next_back();
         session.events = match last {
-            Some(key) => keys::event_seq(&key.map_err(storage_err)?).map_or(0, |seq| seq.saturating_add(1)),
+            Some(key) => keys::event_run_seqs(&key.map_err(storage_err)?).map_or(0, |(_, last)| last.saturating_add(1)),
             None => 0,
         };
         Ok(Some(session))
@@ -157,7 +157,8 @@ impl StateView {
 
     /// Events of a session in order.
     pub fn events(&self, session_id: &str) -> Result<Vec<Event>> {
-        self.list(&keys::event_prefix(session_id))
+        let runs: Vec<Vec<Event>> = self.list(&keys::event_prefix(session_id))?;
+        Ok(runs.into_iter().flatten().collect())
     }
 
     /// A backup of the state as of one applied entry: taken under the apply gate, so no

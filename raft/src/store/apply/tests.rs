@@ -49,7 +49,7 @@ fn session_in(tree: &sled::Tree, id: &str) -> Option<Session> {
 fn events_in(tree: &sled::Tree, session: &str) -> Vec<Event> {
     tree.scan_prefix(keys::event_prefix(session))
         .values()
-        .map(|v| serde_json::from_slice(&v.unwrap()).unwrap())
+        .flat_map(|v| serde_json::from_slice::<Vec<Event>>(&v.unwrap()).unwrap())
         .collect()
 }
 
@@ -665,13 +665,17 @@ fn overlay_last_key_sees_this_batchs_writes_and_skips_its_removals() {
 }
 
 #[test]
-fn appending_never_rewrites_the_session_record() {
+fn appending_writes_one_record_per_session_and_never_rewrites_the_session_record() {
     let t = tree();
     apply(&t, cmd("o1", Op::OpenSession { session: session("s1", "alice", "db", 100) }));
     let stored = t.get(keys::named(keys::SESSION, "s1")).unwrap().unwrap();
     apply(&t, cmd("e1", Op::AppendEvents { events: vec![event("s1", 200, "a"), event("s1", 201, "b")] }));
     assert_eq!(t.get(keys::named(keys::SESSION, "s1")).unwrap().unwrap(), stored);
     assert_eq!(session_in(&t, "s1").unwrap().events, 2);
+    // The command's two events of s1 are one record.
+    let runs: Vec<_> = t.scan_prefix(keys::event_prefix("s1")).keys().map(|k| k.unwrap()).collect();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(keys::event_run_seqs(&runs[0]), Some((0, 1)));
 }
 
 // === restore ===
