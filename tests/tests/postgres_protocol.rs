@@ -558,3 +558,60 @@ fn a_pipeline_with_a_denied_statement_runs_none_of_its_statements() {
     assert!(out(&o).contains("Ada Lovelace"), "{}", out(&o));
     assert_still_serves(&c, 1, &token);
 }
+
+#[test]
+fn a_refused_statement_inside_a_transaction_aborts_it_so_commit_keeps_nothing() {
+    let c = Cluster::start_with_postgres(1);
+    let token = c.engineer_token();
+    register_alias(&c, "txn", "strict");
+    apply(
+        &c,
+        "policy",
+        "txn.yaml",
+        "name: txn\nrules:\n  - match: { groups: [engineers], resources: [txn], kinds: [select, update, transaction] }\n    action: allow\n  - match: { resources: [txn], kinds: [ddl] }\n    action: deny\n    reason: no DDL on txn\n",
+    );
+    let rt = pg::runtime();
+    rt.block_on(async {
+        let client = pg::connect(&c, 1, "txn", "alice", &token).await.unwrap();
+        // Simple protocol: an allowed UPDATE, then a refused DROP, then COMMIT.
+        client.simple_query("BEGIN").await.unwrap();
+        client.simple_query("UPDATE customers SET name = 'simple-in-refused-tx' WHERE id = 2").await.unwrap();
+        let e = client.simple_query("DROP TABLE customers").await.unwrap_err();
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e:?}");
+        assert!(db_message(&e).contains("no DDL on txn"), "{}", db_message(&e));
+        // The backend agrees the block is aborted: its own 25P02 for the next statement.
+        let e = client.simple_query("SELECT 1").await.unwrap_err();
+        assert_eq!(e.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION), "{e:?}");
+        let done = client.simple_query("COMMIT").await.unwrap();
+        let tag = done.iter().find_map(|m| match m {
+            SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        });
+        assert!(tag.is_some(), "COMMIT completed: {done:?}");
+
+        // Extended protocol: the refusal comes at Parse, inside the block.
+        client.simple_query("BEGIN").await.unwrap();
+        client.execute("UPDATE customers SET name = 'extended-in-refused-tx' WHERE id = $1", &[&3i32]).await.unwrap();
+        let e = client.execute("DROP TABLE customers", &[]).await.unwrap_err();
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e:?}");
+        let e = client.query("SELECT 1", &[]).await.unwrap_err();
+        assert_eq!(e.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION), "{e:?}");
+        client.simple_query("COMMIT").await.unwrap();
+
+        // Outside a block a refusal changes nothing for the backend's session.
+        let e = client.simple_query("DROP TABLE customers").await.unwrap_err();
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e:?}");
+        let rows = simple_rows(
+            &client.simple_query("SELECT name FROM customers WHERE id IN (2, 3) ORDER BY id").await.unwrap(),
+        );
+        assert_eq!(
+            rows,
+            vec![vec![Some("Alan Turing".to_string())], vec![Some("Grace Hopper".to_string())]],
+            "an update before the refusal was committed"
+        );
+    });
+    let log = c.postgres_log();
+    assert!(log.contains("refused by Portcullis"), "the backend was not told to fail the block:\n{log}");
+    assert!(!log.contains("DROP TABLE"), "a denied DROP reached the backend:\n{log}");
+    assert_no_panic(&c);
+}

@@ -8,9 +8,11 @@
 //! Extended-protocol messages are collected until Sync (or Flush) and decided
 //! together: Parse is decided when it arrives in the batch, and the decision is
 //! bound to the statement name, so every later Bind/Execute of it is covered. If a
-//! statement is denied, the allowed messages before it still run (under a Sync of
-//! our own) and the client gets the error and its ReadyForQuery; unlike a backend
-//! error, an implicit transaction of that prefix is committed, not rolled back.
+//! statement of a batch is refused, none of the batch's executions run (only the
+//! Parse/Bind/Describe before the first Execute, under a Sync of our own) and the
+//! client gets the error and its ReadyForQuery. A refusal inside a transaction block
+//! fails the block on the backend too (`fail_open_transaction`), as a Postgres error
+//! would, so a later COMMIT keeps nothing of it.
 //!
 //! Here: the session's state, its loop, and the phases both protocols share (decide,
 //! audit, record). `simple` and `extended` drive the two query protocols; `hold`
@@ -44,6 +46,10 @@ use crate::identity::Identity;
 use crate::mask::MaskPlan;
 use crate::policy::{Decision, Protocol, Request, Verdict, Who};
 use crate::store::Store;
+
+/// What the backend runs to fail its open transaction when we refuse a statement in it
+/// (`fail_open_transaction`); its error goes to the server log, not to the client.
+const FAIL_TRANSACTION: &str = "DO $portcullis$ BEGIN RAISE EXCEPTION 'a statement in this transaction was refused by Portcullis'; END $portcullis$";
 
 /// A statement prepared through this gateway, with the decision bound to its name.
 pub(super) struct Prepared {
@@ -316,11 +322,27 @@ impl<S: Store> Session<'_, S> {
 
     /// Queue an error and, for a finished exchange, our own ReadyForQuery.
     async fn refuse(&mut self, code: &str, message: &str, with_ready: bool) -> Result<()> {
+        if with_ready {
+            self.fail_open_transaction().await?;
+        }
         self.client.queue(reply::error(code, message))?;
         if with_ready {
             self.client.queue(ready(self.tx_status))?;
         }
         self.client.flush().await
+    }
+
+    /// A refused statement inside a transaction block fails the transaction, as any
+    /// error inside Postgres does: the backend (idle, in the block) runs one statement
+    /// that raises, so the client and the backend agree the block is aborted, later
+    /// statements get the backend's 25P02, and a COMMIT rolls back what ran before the
+    /// refusal instead of committing it behind the client's back.
+    async fn fail_open_transaction(&mut self) -> Result<()> {
+        if self.tx_status != b'T' {
+            return Ok(());
+        }
+        self.backend.send(&F::Query(pgwire::messages::simplequery::Query::new(FAIL_TRANSACTION.into()))).await?;
+        self.drain_until_ready().await
     }
 
     fn event(&self, kind: &str, detail: serde_json::Value) -> Event {

@@ -171,6 +171,8 @@ impl<S: Store> Session<'_, S> {
             self.record(&outcome, started).await;
         }
         if let Some((code, message)) = refusal {
+            // The backend is idle here (anything sent ended with a Sync of ours).
+            self.fail_open_transaction().await?;
             self.client.queue(reply::error(code, &message))?;
             if ends_with_sync {
                 self.client.queue(ready(self.tx_status))?;

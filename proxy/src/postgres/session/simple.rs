@@ -117,7 +117,7 @@ impl<S: Store> Session<'_, S> {
     }
 
     /// Read and drop backend output up to ReadyForQuery (results we may not release).
-    async fn drain_until_ready(&mut self) -> Result<()> {
+    pub(super) async fn drain_until_ready(&mut self) -> Result<()> {
         loop {
             if let B::ReadyForQuery(r) = self.backend.read().await? {
                 self.tx_status = match r.status {
