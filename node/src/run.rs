@@ -132,7 +132,9 @@ pub async fn run(config_path: &Path, unsafe_no_lease: bool) -> Result<(), NodeEr
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
         let _ = admin_task.await;
         let _ = ops_task.await;
-        let _ = node.raft().shutdown().await;
+        if let Err(e) = node.shutdown().await {
+            tracing::warn!(error = %e, "store not closed cleanly; the next start rebuilds it from the snapshot");
+        }
     })
     .await;
     tracing::info!("stopped");

@@ -221,6 +221,13 @@ impl ClusterNode {
         &self.core.view
     }
 
+    /// Stop Raft, then record a clean close, so the next start trusts the state on
+    /// disk instead of rebuilding it from the snapshot (`store::recovery`).
+    pub async fn shutdown(&self) -> Result<()> {
+        self.core.raft.shutdown().await.map_err(|e| Error::Fatal(e.to_string()))?;
+        self.core.view.mark_clean().await
+    }
+
     pub fn raft(&self) -> &Raft {
         &self.core.raft
     }

@@ -294,6 +294,10 @@ fn rolling_restart_under_pgbench_through_haproxy_keeps_every_successful_statemen
     }
     std::thread::sleep(Duration::from_secs(1));
     stop.store(true, Ordering::Relaxed);
+    // SIGTERM closes the store cleanly, so a restarted node trusts its state on disk
+    // instead of rebuilding it from a snapshot and the log.
+    let logs = c.logs_full();
+    assert!(logs.contains("closed cleanly last time"), "no restart found a clean close:\n{}", c.logs());
     let processed = bench.join().unwrap();
     let acked = writer.join().unwrap();
     eprintln!("rolling restart: {} acknowledged inserts, {processed} pgbench transactions", acked.len());

@@ -76,6 +76,11 @@ fn sync_loop(sync_to_disk: impl Fn() -> std::io::Result<()>, queue: mpsc::Receiv
     }
 }
 
+/// Sync sled now, on the calling thread (for open and close, where nothing else runs).
+pub(crate) fn sync_sled_at(db: &sled::Db, db_dir: &Path) -> std::io::Result<()> {
+    sync_sled(db, &File::open(db_dir.join("db"))?)
+}
+
 /// sled's flush, then the fdatasync sled 0.34 leaves out.
 fn sync_sled(db: &sled::Db, data_file: &File) -> std::io::Result<()> {
     db.flush().map_err(std::io::Error::other)?;

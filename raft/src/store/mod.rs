@@ -14,6 +14,7 @@ pub(crate) mod keys;
 mod log;
 mod log_file;
 mod overlay;
+mod recovery;
 mod restore;
 mod snapshot_file;
 mod state_machine;
@@ -31,7 +32,7 @@ pub use view::StateView;
 
 use crate::error::{Error, Result};
 use log_file::LogFile;
-use state_machine::{SM_TREE_POINTER, Shared};
+use state_machine::Shared;
 
 /// Open (or create) the store under `data_dir`.
 pub fn open(data_dir: &Path) -> Result<(LogStore, StateMachine, StateView)> {
@@ -61,12 +62,8 @@ pub fn open(data_dir: &Path) -> Result<(LogStore, StateMachine, StateView)> {
     let log_file = LogFile::open(&data_dir.join("log"), last_purged)?;
     let current = log_file.current();
     let log_sync = Durability::spawn("portcullis-log-sync", move || log_file::sync_current(&current))?;
-    let sm_name = match meta.get(SM_TREE_POINTER).map_err(storage)? {
-        Some(name) => name.to_vec(),
-        None => b"sm.0".to_vec(),
-    };
-    let tree = db.open_tree(&sm_name).map_err(storage)?;
-    let shared = Arc::new(Shared::new(db, meta.clone(), tree, durability.clone(), snapshot_dir));
+    let tree = recovery::open_state_tree(&db, &meta, &db_dir, &snapshot_dir)?;
+    let shared = Arc::new(Shared::new(db, meta.clone(), tree, durability.clone(), snapshot_dir, db_dir));
     let log_store = LogStore { log: Arc::new(Mutex::new(log_file)), log_sync, meta, durability };
     let view = StateView::new(shared.clone());
     Ok((log_store, StateMachine::new(shared), view))

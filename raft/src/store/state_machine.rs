@@ -5,13 +5,13 @@
 //! the meta tree, so a crash mid-install leaves the old state intact.
 
 use std::io::SeekFrom;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{Entry, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError, StoredMembership};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncSeekExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::apply::{Changes, apply_command};
 use super::durable::Durability;
@@ -39,6 +39,7 @@ pub struct Shared {
     pub(crate) durability: Durability,
     pub(crate) notifier: Notifier,
     pub(crate) snapshot_dir: PathBuf,
+    pub(crate) db_dir: PathBuf,
 }
 
 impl Shared {
@@ -48,6 +49,7 @@ impl Shared {
         tree: sled::Tree,
         durability: Durability,
         snapshot_dir: PathBuf,
+        db_dir: PathBuf,
     ) -> Self {
         Shared {
             db,
@@ -57,6 +59,7 @@ impl Shared {
             durability,
             notifier: Notifier::default(),
             snapshot_dir,
+            db_dir,
         }
     }
 
@@ -75,6 +78,13 @@ impl Shared {
         }
     }
 
+    /// Record a clean close (see `recovery`): the tree on disk is whole. Call only once
+    /// Raft is shut down; the gate keeps a last apply from being cut in half.
+    pub(crate) async fn mark_clean(&self) -> crate::error::Result<()> {
+        let _gate = self.gate.lock().await;
+        super::recovery::mark_clean(&self.db, &self.meta, &self.db_dir)
+    }
+
     pub(crate) fn applied_state(&self) -> Result<AppliedState, StorageError<u64>> {
         let tree = self.tree();
         let last_applied = match tree.get(keys::LAST_APPLIED).map_err(read_err)? {
@@ -91,9 +101,21 @@ impl Shared {
 
 /// Where the current snapshot is; replaced atomically by rename.
 #[derive(Serialize, Deserialize)]
-struct CurrentSnapshot {
-    meta: SnapshotMeta<u64, Member>,
-    file: String,
+pub(super) struct CurrentSnapshot {
+    pub(super) meta: SnapshotMeta<u64, Member>,
+    pub(super) file: String,
+}
+
+/// The current snapshot's pointer, if there is a snapshot.
+pub(super) fn read_current(snapshot_dir: &Path) -> crate::error::Result<Option<CurrentSnapshot>> {
+    let path = snapshot_dir.join(CURRENT);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map(Some).map_err(|e| crate::error::Error::corrupt("snapshot pointer", e))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(crate::error::Error::io(format!("read {}", path.display()), e)),
+    }
 }
 
 /// openraft's state machine handle.
@@ -157,8 +179,13 @@ async fn set_current(
     let current = CurrentSnapshot { meta: meta.clone(), file: file_name.to_string() };
     let bytes = serde_json::to_vec(&current).map_err(write_err)?;
     let tmp = shared.snapshot_dir.join("current.json.tmp");
-    tokio::fs::write(&tmp, bytes).await.map_err(write_err)?;
+    // Durable before the log behind the snapshot is purged: an unclean start rebuilds from it.
+    let mut file = tokio::fs::File::create(&tmp).await.map_err(write_err)?;
+    file.write_all(&bytes).await.map_err(write_err)?;
+    file.sync_data().await.map_err(write_err)?;
+    drop(file);
     tokio::fs::rename(&tmp, shared.snapshot_dir.join(CURRENT)).await.map_err(write_err)?;
+    tokio::fs::File::open(&shared.snapshot_dir).await.map_err(write_err)?.sync_all().await.map_err(write_err)?;
     let mut dir = tokio::fs::read_dir(&shared.snapshot_dir).await.map_err(write_err)?;
     while let Some(entry) = dir.next_entry().await.map_err(write_err)? {
         let name = entry.file_name().to_string_lossy().to_string();
@@ -210,8 +237,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if let Some(m) = &membership {
             tx.put(keys::LAST_MEMBERSHIP.to_vec(), m).map_err(write_err)?;
         }
-        // One atomic batch: a crash leaves the state at an entry boundary.
-        tree.apply_batch(tx.into_batch()).map_err(write_err)?;
+        // Not atomic: a crash mid-apply makes the next start rebuild from the snapshot (`recovery`).
+        tx.write_to(&tree).map_err(write_err)?;
         self.shared.notifier.applied(last.index);
         if changes.approvals {
             self.shared.notifier.approvals_changed();

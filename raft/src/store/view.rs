@@ -42,6 +42,11 @@ impl StateView {
         Ok(out)
     }
 
+    /// Record a clean close of the store (only after Raft is shut down).
+    pub(crate) async fn mark_clean(&self) -> Result<()> {
+        self.shared.mark_clean().await
+    }
+
     /// Index of the last applied log entry (0 before the first).
     pub fn last_applied(&self) -> u64 {
         *self.shared.notifier.subscribe_applied().borrow()

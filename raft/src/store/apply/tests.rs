@@ -27,7 +27,7 @@ fn apply_all(tree: &sled::Tree, commands: Vec<Command>) -> Vec<Response> {
     let mut tx = Overlay::new(tree);
     let mut changes = Changes::default();
     let responses = commands.into_iter().map(|c| apply_command(&mut tx, c, &mut changes).unwrap()).collect();
-    tree.apply_batch(tx.into_batch()).unwrap();
+    tx.write_to(tree).unwrap();
     responses
 }
 
