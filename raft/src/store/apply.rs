@@ -12,11 +12,18 @@ use crate::command::{Command, Op, Response};
 use crate::error::Result;
 use crate::model::{Approval, ApprovalStatus, ApprovalVote, Event, Millis, Session, SessionStatus};
 
-/// What an apply batch changed, for notifications.
+/// What an apply batch changed, for notifications, and what it knows across applies.
 #[derive(Debug, Default)]
 pub struct Changes {
     pub approvals: bool,
+    /// Next event seq of sessions appended to lately, so an append need not look up the
+    /// session's last event (a reverse scan in sled). The state machine keeps it between
+    /// applies; anything that removes or replaces events clears it.
+    pub next_seqs: std::collections::HashMap<String, u64>,
 }
+
+/// More sessions than this in the seq cache: start over (each entry is only a shortcut).
+const MAX_CACHED_SEQS: usize = 100_000;
 
 /// The remembered answer to a request id (idempotent apply).
 #[derive(Serialize, Deserialize)]
@@ -121,8 +128,9 @@ fn apply_op(tx: &mut Overlay<'_>, op: Op, changes: &mut Changes) -> Result<Respo
             tx.put(key, &session)?;
             Ok(Response::Done)
         }
-        Op::AppendEvents { events } => append_events(tx, events),
+        Op::AppendEvents { events } => append_events(tx, events, &mut changes.next_seqs),
         Op::CloseSession { id, at, status } => {
+            changes.next_seqs.remove(&id);
             let key = keys::named(keys::SESSION, &id);
             let Some(mut session) = tx.get::<Session>(&key)? else {
                 return rejected(format!("no session {id}"));
@@ -134,9 +142,13 @@ fn apply_op(tx: &mut Overlay<'_>, op: Op, changes: &mut Changes) -> Result<Respo
             }
             Ok(Response::Done)
         }
-        Op::PruneSessions { before } => prune(tx, before),
+        Op::PruneSessions { before } => {
+            changes.next_seqs.clear();
+            prune(tx, before)
+        }
         Op::RestoreStage { restore_id, part, records } => super::restore::stage(tx, &restore_id, part, &records),
         Op::RestoreCommit { restore_id, parts, sha256 } => {
+            changes.next_seqs.clear();
             super::restore::commit(tx, &restore_id, parts, &sha256, changes)
         }
     }
@@ -204,7 +216,11 @@ fn status_word(status: ApprovalStatus) -> &'static str {
     }
 }
 
-fn append_events(tx: &mut Overlay<'_>, events: Vec<Event>) -> Result<Response> {
+fn append_events(
+    tx: &mut Overlay<'_>,
+    events: Vec<Event>,
+    next_seqs: &mut std::collections::HashMap<String, u64>,
+) -> Result<Response> {
     // Check that every session exists first, so a batch is all-or-nothing. A session's
     // next seq is one past its last event: the events table is its own counter, so
     // appending never rewrites the session record.
@@ -216,7 +232,11 @@ fn append_events(tx: &mut Overlay<'_>, events: Vec<Event>) -> Result<Response> {
         if tx.get_raw(&keys::named(keys::SESSION, &event.session_id))?.is_none() {
             return rejected(format!("no session {}", event.session_id));
         }
-        runs.push((event.session_id.clone(), next_event_seq(tx, &event.session_id)?, Vec::new()));
+        let first = match next_seqs.get(&event.session_id) {
+            Some(next) => *next,
+            None => next_event_seq(tx, &event.session_id)?,
+        };
+        runs.push((event.session_id.clone(), first, Vec::new()));
     }
     let mut seqs = Vec::with_capacity(events.len());
     for mut event in events {
@@ -229,8 +249,12 @@ fn append_events(tx: &mut Overlay<'_>, events: Vec<Event>) -> Result<Response> {
     }
     // One record per session: its events of this command, in order.
     for (session, first, run) in runs {
-        let last = first.saturating_add(run.len() as u64).saturating_sub(1);
-        tx.put(keys::event_run(&session, first, last), &run)?;
+        let next = first.saturating_add(run.len() as u64);
+        tx.put(keys::event_run(&session, first, next.saturating_sub(1)), &run)?;
+        if next_seqs.len() >= MAX_CACHED_SEQS {
+            next_seqs.clear();
+        }
+        next_seqs.insert(session, next);
     }
     Ok(Response::Appended { seqs })
 }

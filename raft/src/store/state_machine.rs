@@ -4,6 +4,7 @@
 //! to a file; installing one loads it into a fresh tree and then switches a pointer in
 //! the meta tree, so a crash mid-install leaves the old state intact.
 
+use std::collections::HashMap;
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -123,11 +124,13 @@ pub struct StateMachine {
     pub(crate) shared: Arc<Shared>,
     /// File a snapshot from the leader is being received into.
     receiving: Option<PathBuf>,
+    /// Next event seq per session, kept between applies (see `Changes::next_seqs`).
+    next_seqs: HashMap<String, u64>,
 }
 
 impl StateMachine {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        StateMachine { shared, receiving: None }
+        StateMachine { shared, receiving: None, next_seqs: HashMap::new() }
     }
 }
 
@@ -213,7 +216,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let _gate = self.shared.gate.lock().await;
         let tree = self.shared.tree();
         let mut tx = Overlay::new(&tree);
-        let mut changes = Changes::default();
+        // Taken, and given back only once this apply is written: on an error it is gone.
+        let mut changes = Changes { next_seqs: std::mem::take(&mut self.next_seqs), ..Changes::default() };
         let mut responses = Vec::new();
         let mut last_applied = None;
         let mut membership = None;
@@ -239,6 +243,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         // Not atomic: a crash mid-apply makes the next start rebuild from the snapshot (`recovery`).
         tx.write_to(&tree).map_err(write_err)?;
+        self.next_seqs = std::mem::take(&mut changes.next_seqs);
         self.shared.notifier.applied(last.index);
         if changes.approvals {
             self.shared.notifier.approvals_changed();
@@ -274,6 +279,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), StorageError<u64>> {
         let shared = self.shared.clone();
         let _gate = shared.gate.lock().await;
+        self.next_seqs.clear();
         // Keep the received data as our current snapshot file.
         let file_name = format!("{}.snap", meta.snapshot_id);
         let path = shared.snapshot_dir.join(&file_name);

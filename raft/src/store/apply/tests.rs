@@ -345,6 +345,37 @@ fn changes_flag_approvals_only_when_an_approval_changed() {
     assert!(changes.approvals);
 }
 
+#[test]
+fn the_seq_cache_carried_between_applies_agrees_with_the_events_table() {
+    let t = tree();
+    apply(&t, cmd("o1", Op::OpenSession { session: session("s1", "alice", "db", 100) }));
+    let mut carried = Changes::default();
+    for (i, kinds) in [vec!["a", "b"], vec!["c"], vec!["d", "e", "f"]].into_iter().enumerate() {
+        let mut tx = Overlay::new(&t);
+        let events = kinds.iter().map(|k| event("s1", 200, k)).collect();
+        let mut changes = Changes { next_seqs: std::mem::take(&mut carried.next_seqs), ..Changes::default() };
+        apply_command(&mut tx, cmd(&format!("e{i}"), Op::AppendEvents { events }), &mut changes).unwrap();
+        tx.write_to(&t).unwrap();
+        carried.next_seqs = changes.next_seqs;
+    }
+    let seqs: Vec<u64> = events_in(&t, "s1").iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![0, 1, 2, 3, 4, 5]);
+    assert_eq!(carried.next_seqs.get("s1"), Some(&6));
+    // Without the cache (a fresh start) the next seq comes from the table: the same.
+    apply(&t, cmd("e9", Op::AppendEvents { events: vec![event("s1", 300, "g")] }));
+    assert_eq!(events_in(&t, "s1").last().map(|e| e.seq), Some(6));
+
+    // Closing forgets the session; pruning forgets everything.
+    let mut tx = Overlay::new(&t);
+    let mut changes = Changes { next_seqs: carried.next_seqs, ..Changes::default() };
+    changes.next_seqs.insert("s2".into(), 3);
+    let close = Op::CloseSession { id: "s1".into(), at: 400, status: SessionStatus::Closed };
+    apply_command(&mut tx, cmd("c1", close), &mut changes).unwrap();
+    assert_eq!(changes.next_seqs.get("s1"), None);
+    apply_command(&mut tx, cmd("p1", Op::PruneSessions { before: 1 }), &mut changes).unwrap();
+    assert!(changes.next_seqs.is_empty());
+}
+
 // --- idempotency ---
 
 #[test]
