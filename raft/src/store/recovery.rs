@@ -26,15 +26,12 @@ pub(super) fn open_state_tree(
     snapshot_dir: &Path,
 ) -> Result<sled::Tree> {
     let storage = |e: sled::Error| Error::Storage { path: db_dir.display().to_string(), detail: e.to_string() };
-    let live = match meta.get(SM_TREE_POINTER).map_err(storage)? {
-        Some(name) => name.to_vec(),
-        None => b"sm.0".to_vec(),
-    };
     let clean = meta.remove(CLEAN_CLOSE).map_err(storage)?.is_some();
     if clean {
         // From now on a crash must not look like a clean close.
         durable::sync_sled_at(db, db_dir).map_err(|e| Error::io("sync state after open", e))?;
         tracing::info!("state machine closed cleanly last time: using the state on disk");
+        let live = meta.get(SM_TREE_POINTER).map_err(storage)?.map_or_else(|| b"sm.0".to_vec(), |n| n.to_vec());
         return db.open_tree(&live).map_err(storage);
     }
     let name = format!("sm.{}", crate::ids::random_id());
@@ -52,8 +49,11 @@ pub(super) fn open_state_tree(
     }
     meta.insert(SM_TREE_POINTER, name.as_bytes()).map_err(storage)?;
     durable::sync_sled_at(db, db_dir).map_err(|e| Error::io("sync rebuilt state", e))?;
-    if live != name.as_bytes() {
-        db.drop_tree(&live).map_err(storage)?;
+    // The old tree, and any left by a crash during an earlier rebuild or snapshot install.
+    for stale in db.tree_names() {
+        if stale.starts_with(b"sm.") && stale.as_ref() != name.as_bytes() {
+            db.drop_tree(&stale).map_err(storage)?;
+        }
     }
     Ok(tree)
 }

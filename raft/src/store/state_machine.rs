@@ -307,11 +307,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         markers.insert(keys::LAST_MEMBERSHIP, serde_json::to_vec(&meta.last_membership).map_err(write_err)?);
         tree.apply_batch(markers).map_err(write_err)?;
         shared.durability.sync_now().await.map_err(write_err)?;
+        // The snapshot becomes current before the tree switches: a crash in between
+        // rebuilds from this snapshot (`recovery`), never from an older one.
+        set_current(&shared, meta, &file_name).await?;
         shared.meta.insert(SM_TREE_POINTER, tree_name.as_bytes()).map_err(write_err)?;
         shared.durability.sync_now().await.map_err(write_err)?;
         let old = shared.swap_tree(tree);
         let _ = shared.db.drop_tree(old.name());
-        set_current(&shared, meta, &file_name).await?;
         if let Some(l) = meta.last_log_id {
             shared.notifier.applied(l.index);
         }

@@ -57,6 +57,12 @@ fn after_an_unclean_stop_without_a_snapshot_the_state_starts_empty() {
     let rebuilt = disk.start();
     assert!(keys_of(&rebuilt).is_empty(), "nothing of a possibly half-applied tree survives");
     assert!(!disk.db.tree_names().iter().any(|n| n.as_ref() == tree.name().as_ref()), "the old tree is dropped");
+    // A tree left half-loaded by a crash during an earlier rebuild goes too.
+    disk.db.open_tree("sm.half-loaded").unwrap().insert("x", b"1".as_slice()).unwrap();
+    let again = disk.start();
+    let trees: Vec<Vec<u8>> =
+        disk.db.tree_names().iter().map(|n| n.to_vec()).filter(|n| n.starts_with(b"sm.")).collect();
+    assert_eq!(trees, vec![again.name().to_vec()]);
 }
 
 #[test]
