@@ -57,6 +57,12 @@ pub enum Op {
         id: String,
         at: Millis,
     },
+    /// The requester gave up waiting (cancel request): a pending approval becomes final
+    /// (expired, with the reason), so nobody can approve a statement that will not run.
+    WithdrawApproval {
+        id: String,
+        at: Millis,
+    },
     OpenSession {
         session: Session,
     },

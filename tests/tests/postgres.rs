@@ -180,6 +180,34 @@ fn an_approval_whose_waiting_node_died_expires_at_its_deadline_and_cannot_be_app
 }
 
 #[test]
+fn ctrl_c_while_held_withdraws_the_approval_and_the_statement_never_runs() {
+    let c = Cluster::start_with_postgres(3);
+    let token = c.engineer_token();
+    let bob = c.token("bob", &["approvers"]);
+    let held = c.spawn_psql(2, &token, "DELETE FROM customers WHERE id = 5 /* marker-canceled-while-held */");
+    let approval = wait_for("the DELETE to be held", READY, || pending(&c, 1, &bob).into_iter().next());
+    let id = approval["id"].as_str().unwrap().to_string();
+    // psql's Ctrl-C: libpq sends a cancel request on a new connection.
+    let mut held = held;
+    portcullis_tests::signal(held.id(), "INT");
+    wait_for("psql to stop after Ctrl-C", Duration::from_secs(10), || held.try_wait().unwrap().map(|_| ()));
+    let o = held.wait_with_output().unwrap();
+    assert!(!o.status.success());
+    assert!(err(&o).contains("canceling statement due to user request") && err(&o).contains(&id), "{}", err(&o));
+    // The approval is final, so an approver cannot release what will never run.
+    let withdrawn = wait_for("the approval to be withdrawn", READY, || {
+        let o = c.cli_as(3, Some(&bob), &["approvals", "list", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+        v.as_array()?.iter().find(|a| a["id"] == id.as_str() && a["status"] == "expired").cloned()
+    });
+    assert!(withdrawn.to_string().contains("withdrawn"), "{withdrawn}");
+    let o = c.cli_as(3, Some(&bob), &["approvals", "approve", &id]);
+    assert!(!o.status.success(), "a withdrawn approval was approved: {}", out(&o));
+    assert!(!c.postgres_log().contains("marker-canceled-while-held"), "the canceled DELETE reached the backend");
+    assert_eq!(customer_count(&c, &token), 12);
+}
+
+#[test]
 fn two_racing_decisions_on_one_approval_have_exactly_one_winner() {
     let c = Cluster::start_with_postgres(3);
     let token = c.engineer_token();

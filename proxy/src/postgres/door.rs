@@ -55,6 +55,9 @@ pub(crate) struct CancelTarget {
     pub addr: String,
     pub pid: i32,
     pub secret: SecretKey,
+    /// Wakes the session's statement if it is held for approval (the backend runs
+    /// nothing then, so the backend's cancel alone would not stop it).
+    pub hold: Arc<tokio::sync::Notify>,
 }
 
 /// Parsed policies and the (name, updated_at) stamp they were built from.
@@ -133,6 +136,7 @@ impl<S: Store> PgDoor<S> {
             tracing::debug!(pid = req.pid, "cancel request for an unknown session ignored");
             return;
         };
+        target.hold.notify_waiters();
         let Ok(Ok(tcp)) =
             tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(&target.addr)).await
         else {

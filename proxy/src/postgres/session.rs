@@ -21,6 +21,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgwire::messages::PgWireBackendMessage as B;
@@ -81,6 +82,8 @@ struct Session<'d, S: Store> {
     /// with the session's next audit record (one commit per statement instead of two),
     /// or goes alone once the session is idle for `RESULT_FLUSH_AFTER` or ends.
     pending_result: Option<Event>,
+    /// Notified by a cancel request for this session (see `CancelTarget::hold`).
+    hold_cancel: Arc<tokio::sync::Notify>,
 }
 
 /// How long a result record waits for the session's next statement to ride along with.
@@ -150,10 +153,16 @@ pub async fn run<S: Store>(
 
     // --- greet the client like a Postgres server would.
     let ours = new_cancel_key();
+    let hold_cancel = Arc::new(tokio::sync::Notify::new());
     if let Some(key) = &backend.key {
         door.register_cancel(
             ours,
-            CancelTarget { addr: resource.address.clone(), pid: key.pid, secret: key.secret_key.clone() },
+            CancelTarget {
+                addr: resource.address.clone(),
+                pid: key.pid,
+                secret: key.secret_key.clone(),
+                hold: hold_cancel.clone(),
+            },
         );
     }
     client.queue(B::Authentication(Authentication::Ok))?;
@@ -179,6 +188,7 @@ pub async fn run<S: Store>(
         portals: HashMap::new(),
         batch: Vec::new(),
         pending_result: None,
+        hold_cancel,
     };
     let result = session.serve(stop).await;
     // The last result record is committed before the session's end is.

@@ -48,7 +48,10 @@ fn command_time(op: &Op) -> Millis {
         Op::PutResource { resource } => resource.updated_at,
         Op::PutPolicy { policy } => policy.updated_at,
         Op::RequestApproval { approval } => approval.created_at,
-        Op::DecideApproval { at, .. } | Op::ExpireApproval { at, .. } | Op::CloseSession { at, .. } => *at,
+        Op::DecideApproval { at, .. }
+        | Op::ExpireApproval { at, .. }
+        | Op::WithdrawApproval { at, .. }
+        | Op::CloseSession { at, .. } => *at,
         Op::OpenSession { session } => session.started_at,
         Op::AppendEvents { events } => events.first().map(|e| e.at).unwrap_or(0),
         Op::PruneSessions { before } => *before,
@@ -108,6 +111,19 @@ fn apply_op(tx: &mut Overlay<'_>, op: Op, changes: &mut Changes) -> Result<Respo
             if approval.status == ApprovalStatus::Pending && at >= approval.expires_at {
                 approval.status = ApprovalStatus::Expired;
                 approval.reason = "no decision before the approval deadline".into();
+                tx.put(key, &approval)?;
+                changes.approvals = true;
+            }
+            Ok(Response::Approval { approval })
+        }
+        Op::WithdrawApproval { id, .. } => {
+            let key = keys::named(keys::APPROVAL, &id);
+            let Some(mut approval) = tx.get::<Approval>(&key)? else {
+                return rejected(format!("no approval {id}"));
+            };
+            if approval.status == ApprovalStatus::Pending {
+                approval.status = ApprovalStatus::Expired;
+                approval.reason = "withdrawn: the requester canceled the statement before a decision".into();
                 tx.put(key, &approval)?;
                 changes.approvals = true;
             }

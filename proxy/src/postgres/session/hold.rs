@@ -1,4 +1,5 @@
-//! Phase "hold": a statement that policy sends to review waits here for a human.
+//! Phase "hold": a statement that policy sends to review waits here for a human, until
+//! a decision, the deadline, the loss of the lease, or the client's cancel request.
 
 use portcullis_raft::command::Op;
 use portcullis_raft::model::{Approval, ApprovalStatus, now_millis};
@@ -7,6 +8,13 @@ use super::super::reply;
 use super::{Review, Session};
 use crate::error::Result;
 use crate::store::Store;
+
+/// What ended the wait.
+enum Waited {
+    Decided(Option<Box<Approval>>),
+    Canceled,
+    LeaseLost,
+}
 
 /// A held statement's fate.
 pub(super) enum Hold {
@@ -53,12 +61,37 @@ impl<S: Store> Session<'_, S> {
         ))?;
         self.client.flush().await?;
         let mut serving = self.door.store.serving();
-        let decided = tokio::select! {
-            d = self.door.store.wait_approval(&id, review.timeout) => d?,
-            _ = serving.wait_for(|s| !*s) => {
+        let hold_cancel = self.hold_cancel.clone();
+        let outcome = tokio::select! {
+            d = self.door.store.wait_approval(&id, review.timeout) => Waited::Decided(d?.map(Box::new)),
+            _ = hold_cancel.notified() => Waited::Canceled,
+            _ = serving.wait_for(|s| !*s) => Waited::LeaseLost,
+        };
+        let decided = match outcome {
+            Waited::Decided(d) => d.map(|a| *a),
+            Waited::Canceled => {
+                // The client gave up (psql's Ctrl-C): the statement never runs, and the
+                // approval is withdrawn so nobody approves what will not happen. Should a
+                // decision win that race, the statement still does not run; the audit
+                // record of the refusal says so.
+                if let Err(e) = self.door.store.submit(Op::WithdrawApproval { id: id.clone(), at: now_millis() }).await
+                {
+                    tracing::warn!(approval = %id, error = %e, "could not withdraw a canceled approval; it expires at its deadline");
+                }
+                return Ok(Hold::Refused {
+                    code: reply::QUERY_CANCELED,
+                    message: format!(
+                        "canceling statement due to user request while it waited for approval {id}; not run"
+                    ),
+                    approval: id,
+                });
+            }
+            Waited::LeaseLost => {
                 return Ok(Hold::Refused {
                     code: reply::CANNOT_CONNECT_NOW,
-                    message: format!("this node lost its quorum lease while statement waited for approval {id}; not run"),
+                    message: format!(
+                        "this node lost its quorum lease while statement waited for approval {id}; not run"
+                    ),
                     approval: id,
                 });
             }

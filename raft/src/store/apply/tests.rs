@@ -303,6 +303,22 @@ fn expire_leaves_a_decided_approval_alone() {
 }
 
 #[test]
+fn withdrawing_makes_a_pending_approval_final_and_leaves_a_decided_one_alone() {
+    let t = tree();
+    request(&t, "a1", 1);
+    let r = approval_of(apply(&t, cmd("w1", Op::WithdrawApproval { id: "a1".into(), at: 1_500 })));
+    assert_eq!(r.status, ApprovalStatus::Expired);
+    assert!(r.reason.contains("withdrawn"), "{}", r.reason);
+    let late = apply(&t, cmd("d1", decide_op("a1", "bob", &["dba"], true, 2_000)));
+    assert_eq!(rejection(&late), "approval a1 is already expired");
+
+    request(&t, "a2", 1);
+    apply(&t, cmd("d2", decide_op("a2", "bob", &["dba"], true, 2_000)));
+    let r = approval_of(apply(&t, cmd("w2", Op::WithdrawApproval { id: "a2".into(), at: 2_001 })));
+    assert_eq!(r.status, ApprovalStatus::Approved, "a decision that came first stands");
+}
+
+#[test]
 fn deciding_or_expiring_an_unknown_approval_is_rejected() {
     let t = tree();
     let r = apply(&t, cmd("d1", decide_op("nope", "bob", &["dba"], true, 2_000)));
