@@ -180,7 +180,7 @@ fn an_approval_whose_waiting_node_died_expires_at_its_deadline_and_cannot_be_app
 }
 
 #[test]
-fn ctrl_c_while_held_withdraws_the_approval_and_the_statement_never_runs() {
+fn ctrl_c_or_a_vanished_client_while_held_withdraws_the_approval_and_the_statement_never_runs() {
     let c = Cluster::start_with_postgres(3);
     let token = c.engineer_token();
     let bob = c.token("bob", &["approvers"]);
@@ -204,6 +204,24 @@ fn ctrl_c_while_held_withdraws_the_approval_and_the_statement_never_runs() {
     let o = c.cli_as(3, Some(&bob), &["approvals", "approve", &id]);
     assert!(!o.status.success(), "a withdrawn approval was approved: {}", out(&o));
     assert!(!c.postgres_log().contains("marker-canceled-while-held"), "the canceled DELETE reached the backend");
+
+    // A client that goes away while held (killed: its socket closes) withdraws it too.
+    let mut gone = c.spawn_psql(3, &token, "DELETE FROM customers WHERE id = 6 /* marker-client-gone-while-held */");
+    let approval = wait_for("the second DELETE to be held", READY, || {
+        pending(&c, 1, &bob).into_iter().find(|a| a["action"].as_str().is_some_and(|t| t.contains("client-gone")))
+    });
+    let id = approval["id"].as_str().unwrap().to_string();
+    gone.kill().unwrap();
+    let _ = gone.wait();
+    let withdrawn = wait_for("the approval of the vanished client to be withdrawn", READY, || {
+        let o = c.cli_as(1, Some(&bob), &["approvals", "list", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+        v.as_array()?.iter().find(|a| a["id"] == id.as_str() && a["status"] == "expired").cloned()
+    });
+    assert!(withdrawn.to_string().contains("withdrawn"), "{withdrawn}");
+    let o = c.cli_as(2, Some(&bob), &["approvals", "approve", &id]);
+    assert!(!o.status.success(), "the vanished client's approval was approved: {}", out(&o));
+    assert!(!c.postgres_log().contains("marker-client-gone-while-held"), "the vanished client's DELETE ran");
     assert_eq!(customer_count(&c, &token), 12);
 }
 

@@ -74,6 +74,26 @@ impl ClientConn {
         }
     }
 
+    /// Resolves once the client has gone (end of stream, a read error, or a Terminate
+    /// next in line) while we are not reading its messages (a statement held for
+    /// approval). What arrives meanwhile stays buffered for [`read`](Self::read), up to
+    /// one message's worth; cancel-safe like `read`.
+    pub async fn gone(&mut self) {
+        loop {
+            if self.read_buf.first() == Some(&b'X') {
+                return;
+            }
+            if self.read_buf.len() > self.max_message {
+                // Enough is waiting; reading more would only grow the buffer.
+                return std::future::pending().await;
+            }
+            match self.stream.read_buf(&mut self.read_buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+
     pub fn queue(&mut self, msg: PgWireBackendMessage) -> Result<()> {
         msg.encode(&mut self.write_buf).map_err(|e| Error::Protocol(format!("cannot encode a reply: {e}")))
     }

@@ -1,5 +1,6 @@
 //! Phase "hold": a statement that policy sends to review waits here for a human, until
-//! a decision, the deadline, the loss of the lease, or the client's cancel request.
+//! a decision, the deadline, the loss of the lease, the client's cancel request, or the
+//! client going away.
 
 use portcullis_raft::command::Op;
 use portcullis_raft::model::{Approval, ApprovalStatus, now_millis};
@@ -13,6 +14,7 @@ use crate::store::Store;
 enum Waited {
     Decided(Option<Box<Approval>>),
     Canceled,
+    ClientGone,
     LeaseLost,
 }
 
@@ -65,26 +67,26 @@ impl<S: Store> Session<'_, S> {
         let outcome = tokio::select! {
             d = self.door.store.wait_approval(&id, review.timeout) => Waited::Decided(d?.map(Box::new)),
             _ = hold_cancel.notified() => Waited::Canceled,
+            _ = self.client.gone() => Waited::ClientGone,
             _ = serving.wait_for(|s| !*s) => Waited::LeaseLost,
         };
         let decided = match outcome {
             Waited::Decided(d) => d.map(|a| *a),
-            Waited::Canceled => {
-                // The client gave up (psql's Ctrl-C): the statement never runs, and the
-                // approval is withdrawn so nobody approves what will not happen. Should a
-                // decision win that race, the statement still does not run; the audit
-                // record of the refusal says so.
+            Waited::Canceled | Waited::ClientGone => {
+                // The client gave up (psql's Ctrl-C) or went away: the statement never
+                // runs, and the approval is withdrawn so nobody approves what will not
+                // happen. Should a decision win that race, the statement still does not
+                // run; the audit record of the refusal says so.
                 if let Err(e) = self.door.store.submit(Op::WithdrawApproval { id: id.clone(), at: now_millis() }).await
                 {
                     tracing::warn!(approval = %id, error = %e, "could not withdraw a canceled approval; it expires at its deadline");
                 }
-                return Ok(Hold::Refused {
-                    code: reply::QUERY_CANCELED,
-                    message: format!(
-                        "canceling statement due to user request while it waited for approval {id}; not run"
-                    ),
-                    approval: id,
-                });
+                let message = if matches!(outcome, Waited::Canceled) {
+                    format!("canceling statement due to user request while it waited for approval {id}; not run")
+                } else {
+                    format!("the client went away while its statement waited for approval {id}; not run")
+                };
+                return Ok(Hold::Refused { code: reply::QUERY_CANCELED, message, approval: id });
             }
             Waited::LeaseLost => {
                 return Ok(Hold::Refused {
