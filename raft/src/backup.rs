@@ -20,8 +20,9 @@ use crate::store::keys;
 
 const MAGIC: &[u8; 10] = b"PCBACKUP1\n";
 const END: u32 = u32::MAX;
-/// Current format version, in the header.
-const FORMAT: u32 = 1;
+/// Current format version, in the header. 2: events are stored as runs (one record per
+/// session per append, `keys::event_run`); format 1 files held one record per event.
+const FORMAT: u32 = 2;
 /// Target size of one restore part: a Raft entry each, well under the 64 MiB message limit
 /// even with 16 entries per append and base64 on top.
 pub const PART_BYTES: usize = 256 * 1024;
