@@ -21,6 +21,15 @@ fn pending(c: &Cluster, via: u64, token: &str) -> Vec<serde_json::Value> {
     v.as_array().cloned().or_else(|| v["approvals"].as_array().cloned()).unwrap_or_default()
 }
 
+/// Wait until approval `id`, listed through node `via`, has `status`; returns it.
+fn wait_approval_status(c: &Cluster, via: u64, token: &str, id: &str, status: &str) -> serde_json::Value {
+    wait_for(&format!("approval {id} to be {status}"), Duration::from_secs(30), || {
+        let o = c.cli_as(via, Some(token), &["approvals", "list", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+        v.as_array()?.iter().find(|a| a["id"] == id && a["status"] == status).cloned()
+    })
+}
+
 fn customer_count(c: &Cluster, token: &str) -> i64 {
     let o = c.psql(1, token, &["SELECT count(*) FROM customers"]);
     assert!(o.status.success(), "{}", err(&o));
@@ -167,11 +176,7 @@ fn an_approval_whose_waiting_node_died_expires_at_its_deadline_and_cannot_be_app
     c.kill9(holder);
     let _ = held.wait_with_output();
     // The leader's sweep expires it once its deadline has passed.
-    let expired = wait_for("the orphaned approval to expire", Duration::from_secs(15), || {
-        let o = c.cli_as(other, Some(&bob), &["approvals", "list", "--json"]);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
-        v.as_array()?.iter().find(|a| a["id"] == id.as_str() && a["status"] == "expired").cloned()
-    });
+    let expired = wait_approval_status(&c, other, &bob, &id, "expired");
     assert_eq!(expired["status"], "expired");
     let o = c.cli_as(leader, Some(&bob), &["approvals", "approve", &id]);
     assert!(!o.status.success(), "an expired approval was approved: {}", out(&o));
@@ -195,11 +200,7 @@ fn ctrl_c_or_a_vanished_client_while_held_withdraws_the_approval_and_the_stateme
     assert!(!o.status.success());
     assert!(err(&o).contains("canceling statement due to user request") && err(&o).contains(&id), "{}", err(&o));
     // The approval is final, so an approver cannot release what will never run.
-    let withdrawn = wait_for("the approval to be withdrawn", READY, || {
-        let o = c.cli_as(3, Some(&bob), &["approvals", "list", "--json"]);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
-        v.as_array()?.iter().find(|a| a["id"] == id.as_str() && a["status"] == "expired").cloned()
-    });
+    let withdrawn = wait_approval_status(&c, 3, &bob, &id, "expired");
     assert!(withdrawn.to_string().contains("withdrawn"), "{withdrawn}");
     let o = c.cli_as(3, Some(&bob), &["approvals", "approve", &id]);
     assert!(!o.status.success(), "a withdrawn approval was approved: {}", out(&o));
@@ -213,11 +214,7 @@ fn ctrl_c_or_a_vanished_client_while_held_withdraws_the_approval_and_the_stateme
     let id = approval["id"].as_str().unwrap().to_string();
     gone.kill().unwrap();
     let _ = gone.wait();
-    let withdrawn = wait_for("the approval of the vanished client to be withdrawn", READY, || {
-        let o = c.cli_as(1, Some(&bob), &["approvals", "list", "--json"]);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
-        v.as_array()?.iter().find(|a| a["id"] == id.as_str() && a["status"] == "expired").cloned()
-    });
+    let withdrawn = wait_approval_status(&c, 1, &bob, &id, "expired");
     assert!(withdrawn.to_string().contains("withdrawn"), "{withdrawn}");
     let o = c.cli_as(2, Some(&bob), &["approvals", "approve", &id]);
     assert!(!o.status.success(), "the vanished client's approval was approved: {}", out(&o));
