@@ -196,7 +196,7 @@ pub fn event_to_proto(e: &Event) -> proto::Event {
         seq: e.seq,
         at_ms: e.at,
         kind: e.kind.clone(),
-        detail_json: e.detail.to_string(),
+        detail_json: e.detail.as_json().to_string(),
     }
 }
 

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+pub mod cpu;
+
 use portcullis_raft::Member;
 use portcullis_raft::crypto::DataKey;
 use portcullis_raft::network::dev_ca;

@@ -25,7 +25,7 @@ impl Command {
 
 /// The writes the state machine knows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Op {
     PutResource {
         resource: Resource,

@@ -129,7 +129,7 @@ async fn batched(node: portcullis_raft::node::ClusterNode, writers: usize, windo
                         seq: 0,
                         at: now_millis(),
                         kind: "statement".into(),
-                        detail: serde_json::json!({"sql": "SELECT 1", "decision": "allow"}),
+                        detail: serde_json::json!({"sql": "SELECT 1", "decision": "allow"}).into(),
                     })
                     .await
                     .unwrap();

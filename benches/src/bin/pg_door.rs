@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use portcullis_benches::{ms, quantile};
+use portcullis_benches::{cpu, ms, quantile};
 use serde_json::Value;
 
 const SCRIPT: &str = "\\set id random(1, 12)\nSELECT name, email FROM customers WHERE id = :id;\n";
@@ -427,17 +427,80 @@ struct Target {
 }
 
 enum Tps {
-    Ok(f64),
+    Ok { tps: f64, transactions: u64 },
     Failed(String),
 }
 
 impl Tps {
     fn value(&self) -> Option<f64> {
         match self {
-            Tps::Ok(v) => Some(*v),
+            Tps::Ok { tps, .. } => Some(*tps),
             Tps::Failed(_) => None,
         }
     }
+}
+
+/// The processes a run's CPU is charged to.
+struct Watched {
+    postmaster: u32,
+    pgbouncers: Vec<u32>,
+    door_node: u32,
+    other_nodes: Vec<u32>,
+    ticks: f64,
+}
+
+/// CPU seconds so far, by role.
+#[derive(Clone, Copy, Default)]
+struct CpuSample {
+    pgbench: f64,
+    postgres: f64,
+    pgbouncer: f64,
+    door_node: f64,
+    other_nodes: f64,
+}
+
+impl Watched {
+    fn sample(&self) -> CpuSample {
+        let sum = |pids: &[u32]| pids.iter().filter_map(|p| cpu::seconds(*p, self.ticks)).sum::<f64>();
+        CpuSample {
+            pgbench: cpu::waited_children_seconds(self.ticks),
+            postgres: sum(&[self.postmaster]),
+            pgbouncer: sum(&self.pgbouncers),
+            door_node: sum(&[self.door_node]),
+            other_nodes: sum(&self.other_nodes),
+        }
+    }
+
+    /// Wait (bounded) until the gateway nodes are idle again, so work a run left behind
+    /// (fast mode's audit backlog) is charged to that run.
+    fn settle(&self) {
+        let mut last = self.sample();
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(250));
+            let now = self.sample();
+            if (now.door_node + now.other_nodes) - (last.door_node + last.other_nodes) < 0.02 {
+                return;
+            }
+            last = now;
+        }
+    }
+}
+
+/// CPU microseconds per transaction of one run, by role, and how many cores were busy.
+fn cpu_row(label: &str, mode: &str, clients: u32, tps: &Tps, before: CpuSample, after: CpuSample) -> Option<String> {
+    let Tps::Ok { tps, transactions } = tps else {
+        return None;
+    };
+    let per = |a: f64, b: f64| (a - b) * 1e6 / (*transactions).max(1) as f64;
+    let pgbench = per(after.pgbench, before.pgbench);
+    let postgres = per(after.postgres, before.postgres);
+    let between = per(after.pgbouncer + after.door_node, before.pgbouncer + before.door_node);
+    let others = per(after.other_nodes, before.other_nodes);
+    let total = pgbench + postgres + between + others;
+    Some(format!(
+        "{mode:>9} {clients:>7} {label:>10} {tps:>9.0} {pgbench:>8.0} {postgres:>9.0} {between:>8.0} {others:>7.0} {total:>7.0} {:>11.2}",
+        total * tps / 1e6
+    ))
 }
 
 fn pgbench(script: &Path, t: &Target, mode: &str, clients: u32, seconds: u64) -> Tps {
@@ -463,8 +526,13 @@ fn pgbench(script: &Path, t: &Target, mode: &str, clients: u32, seconds: u64) ->
         .find(|l| l.starts_with("tps = ") && l.contains("without initial connection time"))
         .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
         .and_then(|s| s.parse::<f64>().ok());
-    match tps {
-        Some(v) if o.status.success() && failed == 0 => Tps::Ok(v),
+    let transactions = out
+        .lines()
+        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse::<u64>().ok());
+    match (tps, transactions) {
+        (Some(tps), Some(transactions)) if o.status.success() && failed == 0 => Tps::Ok { tps, transactions },
         _ => {
             let err = String::from_utf8_lossy(&o.stderr);
             let first: Vec<&str> =
@@ -480,7 +548,7 @@ fn pgbench(script: &Path, t: &Target, mode: &str, clients: u32, seconds: u64) ->
 
 fn cell(t: &Tps) -> String {
     match t {
-        Tps::Ok(v) => format!("{v:.0}"),
+        Tps::Ok { tps, .. } => format!("{tps:.0}"),
         Tps::Failed(_) => "FAIL".into(),
     }
 }
@@ -560,6 +628,19 @@ fn main() {
         sslmode: "require",
     };
     let (strict_t, fast_t) = (gateway("demo"), gateway("demofast"));
+    let pid_in = |path: &Path| -> u32 {
+        let text = std::fs::read_to_string(path).unwrap();
+        text.lines().next().unwrap().trim().parse().unwrap()
+    };
+    let node_pid = |id: u64| guard.node_pids[p.nodes.iter().position(|n| n.0 == id).unwrap()];
+    let watched = Watched {
+        postmaster: pid_in(&p.pg.data_dir.join("postmaster.pid")),
+        pgbouncers: guard.pgbouncer_pidfiles.iter().map(|f| pid_in(f)).collect(),
+        door_node: node_pid(door_node),
+        other_nodes: p.nodes.iter().filter(|n| n.0 != door_node).map(|n| node_pid(n.0)).collect(),
+        ticks: cpu::ticks_per_second(),
+    };
+    let mut cpu_rows = vec![];
 
     println!(
         "\n## read-only pgbench (`SELECT name, email FROM customers WHERE id = :id`), tps without connection time"
@@ -587,10 +668,18 @@ fn main() {
                 if waited > Duration::from_millis(500) {
                     waits.push(format!("before {label} -M {mode} -c {clients}: {:.1} s", waited.as_secs_f64()));
                 }
+                let before = watched.sample();
                 let r = pgbench(&script, t, mode, clients, args.seconds);
+                let pgbench_done = watched.sample().pgbench;
                 if let Tps::Failed(why) = &r {
                     failures.push(format!("{label} -M {mode} -c {clients}: {why}"));
                 }
+                // Charge the run with what it leaves behind: backends still exiting
+                // (reaped by the postmaster) and the gateway's audit backlog.
+                p.wait_backends_gone();
+                watched.settle();
+                let after = CpuSample { pgbench: pgbench_done, ..watched.sample() };
+                cpu_rows.extend(cpu_row(label, mode, clients, &r, before, after));
                 r
             };
             let d = run("direct", &direct);
@@ -610,6 +699,18 @@ fn main() {
         }
     }
     println!("(pgbouncer: transaction pooling, 20 server connections; prepared mode: session pooling, {max_clients})");
+    println!(
+        "\n## CPU per transaction (µs) by process: pgbench, Postgres (postmaster and its exited backends), \
+         between (PgBouncer, or the gateway node serving the door), other gateway nodes; \
+         busy = cores in use on average"
+    );
+    println!(
+        "{:>9} {:>7} {:>10} {:>9} {:>8} {:>9} {:>8} {:>7} {:>7} {:>11}",
+        "mode", "clients", "target", "tps", "pgbench", "postgres", "between", "others", "total", "busy"
+    );
+    for row in &cpu_rows {
+        println!("{row}");
+    }
     for f in &failures {
         println!("FAILED {f}");
     }

@@ -356,7 +356,13 @@ impl<S: Store> Session<'_, S> {
     }
 
     fn event(&self, kind: &str, detail: serde_json::Value) -> Event {
-        Event { session_id: self.session_id.clone(), seq: 0, at: now_millis(), kind: kind.into(), detail }
+        Event {
+            session_id: self.session_id.clone(),
+            seq: 0,
+            at: now_millis(),
+            kind: kind.into(),
+            detail: detail.into(),
+        }
     }
 
     /// Phase "audit". Strict mode returns a commit to await (before relaying a write,

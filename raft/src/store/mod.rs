@@ -53,6 +53,7 @@ pub fn open(data_dir: &Path) -> Result<(LogStore, StateMachine, StateView)> {
         });
     }
     let meta = db.open_tree("meta").map_err(storage)?;
+    check_format(&meta, data_dir).map_err(storage)?;
     let last_purged = match meta.get(log::LAST_PURGED).map_err(storage)? {
         Some(bytes) => serde_json::from_slice::<openraft::LogId<u64>>(&bytes)
             .map(|id| Some(id.index))
@@ -67,6 +68,28 @@ pub fn open(data_dir: &Path) -> Result<(LogStore, StateMachine, StateView)> {
     let log_store = LogStore { log: Arc::new(Mutex::new(log_file)), log_sync, meta, durability };
     let view = StateView::new(shared.clone());
     Ok((log_store, StateMachine::new(shared), view))
+}
+
+/// The encoding of what a data dir holds (log entries, state records). Bumped when a
+/// change makes older data unreadable: 2 = commands externally tagged, event detail kept
+/// as JSON text.
+const DATA_FORMAT: u32 = 2;
+const FORMAT_KEY: &[u8] = b"data_format";
+
+/// Refuse a data dir written in another format, with what to do instead; stamp a fresh
+/// one. A dir with neither a meta record nor a log segment is fresh.
+fn check_format(meta: &sled::Tree, data_dir: &Path) -> std::result::Result<(), sled::Error> {
+    let found = meta.get(FORMAT_KEY)?.and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes));
+    let has_log = std::fs::read_dir(data_dir.join("log")).map(|mut d| d.next().is_some()).unwrap_or(false);
+    match found {
+        Some(DATA_FORMAT) => Ok(()),
+        None if meta.is_empty() && !has_log => meta.insert(FORMAT_KEY, &DATA_FORMAT.to_be_bytes()).map(drop),
+        other => Err(sled::Error::Unsupported(format!(
+            "this data dir was written in data format {}, this build reads format {DATA_FORMAT}; \
+             restore a backup into a fresh data dir instead",
+            other.map_or_else(|| "1".to_string(), |v| v.to_string())
+        ))),
+    }
 }
 
 pub(crate) fn read_err(e: impl std::error::Error + 'static) -> StorageError<u64> {

@@ -128,7 +128,7 @@ fn event(session_id: &str, at: Millis, kind: &str) -> Event {
         seq: 999,
         at,
         kind: kind.to_string(),
-        detail: serde_json::json!({"k": kind}),
+        detail: serde_json::json!({"k": kind}).into(),
     }
 }
 

@@ -137,7 +137,7 @@ async fn events_are_read_back_in_seq_order() {
         seq: 0,
         at,
         kind: kind.into(),
-        detail: serde_json::Value::Null,
+        detail: Default::default(),
     };
     // More than 255 events, so a little-endian or textual seq would sort wrongly.
     let first: Vec<Event> = (0..200).map(|i| ev(i, "a")).collect();
