@@ -73,6 +73,7 @@ impl proto::SessionStatus {
             proto::SessionStatus::Open => "open",
             proto::SessionStatus::Closed => "closed",
             proto::SessionStatus::Failed => "failed",
+            proto::SessionStatus::Lost => "lost",
         }
     }
 }
@@ -125,6 +126,7 @@ fn session_status_to_proto(s: SessionStatus) -> proto::SessionStatus {
         SessionStatus::Open => proto::SessionStatus::Open,
         SessionStatus::Closed => proto::SessionStatus::Closed,
         SessionStatus::Failed => proto::SessionStatus::Failed,
+        SessionStatus::Lost => proto::SessionStatus::Lost,
     }
 }
 

@@ -57,11 +57,15 @@ pub enum Op {
         id: String,
         at: Millis,
     },
-    /// The requester gave up waiting (cancel request): a pending approval becomes final
-    /// (expired, with the reason), so nobody can approve a statement that will not run.
+    /// The statement will not run (its client canceled or went away, or the node holding
+    /// it is unreachable): a pending approval becomes final (expired, with the reason), so
+    /// nobody can approve a statement that will not run.
     WithdrawApproval {
         id: String,
         at: Millis,
+        /// Why; the client's cancel when absent.
+        #[serde(default)]
+        reason: Option<String>,
     },
     OpenSession {
         session: Session,

@@ -34,6 +34,7 @@ pub mod network;
 pub mod node;
 pub mod notify;
 pub mod store;
+mod sweep;
 
 pub mod proto {
     //! Generated node-to-node protocol.

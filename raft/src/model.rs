@@ -140,6 +140,10 @@ pub enum SessionStatus {
     Open,
     Closed,
     Failed,
+    /// The node serving it ended without closing it (killed, crashed, or removed from
+    /// the cluster): closed on its behalf (`liveness`), its last statement's result may
+    /// be missing.
+    Lost,
 }
 
 /// One entry of the session index.

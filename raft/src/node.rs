@@ -201,7 +201,7 @@ impl ClusterNode {
         lease::spawn(core.clone(), serving_tx, shutdown.clone());
         crate::election::spawn(core.clone(), shutdown.clone());
         spawn_metrics(core.clone(), shutdown.clone());
-        spawn_expiry(core.clone(), shutdown.clone());
+        crate::sweep::spawn(core.clone(), shutdown.clone());
         if let Some(retention) = core.settings.retention {
             spawn_retention(core.clone(), retention, shutdown.clone());
         }
@@ -484,42 +484,6 @@ fn spawn_metrics(core: Arc<NodeCore>, shutdown: CancellationToken) {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 changed = rx.changed() => if changed.is_err() { return },
-            }
-        }
-    });
-}
-
-/// On the leader, expire pending approvals past their deadline once a second. The node
-/// holding the statement normally does it when its wait times out, but a holder that
-/// died or lost its lease cannot; without this sweep such a request would stay pending,
-/// and approvable, forever.
-fn spawn_expiry(core: Arc<NodeCore>, shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            if core.raft.metrics().borrow().state != ServerState::Leader || !core.is_serving() {
-                continue;
-            }
-            let now = crate::model::now_millis();
-            let overdue = match core.view.approvals(true) {
-                Ok(pending) => pending.into_iter().filter(|a| a.expires_at <= now),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot list pending approvals to expire");
-                    continue;
-                }
-            };
-            for approval in overdue {
-                let cmd = Command::new(Op::ExpireApproval { id: approval.id.clone(), at: now });
-                match crate::forward::write(&core, cmd).await {
-                    Ok(_) => tracing::info!(approval = %approval.id, "expired an overdue approval"),
-                    Err(e) => {
-                        tracing::warn!(approval = %approval.id, error = %e, "expiring an overdue approval failed; will retry")
-                    }
-                }
             }
         }
     });

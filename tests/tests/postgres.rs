@@ -223,6 +223,47 @@ fn ctrl_c_or_a_vanished_client_while_held_withdraws_the_approval_and_the_stateme
 }
 
 #[test]
+fn a_node_killed_while_holding_a_statement_has_the_approval_withdrawn_and_its_session_closed_as_lost_on_restart() {
+    let mut c = Cluster::start_with_postgres(3);
+    let token = c.engineer_token();
+    let bob = c.token("bob", &["approvers"]);
+    let leader = c.leader(1).expect("a leader");
+    let holder = (1..=3).find(|&n| n != leader).unwrap();
+    let via = (1..=3).find(|&n| n != leader && n != holder).unwrap();
+    let mut held =
+        c.spawn_psql(holder, &token, "DELETE FROM customers WHERE id = 7 /* marker-held-on-a-killed-node */");
+    let approval = wait_for("the DELETE to be held", READY, || pending(&c, via, &bob).into_iter().next());
+    let id = approval["id"].as_str().unwrap().to_string();
+    let session = approval["session_id"].as_str().unwrap().to_string();
+    let session_status = |c: &Cluster| {
+        let v: serde_json::Value = serde_json::from_str(&c.cli_ok(via, &["sessions", "list", "--json"])).unwrap();
+        let list = v.as_array().cloned().or_else(|| v["sessions"].as_array().cloned()).unwrap();
+        list.iter().find(|s| s["id"] == session.as_str()).map(|s| s["status"].as_str().unwrap().to_string())
+    };
+    assert_eq!(session_status(&c).as_deref(), Some("open"));
+
+    // The node dies without a word: the leader stops hearing from it and withdraws the
+    // approval, so nobody can approve a statement that can no longer run.
+    c.kill9(holder);
+    let _ = held.wait();
+    let withdrawn = wait_approval_status(&c, via, &bob, &id, "expired");
+    let reason = withdrawn["reason"].as_str().unwrap();
+    assert!(reason.contains(&format!("node {holder}")) && reason.contains("unreachable"), "{withdrawn}");
+    let o = c.cli_as(via, Some(&bob), &["approvals", "approve", &id]);
+    assert!(!o.status.success(), "an approval held on a dead node was approved: {}", out(&o));
+    // A node that is only down keeps its sessions until it comes back or is removed.
+    assert_eq!(session_status(&c).as_deref(), Some("open"));
+
+    // Back, it closes what it had open before it died.
+    c.restart(holder);
+    wait_for("the dead node's session to be closed as lost", READY, || {
+        (session_status(&c).as_deref() == Some("lost")).then_some(())
+    });
+    assert!(!c.postgres_log().contains("marker-held-on-a-killed-node"), "the DELETE held on the killed node ran");
+    assert_eq!(customer_count(&c, &token), 12);
+}
+
+#[test]
 fn two_racing_decisions_on_one_approval_have_exactly_one_winner() {
     let c = Cluster::start_with_postgres(3);
     let token = c.engineer_token();

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{InstallSnapshotError, NetworkError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -35,18 +35,26 @@ pub struct Peers {
     connect_timeout: Duration,
     /// std mutex: held only to clone or insert a channel, never across an await.
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// When each peer last answered a Raft RPC from this node (as leader: replication).
+    answered: Arc<Mutex<HashMap<u64, Instant>>>,
 }
 
 impl Peers {
     pub fn new(tls: ClientTlsConfig, connect_timeout: Duration) -> Self {
-        Peers { tls, connect_timeout, channels: Arc::default() }
+        Peers { tls, connect_timeout, channels: Arc::default(), answered: Arc::default() }
+    }
+
+    /// When `peer` last answered a Raft RPC sent from here.
+    pub(crate) fn last_answer(&self, peer: u64) -> Option<Instant> {
+        lock(&self.answered).get(&peer).copied()
+    }
+
+    fn answered(&self, peer: u64) {
+        lock(&self.answered).insert(peer, Instant::now());
     }
 
     fn channel(&self, addr: &str) -> Result<Channel> {
-        let mut channels = match self.channels.lock() {
-            Ok(c) => c,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut channels = lock(&self.channels);
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
@@ -103,6 +111,15 @@ impl Peers {
             .map_err(|_| peer_err(peer, addr, "status timed out"))?
             .map_err(|s| peer_err(peer, addr, status_text(&s)))?;
         Ok(reply.into_inner())
+    }
+}
+
+/// The maps behind these mutexes stay consistent under a panic (single inserts), so a
+/// poisoned lock is used as it is.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
@@ -170,6 +187,7 @@ impl PeerNetwork {
             .await
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?
             .map_err(|s| RPCError::Unreachable(Unreachable::new(&s)))?;
+        self.peers.answered(self.target);
         let result: std::result::Result<Resp, RaftError<E>> =
             decode(&reply.into_inner()).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -200,6 +218,7 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
             .await
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?
             .map_err(|s| RPCError::Unreachable(Unreachable::new(&s)))?;
+        self.peers.answered(self.target);
         let result: std::result::Result<InstallSnapshotResponse<u64>, RaftError<InstallSnapshotError>> =
             decode(&reply.into_inner()).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))

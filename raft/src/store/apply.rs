@@ -116,14 +116,17 @@ fn apply_op(tx: &mut Overlay<'_>, op: Op, changes: &mut Changes) -> Result<Respo
             }
             Ok(Response::Approval { approval })
         }
-        Op::WithdrawApproval { id, .. } => {
+        Op::WithdrawApproval { id, reason, .. } => {
             let key = keys::named(keys::APPROVAL, &id);
             let Some(mut approval) = tx.get::<Approval>(&key)? else {
                 return rejected(format!("no approval {id}"));
             };
             if approval.status == ApprovalStatus::Pending {
                 approval.status = ApprovalStatus::Expired;
-                approval.reason = "withdrawn: the requester canceled the statement before a decision".into();
+                approval.reason = format!(
+                    "withdrawn: {}",
+                    reason.as_deref().unwrap_or("the requester canceled the statement before a decision")
+                );
                 tx.put(key, &approval)?;
                 changes.approvals = true;
             }

@@ -13,7 +13,7 @@ use super::overlay::storage_err;
 use super::state_machine::Shared;
 use crate::backup::BackupWriter;
 use crate::error::{Error, Result};
-use crate::model::{Approval, ApprovalStatus, Event, Policy, Resource, Session, SessionFilter};
+use crate::model::{Approval, ApprovalStatus, Event, Policy, Resource, Session, SessionFilter, SessionStatus};
 
 /// Cheap, cloneable read handle.
 #[derive(Clone)]
@@ -117,6 +117,14 @@ impl StateView {
             None => 0,
         };
         Ok(Some(session))
+    }
+
+    /// Sessions still open, in no particular order (their event counts are not filled
+    /// in). A scan of every session record: for the rare sweeps of `liveness`.
+    pub fn open_sessions(&self) -> Result<Vec<Session>> {
+        let mut all: Vec<Session> = self.list(keys::SESSION)?;
+        all.retain(|s| s.status == SessionStatus::Open);
+        Ok(all)
     }
 
     /// Sessions matching `filter`, newest first.

@@ -77,7 +77,11 @@ impl<S: Store> Session<'_, S> {
                 // runs, and the approval is withdrawn so nobody approves what will not
                 // happen. Should a decision win that race, the statement still does not
                 // run; the audit record of the refusal says so.
-                if let Err(e) = self.door.store.submit(Op::WithdrawApproval { id: id.clone(), at: now_millis() }).await
+                if let Err(e) = self
+                    .door
+                    .store
+                    .submit(Op::WithdrawApproval { id: id.clone(), at: now_millis(), reason: None })
+                    .await
                 {
                     tracing::warn!(approval = %id, error = %e, "could not withdraw a canceled approval; it expires at its deadline");
                 }

@@ -306,7 +306,7 @@ fn expire_leaves_a_decided_approval_alone() {
 fn withdrawing_makes_a_pending_approval_final_and_leaves_a_decided_one_alone() {
     let t = tree();
     request(&t, "a1", 1);
-    let r = approval_of(apply(&t, cmd("w1", Op::WithdrawApproval { id: "a1".into(), at: 1_500 })));
+    let r = approval_of(apply(&t, cmd("w1", Op::WithdrawApproval { id: "a1".into(), at: 1_500, reason: None })));
     assert_eq!(r.status, ApprovalStatus::Expired);
     assert!(r.reason.contains("withdrawn"), "{}", r.reason);
     let late = apply(&t, cmd("d1", decide_op("a1", "bob", &["dba"], true, 2_000)));
@@ -314,7 +314,7 @@ fn withdrawing_makes_a_pending_approval_final_and_leaves_a_decided_one_alone() {
 
     request(&t, "a2", 1);
     apply(&t, cmd("d2", decide_op("a2", "bob", &["dba"], true, 2_000)));
-    let r = approval_of(apply(&t, cmd("w2", Op::WithdrawApproval { id: "a2".into(), at: 2_001 })));
+    let r = approval_of(apply(&t, cmd("w2", Op::WithdrawApproval { id: "a2".into(), at: 2_001, reason: None })));
     assert_eq!(r.status, ApprovalStatus::Approved, "a decision that came first stands");
 }
 
