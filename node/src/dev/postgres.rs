@@ -40,6 +40,10 @@ rules:
     match: { resources: [demo], kinds: [truncate, ddl] }
     action: deny
     reason: "TRUNCATE, DROP and other DDL are never allowed on demo"
+  - name: no-admin-functions
+    match: { resources: [demo], functions: [pg_terminate_backend, pg_cancel_backend, set_config, "pg_read*file", pg_ls_dir, "lo_*", "dblink*", "query_to_xml*"] }
+    action: deny
+    reason: "server administration and dynamic-SQL functions are never allowed on demo"
   - name: mask-pii
     match: { resources: [demo] }
     action: mask

@@ -19,6 +19,7 @@
 //!       protocols: [postgres]     # postgres | ssh | http
 //!       kinds: [select]           # statement kinds, see below
 //!       tables: ["public.*", customers]  # glob; ANY touched table matches ANY pattern
+//!       functions: [set_config, "dblink*"] # glob; ANY called function matches ANY pattern
 //!       text: "(?i)pg_sleep"      # regex searched in the statement / command / request
 //!       missing_where: true       # UPDATE/DELETE without WHERE (false: only with WHERE)
 //!     action: allow               # allow | deny | review | mask
@@ -42,6 +43,12 @@
 //! matches `public.customers`); a request table without a schema is also tried as
 //! `public.<name>`, Postgres's default search path, so `deny public.secrets` cannot be
 //! dodged by writing `secrets`. Doors should qualify names when they know better.
+//!
+//! Functions (Postgres): every function a statement calls, anywhere in it, by the name
+//! Postgres's parser resolved (quoting, case and `U&"..."` escapes cannot disguise it,
+//! unlike with `text`). Patterns work as for tables; an unqualified call is also tried
+//! as `pg_catalog.<name>` and `public.<name>`. A function called from inside another
+//! function (or from dynamic SQL) is not visible: deny the outer one.
 //!
 //! # Decisions
 //!
@@ -173,6 +180,8 @@ pub struct Request {
     pub kind: String,
     /// Tables the statement touches, `schema.table` where known.
     pub tables: Vec<String>,
+    /// Functions the statement calls, `schema.name` where written so (Postgres).
+    pub functions: Vec<String>,
     /// The statement, command line or `METHOD path` (+ body), for `match.text`.
     pub text: String,
     /// UPDATE or DELETE without a WHERE clause.

@@ -42,6 +42,7 @@ struct RawMatch {
     protocols: Option<Vec<String>>,
     kinds: Option<Vec<String>>,
     tables: Option<Vec<String>>,
+    functions: Option<Vec<String>>,
     text: Option<String>,
     missing_where: Option<bool>,
 }
@@ -124,6 +125,7 @@ impl RuleCheck<'_> {
         let groups = self.list("groups", raw.groups)?;
         let resources = self.globs("resources", raw.resources)?;
         let tables = self.globs("tables", raw.tables)?;
+        let functions = self.globs("functions", raw.functions)?;
         let protocols = match self.list("protocols", raw.protocols)? {
             None => None,
             Some(names) => Some(
@@ -168,7 +170,7 @@ impl RuleCheck<'_> {
                 self.err(&["match", "text"], None, format!("invalid regex \"{pattern}\": {}", regex_reason(&e)))
             })?),
         };
-        Ok(Match { groups, resources, protocols, kinds, tables, text, missing_where: raw.missing_where })
+        Ok(Match { groups, resources, protocols, kinds, tables, functions, text, missing_where: raw.missing_where })
     }
 
     /// An omitted list matches anything; an empty one would match nothing, so it is refused.

@@ -31,6 +31,7 @@ pub struct Match {
     /// Lower-case kind names.
     pub kinds: Option<Vec<String>>,
     pub tables: Option<Vec<Glob>>,
+    pub functions: Option<Vec<Glob>>,
     pub text: Option<Regex>,
     pub missing_where: Option<bool>,
 }
@@ -66,7 +67,21 @@ impl Match {
             && fits(&self.resources, |rs| rs.iter().any(|g| g.matches(&req.resource)))
             && fits(&self.groups, |gs| gs.iter().any(|g| who.groups.contains(g)))
             && fits(&self.tables, |ts| req.tables.iter().any(|t| ts.iter().any(|g| table_matches(g, t))))
+            && fits(&self.functions, |fs| req.functions.iter().any(|f| fs.iter().any(|g| function_matches(g, f))))
             && fits(&self.text, |re| re.is_match(&req.text))
+    }
+}
+
+/// As for tables, with the schema a bare call resolves to first: Postgres searches
+/// `pg_catalog` before the search path, so `pg_catalog.set_config` also matches a call
+/// written `set_config(...)`.
+fn function_matches(pattern: &Glob, function: &str) -> bool {
+    if pattern.matches_ignore_ascii_case(function) {
+        return true;
+    }
+    match function.rsplit_once('.') {
+        Some((_, bare)) => !pattern.as_str().contains('.') && pattern.matches_ignore_ascii_case(bare),
+        None => ["pg_catalog", "public"].iter().any(|s| pattern.matches_ignore_ascii_case(&format!("{s}.{function}"))),
     }
 }
 

@@ -22,6 +22,7 @@ fn pg(resource: &str, kind: &str, tables: &[&str], text: &str) -> Request {
         protocol: Protocol::Postgres,
         kind: kind.to_owned(),
         tables: tables.iter().map(|t| (*t).to_owned()).collect(),
+        functions: Vec::new(),
         text: text.to_owned(),
         missing_where: false,
     }
@@ -624,4 +625,43 @@ rules:
       count: 0
 ";
     assert_eq!(invalid(src).0, 11);
+}
+
+#[test]
+fn a_function_rule_matches_calls_by_bare_or_qualified_name_and_its_deny_beats_the_allow() {
+    let policy = set(&[
+        ALLOW_ENGINEERS,
+        "
+name: guard
+rules:
+  - name: no-admin-functions
+    match: { functions: [pg_catalog.set_config, \"dblink*\", pg_terminate_backend] }
+    action: deny
+    reason: admin functions are off limits
+",
+    ]);
+    let call = |functions: &[&str]| {
+        let mut req = select("demo");
+        req.functions = functions.iter().map(|f| (*f).to_owned()).collect();
+        policy.decide(&engineer(), &req)
+    };
+    // Unqualified calls resolve through pg_catalog; a bare pattern fits any schema.
+    for functions in
+        [&["set_config"][..], &["pg_catalog.set_config"], &["lower", "dblink_exec"], &["x.pg_terminate_backend"]]
+    {
+        let d = call(functions);
+        assert_eq!(deny_reason(&d), "admin functions are off limits", "{functions:?}");
+        assert_eq!(d.rule.as_deref(), Some("guard/no-admin-functions"));
+    }
+    // A qualified pattern does not fit the same name in another schema; others pass.
+    for functions in [&["app.set_config"][..], &["lower", "now"], &[]] {
+        assert!(is_allow(&call(functions)), "{functions:?}");
+    }
+}
+
+#[test]
+fn an_empty_functions_list_is_refused_with_its_position() {
+    let (line, _, reason) = invalid("name: p\nrules:\n  - match: { functions: [] }\n    action: allow\n");
+    assert_eq!(line, 3);
+    assert!(reason.contains("functions"), "{reason}");
 }

@@ -180,6 +180,10 @@ pub struct Statement {
     pub writes_in_cte: bool,
     /// Set for `COPY` (also when `kind` is the write a `COPY (query)` executes).
     pub copy_direction: Option<CopyDirection>,
+    /// Functions the statement calls anywhere (select list, FROM, WHERE, CALL, defaults
+    /// of an INSERT...), as the parser resolved their names (`U&"..."` escapes and
+    /// quoting undone): `schema.name` when written so, lowercase, deduplicated, sorted.
+    pub functions: Vec<String>,
 }
 
 /// Classify every statement of `sql` (at most [`DEFAULT_MAX_SQL_BYTES`]).
@@ -248,6 +252,7 @@ fn classify_raw(sql: &str, raw: &protobuf::RawStmt) -> Result<Statement> {
             select_for_update: false,
             writes_in_cte: false,
             copy_direction: None,
+            functions: Vec::new(),
         });
     };
     let tree = serde_json::to_value(node).map_err(|e| Error::SqlUnparseable {
@@ -278,6 +283,7 @@ fn classify_raw(sql: &str, raw: &protobuf::RawStmt) -> Result<Statement> {
         select_for_update: walk.locking,
         writes_in_cte: walk.cte_write.is_some(),
         copy_direction,
+        functions: walk.functions.into_iter().collect(),
     })
 }
 
@@ -405,6 +411,7 @@ struct Walk {
     cte_write: Option<StatementKind>,
     missing_where: bool,
     locking: bool,
+    functions: BTreeSet<String>,
 }
 
 impl Walk {
@@ -431,6 +438,17 @@ impl Walk {
                 && stmt.get("where_clause").is_none_or(Value::is_null)
             {
                 self.missing_where = true;
+            }
+        }
+        // A function call (a FuncCall node, also CALL's own `funccall`); `funcformat`
+        // tells it from definitions that also carry a `funcname` (CREATE FUNCTION).
+        if let Some(Value::Array(name)) = map.get("funcname")
+            && map.contains_key("funcformat")
+        {
+            let parts: Vec<&str> =
+                name.iter().filter_map(|part| part.pointer("/node/String/sval").and_then(Value::as_str)).collect();
+            if !parts.is_empty() {
+                self.functions.insert(parts.join(".").to_lowercase());
             }
         }
         if let Some(Value::Array(clauses)) = map.get("locking_clause")

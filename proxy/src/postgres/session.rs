@@ -269,6 +269,7 @@ impl<S: Store> Session<'_, S> {
             protocol: Protocol::Postgres,
             kind: statement.kind.name().to_string(),
             tables: statement.tables.clone(),
+            functions: statement.functions.clone(),
             text: statement.text.clone(),
             missing_where: statement.missing_where,
         };

@@ -172,6 +172,25 @@ fn select_for_update_and_share_are_flagged() {
 }
 
 #[test]
+fn functions_called_anywhere_are_listed_as_the_parser_resolved_them() {
+    let f = |sql: &str| classify(sql).unwrap()[0].functions.clone();
+    assert_eq!(f("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"), ["pg_terminate_backend"]);
+    // Quoting, case and Unicode escapes do not hide a name from the parser.
+    assert_eq!(f(r#"SELECT "pg_terminate_backend"(1)"#), ["pg_terminate_backend"]);
+    assert_eq!(f(r#"SELECT U&"pg_terminate\005fbackend"(1)"#), ["pg_terminate_backend"]);
+    assert_eq!(f("SELECT PG_CATALOG.Set_Config('role', 'x', false)"), ["pg_catalog.set_config"]);
+    // In FROM, WHERE, nested calls, INSERT values, CALL, and inside a CTE.
+    assert_eq!(f("SELECT * FROM dblink('conn', 'DELETE FROM t') AS x(a int)"), ["dblink"]);
+    assert_eq!(f("SELECT 1 FROM t WHERE lower(name) = upper('x')"), ["lower", "upper"]);
+    assert_eq!(f("INSERT INTO t VALUES (now())"), ["now"]);
+    assert_eq!(f("CALL app.cleanup(1)"), ["app.cleanup"]);
+    assert_eq!(f("WITH x AS (SELECT query_to_xml('DELETE FROM t', true, true, '')) SELECT * FROM x"), ["query_to_xml"]);
+    assert!(f("SELECT a FROM t").is_empty());
+    // Defining a function is not calling it.
+    assert!(f("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'").is_empty());
+}
+
+#[test]
 fn copy_direction_distinguishes_client_file_and_program() {
     let dir = |sql: &str| classify(sql).unwrap()[0].copy_direction;
     assert_eq!(dir("COPY a TO STDOUT"), Some(CopyDirection::ToClient));
