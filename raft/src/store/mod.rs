@@ -9,6 +9,7 @@
 //! - `snapshots/` the current snapshot file and `current.json` pointing at it.
 
 mod apply;
+mod capture;
 mod durable;
 pub(crate) mod keys;
 mod log;

@@ -12,6 +12,7 @@ use std::ops::Bound;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::capture::Capture;
 use crate::error::{Error, Result};
 
 pub struct Overlay<'a> {
@@ -106,9 +107,11 @@ impl<'a> Overlay<'a> {
         Ok(pending.max(committed))
     }
 
-    /// Write this batch's changes to `tree`, key by key.
-    pub fn write_to(self, tree: &sled::Tree) -> Result<()> {
+    /// Write this batch's changes to `tree`, key by key, each announced to `capture`
+    /// first.
+    pub fn write_to(self, tree: &sled::Tree, capture: &Capture) -> Result<()> {
         for (k, v) in self.writes {
+            capture.before_write(tree, &k)?;
             match v {
                 Some(v) => tree.insert(k, v).map(drop).map_err(storage_err)?,
                 None => tree.remove(k).map(drop).map_err(storage_err)?,

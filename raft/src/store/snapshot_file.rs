@@ -15,23 +15,51 @@ const MAGIC: &[u8; 8] = b"PCSNAP1\n";
 const END: u32 = u32::MAX;
 
 /// Write every record of `tree` to `path`; returns the record count.
+#[cfg(test)]
 pub fn write_tree(tree: &sled::Tree, path: &Path) -> Result<u64> {
-    let file = File::create(path).map_err(|e| Error::io(format!("create snapshot {}", path.display()), e))?;
-    let mut out = BufWriter::new(file);
-    let io = |e| Error::io(format!("write snapshot {}", path.display()), e);
-    out.write_all(MAGIC).map_err(io)?;
-    let mut count: u64 = 0;
+    let mut out = SnapshotWriter::create(path)?;
     for item in tree.iter() {
         let (k, v) = item.map_err(|e| Error::Storage { path: path.display().to_string(), detail: e.to_string() })?;
-        write_chunk(&mut out, &k).map_err(io)?;
-        write_chunk(&mut out, &v).map_err(io)?;
-        count += 1;
+        out.record(&k, &v)?;
     }
-    out.write_all(&END.to_be_bytes()).map_err(io)?;
-    out.write_all(&count.to_be_bytes()).map_err(io)?;
-    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_data().map_err(io)?;
-    Ok(count)
+    out.finish()
+}
+
+/// A snapshot file being written, record by record.
+pub struct SnapshotWriter {
+    out: BufWriter<File>,
+    path: std::path::PathBuf,
+    count: u64,
+}
+
+impl SnapshotWriter {
+    pub fn create(path: &Path) -> Result<Self> {
+        let file = File::create(path).map_err(|e| Error::io(format!("create snapshot {}", path.display()), e))?;
+        let mut writer = SnapshotWriter { out: BufWriter::new(file), path: path.to_path_buf(), count: 0 };
+        writer.out.write_all(MAGIC).map_err(|e| writer.io(e))?;
+        Ok(writer)
+    }
+
+    pub fn record(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        write_chunk(&mut self.out, key).and_then(|()| write_chunk(&mut self.out, value)).map_err(|e| self.io(e))?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Write the trailer and sync the file; returns the record count.
+    pub fn finish(mut self) -> Result<u64> {
+        let trailer = [END.to_be_bytes().as_slice(), self.count.to_be_bytes().as_slice()].concat();
+        self.out.write_all(&trailer).map_err(|e| self.io(e))?;
+        let path = self.path;
+        let io = |e| Error::io(format!("write snapshot {}", path.display()), e);
+        let file = self.out.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_data().map_err(io)?;
+        Ok(self.count)
+    }
+
+    fn io(&self, e: std::io::Error) -> Error {
+        Error::io(format!("write snapshot {}", self.path.display()), e)
+    }
 }
 
 fn write_chunk(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {

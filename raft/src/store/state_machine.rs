@@ -15,8 +15,10 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::apply::{Changes, apply_command};
+use super::capture::Capture;
 use super::durable::Durability;
 use super::overlay::Overlay;
+use super::snapshot_file::SnapshotWriter;
 use super::{keys, read_err, snapshot_file, write_err};
 use crate::command::Response;
 use crate::notify::Notifier;
@@ -34,9 +36,15 @@ pub struct Shared {
     pub(crate) meta: sled::Tree,
     /// The live state tree. Swapped (not mutated) when a snapshot is installed.
     tree: RwLock<sled::Tree>,
-    /// Serializes apply against snapshot build and install: a snapshot must see one
-    /// consistent state and label it with the right last-applied id.
+    /// Serializes applies, and holds them off while a copy of the state is armed
+    /// (`capture`) or a snapshot installed, so a copy is labelled with the right
+    /// last-applied id.
     pub(crate) gate: Arc<tokio::sync::Mutex<()>>,
+    /// Keeps a copy of the state consistent while applies go on (snapshots, backups).
+    pub(crate) capture: Capture,
+    /// One copy at a time, and never while a snapshot is installed (the copy reads the
+    /// tree an install would replace).
+    pub(crate) copying: Arc<tokio::sync::Mutex<()>>,
     pub(crate) durability: Durability,
     pub(crate) notifier: Notifier,
     pub(crate) snapshot_dir: PathBuf,
@@ -57,6 +65,8 @@ impl Shared {
             meta,
             tree: RwLock::new(tree),
             gate: Arc::new(tokio::sync::Mutex::new(())),
+            capture: Capture::default(),
+            copying: Arc::new(tokio::sync::Mutex::new(())),
             durability,
             notifier: Notifier::default(),
             snapshot_dir,
@@ -144,8 +154,12 @@ pub struct SnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
         let shared = self.shared.clone();
-        let gate = shared.gate.clone().lock_owned().await;
-        let (last_log_id, last_membership) = shared.applied_state()?;
+        let copying = shared.copying.clone().lock_owned().await;
+        let (last_log_id, last_membership) = {
+            let _gate = shared.gate.lock().await;
+            shared.capture.arm();
+            shared.applied_state()?
+        };
         let snapshot_id = format!(
             "{}-{}-{}",
             last_log_id.map(|l| l.leader_id.term).unwrap_or(0),
@@ -156,13 +170,23 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let path = shared.snapshot_dir.join(&file_name);
         let tree = shared.tree();
         let write_path = path.clone();
-        tokio::task::spawn_blocking(move || {
-            let _gate = gate;
-            snapshot_file::write_tree(&tree, &write_path)
+        let started = std::time::Instant::now();
+        let copier = shared.clone();
+        let records = tokio::task::spawn_blocking(move || {
+            let _copying = copying;
+            let mut out = SnapshotWriter::create(&write_path)?;
+            copier.capture.copy(&tree, |k, v| out.record(k, v))?;
+            out.finish()
         })
         .await
         .map_err(write_err)?
         .map_err(write_err)?;
+        tracing::info!(
+            index = last_log_id.map(|l| l.index).unwrap_or(0),
+            records,
+            millis = started.elapsed().as_millis() as u64,
+            "snapshot built"
+        );
         // The state up to the snapshot point must be durable before the log behind it is purged.
         shared.durability.sync_now().await.map_err(write_err)?;
         let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
@@ -242,7 +266,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             tx.put(keys::LAST_MEMBERSHIP.to_vec(), m).map_err(write_err)?;
         }
         // Not atomic: a crash mid-apply makes the next start rebuild from the snapshot (`recovery`).
-        tx.write_to(&tree).map_err(write_err)?;
+        tx.write_to(&tree, &self.shared.capture).map_err(write_err)?;
         self.next_seqs = std::mem::take(&mut changes.next_seqs);
         self.shared.notifier.applied(last.index);
         if changes.approvals {
@@ -278,6 +302,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         mut snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError<u64>> {
         let shared = self.shared.clone();
+        let _copying = shared.copying.lock().await;
         let _gate = shared.gate.lock().await;
         self.next_seqs.clear();
         // Keep the received data as our current snapshot file.

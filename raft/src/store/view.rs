@@ -174,20 +174,21 @@ impl StateView {
         Ok(runs.into_iter().flatten().collect())
     }
 
-    /// A backup of the state as of one applied entry: taken under the apply gate, so no
-    /// apply interleaves with the copy (the same consistency a snapshot has).
+    /// A backup of the state as of one applied entry, copied as a snapshot is (see
+    /// `capture`): applies go on meanwhile without showing in it.
     pub async fn backup(&self, node: u64) -> Result<Vec<u8>> {
-        let gate = self.shared.gate.clone().lock_owned().await;
+        let copying = self.shared.copying.clone().lock_owned().await;
+        let last_applied = {
+            let _gate = self.shared.gate.lock().await;
+            self.shared.capture.arm();
+            self.shared.applied_state().map_err(|e| Error::corrupt("applied state", e))?.0
+        };
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || {
-            let _gate = gate;
-            let (last_applied, _) = shared.applied_state().map_err(|e| Error::corrupt("applied state", e))?;
+            let _copying = copying;
             let header = BackupWriter::header(node, last_applied.map(|l| l.index).unwrap_or(0));
             let mut writer = BackupWriter::new(&header)?;
-            for item in shared.tree().iter() {
-                let (k, v) = item.map_err(storage_err)?;
-                writer.record(&k, &v)?;
-            }
+            shared.capture.copy(&shared.tree(), |k, v| writer.record(k, v))?;
             Ok(writer.finish())
         })
         .await

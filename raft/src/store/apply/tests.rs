@@ -27,7 +27,7 @@ fn apply_all(tree: &sled::Tree, commands: Vec<Command>) -> Vec<Response> {
     let mut tx = Overlay::new(tree);
     let mut changes = Changes::default();
     let responses = commands.into_iter().map(|c| apply_command(&mut tx, c, &mut changes).unwrap()).collect();
-    tx.write_to(tree).unwrap();
+    tx.write_to(tree, &Default::default()).unwrap();
     responses
 }
 
@@ -371,7 +371,7 @@ fn the_seq_cache_carried_between_applies_agrees_with_the_events_table() {
         let events = kinds.iter().map(|k| event("s1", 200, k)).collect();
         let mut changes = Changes { next_seqs: std::mem::take(&mut carried.next_seqs), ..Changes::default() };
         apply_command(&mut tx, cmd(&format!("e{i}"), Op::AppendEvents { events }), &mut changes).unwrap();
-        tx.write_to(&t).unwrap();
+        tx.write_to(&t, &Default::default()).unwrap();
         carried.next_seqs = changes.next_seqs;
     }
     let seqs: Vec<u64> = events_in(&t, "s1").iter().map(|e| e.seq).collect();
