@@ -13,13 +13,21 @@ use crate::model::{Approval, Event, Millis, Policy, Resource, Session, SessionSt
 pub struct Command {
     /// Unique per logical write; retries reuse it.
     pub request_id: String,
+    /// When it was submitted (the submitter's clock): its request id is remembered for
+    /// [`REQUEST_MEMORY`] after that, longer than any retry of it can come.
+    #[serde(default)]
+    pub at: Millis,
     pub op: Op,
 }
 
+/// How long applied request ids are remembered. Retries of a write reuse its id only
+/// within the write deadline (seconds); this leaves a wide margin for clock skew.
+pub const REQUEST_MEMORY: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
 impl Command {
-    /// A command with a fresh random request id.
+    /// A command with a fresh random request id, stamped now.
     pub fn new(op: Op) -> Self {
-        Command { request_id: crate::ids::random_id(), op }
+        Command { request_id: crate::ids::random_id(), at: crate::model::now_millis(), op }
     }
 }
 
@@ -81,6 +89,11 @@ pub enum Op {
     },
     /// Retention: drop closed sessions (and their events) that ended before `before`.
     PruneSessions {
+        before: Millis,
+    },
+    /// Forget the request ids of commands submitted before `before` (they can no longer
+    /// be retried), so remembered answers do not pile up.
+    ForgetRequests {
         before: Millis,
     },
     /// One part of a backup being restored (`portcullis restore`): kept aside, invisible

@@ -6,7 +6,8 @@
 //! approvers would keep seeing (and could approve) requests for statements that can no
 //! longer run:
 //!
-//! - The leader expires pending approvals past their deadline, once a second.
+//! - The leader expires pending approvals past their deadline, once a second, and once
+//!   a minute forgets request ids too old to be retried (`REQUEST_MEMORY`).
 //! - At start, once serving, a node closes the sessions it had open before (status
 //!   `lost`): its process ended, and their client connections with it.
 //! - The leader withdraws pending approvals held on a node it has not heard from for
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 use openraft::ServerState;
 use tokio_util::sync::CancellationToken;
 
-use crate::command::{Command, Op};
+use crate::command::{Command, Op, REQUEST_MEMORY};
 use crate::model::{Approval, Millis, Session, SessionStatus, now_millis};
 use crate::node::NodeCore;
 
@@ -76,7 +77,9 @@ async fn sweep_as_leader(core: Arc<NodeCore>, shutdown: CancellationToken) {
     let mut leader_since: Option<Instant> = None;
     // The membership whose removed nodes' sessions were closed; None: not done yet.
     let mut swept_members: Option<BTreeSet<u64>> = None;
+    let mut ticks: u64 = 0;
     loop {
+        ticks = ticks.wrapping_add(1);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
@@ -110,6 +113,14 @@ async fn sweep_as_leader(core: Arc<NodeCore>, shutdown: CancellationToken) {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot list pending approvals"),
+        }
+
+        if ticks % 60 == 0 {
+            let memory = u64::try_from(REQUEST_MEMORY.as_millis()).unwrap_or(u64::MAX);
+            let op = Op::ForgetRequests { before: now_millis().saturating_sub(memory) };
+            if let Err(e) = crate::forward::write(&core, Command::new(op)).await {
+                tracing::warn!(error = %e, "forgetting old request ids failed; will retry");
+            }
         }
 
         if swept_members.as_ref() != Some(&members) {

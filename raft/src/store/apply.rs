@@ -37,26 +37,10 @@ pub fn apply_command(tx: &mut Overlay<'_>, cmd: Command, changes: &mut Changes) 
     if let Some(seen) = tx.get::<Remembered>(&request_key)? {
         return Ok(seen.response);
     }
-    let at = command_time(&cmd.op);
     let response = apply_op(tx, cmd.op, changes)?;
-    tx.put(request_key, &Remembered { at, response: response.clone() })?;
+    tx.put(request_key, &Remembered { at: cmd.at, response: response.clone() })?;
+    tx.put_raw(keys::request_by_time(cmd.at, &cmd.request_id), vec![]);
     Ok(response)
-}
-
-fn command_time(op: &Op) -> Millis {
-    match op {
-        Op::PutResource { resource } => resource.updated_at,
-        Op::PutPolicy { policy } => policy.updated_at,
-        Op::RequestApproval { approval } => approval.created_at,
-        Op::DecideApproval { at, .. }
-        | Op::ExpireApproval { at, .. }
-        | Op::WithdrawApproval { at, .. }
-        | Op::CloseSession { at, .. } => *at,
-        Op::OpenSession { session } => session.started_at,
-        Op::AppendEvents { events } => events.first().map(|e| e.at).unwrap_or(0),
-        Op::PruneSessions { before } => *before,
-        Op::DeleteResource { .. } | Op::DeletePolicy { .. } | Op::RestoreStage { .. } | Op::RestoreCommit { .. } => 0,
-    }
 }
 
 fn rejected(reason: impl Into<String>) -> Result<Response> {
@@ -165,6 +149,7 @@ fn apply_op(tx: &mut Overlay<'_>, op: Op, changes: &mut Changes) -> Result<Respo
             changes.next_seqs.clear();
             prune(tx, before)
         }
+        Op::ForgetRequests { before } => forget_requests(tx, before),
         Op::RestoreStage { restore_id, part, records } => super::restore::stage(tx, &restore_id, part, &records),
         Op::RestoreCommit { restore_id, parts, sha256 } => {
             changes.next_seqs.clear();
@@ -318,20 +303,30 @@ fn prune(tx: &mut Overlay<'_>, before: Millis) -> Result<Response> {
         tx.remove(keys::by_time(s.started_at, &s.id));
         tx.remove(keys::named(keys::SESSION, &s.id));
     }
-    // Remembered request ids older than the horizon can no longer be retried.
-    let mut old_requests = Vec::new();
-    for key in tx.keys(keys::REQUEST) {
+    Ok(Response::Pruned { sessions: u64::try_from(doomed.len()).unwrap_or(u64::MAX) })
+}
+
+/// Drop the remembered answers of requests submitted before `before`, oldest first,
+/// reading only those.
+fn forget_requests(tx: &mut Overlay<'_>, before: Millis) -> Result<Response> {
+    let mut old = Vec::new();
+    for key in tx.keys(keys::REQUEST_BY_TIME) {
         let key = key?;
-        if let Some(r) = tx.get::<Remembered>(&key)?
-            && r.at < before
-        {
-            old_requests.push(key);
+        let at_end = keys::REQUEST_BY_TIME.len() + 8;
+        let Some(at) = key.get(keys::REQUEST_BY_TIME.len()..at_end).and_then(|b| b.try_into().ok()) else {
+            continue;
+        };
+        if u64::from_be_bytes(at) >= before {
+            break;
         }
+        old.push(key);
     }
-    for key in old_requests {
+    for key in old {
+        let id = String::from_utf8_lossy(key.get(keys::REQUEST_BY_TIME.len() + 8..).unwrap_or_default()).into_owned();
+        tx.remove(keys::named(keys::REQUEST, &id));
         tx.remove(key);
     }
-    Ok(Response::Pruned { sessions: u64::try_from(doomed.len()).unwrap_or(u64::MAX) })
+    Ok(Response::Done)
 }
 
 #[cfg(test)]

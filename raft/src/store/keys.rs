@@ -16,6 +16,9 @@ pub const BY_IDENTITY: &[u8] = b"xi/";
 pub const BY_RESOURCE: &[u8] = b"xr/";
 pub const BY_TIME: &[u8] = b"xt/";
 pub const REQUEST: &[u8] = b"q/";
+/// Remembered request ids by submission time, `qt/<at be><request id>`: forgetting the
+/// old ones reads only those.
+pub const REQUEST_BY_TIME: &[u8] = b"qt/";
 /// The tables a restore fills, which must all be empty before it (it never merges).
 pub const RESTORE_TARGET: [&[u8]; 5] = [RESOURCE, POLICY, APPROVAL, SESSION, EVENT];
 
@@ -73,6 +76,14 @@ pub fn index(prefix: &[u8], field: &str, started: u64, session: &str) -> Vec<u8>
 pub fn index_prefix(prefix: &[u8], field: &str) -> Vec<u8> {
     let mut k = named(prefix, field);
     k.push(0);
+    k
+}
+
+/// `qt/<at be><request id>`.
+pub fn request_by_time(at: u64, request_id: &str) -> Vec<u8> {
+    let mut k = REQUEST_BY_TIME.to_vec();
+    k.extend_from_slice(&at.to_be_bytes());
+    k.extend_from_slice(request_id.as_bytes());
     k
 }
 

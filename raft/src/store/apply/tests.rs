@@ -14,7 +14,16 @@ fn tree() -> sled::Tree {
 }
 
 fn cmd(request_id: &str, op: Op) -> Command {
-    Command { request_id: request_id.to_string(), op }
+    cmd_at(request_id, 0, op)
+}
+
+/// A remembered request id or its time index entry.
+fn is_request_record(key: &[u8]) -> bool {
+    key.starts_with(keys::REQUEST) || key.starts_with(keys::REQUEST_BY_TIME)
+}
+
+fn cmd_at(request_id: &str, at: Millis, op: Op) -> Command {
+    Command { request_id: request_id.to_string(), at, op }
 }
 
 /// Apply one command in its own batch and commit it.
@@ -277,10 +286,10 @@ fn expire_before_the_deadline_does_nothing() {
     let r = approval_of(apply(&t, cmd("x1", Op::ExpireApproval { id: "a1".into(), at: EXPIRES - 1 })));
     assert_eq!(r.status, ApprovalStatus::Pending);
     assert_eq!(approval_in(&t, "a1"), approval("a1", 1));
-    // Only the remembered request id was added.
+    // Only the remembered request id (and its time index entry) was added.
     let after = records(&t);
-    assert_eq!(after.len(), before.len() + 1);
-    assert!(after.iter().all(|(k, v)| k.starts_with(keys::REQUEST) || before.contains(&(k.clone(), v.clone()))));
+    assert_eq!(after.len(), before.len() + 2);
+    assert!(after.iter().all(|(k, v)| is_request_record(k) || before.contains(&(k.clone(), v.clone()))));
 }
 
 #[test]
@@ -495,8 +504,7 @@ fn open_and_append_in_one_batch_see_each_other() {
 fn append_with_an_unknown_session_is_rejected_and_writes_nothing() {
     let t = tree();
     open(&t, session("s1", "alice", "db", 100));
-    let state =
-        |t: &sled::Tree| -> Vec<_> { records(t).into_iter().filter(|(k, _)| !k.starts_with(keys::REQUEST)).collect() };
+    let state = |t: &sled::Tree| -> Vec<_> { records(t).into_iter().filter(|(k, _)| !is_request_record(k)).collect() };
     let before = state(&t);
     let r = apply(&t, cmd("e1", Op::AppendEvents { events: vec![event("s1", 200, "a"), event("ghost", 201, "b")] }));
     assert_eq!(rejection(&r), "no session ghost");
@@ -583,14 +591,26 @@ fn prune_removes_old_closed_sessions_with_events_and_index_entries() {
 }
 
 #[test]
-fn prune_forgets_request_ids_older_than_the_horizon() {
+fn old_request_ids_are_forgotten_with_their_time_index_and_recent_ones_stay_remembered() {
     let t = tree();
-    open(&t, session("s1", "alice", "db", 100));
-    open(&t, session("s2", "alice", "db", 5_000));
-    apply(&t, cmd("prune", Op::PruneSessions { before: 1_000 }));
-    assert!(t.get(keys::named(keys::REQUEST, "open-s1")).unwrap().is_none());
-    assert!(t.get(keys::named(keys::REQUEST, "open-s2")).unwrap().is_some());
-    assert!(t.get(keys::named(keys::REQUEST, "prune")).unwrap().is_some());
+    let put = |id: &str, at: Millis| {
+        let policy = Policy { name: id.into(), source: String::new(), updated_at: at, updated_by: "ops".into() };
+        apply(&t, cmd_at(id, at, Op::PutPolicy { policy }))
+    };
+    put("old", 100);
+    put("older", 50);
+    put("recent", 5_000);
+    assert_eq!(apply(&t, cmd_at("forget", 6_000, Op::ForgetRequests { before: 1_000 })), Response::Done);
+    let remembered = |id: &str| t.get(keys::named(keys::REQUEST, id)).unwrap().is_some();
+    assert!(!remembered("old") && !remembered("older"));
+    assert!(remembered("recent") && remembered("forget"));
+    let index: Vec<Vec<u8>> = t.scan_prefix(keys::REQUEST_BY_TIME).keys().map(|k| k.unwrap().to_vec()).collect();
+    assert_eq!(index, [keys::request_by_time(5_000, "recent"), keys::request_by_time(6_000, "forget")]);
+    // A forgotten id applies again if it ever came back; a remembered one answers as before.
+    let again = Policy { name: "old".into(), source: "again".into(), updated_at: 100, updated_by: "ops".into() };
+    apply(&t, cmd_at("old", 100, Op::PutPolicy { policy: again }));
+    let stored: Policy = serde_json::from_slice(&t.get(keys::named(keys::POLICY, "old")).unwrap().unwrap()).unwrap();
+    assert_eq!(stored.source, "again");
 }
 
 /// Apply batches differ between nodes (the leader and a follower group committed entries
@@ -668,9 +688,9 @@ fn prune_in_the_same_batch_as_late_events_removes_them_too() {
     );
     assert!(session_in(&t, "a").is_none());
     assert!(events_in(&t, "a").is_empty(), "no orphaned events");
-    // Only the prune's own request id survives (its time is the horizon itself).
-    let left: Vec<_> = records(&t).into_iter().map(|(k, _)| k).collect();
-    assert_eq!(left, vec![keys::named(keys::REQUEST, "prune")]);
+    // Nothing of the session is left; remembered request ids go their own way.
+    let left: Vec<_> = records(&t).into_iter().map(|(k, _)| k).filter(|k| !is_request_record(k)).collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]

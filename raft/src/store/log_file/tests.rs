@@ -12,6 +12,7 @@ fn entry(index: u64, term: u64) -> Entry<TypeConfig> {
         log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
         payload: EntryPayload::Normal(Command {
             request_id: format!("r{index}"),
+            at: 0,
             op: Op::DeletePolicy { name: format!("p{index}") },
         }),
     }
