@@ -115,7 +115,7 @@ async fn sweep_as_leader(core: Arc<NodeCore>, shutdown: CancellationToken) {
             Err(e) => tracing::warn!(error = %e, "cannot list pending approvals"),
         }
 
-        if ticks % 60 == 0 {
+        if ticks.is_multiple_of(60) {
             let memory = u64::try_from(REQUEST_MEMORY.as_millis()).unwrap_or(u64::MAX);
             let op = Op::ForgetRequests { before: now_millis().saturating_sub(memory) };
             if let Err(e) = crate::forward::write(&core, Command::new(op)).await {
