@@ -365,7 +365,7 @@ impl Playground {
             let _ = c.wait();
         }
         if let Some(data) = &self.backend.data_dir {
-            stop_postgres(data);
+            portcullis_chaos::postgres::stop(data);
         }
         if let Some(hosts) = &self.hosts {
             hosts.teardown();
@@ -394,25 +394,4 @@ fn process_alive(pid: u32) -> bool {
         Ok(stat) => stat.rsplit(')').next().and_then(|s| s.split_whitespace().next()).is_none_or(|s| s != "Z"),
         Err(_) => false,
     }
-}
-
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| lossy(&o.stdout) == "0").unwrap_or(false)
-}
-
-/// Stop the playground's Postgres (as the `postgres` user when root, as `dev` started it).
-fn stop_postgres(data_dir: &Path) {
-    let pg_ctl = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()
-        .and_then(|rd| rd.flatten().map(|e| e.path().join("bin/pg_ctl")).find(|p| p.exists()))
-        .unwrap_or_else(|| PathBuf::from("pg_ctl"));
-    let mut cmd = if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(&pg_ctl);
-        c
-    } else {
-        Command::new(&pg_ctl)
-    };
-    let _ =
-        cmd.args(["stop", "-m", "immediate", "-D"]).arg(data_dir).stdout(Stdio::null()).stderr(Stdio::null()).status();
 }

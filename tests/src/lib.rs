@@ -476,7 +476,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if let Some(data) = &self.pg_data {
-            stop_postgres(data);
+            portcullis_chaos::postgres::stop(data);
         }
         let lb_pid = self.lb.as_ref().and_then(|lb| lb["pid"].as_u64()).map(|p| p as u32);
         for pid in self.pids.values().chain(self.issuer_pid.iter()).chain(lb_pid.iter()) {
@@ -487,28 +487,6 @@ impl Drop for Cluster {
             let _ = child.wait();
         }
     }
-}
-
-/// Stop a playground Postgres (as the `postgres` user when root, like `dev` started it).
-pub fn stop_postgres(data_dir: &Path) {
-    let pg_ctl = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()
-        .and_then(|rd| rd.flatten().map(|e| e.path().join("bin/pg_ctl")).find(|p| p.exists()))
-        .unwrap_or_else(|| PathBuf::from("pg_ctl"));
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    let mut cmd = if root {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(&pg_ctl);
-        c
-    } else {
-        Command::new(&pg_ctl)
-    };
-    let _ =
-        cmd.args(["stop", "-m", "immediate", "-D"]).arg(data_dir).stdout(Stdio::null()).stderr(Stdio::null()).status();
 }
 
 /// A command's stdout as text.
