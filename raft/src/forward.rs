@@ -15,6 +15,8 @@ use crate::typ::{ClientWriteError, RaftError};
 /// Commit `cmd` through the leader and return its apply result.
 pub(crate) async fn write(core: &NodeCore, cmd: Command) -> Result<Response> {
     let deadline = core.settings.timing.write_deadline;
+    // Shared, not copied, by every retry and by the log (an audit batch is large).
+    let cmd = std::sync::Arc::new(cmd);
     let attempt = async {
         loop {
             match core.raft.client_write(cmd.clone()).await {

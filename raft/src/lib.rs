@@ -56,7 +56,7 @@ pub struct Member {
 openraft::declare_raft_types!(
     /// openraft type configuration of Portcullis.
     pub TypeConfig:
-        D = command::Command,
+        D = std::sync::Arc<command::Command>,
         R = command::Response,
         NodeId = u64,
         Node = Member,

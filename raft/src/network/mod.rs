@@ -36,7 +36,7 @@ use crate::command::{Command, Response};
 /// What a follower asks the leader to do on its behalf.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ForwardRequest {
-    Write(Command),
+    Write(std::sync::Arc<Command>),
     AddNode { id: u64, member: Member },
     RemoveNode { id: u64 },
 }

@@ -250,6 +250,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             match entry.payload {
                 EntryPayload::Blank => responses.push(Response::Done),
                 EntryPayload::Normal(cmd) => {
+                    let cmd = Arc::unwrap_or_clone(cmd);
                     responses.push(apply_command(&mut tx, cmd, &mut changes).map_err(write_err)?);
                 }
                 EntryPayload::Membership(m) => {

@@ -10,11 +10,11 @@ use crate::command::{Command, Op};
 fn entry(index: u64, term: u64) -> Entry<TypeConfig> {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
-        payload: EntryPayload::Normal(Command {
+        payload: EntryPayload::Normal(std::sync::Arc::new(Command {
             request_id: format!("r{index}"),
             at: 0,
             op: Op::DeletePolicy { name: format!("p{index}") },
-        }),
+        })),
     }
 }
 

@@ -34,7 +34,11 @@ impl Store {
                 self.next += 1;
                 Entry {
                     log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
-                    payload: EntryPayload::Normal(Command { request_id: format!("r{index}"), at: 0, op }),
+                    payload: EntryPayload::Normal(std::sync::Arc::new(Command {
+                        request_id: format!("r{index}"),
+                        at: 0,
+                        op,
+                    })),
                 }
             })
             .collect();
