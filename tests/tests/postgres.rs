@@ -84,6 +84,10 @@ fn denied_statements_never_reach_the_backend() {
         assert!(!o.status.success());
         assert!(err(&o).contains("no-admin-functions"), "{}", err(&o));
     }
+    // Taking on another role is a privilege statement, not a setting the demo lets through.
+    let o = c.psql(2, &token, &["SET ROLE postgres /* marker-set-role */"]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("no policy rule allows grant"), "{}", err(&o));
     // Unparseable SQL is denied with the parser's own message.
     let o = c.psql(2, &token, &["SELEC * FROM customers /* marker-typo */"]);
     assert!(!o.status.success());
@@ -99,9 +103,15 @@ fn denied_statements_never_reach_the_backend() {
 
     assert_eq!(customer_count(&c, &token), 12);
     let log = c.postgres_log();
-    for marker in
-        ["marker-truncate", "marker-drop", "marker-typo", "marker-multi", "marker-stranger", "marker-terminate"]
-    {
+    for marker in [
+        "marker-truncate",
+        "marker-drop",
+        "marker-typo",
+        "marker-multi",
+        "marker-stranger",
+        "marker-terminate",
+        "marker-set-role",
+    ] {
         assert!(!log.contains(marker), "{marker} reached the backend");
     }
 }

@@ -57,7 +57,8 @@ pub enum StatementKind {
     Ddl,
     Truncate,
     Copy,
-    /// SET / RESET (also SET CONSTRAINTS).
+    /// SET / RESET (also SET CONSTRAINTS); not SET ROLE / SESSION AUTHORIZATION, which
+    /// are [`StatementKind::Grant`].
     Set,
     Show,
     /// BEGIN / COMMIT / ROLLBACK / SAVEPOINT / PREPARE TRANSACTION / COMMIT PREPARED ...
@@ -66,7 +67,8 @@ pub enum StatementKind {
     /// A plain `EXPLAIN` (not executed). `EXPLAIN ANALYZE` takes the inner statement's kind.
     Explain,
     /// GRANT / REVOKE and role DDL (CREATE/ALTER/DROP ROLE, ALTER DEFAULT PRIVILEGES,
-    /// REASSIGN OWNED, DROP OWNED).
+    /// REASSIGN OWNED, DROP OWNED), and switching roles (SET [LOCAL] ROLE, SET SESSION
+    /// AUTHORIZATION, RESET ROLE).
     Grant,
     /// VACUUM / ANALYZE / CLUSTER / REINDEX.
     Vacuum,
@@ -347,6 +349,14 @@ fn tree_name(node: &NodeEnum) -> String {
 fn kind_of(node: &NodeEnum, name: &str, walk: &Walk) -> StatementKind {
     match node {
         NodeEnum::SelectStmt(select) if select.into_clause.is_some() => return StatementKind::Ddl,
+        // `SET [LOCAL] ROLE` and `SET SESSION AUTHORIZATION` change whose privileges the
+        // rest of the session runs with: a privilege statement, not a session setting a
+        // rule allowing `set` (timezone, search_path...) means to let through.
+        NodeEnum::VariableSetStmt(set)
+            if matches!(set.name.to_ascii_lowercase().as_str(), "role" | "session_authorization") =>
+        {
+            return StatementKind::Grant;
+        }
         NodeEnum::CopyStmt(copy) => {
             // COPY (DELETE ... RETURNING *) TO STDOUT executes the write.
             let inner = copy.query.as_ref().and_then(|q| q.node.as_ref());

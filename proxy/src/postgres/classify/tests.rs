@@ -191,6 +191,18 @@ fn functions_called_anywhere_are_listed_as_the_parser_resolved_them() {
 }
 
 #[test]
+fn switching_roles_is_a_privilege_statement_not_a_setting() {
+    let kind = |sql: &str| classify(sql).unwrap()[0].kind.clone();
+    for sql in ["SET ROLE postgres", "SET LOCAL ROLE admin", "SET SESSION AUTHORIZATION postgres", "RESET ROLE"] {
+        assert_eq!(kind(sql), K::Grant, "{sql}");
+        assert!(kind(sql).writes(), "{sql}");
+    }
+    for sql in ["SET search_path = app", "SET TIME ZONE 'UTC'", "RESET ALL", "SET application_name = 'x'"] {
+        assert_eq!(kind(sql), K::Set, "{sql}");
+    }
+}
+
+#[test]
 fn copy_direction_distinguishes_client_file_and_program() {
     let dir = |sql: &str| classify(sql).unwrap()[0].copy_direction;
     assert_eq!(dir("COPY a TO STDOUT"), Some(CopyDirection::ToClient));
