@@ -128,6 +128,11 @@ impl MaskPlan {
         if self.masks_column(column) {
             return Some(COLUMN_MASK.to_owned());
         }
+        self.detect(value)
+    }
+
+    /// `value` with every detector's matches masked, or `None` if none matched.
+    pub fn detect(&self, value: &str) -> Option<String> {
         let mut current: Option<String> = None;
         for detector in &self.detectors {
             let input = current.as_deref().unwrap_or(value);

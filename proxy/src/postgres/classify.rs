@@ -186,6 +186,8 @@ pub struct Statement {
     /// of an INSERT...), as the parser resolved their names (`U&"..."` escapes and
     /// quoting undone): `schema.name` when written so, lowercase, deduplicated, sorted.
     pub functions: Vec<String>,
+    /// Where its result columns come from, for column masking.
+    pub lineage: Lineage,
 }
 
 /// Classify every statement of `sql` (at most [`DEFAULT_MAX_SQL_BYTES`]).
@@ -255,6 +257,7 @@ fn classify_raw(sql: &str, raw: &protobuf::RawStmt) -> Result<Statement> {
             writes_in_cte: false,
             copy_direction: None,
             functions: Vec::new(),
+            lineage: Lineage::default(),
         });
     };
     let tree = serde_json::to_value(node).map_err(|e| Error::SqlUnparseable {
@@ -277,6 +280,7 @@ fn classify_raw(sql: &str, raw: &protobuf::RawStmt) -> Result<Statement> {
         NodeEnum::CopyStmt(copy) => Some(copy_direction(copy)),
         _ => None,
     };
+    let lineage = walk.lineage(node);
     Ok(Statement {
         text,
         kind,
@@ -285,6 +289,7 @@ fn classify_raw(sql: &str, raw: &protobuf::RawStmt) -> Result<Statement> {
         select_for_update: walk.locking,
         writes_in_cte: walk.cte_write.is_some(),
         copy_direction,
+        lineage,
         functions: walk.functions.into_iter().collect(),
     })
 }
@@ -422,6 +427,16 @@ struct Walk {
     missing_where: bool,
     locking: bool,
     functions: BTreeSet<String>,
+    /// Last name part of every column reference (lowercase).
+    mentions: BTreeSet<String>,
+    /// Column references of one name only (`c`), which may be a whole row.
+    lone_mentions: BTreeSet<String>,
+    /// Column references ending in `*` (`*`, `c.*`).
+    star_refs: usize,
+    /// Names and aliases of every relation read (lowercase).
+    relations: BTreeSet<String>,
+    /// An alias renames columns (`FROM customers AS c(a, b, x)`).
+    renames_columns: bool,
 }
 
 impl Walk {
@@ -460,6 +475,27 @@ impl Walk {
             if !parts.is_empty() {
                 self.functions.insert(parts.join(".").to_lowercase());
             }
+        }
+        if let Some(Value::Array(fields)) = map.get("ColumnRef").and_then(|c| c.get("fields")) {
+            let names: Vec<&str> =
+                fields.iter().filter_map(|f| f.pointer("/node/String/sval").and_then(Value::as_str)).collect();
+            if fields.iter().any(|f| f.pointer("/node/AStar").is_some()) {
+                self.star_refs += 1;
+            }
+            if let Some(last) = names.last() {
+                self.mentions.insert(last.to_lowercase());
+            }
+            if let [one] = names.as_slice()
+                && fields.len() == 1
+            {
+                self.lone_mentions.insert(one.to_lowercase());
+            }
+        }
+        if map.contains_key("aliasname")
+            && let Some(Value::Array(colnames)) = map.get("colnames")
+            && !colnames.is_empty()
+        {
+            self.renames_columns = true;
         }
         if let Some(Value::Array(clauses)) = map.get("locking_clause")
             && !clauses.is_empty()
@@ -504,6 +540,18 @@ impl Walk {
         map.iter().filter(|(k, _)| k.as_str() != "with_clause").try_for_each(|(_, v)| self.value(v, &scope, depth + 1))
     }
 
+    /// The lineage of `node`'s result columns, from what the walk found.
+    fn lineage(&self, node: &NodeEnum) -> Lineage {
+        let (columns, top_level_stars) = lineage::result_columns(node, &self.relations);
+        Lineage {
+            mentions: self.mentions.clone(),
+            whole_rows: self.star_refs > top_level_stars
+                || self.renames_columns
+                || self.lone_mentions.iter().any(|m| self.relations.contains(m)),
+            columns,
+        }
+    }
+
     fn range_var(&mut self, map: &Map<String, Value>, relname: &str, ctes: &[String]) {
         let part = |key: &str| map.get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
         let (catalog, schema) = (part("catalogname"), part("schemaname"));
@@ -512,6 +560,10 @@ impl Walk {
         }
         let name: Vec<&str> = catalog.into_iter().chain(schema).chain(std::iter::once(relname)).collect();
         self.tables.insert(name.join(".").to_lowercase());
+        self.relations.insert(relname.to_lowercase());
+        if let Some(alias) = map.get("alias").and_then(|a| a.get("aliasname")).and_then(Value::as_str) {
+            self.relations.insert(alias.to_lowercase());
+        }
     }
 
     /// Targets the parser names as plain string lists rather than relations.
@@ -558,6 +610,10 @@ impl Walk {
         }
     }
 }
+
+mod lineage;
+
+pub use lineage::{Lineage, ResultColumns, masked_columns};
 
 #[cfg(test)]
 mod tests;

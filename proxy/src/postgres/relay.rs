@@ -15,9 +15,10 @@ use pgwire::messages::PgWireFrontendMessage as F;
 use pgwire::messages::data::{DataRow, FieldDescription};
 use pgwire::messages::extendedquery::Flush;
 
+use super::classify::{Lineage, masked_columns};
 use super::conn::{BackendConn, ClientConn};
 use crate::error::{Error, Result};
-use crate::mask::MaskPlan;
+use crate::mask::{COLUMN_MASK, MaskPlan};
 
 /// Column names and formats of a result.
 #[derive(Debug, Clone, Default)]
@@ -54,9 +55,35 @@ pub enum Expect {
 #[derive(Debug, Default)]
 pub struct RowsContext {
     pub masks: MaskPlan,
-    pub columns: Option<Columns>,
+    /// Where the statement's result columns come from (one per statement of the query).
+    lineages: Vec<Lineage>,
+    columns: Option<Columns>,
+    /// Per column of `columns`: whether its whole value is masked (`masked_columns`).
+    masked: Vec<bool>,
     /// Simple query: several results until ReadyForQuery.
     pub until_ready: bool,
+}
+
+impl RowsContext {
+    pub fn new(masks: MaskPlan, lineages: Vec<Lineage>, columns: Option<Columns>, until_ready: bool) -> Self {
+        let mut ctx = RowsContext { masks, lineages, columns: None, masked: Vec::new(), until_ready };
+        ctx.set_columns(columns);
+        ctx
+    }
+
+    fn set_columns(&mut self, columns: Option<Columns>) {
+        self.masked = match &columns {
+            Some(c) => masked_columns(&self.masks, &self.lineages, &c.names),
+            None => Vec::new(),
+        };
+        self.columns = columns;
+    }
+
+    /// Whether column `i`'s whole value is masked. Columns never described are, when
+    /// the plan masks any column: without a name or a lineage, nothing proves them safe.
+    fn masks_column(&self, i: usize) -> bool {
+        self.masked.get(i).copied().unwrap_or(!self.masks.columns.is_empty())
+    }
 }
 
 /// What the relay learned, for the "record" phase.
@@ -153,11 +180,11 @@ pub async fn relay(
                             && ctx.columns.is_none()
                             && let Some((_, _, cols)) = out.described.last()
                         {
-                            ctx.columns = Some(cols.clone());
+                            ctx.set_columns(Some(cols.clone()));
                         }
                     }
                     Expect::Rows(ctx) => {
-                        ctx.columns = Some(columns);
+                        ctx.set_columns(Some(columns));
                         client.queue(B::RowDescription(rd))?;
                     }
                     _ => client.queue(B::RowDescription(rd))?,
@@ -191,7 +218,7 @@ pub async fn relay(
                 client.queue(B::CommandComplete(cc))?;
                 if let Expect::Rows(ctx) = front {
                     if ctx.until_ready {
-                        ctx.columns = None;
+                        ctx.set_columns(None);
                     } else {
                         expects.pop_front();
                     }
@@ -277,21 +304,24 @@ fn mask_row(row: DataRow, ctx: &RowsContext, preview: &mut Vec<Vec<Option<String
     let mut masked: Vec<Option<Vec<u8>>> = Vec::with_capacity(values.len());
     let mut changed = false;
     for (i, value) in values.into_iter().enumerate() {
-        let name = columns.and_then(|c| c.names.get(i)).map(String::as_str).unwrap_or("?");
         let binary = columns.and_then(|c| c.formats.get(i)).is_some_and(|f| *f == 1);
         let new = match value {
             None => None,
             Some(bytes) if ctx.masks.is_empty() => Some(bytes.to_vec()),
             Some(bytes) if binary => {
                 // Binary values cannot be rewritten safely; a masked column becomes NULL.
-                if ctx.masks.masks_column(name) {
+                if ctx.masks_column(i) {
                     changed = true;
                     None
                 } else {
                     Some(bytes.to_vec())
                 }
             }
-            Some(bytes) => match std::str::from_utf8(bytes).ok().and_then(|text| ctx.masks.mask_value(name, text)) {
+            Some(_) if ctx.masks_column(i) => {
+                changed = true;
+                Some(COLUMN_MASK.as_bytes().to_vec())
+            }
+            Some(bytes) => match std::str::from_utf8(bytes).ok().and_then(|text| ctx.masks.detect(text)) {
                 Some(m) => {
                     changed = true;
                     Some(m.into_bytes())

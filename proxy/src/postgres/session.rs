@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::backend::{self, BackendTarget};
-use super::classify::{CopyDirection, Statement, classify};
+use super::classify::{CopyDirection, Lineage, Statement, classify};
 use super::conn::{BackendConn, ClientConn};
 use super::door::{CancelTarget, PgDoor, backend_key_data, new_cancel_key};
 use super::relay::{Columns, Outcome};
@@ -57,6 +57,7 @@ pub(super) struct Prepared {
     text: String,
     kinds: String,
     masks: MaskPlan,
+    lineages: Vec<Lineage>,
     rule: Option<String>,
     approval: Option<String>,
     columns: Option<Columns>,
@@ -284,6 +285,7 @@ impl<S: Store> Session<'_, S> {
             kinds: Vec::new(),
             writes: false,
             masks: MaskPlan::default(),
+            lineages: statements.iter().map(|s| s.lineage.clone()).collect(),
             rules: Vec::new(),
             review: None,
             denied: None,
@@ -446,6 +448,8 @@ pub(super) struct Judgement {
     kinds: Vec<String>,
     writes: bool,
     masks: MaskPlan,
+    /// Per statement: where its result columns come from (column masking follows them).
+    lineages: Vec<Lineage>,
     rules: Vec<String>,
     review: Option<Review>,
     denied: Option<String>,

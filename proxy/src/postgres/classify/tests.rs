@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use super::*;
+use crate::mask::MaskPlan;
+use crate::policy::Glob;
 use StatementKind as K;
 
 /// (sql, kind of each statement, tables of each statement, missing_where of each statement)
@@ -188,6 +190,53 @@ fn functions_called_anywhere_are_listed_as_the_parser_resolved_them() {
     assert!(f("SELECT a FROM t").is_empty());
     // Defining a function is not calling it.
     assert!(f("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'").is_empty());
+}
+
+/// Which result columns a `columns: [email, ssn]` mask hides, for `sql` returning `names`.
+fn masked(sql: &str, names: &[&str]) -> Vec<bool> {
+    let plan = MaskPlan::new(vec![Glob::new("email"), Glob::new("ssn")], vec![]);
+    let lineages: Vec<Lineage> = classify(sql).unwrap().into_iter().map(|s| s.lineage).collect();
+    let names: Vec<String> = names.iter().map(|n| (*n).to_string()).collect();
+    masked_columns(&plan, &lineages, &names)
+}
+
+#[test]
+fn a_masked_column_is_masked_under_any_name_it_flows_into() {
+    let (t, f) = (true, false);
+    let cases: &[(&str, &[&str], &[bool])] = &[
+        ("SELECT name, email FROM customers", &["name", "email"], &[f, t]),
+        ("SELECT name FROM customers WHERE email = 'x'", &["name"], &[f]),
+        ("SELECT c.name, o.total FROM customers c JOIN orders o ON o.cid = c.id", &["name", "total"], &[f, f]),
+        ("SELECT * FROM customers", &["id", "name", "email", "ssn"], &[f, f, t, t]),
+        ("SELECT * FROM customers WHERE email LIKE 'a%'", &["id", "name", "email", "ssn"], &[f, f, t, t]),
+        ("SELECT id, count(*) FROM orders GROUP BY id", &["id", "count"], &[f, f]),
+        // Computed from, renamed, or hidden behind a subquery, a whole row or a set operation.
+        ("SELECT reverse(email) FROM customers", &["reverse"], &[t]),
+        ("SELECT name(email) FROM customers", &["name"], &[t]),
+        ("SELECT email AS contact FROM customers", &["contact"], &[t]),
+        ("SELECT (email)::text AS e, name FROM customers", &["e", "name"], &[t, f]),
+        ("SELECT name AS email2, email AS name FROM customers", &["email2", "name"], &[t, t]),
+        ("SELECT x FROM (SELECT email AS x FROM customers) s", &["x"], &[t]),
+        ("WITH w AS (SELECT ssn AS x FROM customers) SELECT x FROM w", &["x"], &[t]),
+        ("SELECT c FROM customers c", &["c"], &[t]),
+        ("SELECT to_json(c) FROM customers c", &["to_json"], &[t]),
+        ("SELECT row_to_json(c.*) FROM customers c", &["row_to_json"], &[t]),
+        ("SELECT name FROM customers AS c(i, x, name)", &["name"], &[t]),
+        ("SELECT *, upper(email) AS u FROM customers", &["id", "name", "email", "ssn", "u"], &[t, t, t, t, t]),
+        ("SELECT name FROM customers UNION SELECT email FROM customers", &["name"], &[t]),
+        ("SELECT name FROM customers; SELECT email FROM customers", &["name"], &[t]),
+    ];
+    for (sql, names, expected) in cases {
+        assert_eq!(masked(sql, names), *expected, "{sql}");
+    }
+}
+
+#[test]
+fn without_column_masks_nothing_is_masked_whatever_the_shape() {
+    let plan = MaskPlan::new(vec![], vec![crate::mask::Detector::Email]);
+    let lineages: Vec<Lineage> =
+        classify("SELECT reverse(email) FROM customers").unwrap().into_iter().map(|s| s.lineage).collect();
+    assert_eq!(masked_columns(&plan, &lineages, &["reverse".to_string()]), [false]);
 }
 
 #[test]

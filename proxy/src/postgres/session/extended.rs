@@ -84,6 +84,7 @@ impl<S: Store> Session<'_, S> {
                     };
                     let Some(prepared) = self.statements.get(&statement) else { continue };
                     let masks = prepared.masks.clone();
+                    let lineages = prepared.lineages.clone();
                     let columns = prepared.columns.clone();
                     let event = self.event(
                         "statement",
@@ -100,7 +101,7 @@ impl<S: Store> Session<'_, S> {
                         expects.push_back(Expect::Describe { inject: true, statement: None, portal: Some(portal) });
                     }
                     forward.push(msg);
-                    expects.push_back(Expect::Rows(Box::new(RowsContext { masks, columns, until_ready: false })));
+                    expects.push_back(Expect::Rows(Box::new(RowsContext::new(masks, lineages, columns, false))));
                 }
                 F::Close(ref c) => {
                     let name = c.name.clone().unwrap_or_default();
@@ -211,6 +212,7 @@ impl<S: Store> Session<'_, S> {
             text: sql.to_string(),
             kinds: judgement.kinds.join(","),
             masks: judgement.masks,
+            lineages: judgement.lineages,
             rule: judgement.rules.first().cloned(),
             approval,
             columns: None,

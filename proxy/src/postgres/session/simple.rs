@@ -8,6 +8,7 @@ use pgwire::messages::PgWireBackendMessage as B;
 use pgwire::messages::PgWireFrontendMessage as F;
 use pgwire::messages::response::TransactionStatus;
 
+use super::super::classify::Lineage;
 use super::super::relay::{Expect, Limits, RowsContext, relay};
 use super::super::reply;
 use super::Session;
@@ -78,9 +79,9 @@ impl<S: Store> Session<'_, S> {
                     )
                     .await;
             }
-            return self.forward_query(sql, judgement.masks, None, started).await;
+            return self.forward_query(sql, judgement.masks, judgement.lineages, None, started).await;
         }
-        self.forward_query(sql, judgement.masks, commit, started).await
+        self.forward_query(sql, judgement.masks, judgement.lineages, commit, started).await
     }
 
     /// Send a simple query and relay its results; `commit` (strict reads) must land
@@ -89,6 +90,7 @@ impl<S: Store> Session<'_, S> {
         &mut self,
         sql: String,
         masks: MaskPlan,
+        lineages: Vec<Lineage>,
         commit: Option<tokio::task::JoinHandle<Result<()>>>,
         started: Instant,
     ) -> Result<()> {
@@ -105,7 +107,7 @@ impl<S: Store> Session<'_, S> {
                 )
                 .await;
         }
-        let ctx = RowsContext { masks, columns: None, until_ready: true };
+        let ctx = RowsContext::new(masks, lineages, None, true);
         let expects = VecDeque::from([Expect::Rows(Box::new(ctx)), Expect::Ready { inject: false }]);
         let limits = self.limits();
         let outcome = relay(&mut self.backend, &mut self.client, expects, &limits).await?;

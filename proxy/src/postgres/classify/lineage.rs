@@ -1,0 +1,146 @@
+//! Where a statement's result columns come from, as far as column masking needs to know.
+//!
+//! A mask rule names columns (`email`, `ssn`). Masking result columns by their name alone
+//! is easy to walk around: `SELECT reverse(email)`, `SELECT email AS contact`,
+//! `SELECT x FROM (SELECT email AS x ...)`, `SELECT c FROM customers c` (the whole row)
+//! all return the data under another name. So a statement that mentions a masked column
+//! anywhere, or reads whole rows, is *sensitive*, and in a sensitive statement only the
+//! result columns that provably pass one real table column through under its own name
+//! stay unmasked (they are then masked, or not, by their name). Everything else is
+//! masked: computed values, renamed columns, and every column of a statement whose shape
+//! hides where its columns come from (subqueries or functions in FROM, WITH, set
+//! operations, column aliases on tables, RETURNING).
+//!
+//! Known limit: a view or a function can return a masked column under another name
+//! without the statement mentioning it; the value detectors are the net for those.
+
+use std::collections::BTreeSet;
+
+use pg_query::NodeEnum;
+use pg_query::protobuf::{self, SetOperation};
+
+use crate::mask::MaskPlan;
+
+/// What masking needs to know about one statement's result columns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Lineage {
+    /// Column names the statement mentions anywhere (last name part, lowercase).
+    pub mentions: BTreeSet<String>,
+    /// It reads whole rows (`SELECT c FROM customers c`, `row_to_json(c.*)`) or renames a
+    /// table's columns (`FROM customers AS c(a, b, x)`): any column, masked ones included,
+    /// may flow into a result under another name.
+    pub whole_rows: bool,
+    pub columns: ResultColumns,
+}
+
+/// The result columns of a statement, when each is known to be one real table column.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub enum ResultColumns {
+    /// Per select-list item, in order: the table column it passes through under its own
+    /// name, or `None` when it computes or renames something.
+    Listed(Vec<Option<String>>),
+    /// `*` over plain tables, every other item passing a column through.
+    Star,
+    /// Anything else: no result column is known to be a table column.
+    #[default]
+    Unknown,
+}
+
+/// Per result column (`names`, in order): whether its whole value is masked, given the
+/// lineage of the statements that produce it (several for a multi-statement query,
+/// whose results cannot be told apart here).
+pub fn masked_columns(plan: &MaskPlan, lineages: &[Lineage], names: &[String]) -> Vec<bool> {
+    let sensitive = !plan.columns.is_empty()
+        && lineages.iter().any(|l| l.whole_rows || l.mentions.iter().any(|c| plan.masks_column(c)));
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let passes_through = match lineages {
+                [one] => match &one.columns {
+                    ResultColumns::Listed(items) => {
+                        items.len() == names.len() && items.get(i).is_some_and(Option::is_some)
+                    }
+                    ResultColumns::Star => true,
+                    ResultColumns::Unknown => false,
+                },
+                _ => false,
+            };
+            plan.masks_column(name) || (sensitive && !passes_through)
+        })
+        .collect()
+}
+
+/// The result columns of `node` (the statement as parsed). `relations` are the names and
+/// aliases of every relation the statement reads, to tell a whole-row reference (`c`)
+/// from a column.
+pub(super) fn result_columns(node: &NodeEnum, relations: &BTreeSet<String>) -> (ResultColumns, usize) {
+    let NodeEnum::SelectStmt(select) = node else {
+        return (ResultColumns::Unknown, 0);
+    };
+    let plain_shape = select.op == SetOperation::SetopNone as i32
+        && select.with_clause.is_none()
+        && select.into_clause.is_none()
+        && select.values_lists.is_empty()
+        && select.from_clause.iter().all(plain_relation);
+    let mut items = Vec::with_capacity(select.target_list.len());
+    let mut stars = 0;
+    for target in &select.target_list {
+        match target_item(target, relations) {
+            Item::Star => stars += 1,
+            Item::Column(name) => items.push(Some(name)),
+            Item::Computed => items.push(None),
+        }
+    }
+    let columns = match (plain_shape, stars) {
+        (false, _) => ResultColumns::Unknown,
+        (true, 0) => ResultColumns::Listed(items),
+        (true, _) if items.iter().all(Option::is_some) => ResultColumns::Star,
+        (true, _) => ResultColumns::Unknown,
+    };
+    (columns, stars)
+}
+
+enum Item {
+    Star,
+    /// A column passed through under its own name.
+    Column(String),
+    Computed,
+}
+
+fn target_item(target: &protobuf::Node, relations: &BTreeSet<String>) -> Item {
+    let Some(NodeEnum::ResTarget(res)) = target.node.as_ref() else {
+        return Item::Computed;
+    };
+    let Some(NodeEnum::ColumnRef(column)) = res.val.as_ref().and_then(|v| v.node.as_ref()) else {
+        return Item::Computed;
+    };
+    let mut names = Vec::with_capacity(column.fields.len());
+    for field in &column.fields {
+        match field.node.as_ref() {
+            Some(NodeEnum::String(s)) => names.push(s.sval.as_str()),
+            Some(NodeEnum::AStar(_)) => return Item::Star,
+            _ => return Item::Computed,
+        }
+    }
+    match names.as_slice() {
+        // A lone name that is a relation is the whole row, not a column.
+        [one] if relations.contains(&one.to_lowercase()) => Item::Computed,
+        [.., last] if res.name.is_empty() || res.name == *last => Item::Column(last.to_lowercase()),
+        _ => Item::Computed,
+    }
+}
+
+/// A table, or a join of tables, whose columns keep their names.
+fn plain_relation(node: &protobuf::Node) -> bool {
+    match node.node.as_ref() {
+        Some(NodeEnum::RangeVar(table)) => table.alias.as_ref().is_none_or(|a| a.colnames.is_empty()),
+        Some(NodeEnum::JoinExpr(join)) => {
+            join.alias.as_ref().is_none_or(|a| a.colnames.is_empty())
+                && join.join_using_alias.is_none()
+                && join.larg.as_deref().is_some_and(plain_relation)
+                && join.rarg.as_deref().is_some_and(plain_relation)
+        }
+        _ => false,
+    }
+}
