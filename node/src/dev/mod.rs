@@ -526,7 +526,8 @@ fn print_postgres_steps(dir: &Path, file: &ClusterFile, info: &postgres::PgInfo)
     println!();
     println!("Postgres resource `demo` (backend 127.0.0.1:{}) with the demo policy:", info.port);
     println!("  engineers may SELECT; INSERT/UPDATE/DELETE wait for one approver; TRUNCATE and DDL are denied;");
-    println!("  columns email and ssn are masked.");
+    println!("  admin functions (pg_terminate_backend, set_config, dblink...) are denied;");
+    println!("  columns email and ssn are masked, also in anything computed from them (reverse(email)...).");
     println!("Connect as alice (an engineer):");
     println!(
         "  PGPASSWORD=$({exe} dev token --dir {} --sub alice --groups engineers) psql \"host={host} port={port} dbname=demo user=alice sslmode=require\"",
