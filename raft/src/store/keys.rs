@@ -1,8 +1,9 @@
 //! Key layout of the state machine tree.
 //!
-//! One sled tree holds the whole state machine so that each apply batch, including the
-//! last-applied marker, is written atomically with one `sled::Batch`. Keys are a short
-//! table prefix plus fields; numbers are big-endian so byte order is numeric order.
+//! One sled tree holds the whole state machine, so a snapshot or backup is one ordered
+//! scan (`capture`) and a crash recovery one tree rebuilt from a snapshot (`recovery`).
+//! Keys are a short table prefix plus fields; numbers are big-endian so byte order is
+//! numeric order.
 
 pub const LAST_APPLIED: &[u8] = b"m/last_applied";
 pub const LAST_MEMBERSHIP: &[u8] = b"m/last_membership";
