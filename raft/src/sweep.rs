@@ -50,7 +50,7 @@ async fn close_sessions_from_before_start(core: Arc<NodeCore>, started_at: Milli
             _ = shutdown.cancelled() => return,
             ready = serving.wait_for(|s| *s) => if ready.is_err() { return },
         }
-        let stale = match core.view.open_sessions() {
+        let stale = match open_sessions(&core).await {
             Ok(open) => own_sessions_from_before(open, core.id, started_at),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list open sessions to close those from before the restart");
@@ -124,7 +124,7 @@ async fn sweep_as_leader(core: Arc<NodeCore>, shutdown: CancellationToken) {
         }
 
         if swept_members.as_ref() != Some(&members) {
-            let done = match core.view.open_sessions() {
+            let done = match open_sessions(&core).await {
                 Ok(open) => {
                     close_lost(&core, &sessions_of_removed_nodes(open, &members), "its node left the cluster").await
                 }
@@ -138,6 +138,14 @@ async fn sweep_as_leader(core: Arc<NodeCore>, shutdown: CancellationToken) {
             }
         }
     }
+}
+
+/// Every open session: a scan of all session records, so off the async workers.
+async fn open_sessions(core: &NodeCore) -> crate::error::Result<Vec<Session>> {
+    let view = core.view.clone();
+    tokio::task::spawn_blocking(move || view.open_sessions())
+        .await
+        .map_err(|e| crate::error::Error::Fatal(format!("session scan task: {e}")))?
 }
 
 /// Close `sessions` as lost; true if every one was closed.
