@@ -80,7 +80,7 @@ fn apply_op(tx: &mut Overlay<'_>, op: Op, changes: &mut Changes) -> Result<Respo
             }
             approval.status = ApprovalStatus::Pending;
             approval.votes.clear();
-            tx.put(key, &approval)?;
+            put_approval(tx, &approval)?;
             changes.approvals = true;
             Ok(Response::Approval { approval })
         }
@@ -95,7 +95,7 @@ fn apply_op(tx: &mut Overlay<'_>, op: Op, changes: &mut Changes) -> Result<Respo
             if approval.status == ApprovalStatus::Pending && at >= approval.expires_at {
                 approval.status = ApprovalStatus::Expired;
                 approval.reason = "no decision before the approval deadline".into();
-                tx.put(key, &approval)?;
+                put_approval(tx, &approval)?;
                 changes.approvals = true;
             }
             Ok(Response::Approval { approval })
@@ -111,7 +111,7 @@ fn apply_op(tx: &mut Overlay<'_>, op: Op, changes: &mut Changes) -> Result<Respo
                     "withdrawn: {}",
                     reason.as_deref().unwrap_or("the requester canceled the statement before a decision")
                 );
-                tx.put(key, &approval)?;
+                put_approval(tx, &approval)?;
                 changes.approvals = true;
             }
             Ok(Response::Approval { approval })
@@ -179,7 +179,7 @@ fn decide(
     if at >= approval.expires_at {
         approval.status = ApprovalStatus::Expired;
         approval.reason = "no decision before the approval deadline".into();
-        tx.put(key, &approval)?;
+        put_approval(tx, &approval)?;
         changes.approvals = true;
         return rejected(format!("approval {id} expired"));
     }
@@ -206,9 +206,20 @@ fn decide(
             approval.reason = reason;
         }
     }
-    tx.put(key, &approval)?;
+    put_approval(tx, &approval)?;
     changes.approvals = true;
     Ok(Response::Approval { approval })
+}
+
+/// Store `approval` and keep the pending index (`keys::PENDING_APPROVAL`) in step.
+pub(super) fn put_approval(tx: &mut Overlay<'_>, approval: &Approval) -> Result<()> {
+    let pending = keys::named(keys::PENDING_APPROVAL, &approval.id);
+    if approval.status == ApprovalStatus::Pending {
+        tx.put_raw(pending, vec![]);
+    } else {
+        tx.remove(pending);
+    }
+    tx.put(keys::named(keys::APPROVAL, &approval.id), approval)
 }
 
 fn status_word(status: ApprovalStatus) -> &'static str {

@@ -11,6 +11,9 @@ pub const LAST_MEMBERSHIP: &[u8] = b"m/last_membership";
 pub const RESOURCE: &[u8] = b"r/";
 pub const POLICY: &[u8] = b"p/";
 pub const APPROVAL: &[u8] = b"a/";
+/// Pending approvals, `ap/<id>` (empty value): the once-a-second sweep and
+/// `approvals list --pending` read only these, not every approval ever made.
+pub const PENDING_APPROVAL: &[u8] = b"ap/";
 pub const SESSION: &[u8] = b"s/";
 pub const EVENT: &[u8] = b"e/";
 pub const BY_IDENTITY: &[u8] = b"xi/";

@@ -76,12 +76,20 @@ impl StateView {
         self.get(&keys::named(keys::APPROVAL, id))
     }
 
-    /// Approvals, oldest first.
+    /// Approvals, oldest first; `pending_only` reads just the pending ones (their index).
     pub fn approvals(&self, pending_only: bool) -> Result<Vec<Approval>> {
-        let mut all: Vec<Approval> = self.list(keys::APPROVAL)?;
-        if pending_only {
-            all.retain(|a| a.status == ApprovalStatus::Pending);
-        }
+        let mut all: Vec<Approval> = if pending_only {
+            let mut pending = Vec::new();
+            for key in self.shared.tree().scan_prefix(keys::PENDING_APPROVAL).keys() {
+                let key = key.map_err(storage_err)?;
+                let id =
+                    String::from_utf8_lossy(key.get(keys::PENDING_APPROVAL.len()..).unwrap_or_default()).into_owned();
+                pending.extend(self.approval(&id)?.filter(|a| a.status == ApprovalStatus::Pending));
+            }
+            pending
+        } else {
+            self.list(keys::APPROVAL)?
+        };
         all.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
         Ok(all)
     }

@@ -801,3 +801,34 @@ fn a_restore_with_a_missing_part_a_wrong_digest_or_a_non_empty_target_changes_no
     assert!(tree.get(b"p/demo").unwrap().is_none());
     assert!(tree.get(keys::named(keys::POLICY, "live")).unwrap().is_some(), "the live policy is gone");
 }
+
+#[test]
+fn the_pending_index_holds_exactly_the_pending_approvals_through_every_ending() {
+    let t = tree();
+    for id in ["approved", "denied", "expired", "withdrawn", "still"] {
+        request(&t, id, 1);
+    }
+    apply(&t, cmd("d1", decide_op("approved", "bob", &["dba"], true, CREATED + 1)));
+    apply(&t, cmd("d2", decide_op("denied", "bob", &["dba"], false, CREATED + 1)));
+    apply(&t, cmd("x1", Op::ExpireApproval { id: "expired".into(), at: EXPIRES }));
+    apply(&t, cmd("w1", Op::WithdrawApproval { id: "withdrawn".into(), at: CREATED + 1, reason: None }));
+    let index: Vec<String> = t
+        .scan_prefix(keys::PENDING_APPROVAL)
+        .keys()
+        .map(|k| String::from_utf8(k.unwrap()[keys::PENDING_APPROVAL.len()..].to_vec()).unwrap())
+        .collect();
+    assert_eq!(index, ["still"]);
+}
+
+#[test]
+fn a_restore_rebuilds_the_pending_index_of_the_approvals_it_brings() {
+    let tree = tree();
+    let pending = serde_json::to_vec(&approval("open", 1)).unwrap();
+    let decided = serde_json::to_vec(&Approval { status: ApprovalStatus::Denied, ..approval("done", 1) }).unwrap();
+    let (parts, sha) = restore_parts(&[(b"a/open", &pending), (b"a/done", &decided)]);
+    stage_all(&tree, "r1", &parts);
+    let op = Op::RestoreCommit { restore_id: "r1".into(), parts: parts.len() as u64, sha256: sha };
+    assert_eq!(apply(&tree, cmd("r1-commit", op)), Response::Restored { records: 2 });
+    let index: Vec<Vec<u8>> = tree.scan_prefix(keys::PENDING_APPROVAL).keys().map(|k| k.unwrap().to_vec()).collect();
+    assert_eq!(index, [keys::named(keys::PENDING_APPROVAL, "open")]);
+}
