@@ -72,8 +72,9 @@ pub fn open(data_dir: &Path) -> Result<(LogStore, StateMachine, StateView)> {
 }
 
 /// The encoding of what a data dir holds (log entries, state records). Bumped when a
-/// change makes older data unreadable: 2 = commands externally tagged, event detail kept
-/// as JSON text.
+/// change makes older data unreadable: 2 = commands externally tagged and stamped with
+/// their time, event detail kept as JSON text, indexes of pending approvals (`ap/`) and
+/// remembered request ids by time (`qt/`).
 const DATA_FORMAT: u32 = 2;
 const FORMAT_KEY: &[u8] = b"data_format";
 
