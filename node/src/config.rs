@@ -101,7 +101,8 @@ pub struct RaftTuning {
     pub election_max_ms: u64,
     pub write_deadline_ms: u64,
     pub snapshot_after_entries: u64,
-    /// Closed sessions older than this many days are pruned; 0 keeps them forever.
+    /// Closed sessions (with their events) and decided approvals older than this many
+    /// days are pruned; 0 keeps them forever.
     pub retention_days: u64,
 }
 

@@ -80,6 +80,7 @@ fn apply_op(tx: &mut Overlay<'_>, op: Op, changes: &mut Changes) -> Result<Respo
             }
             approval.status = ApprovalStatus::Pending;
             approval.votes.clear();
+            tx.put_raw(keys::approval_by_time(approval.created_at, &approval.id), vec![]);
             put_approval(tx, &approval)?;
             changes.approvals = true;
             Ok(Response::Approval { approval })
@@ -314,7 +315,34 @@ fn prune(tx: &mut Overlay<'_>, before: Millis) -> Result<Response> {
         tx.remove(keys::by_time(s.started_at, &s.id));
         tx.remove(keys::named(keys::SESSION, &s.id));
     }
+    prune_approvals(tx, before)?;
     Ok(Response::Pruned { sessions: u64::try_from(doomed.len()).unwrap_or(u64::MAX) })
+}
+
+/// Retention for approvals: drop the decided ones created before `before`, reading only
+/// those (and the few old ones still pending, which stay until they end).
+fn prune_approvals(tx: &mut Overlay<'_>, before: Millis) -> Result<()> {
+    let mut doomed = Vec::new();
+    for key in tx.keys(keys::APPROVAL_BY_TIME) {
+        let key = key?;
+        let fixed = keys::APPROVAL_BY_TIME.len();
+        let Some(created) = key.get(fixed..fixed + 8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes) else {
+            continue;
+        };
+        if created >= before {
+            break;
+        }
+        let id = String::from_utf8_lossy(key.get(fixed + 8..).unwrap_or_default()).into_owned();
+        match tx.get::<Approval>(&keys::named(keys::APPROVAL, &id))? {
+            Some(approval) if !approval.status.is_final() => {}
+            _ => doomed.push((key, id)),
+        }
+    }
+    for (key, id) in doomed {
+        tx.remove(keys::named(keys::APPROVAL, &id));
+        tx.remove(key);
+    }
+    Ok(())
 }
 
 /// Drop the remembered answers of requests submitted before `before`, oldest first,

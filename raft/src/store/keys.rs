@@ -14,6 +14,17 @@ pub const APPROVAL: &[u8] = b"a/";
 /// Pending approvals, `ap/<id>` (empty value): the once-a-second sweep and
 /// `approvals list --pending` read only these, not every approval ever made.
 pub const PENDING_APPROVAL: &[u8] = b"ap/";
+/// Approvals by creation time, `at/<created be><id>` (empty value): retention drops the
+/// old ones reading only those.
+pub const APPROVAL_BY_TIME: &[u8] = b"at/";
+
+/// `at/<created be><id>`.
+pub fn approval_by_time(created: u64, id: &str) -> Vec<u8> {
+    let mut k = APPROVAL_BY_TIME.to_vec();
+    k.extend_from_slice(&created.to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
 pub const SESSION: &[u8] = b"s/";
 pub const EVENT: &[u8] = b"e/";
 pub const BY_IDENTITY: &[u8] = b"xi/";

@@ -81,12 +81,14 @@ fn install(
             if !backup::is_backed_up(&key) {
                 return rejected(format!("restore {restore_id}: a record outside the backed-up tables"));
             }
-            // The pending index is derived, not backed up: rebuilt from the approvals.
+            // The approval indexes are derived, not backed up: rebuilt from the approvals.
             if key.starts_with(keys::APPROVAL)
                 && let Ok(approval) = serde_json::from_slice::<crate::model::Approval>(&value)
-                && approval.status == crate::model::ApprovalStatus::Pending
             {
-                tx.put_raw(keys::named(keys::PENDING_APPROVAL, &approval.id), vec![]);
+                tx.put_raw(keys::approval_by_time(approval.created_at, &approval.id), vec![]);
+                if approval.status == crate::model::ApprovalStatus::Pending {
+                    tx.put_raw(keys::named(keys::PENDING_APPROVAL, &approval.id), vec![]);
+                }
             }
             tx.put_raw(key, value);
             records += 1;

@@ -832,3 +832,26 @@ fn a_restore_rebuilds_the_pending_index_of_the_approvals_it_brings() {
     let index: Vec<Vec<u8>> = tree.scan_prefix(keys::PENDING_APPROVAL).keys().map(|k| k.unwrap().to_vec()).collect();
     assert_eq!(index, [keys::named(keys::PENDING_APPROVAL, "open")]);
 }
+
+#[test]
+fn retention_drops_decided_approvals_created_before_the_horizon_and_keeps_pending_ones() {
+    let t = tree();
+    let make = |id: &str, created: Millis| {
+        let a = Approval { created_at: created, expires_at: created + 10_000, ..approval(id, 1) };
+        apply(&t, cmd(&format!("req-{id}"), Op::RequestApproval { approval: a }));
+    };
+    make("old-decided", 100);
+    make("old-pending", 200);
+    make("new-decided", 5_000);
+    apply(&t, cmd("d1", decide_op("old-decided", "bob", &["dba"], true, 150)));
+    apply(&t, cmd("d2", decide_op("new-decided", "bob", &["dba"], false, 5_100)));
+    apply(&t, cmd("prune", Op::PruneSessions { before: 1_000 }));
+    let kept: Vec<String> = t
+        .scan_prefix(keys::APPROVAL)
+        .values()
+        .map(|v| serde_json::from_slice::<Approval>(&v.unwrap()).unwrap().id)
+        .collect();
+    assert_eq!(kept, ["new-decided", "old-pending"]);
+    let index: Vec<Vec<u8>> = t.scan_prefix(keys::APPROVAL_BY_TIME).keys().map(|k| k.unwrap().to_vec()).collect();
+    assert_eq!(index, [keys::approval_by_time(200, "old-pending"), keys::approval_by_time(5_000, "new-decided")]);
+}
