@@ -73,8 +73,8 @@ pub fn open(data_dir: &Path) -> Result<(LogStore, StateMachine, StateView)> {
 
 /// The encoding of what a data dir holds (log entries, state records). Bumped when a
 /// change makes older data unreadable: 2 = commands externally tagged and stamped with
-/// their time, event detail kept as JSON text, indexes of pending approvals (`ap/`) and
-/// remembered request ids by time (`qt/`).
+/// their time, event detail kept as JSON text, indexes of pending approvals (`ap/`),
+/// approvals by creation time (`at/`) and remembered request ids by time (`qt/`).
 const DATA_FORMAT: u32 = 2;
 const FORMAT_KEY: &[u8] = b"data_format";
 
