@@ -101,11 +101,14 @@ pub async fn run(config_path: &Path, unsafe_no_lease: bool) -> Result<(), NodeEr
     let draining = CancellationToken::new();
     let audit_stop = CancellationToken::new();
     let mut doors = tokio::task::JoinSet::new();
+    // One audit batcher, one door store and one gate for every door of this node: they
+    // share the policy cache and the bound on audit records in flight.
+    let batcher = portcullis_raft::audit_batch::EventBatcher::spawn(node.clone(), 256, audit_stop.clone());
+    let store = Arc::new(crate::door_store::NodeStore::new(node.clone(), batcher));
+    let gate = Arc::new(portcullis_proxy::gate::Gate::new(store, Default::default()));
     if let (Some(listener), Some(verifier)) = (pg_listener, verifier.clone()) {
-        let batcher = portcullis_raft::audit_batch::EventBatcher::spawn(node.clone(), 256, audit_stop.clone());
-        let store = Arc::new(crate::door_store::NodeStore::new(node.clone(), batcher));
         let tls = tokio_rustls::TlsAcceptor::from(tls.rustls_server_config()?);
-        let door = Arc::new(portcullis_proxy::postgres::PgDoor::new(store, verifier, tls, Default::default()));
+        let door = Arc::new(portcullis_proxy::postgres::PgDoor::new(gate.clone(), verifier, tls, Default::default()));
         doors.spawn(portcullis_proxy::postgres::serve(listener, door, draining.clone()));
     }
     let policy_check: portcullis_api::service::PolicyCheck =

@@ -60,6 +60,11 @@ pub enum Error {
     #[error("SQL too large: {len} bytes exceeds the limit of {max} bytes")]
     SqlTooLarge { len: usize, max: usize },
 
+    /// A door tried to relay work no permit covers: a bug in the door, caught before
+    /// anything reached the backend (the session ends; fail closed).
+    #[error("internal: {runs} statement(s) to relay but the gate's permit covers {covered}; nothing sent")]
+    Unpermitted { runs: usize, covered: usize },
+
     /// The SQL nests too deeply to be classified safely (fail closed).
     #[error("SQL too deeply nested to classify: {detail}")]
     SqlTooComplex { detail: String },

@@ -4,9 +4,13 @@
 //! same phases: authenticate, classify, decide, hold, audit, relay, mask, record.
 //!
 //! ## Layout
+//! - [`gate`]: the door-independent phases, walked in this order by every door
+//!   (its docs draw the flow): authenticate → classify (door) → decide → hold →
+//!   audit → relay (door, with the gate's permit) → mask → record.
 //! - [`identity`]: OIDC token verification (discovery, cached JWKS, claim checks).
 //!   The first phase of every door and of the admin API.
-//! - [`store`]: the [`store::Store`] seam to the replicated state.
+//! - [`store`]: the [`store::Store`] seam to the replicated state (with an in-memory
+//!   store for tests behind the `test-util` feature).
 //! - [`postgres`]: the Postgres door.
 //! - [`policy`]: YAML policy documents and the `decide` phase: every door's request,
 //!   described protocol-agnostically, gets allow / deny / review and a mask plan.
@@ -14,6 +18,7 @@
 //! - [`error`]: the crate's one error type.
 
 pub mod error;
+pub mod gate;
 pub mod identity;
 pub mod mask;
 pub mod policy;

@@ -41,3 +41,6 @@ pub trait Store: Send + Sync + 'static {
     /// Wait until approval `id` is decided, or `timeout`; returns it as last seen.
     fn wait_approval(&self, id: &str, timeout: Duration) -> impl Future<Output = Result<Option<Approval>>> + Send;
 }
+
+#[cfg(any(test, feature = "test-util"))]
+pub mod memory;

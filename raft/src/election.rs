@@ -16,7 +16,7 @@ use openraft::ServerState;
 use ring::rand::SecureRandom;
 use tokio_util::sync::CancellationToken;
 
-use crate::node::NodeCore;
+use crate::node_core::NodeCore;
 
 pub(crate) fn spawn(core: Arc<NodeCore>, shutdown: CancellationToken) {
     tokio::spawn(async move {
@@ -55,13 +55,8 @@ fn jitter(max: Duration) -> Duration {
     Duration::from_millis(u64::from(u16::from_be_bytes(b)) % max_ms)
 }
 
-/// Milliseconds from `base` to `at`, for storing an instant in an atomic.
-pub(crate) fn stamp_at(base: tokio::time::Instant, at: tokio::time::Instant) -> u64 {
-    u64::try_from(at.saturating_duration_since(base).as_millis()).unwrap_or(u64::MAX)
-}
-
 /// Milliseconds since `base`, for storing an instant in an atomic.
-pub(crate) fn stamp(base: tokio::time::Instant) -> u64 {
+fn stamp(base: tokio::time::Instant) -> u64 {
     u64::try_from(base.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::command::{Command, Response};
 use crate::error::{Error, Result};
 use crate::network::{ForwardReply, ForwardRequest};
-use crate::node::{NodeCore, no_quorum};
+use crate::node_core::{NodeCore, no_quorum};
 use crate::typ::{ClientWriteError, RaftError};
 
 /// Commit `cmd` through the leader and return its apply result.

@@ -10,9 +10,15 @@
 //! leader or follower, loses its leader, is no voter, or (on the leader) when
 //! `millis_since_quorum_ack` reaches L. With L below the election timeout, an old
 //! leader's lease ends before a new leader can be elected.
+//!
+//! All of it lives in one type, `Lease`, which `NodeCore` holds: the serving flag
+//! the tasks below keep, the clock that stamps how long the last renewal is good for,
+//! and the check (`Lease::is_held`) that reads both. `Lease::spawn` starts the two
+//! tasks: `renew` asks for quorum contact, `evaluate` turns Raft state and the
+//! renewal's end into the serving flag.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use openraft::ServerState;
@@ -20,17 +26,73 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::node::NodeCore;
+use crate::node_core::NodeCore;
 
-pub(crate) fn spawn(core: Arc<NodeCore>, serving: watch::Sender<bool>, shutdown: CancellationToken) {
-    let (valid_until_tx, valid_until_rx) = watch::channel::<Option<Instant>>(None);
-    tokio::spawn(renew(core.clone(), valid_until_tx, shutdown.clone()));
-    tokio::spawn(evaluate(core, valid_until_rx, serving, shutdown));
+/// This node's quorum lease: whether it may serve, and until when.
+pub(crate) struct Lease {
+    /// Length L of a lease (`Timing::lease`).
+    length: Duration,
+    /// The serving flag, set by the `evaluate` task; every blocking wait of a door
+    /// selects on its changes.
+    serving: watch::Receiver<bool>,
+    /// Reference point for `until_ms`.
+    started: Instant,
+    /// End of the current lease, in ms since `started` (0: none). Checked on every
+    /// `is_held`, so a node resumed after a pause (SIGSTOP, a long GC-like stall)
+    /// refuses at once, before its lease task has run again to lower the flag.
+    until_ms: AtomicU64,
+    /// TEST ONLY (chaos harness's planted fault): serve without holding the lease.
+    unsafe_no_lease: bool,
+}
+
+// === impl Lease ===
+
+impl Lease {
+    /// A lease of `length`, not held yet, and the sender of its serving flag (hand it
+    /// to `Lease::spawn`).
+    pub(crate) fn new(length: Duration, unsafe_no_lease: bool) -> (Lease, watch::Sender<bool>) {
+        let (serving_tx, serving) = watch::channel(false);
+        let lease = Lease { length, serving, started: Instant::now(), until_ms: AtomicU64::new(0), unsafe_no_lease };
+        (lease, serving_tx)
+    }
+
+    /// Whether this node holds the lease right now: the lease task says so and the
+    /// lease has not run out on the clock (the task may not have run yet).
+    pub(crate) fn is_held(&self) -> bool {
+        if self.unsafe_no_lease {
+            return *self.serving.borrow();
+        }
+        let until = self.until_ms.load(Ordering::Relaxed);
+        *self.serving.borrow() && self.stamp(Instant::now()) < until
+    }
+
+    /// Changes of the serving flag.
+    pub(crate) fn serving(&self) -> watch::Receiver<bool> {
+        self.serving.clone()
+    }
+
+    /// Let the lease run until `until` (a renewal's start plus L).
+    pub(crate) fn extend_to(&self, until: Instant) {
+        self.until_ms.store(self.stamp(until).max(1), Ordering::Relaxed);
+    }
+
+    /// Milliseconds from `started` to `at`, for storing an instant in an atomic.
+    fn stamp(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.started).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Start the tasks that keep `core.lease`: `renew` and `evaluate`, which drives
+    /// the flag through `serving`.
+    pub(crate) fn spawn(core: Arc<NodeCore>, serving: watch::Sender<bool>, shutdown: CancellationToken) {
+        let (valid_until_tx, valid_until_rx) = watch::channel::<Option<Instant>>(None);
+        tokio::spawn(renew(core.clone(), valid_until_tx, shutdown.clone()));
+        tokio::spawn(evaluate(core, valid_until_rx, serving, shutdown));
+    }
 }
 
 /// Renew every L/3 and publish until when the lease is valid.
 async fn renew(core: Arc<NodeCore>, valid_until: watch::Sender<Option<Instant>>, shutdown: CancellationToken) {
-    let lease = core.settings.timing.lease;
+    let lease = core.lease.length;
     let mut tick = tokio::time::interval(lease / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut metrics = core.raft.metrics();
@@ -51,7 +113,7 @@ async fn renew(core: Arc<NodeCore>, valid_until: watch::Sender<Option<Instant>>,
         let started = Instant::now();
         if renew_once(&core, lease / 2).await {
             let until = started + lease;
-            core.lease_until_ms.store(crate::election::stamp_at(core.started, until).max(1), Ordering::Relaxed);
+            core.lease.extend_to(until);
             valid_until.send_replace(Some(until));
         }
     }
@@ -95,7 +157,7 @@ async fn evaluate(
     serving: watch::Sender<bool>,
     shutdown: CancellationToken,
 ) {
-    let lease = core.settings.timing.lease;
+    let lease = core.lease.length;
     let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
     let mut metrics = core.raft.metrics();
     loop {
@@ -112,7 +174,7 @@ async fn evaluate(
             let honest = voter && role_ok && until.is_some_and(|u| u > now);
             // The planted fault: a node that ignores its lease (chaos tests prove the
             // checker notices). Never set outside those tests.
-            honest || core.settings.unsafe_no_lease
+            honest || core.lease.unsafe_no_lease
         };
         if *serving.borrow() != holds {
             tracing::info!(node = core.id, serving = holds, "quorum lease {}", if holds { "acquired" } else { "lost" });

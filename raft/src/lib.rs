@@ -15,7 +15,8 @@
 //! - [`audit_batch`]: group commit of audit events.
 //! - [`backup`]: the backup file format (`portcullis backup` / `restore`).
 //! - [`crypto`]: the cluster data key that seals backend secrets.
-//! - [`node`]: assembles all of the above for one process.
+//! - [`node`]: assembles all of the above for one process; `node_core` is the state
+//!   its handle, background tasks and inbound service share.
 
 // openraft's `StorageError` is large, and its traits dictate it as our storage error type.
 #![allow(clippy::result_large_err)]
@@ -32,6 +33,7 @@ pub mod lease;
 pub mod model;
 pub mod network;
 pub mod node;
+mod node_core;
 pub mod notify;
 pub mod store;
 mod sweep;

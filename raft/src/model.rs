@@ -19,7 +19,7 @@ pub fn now_millis() -> Millis {
         .unwrap_or(0)
 }
 
-/// Which front door serves a resource.
+/// Which front door serves a resource; also what policy's `match.protocols` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
@@ -27,6 +27,32 @@ pub enum Protocol {
     Postgres,
     Ssh,
     Http,
+}
+
+// === impl Protocol ===
+
+impl Protocol {
+    pub const ALL: [Protocol; 3] = [Protocol::Postgres, Protocol::Ssh, Protocol::Http];
+
+    /// The name used in policy files, resource files and records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Postgres => "postgres",
+            Protocol::Ssh => "ssh",
+            Protocol::Http => "http",
+        }
+    }
+
+    /// Parses a name as [`as_str`](Self::as_str) writes it; `None` for anything unknown.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Protocol::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// When a statement's audit record must be committed relative to relaying it.
@@ -187,6 +213,12 @@ pub struct Event {
 pub struct Detail(Box<serde_json::value::RawValue>);
 
 impl Detail {
+    /// `value` as JSON text, written straight from its type (no tree in between).
+    pub fn of<T: Serialize + ?Sized>(value: &T) -> Self {
+        // Serializing plain data cannot fail; `null` is the unreachable fallback.
+        Detail(serde_json::value::to_raw_value(value).unwrap_or_default())
+    }
+
     /// The JSON text.
     pub fn as_json(&self) -> &str {
         self.0.get()

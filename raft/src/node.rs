@@ -1,30 +1,35 @@
 //! One cluster node: store, Raft, transport, lease and write path, assembled.
 //!
 //! [`ClusterNode`] is the handle the rest of the process uses (admin API, doors).
-//! [`NodeCore`] is what it shares with its background tasks and the inbound service.
+//! [`NodeCore`] (in `node_core`) is what it shares with its background tasks and the
+//! inbound service. This module only assembles: settings and status types, the wiring
+//! in [`ClusterNode::start`], and the handle's methods.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
+use openraft::{Config, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::Member;
 use crate::command::{Command, Op, Response};
 use crate::crypto::DataKey;
 use crate::error::{Error, Result};
+use crate::lease::Lease;
 use crate::model::SealedSecret;
+use crate::network::ForwardRequest;
 use crate::network::client::{MAX_MESSAGE_BYTES, Peers};
 use crate::network::server::RaftGrpc;
 use crate::network::tls::TlsMaterial;
-use crate::network::{ForwardReply, ForwardRequest};
 use crate::proto::raft_service_server::RaftServiceServer;
 use crate::store::StateView;
-use crate::typ::{ClientWriteError, Raft, RaftError};
-use crate::{Member, lease};
+use crate::typ::{Raft, RaftError};
+
+pub use crate::node_core::NodeCore;
 
 /// Timing of one node. The lease must stay below the election timeout (DESIGN §4).
 #[derive(Debug, Clone)]
@@ -93,25 +98,6 @@ pub struct ClusterStatus {
     pub nodes: Vec<NodeStatus>,
 }
 
-/// State shared by the node handle, its tasks and its inbound service.
-pub struct NodeCore {
-    pub(crate) id: u64,
-    pub(crate) raft: Raft,
-    pub(crate) view: StateView,
-    pub(crate) peers: Peers,
-    pub(crate) settings: NodeSettings,
-    pub(crate) serving: watch::Receiver<bool>,
-    /// Reference point for `last_leader_contact_ms`.
-    pub(crate) started: tokio::time::Instant,
-    /// When the leader's append-entries was last accepted, in ms since `started`
-    /// (0: never). Drives prompt elections (see `election`).
-    pub(crate) last_leader_contact_ms: std::sync::atomic::AtomicU64,
-    /// End of the current lease, in ms since `started` (0: none). Checked on every
-    /// `is_serving`, so a node resumed after a pause (SIGSTOP, a long GC-like stall)
-    /// refuses at once, before its lease task has run again to lower the flag.
-    pub(crate) lease_until_ms: std::sync::atomic::AtomicU64,
-}
-
 /// Handle to a running node. Cheap to clone.
 #[derive(Clone)]
 pub struct ClusterNode {
@@ -170,17 +156,16 @@ impl ClusterNode {
             .await
             .map_err(|e| Error::Fatal(e.to_string()))?;
 
-        let (serving_tx, serving) = watch::channel(false);
+        let (lease, serving_tx) = Lease::new(settings.timing.lease, settings.unsafe_no_lease);
         let core = Arc::new(NodeCore {
             id: settings.id,
             raft,
             view,
             peers,
             settings,
-            serving,
+            lease,
             started: tokio::time::Instant::now(),
             last_leader_contact_ms: std::sync::atomic::AtomicU64::new(0),
-            lease_until_ms: std::sync::atomic::AtomicU64::new(0),
         });
 
         let service = RaftServiceServer::new(RaftGrpc::new(core.clone()))
@@ -198,7 +183,7 @@ impl ClusterNode {
             }
         });
 
-        lease::spawn(core.clone(), serving_tx, shutdown.clone());
+        Lease::spawn(core.clone(), serving_tx, shutdown.clone());
         crate::election::spawn(core.clone(), shutdown.clone());
         spawn_metrics(core.clone(), shutdown.clone());
         crate::sweep::spawn(core.clone(), shutdown.clone());
@@ -240,7 +225,7 @@ impl ClusterNode {
 
     /// Changes of the serving state; every blocking wait of a door selects on it.
     pub fn serving(&self) -> watch::Receiver<bool> {
-        self.core.serving.clone()
+        self.core.lease.serving()
     }
 
     /// A replicated write: committed by a quorum and applied, or an error within the
@@ -359,110 +344,6 @@ where
         }
     }
     out
-}
-
-// === impl NodeCore ===
-
-impl NodeCore {
-    pub(crate) fn is_serving(&self) -> bool {
-        if self.settings.unsafe_no_lease {
-            return *self.serving.borrow();
-        }
-        let until = self.lease_until_ms.load(std::sync::atomic::Ordering::Relaxed);
-        *self.serving.borrow() && crate::election::stamp(self.started) < until
-    }
-
-    pub(crate) fn local_status(&self) -> NodeStatus {
-        let m = self.raft.metrics().borrow().clone();
-        let member = m
-            .membership_config
-            .membership()
-            .get_node(&self.id)
-            .cloned()
-            .unwrap_or_else(|| self.settings.member.clone());
-        NodeStatus {
-            id: self.id,
-            raft_addr: member.raft_addr,
-            admin_addr: member.admin_addr,
-            role: role_name(m.state).into(),
-            serving: self.is_serving(),
-            last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
-            term: m.current_term,
-            leader: m.current_leader,
-            initialized: m.membership_config.membership().nodes().next().is_some(),
-        }
-    }
-
-    /// Leader side of a follower's lease renewal: confirm leadership with a quorum and
-    /// return the index the follower must have applied before it may serve.
-    pub(crate) async fn read_index_for(&self, asking: u64) -> Result<u64> {
-        let voters: BTreeSet<u64> = self.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
-        if !voters.contains(&asking) {
-            return Err(Error::NotServing { reason: format!("node {asking} is not a voting member") });
-        }
-        let timeout = self.settings.timing.lease;
-        match tokio::time::timeout(timeout, self.raft.get_read_log_id()).await {
-            Ok(Ok((read_log_id, _applied))) => Ok(read_log_id.map(|l| l.index).unwrap_or(0)),
-            Ok(Err(e)) => Err(Error::NotServing { reason: e.to_string() }),
-            Err(_) => Err(Error::NoQuorum { deadline: timeout, detail: "leadership not confirmed".into() }),
-        }
-    }
-
-    /// Run a follower's request here, as the leader.
-    pub(crate) async fn handle_forwarded(&self, req: ForwardRequest) -> ForwardReply {
-        let deadline = self.settings.timing.write_deadline;
-        let result = match req {
-            ForwardRequest::Write(cmd) => match tokio::time::timeout(deadline, self.raft.client_write(cmd)).await {
-                Ok(Ok(resp)) => return ForwardReply::Written(resp.data),
-                Ok(Err(e)) => Err(e),
-                Err(_) => return ForwardReply::Failed(no_quorum(deadline, "leader could not commit").to_string()),
-            },
-            ForwardRequest::AddNode { id, member } => {
-                let added = tokio::time::timeout(deadline * 4, async {
-                    self.raft.add_learner(id, member, true).await?;
-                    self.raft.change_membership(ChangeMembers::AddVoterIds([id].into()), false).await
-                })
-                .await;
-                match added {
-                    Ok(Ok(_)) => return ForwardReply::Done,
-                    Ok(Err(e)) => Err(e),
-                    Err(_) => return ForwardReply::Failed(no_quorum(deadline * 4, "membership change").to_string()),
-                }
-            }
-            ForwardRequest::RemoveNode { id } => {
-                let voters: BTreeSet<u64> =
-                    self.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
-                let learners: BTreeSet<u64> =
-                    self.raft.metrics().borrow().membership_config.membership().learner_ids().collect();
-                if !voters.contains(&id) && !learners.contains(&id) {
-                    return ForwardReply::Failed(format!("node {id} is not a member of this cluster"));
-                }
-                let removal = tokio::time::timeout(deadline * 2, async {
-                    if voters.contains(&id) {
-                        self.raft.change_membership(ChangeMembers::RemoveVoters([id].into()), false).await?;
-                    }
-                    self.raft.change_membership(ChangeMembers::RemoveNodes([id].into()), false).await
-                })
-                .await;
-                match removal {
-                    Ok(Ok(_)) => return ForwardReply::Done,
-                    Ok(Err(e)) => Err(e),
-                    Err(_) => return ForwardReply::Failed(no_quorum(deadline * 2, "membership change").to_string()),
-                }
-            }
-        };
-        match result {
-            Ok(()) => ForwardReply::Done,
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                ForwardReply::NotLeader { leader: f.leader_id, member: f.leader_node }
-            }
-            Err(e) => ForwardReply::Failed(e.to_string()),
-        }
-    }
-}
-
-pub(crate) fn no_quorum(deadline: Duration, detail: &str) -> Error {
-    Error::NoQuorum { deadline, detail: detail.to_string() }
 }
 
 /// Export Raft state as Prometheus gauges whenever it changes.

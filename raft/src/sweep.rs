@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::command::{Command, Op, REQUEST_MEMORY};
 use crate::model::{Approval, Millis, Session, SessionStatus, now_millis};
-use crate::node::NodeCore;
+use crate::node_core::NodeCore;
 
 /// How long the leader goes without an answer from a node before it withdraws the
 /// approvals held there: five leases, and never under five seconds.
@@ -44,7 +44,7 @@ pub(crate) fn spawn(core: Arc<NodeCore>, shutdown: CancellationToken) {
 
 /// Sessions this node had open before `started_at` (it restarted), once it serves.
 async fn close_sessions_from_before_start(core: Arc<NodeCore>, started_at: Millis, shutdown: CancellationToken) {
-    let mut serving = core.serving.clone();
+    let mut serving = core.lease.serving();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,

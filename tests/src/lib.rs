@@ -258,6 +258,11 @@ impl Cluster {
         http_status(&self.nodes[&id].ops, "/readyz")
     }
 
+    /// The Prometheus text of GET `/metrics` on node `id` (empty if it does not answer).
+    pub fn metrics(&self, id: u64) -> String {
+        http_get(&self.nodes[&id].ops, "/metrics").map(|(_, body)| body).unwrap_or_default()
+    }
+
     pub fn pid(&self, id: u64) -> Option<u32> {
         self.pids.get(&id).copied()
     }
@@ -513,13 +518,38 @@ pub fn process_alive(pid: u32) -> bool {
 
 /// Status code of a plain HTTP GET (ops port), or None if nothing answers.
 pub fn http_status(base: &str, path: &str) -> Option<u16> {
+    http_get(base, path).map(|(status, _)| status)
+}
+
+/// Status code and body of a plain HTTP GET (ops port), or None if nothing answers.
+pub fn http_get(base: &str, path: &str) -> Option<(u16, String)> {
     let addr = base.trim_start_matches("http://");
     let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    // HTTP/1.0: the body comes whole, never chunked.
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
-    buf.split_whitespace().nth(1)?.parse().ok()
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// The sum of the samples of metric `name` whose labels include every pair of `labels`,
+/// in Prometheus text `exposition`; None when no sample matches.
+pub fn metric(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut found = None;
+    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let (metric, tags) = series.split_once('{').unwrap_or((series, ""));
+        if metric != name || !labels.iter().all(|(k, v)| tags.contains(&format!("{k}=\"{v}\""))) {
+            continue;
+        }
+        if let Ok(v) = value.parse::<f64>() {
+            found = Some(found.unwrap_or(0.0) + v);
+        }
+    }
+    found
 }
 
 /// A free loopback port for a listener, below the kernel's ephemeral range (see

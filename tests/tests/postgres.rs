@@ -445,3 +445,49 @@ fn the_gateway_reaches_the_backend_over_verified_tls_when_the_resource_asks_for_
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(out(&o).trim(), "t", "the backend connection must be encrypted");
 }
+
+#[test]
+fn door_metrics_count_decisions_refusals_holds_audit_commits_and_sessions_per_door() {
+    use portcullis_tests::metric;
+    let c = Cluster::start_with_postgres(1);
+    let token = c.engineer_token();
+    let pg = [("door", "postgres")];
+
+    let o = c.psql(1, &token, &["SELECT 1 AS allowed"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = c.psql(1, &token, &["DROP TABLE customers"]);
+    assert!(!o.status.success(), "a DROP was allowed: {}", out(&o));
+
+    let held = c.spawn_psql(1, &token, "UPDATE customers SET name = name WHERE id = 1 /* marker-metrics */");
+    let bob = c.token("bob", &["approvers"]);
+    let approval = wait_for("the UPDATE to be held", READY, || pending(&c, 1, &bob).into_iter().next());
+    let id = approval["id"].as_str().unwrap().to_string();
+    let during = c.metrics(1);
+    assert_eq!(metric(&during, "portcullis_gate_holds_pending", &pg), Some(1.0), "{during}");
+    assert_eq!(metric(&during, "portcullis_gate_sessions_open", &pg), Some(1.0), "{during}");
+    c.cli_ok(1, &["--token", &bob, "approvals", "approve", &id]);
+    let o = held.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+
+    let m = wait_for("the held session to end", READY, || {
+        let m = c.metrics(1);
+        (metric(&m, "portcullis_gate_sessions_open", &pg) == Some(0.0)).then_some(m)
+    });
+    let decisions = |action| {
+        metric(&m, "portcullis_gate_decisions_total", &[("door", "postgres"), ("resource", "demo"), ("action", action)])
+    };
+    assert!(decisions("allow") >= Some(1.0), "{m}");
+    assert_eq!(decisions("deny"), Some(1.0), "{m}");
+    assert_eq!(decisions("review"), Some(1.0), "{m}");
+    assert_eq!(metric(&m, "portcullis_gate_refusals_total", &[("door", "postgres"), ("reason", "denied")]), Some(1.0));
+    assert_eq!(metric(&m, "portcullis_gate_holds_pending", &pg), Some(0.0), "{m}");
+    assert_eq!(
+        metric(&m, "portcullis_gate_hold_seconds_count", &[("door", "postgres"), ("outcome", "approved")]),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(
+        metric(&m, "portcullis_gate_audit_commit_seconds_count", &[("mode", "strict"), ("ok", "true")]) >= Some(3.0)
+    );
+    assert_eq!(metric(&m, "portcullis_gate_sessions_total", &pg), Some(3.0), "{m}");
+}

@@ -620,3 +620,114 @@ fn a_refused_statement_inside_a_transaction_aborts_it_so_commit_keeps_nothing() 
     assert!(!log.contains("DROP TABLE"), "a denied DROP reached the backend:\n{log}");
     assert_no_panic(&c);
 }
+
+/// Every exported audit event of `resource` (JSON lines of `sessions export --json`).
+fn audit_events(c: &Cluster, resource: &str) -> Vec<serde_json::Value> {
+    let text = c.cli_ok(1, &["sessions", "export", "--json", "--resource", resource]);
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .flat_map(|l| {
+            let record: serde_json::Value = serde_json::from_str(l).unwrap();
+            record["events"].as_array().cloned().unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The one event of `kind` whose SQL contains `marker`.
+fn event_with<'a>(events: &'a [serde_json::Value], kind: &str, marker: &str) -> &'a serde_json::Value {
+    let found: Vec<_> = events
+        .iter()
+        .filter(|e| e["kind"] == kind && e["detail"]["sql"].as_str().unwrap_or("").contains(marker))
+        .collect();
+    assert_eq!(found.len(), 1, "one {kind} record for {marker}: {events:#?}");
+    found[0]
+}
+
+#[test]
+fn both_query_protocols_write_the_same_audit_records_and_unparseable_sql_is_refused_on_record() {
+    let c = Cluster::start_with_postgres(1);
+    let token = c.engineer_token();
+    register_alias(&c, "shapes", "strict");
+    apply(
+        &c,
+        "policy",
+        "shapes.yaml",
+        "name: shapes\nrules:\n  - name: engineers-read\n    match: { groups: [engineers], resources: [shapes], kinds: [select] }\n    action: allow\n  - name: no-ddl\n    match: { resources: [shapes], kinds: [ddl] }\n    action: deny\n    reason: no DDL on shapes\n",
+    );
+    let rt = pg::runtime();
+    rt.block_on(async {
+        let client = pg::connect(&c, 1, "shapes", "alice", &token).await.unwrap();
+        client.simple_query("SELECT 1 AS marker_simple").await.unwrap();
+        client.query("SELECT 2 AS marker_extended", &[]).await.unwrap();
+        // Unparseable SQL: Postgres's own syntax-error SQLSTATE, in both protocols.
+        let e = client.simple_query("SELEC marker_bad_simple").await.unwrap_err();
+        assert_eq!(sqlstate(&e).as_deref(), Some("42601"), "{e:?}");
+        let e = client.prepare("SELEC marker_bad_extended").await.unwrap_err();
+        assert_eq!(sqlstate(&e).as_deref(), Some("42601"), "{e:?}");
+        // Denied in both: strict mode records the refusal before the client hears of it,
+        // so it is in the export the moment the error arrives.
+        let e = client.simple_query("DROP TABLE marker_deny_simple").await.unwrap_err();
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e:?}");
+        let events = audit_events(&c, "shapes");
+        event_with(&events, "refused", "marker_deny_simple");
+        let e = client.execute("DROP TABLE marker_deny_extended", &[]).await.unwrap_err();
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e:?}");
+        let events = audit_events(&c, "shapes");
+        event_with(&events, "refused", "marker_deny_extended");
+    });
+    let events = audit_events(&c, "shapes");
+    for marker in ["marker_simple", "marker_extended"] {
+        let detail = &event_with(&events, "statement", marker)["detail"];
+        assert_eq!(detail["rules"], serde_json::json!(["shapes/engineers-read"]), "{marker}: {detail}");
+        assert_eq!(detail["kinds"], serde_json::json!(["select"]), "{marker}: {detail}");
+        assert_eq!(detail["decision"], "allow", "{marker}: {detail}");
+    }
+    for marker in ["marker_bad_simple", "marker_bad_extended"] {
+        let detail = &event_with(&events, "refused", marker)["detail"];
+        assert!(detail["reason"].as_str().unwrap().contains("syntax error"), "{marker}: {detail}");
+    }
+    for marker in ["marker_deny_simple", "marker_deny_extended"] {
+        let detail = &event_with(&events, "refused", marker)["detail"];
+        assert_eq!(detail["rules"], serde_json::json!(["shapes/no-ddl"]), "{marker}: {detail}");
+        assert_eq!(detail["kinds"], serde_json::json!(["ddl"]), "{marker}: {detail}");
+    }
+    assert!(!c.postgres_log().contains("SELEC marker_bad"), "unparseable SQL reached the backend");
+    assert_no_panic(&c);
+}
+
+#[test]
+fn executing_a_portal_the_gateway_never_bound_such_as_a_sql_cursor_is_refused_and_leaks_nothing() {
+    let c = Cluster::start_with_postgres(1);
+    let token = c.engineer_token();
+    register_alias(&c, "cursor", "strict");
+    apply(
+        &c,
+        "policy",
+        "cursor.yaml",
+        "name: cursor\nrules:\n  - match: { groups: [engineers], resources: [cursor], kinds: [select, transaction, other] }\n    action: allow\n  - match: { resources: [cursor] }\n    action: mask\n    mask: { columns: [email] }\n",
+    );
+    let rt = pg::runtime();
+    let ending = rt.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let mut s = pg::raw_tls_login(&c, 1, "cursor", &token).await;
+        let query = |sql: &str| {
+            let mut body = sql.as_bytes().to_vec();
+            body.push(0);
+            pg::message(b'Q', &body)
+        };
+        let mut bytes = query("BEGIN");
+        bytes.extend(query("DECLARE c CURSOR FOR SELECT email FROM customers"));
+        // Execute portal "c" (the cursor), no row limit, then Sync.
+        bytes.extend(pg::message(b'E', b"c\0\0\0\0\0"));
+        bytes.extend(pg::message(b'S', &[]));
+        s.write_all(&bytes).await.unwrap();
+        s.flush().await.unwrap();
+        pg::read_async_until_close(&mut s, Duration::from_secs(5)).await
+    });
+    let leaked = ending.messages().iter().any(|m| String::from_utf8_lossy(&m.body).contains("@example.com"));
+    assert!(!leaked, "a cursor's rows left unmasked: {ending:?}");
+    let error = ending.error().unwrap_or_else(|| panic!("no error for the unbound portal: {ending:?}"));
+    assert_eq!(error.field(b'C').as_deref(), Some("42501"), "{error:?}");
+    assert!(error.field(b'M').unwrap_or_default().contains("portal \"c\""), "{error:?}");
+    assert_still_serves(&c, 1, &token);
+}

@@ -70,7 +70,6 @@ mod locate;
 mod parse;
 mod rule;
 
-use std::fmt;
 use std::time::Duration;
 
 pub use decide::PolicySet;
@@ -79,6 +78,8 @@ pub use parse::parse;
 pub use rule::{Action, Approvers, Match, PolicyDoc, Rule};
 
 pub use crate::mask::MaskPlan;
+/// The door a request came through: the one protocol enum of the whole gateway.
+pub use portcullis_raft::model::Protocol;
 
 /// Review timeout when a rule names none.
 pub const DEFAULT_REVIEW_TIMEOUT: Duration = Duration::from_secs(15 * 60);
@@ -132,40 +133,6 @@ pub struct Who {
 impl From<&crate::identity::Identity> for Who {
     fn from(identity: &crate::identity::Identity) -> Self {
         Who { subject: identity.subject.clone(), groups: identity.groups.clone() }
-    }
-}
-
-/// The door a request came through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    Postgres,
-    Ssh,
-    Http,
-}
-
-// === impl Protocol ===
-
-impl Protocol {
-    pub const ALL: [Protocol; 3] = [Protocol::Postgres, Protocol::Ssh, Protocol::Http];
-
-    /// The name used in policy files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Postgres => "postgres",
-            Protocol::Ssh => "ssh",
-            Protocol::Http => "http",
-        }
-    }
-
-    /// Parses a policy-file name; `None` for anything unknown.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Protocol::ALL.into_iter().find(|p| p.as_str() == name)
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

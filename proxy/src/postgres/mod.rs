@@ -9,15 +9,18 @@
 //!
 //! - [`conn`], [`wire_check`]: framing of both sides (pgwire codecs, each client
 //!   message walked with a bounds-checked cursor first); bytes stop there.
+//! - [`door`]: the listener; [`settings`]: its tunables; [`cancel`]: cancel keys.
 //! - [`startup`]: TLS, startup, token verification (phase "authenticate").
 //! - [`backend`], [`scram`], [`backend_tls`]: logging in to the backend (optionally over TLS).
 //! - [`classify`]: SQL → statements (Postgres's own parser).
-//! - [`session`]: the per-statement phases.
+//! - [`session`]: the per-statement phases, walked through the gate (`crate::gate`).
 //! - [`relay`]: backend responses to the client, masked and counted.
-//! - [`reply`]: errors and notices the gateway itself sends (SQLSTATEs).
+//! - [`reply`]: errors and notices the gateway itself sends (SQLSTATEs), and the one
+//!   mapping of the gate's refusals to Postgres errors.
 
 pub mod backend;
 pub mod backend_tls;
+pub mod cancel;
 pub mod classify;
 pub mod conn;
 pub mod door;
@@ -25,7 +28,9 @@ pub mod relay;
 pub mod reply;
 pub mod scram;
 pub mod session;
+pub mod settings;
 pub mod startup;
 pub mod wire_check;
 
-pub use door::{PgDoor, PgSettings, serve};
+pub use door::{PgDoor, serve};
+pub use settings::PgSettings;

@@ -14,6 +14,7 @@ use pgwire::messages::PgWireBackendMessage as B;
 use pgwire::messages::PgWireFrontendMessage as F;
 use pgwire::messages::data::{DataRow, FieldDescription};
 use pgwire::messages::extendedquery::Flush;
+use pgwire::messages::response::TransactionStatus;
 
 use super::classify::{Lineage, masked_columns};
 use super::conn::{BackendConn, ClientConn};
@@ -98,7 +99,7 @@ pub struct Outcome {
     /// RowDescriptions learned from Describe, for the session's statement cache.
     pub described: Vec<(Option<String>, Option<String>, Columns)>,
     /// Transaction status from the last ReadyForQuery.
-    pub ready_status: Option<u8>,
+    pub ready_status: Option<TransactionStatus>,
 }
 
 pub struct Limits {
@@ -140,7 +141,7 @@ pub async fn relay(
                 }
             }
             B::ReadyForQuery(r) => {
-                out.ready_status = Some(status_byte(&r));
+                out.ready_status = Some(r.status);
                 // A simple query's rows context ends here too.
                 if let Some(Expect::Rows(_)) = expects.front() {
                     expects.pop_front();
@@ -259,15 +260,6 @@ pub async fn relay(
     }
     client.flush().await?;
     Ok(out)
-}
-
-fn status_byte(r: &pgwire::messages::response::ReadyForQuery) -> u8 {
-    use pgwire::messages::response::TransactionStatus;
-    match r.status {
-        TransactionStatus::Idle => b'I',
-        TransactionStatus::Transaction => b'T',
-        TransactionStatus::Error => b'E',
-    }
 }
 
 /// Forward the client's COPY data until it finishes or fails.

@@ -6,6 +6,7 @@ use pgwire::messages::PgWireBackendMessage as B;
 use pgwire::messages::response::{ErrorResponse, NoticeResponse};
 
 use crate::error::Error;
+use crate::gate::{Refusal, Unclassified};
 
 pub const INVALID_AUTHORIZATION: &str = "28000";
 pub const INVALID_PASSWORD: &str = "28P01";
@@ -17,6 +18,8 @@ pub const QUERY_CANCELED: &str = "57014";
 pub const PROTOCOL_VIOLATION: &str = "08P01";
 pub const CONNECTION_FAILURE: &str = "08006";
 pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
+pub const STATEMENT_TOO_COMPLEX: &str = "54001";
 
 fn fields(severity: &str, code: &str, message: &str, hint: Option<&str>) -> Vec<(u8, String)> {
     let mut f = vec![
@@ -59,4 +62,27 @@ pub fn code_for(e: &Error) -> &'static str {
         Error::Backend { .. } | Error::BackendAuth(_) => CONNECTION_FAILURE,
         _ => CANNOT_CONNECT_NOW,
     }
+}
+
+/// The SQLSTATE for each way the gate refuses a statement: the one place a
+/// [`Refusal`] becomes Postgres's words (exhaustive, so a new refusal must be placed).
+pub fn refusal_code(refusal: &Refusal) -> &'static str {
+    match refusal {
+        Refusal::LeaseLost
+        | Refusal::HoldNotRecorded { .. }
+        | Refusal::LeaseLostWhileHeld { .. }
+        | Refusal::AuditNotCommitted { .. } => CANNOT_CONNECT_NOW,
+        Refusal::Unclassifiable { cause: Unclassified::Syntax, .. } => SYNTAX_ERROR,
+        Refusal::Unclassifiable { cause: Unclassified::TooLarge, .. } => PROGRAM_LIMIT_EXCEEDED,
+        Refusal::Unclassifiable { cause: Unclassified::TooComplex, .. } => STATEMENT_TOO_COMPLEX,
+        Refusal::Denied { .. } | Refusal::ApprovalDenied { .. } | Refusal::Undecided { .. } => INSUFFICIENT_PRIVILEGE,
+        Refusal::ApprovalExpired { .. } | Refusal::CanceledWhileHeld { .. } | Refusal::ClientGoneWhileHeld { .. } => {
+            QUERY_CANCELED
+        }
+    }
+}
+
+/// A refused statement's ErrorResponse; the session goes on.
+pub fn refusal(refusal: &Refusal) -> B {
+    error(refusal_code(refusal), &refusal.to_string())
 }

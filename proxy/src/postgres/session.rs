@@ -1,25 +1,24 @@
-//! One Postgres session: the per-statement phases of DESIGN §3.
+//! One Postgres session: the gate's phases (DESIGN §3, `crate::gate`) for each
+//! statement of the simple and the extended query protocol.
 //!
-//! classify → decide → hold → audit → relay → mask → record. Nothing reaches the
-//! backend before `decide` allowed it (and `hold` got its approval), and in strict
-//! audit mode not before its audit record is committed (writes) or, for reads, not
-//! back to the client before that. `record` runs on every exit of a statement.
+//! Nothing reaches the backend before the gate cleared it (decided, and held until
+//! approved if policy says so) and audited it: the only function that sends SQL that
+//! runs, [`Outbound::send`], takes the gate's [`Permit`].
 //!
 //! Extended-protocol messages are collected until Sync (or Flush) and decided
-//! together: Parse is decided when it arrives in the batch, and the decision is
-//! bound to the statement name, so every later Bind/Execute of it is covered. If a
+//! together: Parse is cleared when it arrives in the batch, and the decision is bound
+//! to the statement name, so every later Bind/Execute of it is covered. If a
 //! statement of a batch is refused, none of the batch's executions run (only the
 //! Parse/Bind/Describe before the first Execute, under a Sync of our own) and the
 //! client gets the error and its ReadyForQuery. A refusal inside a transaction block
 //! fails the block on the backend too (`fail_open_transaction`), as a Postgres error
 //! would, so a later COMMIT keeps nothing of it.
 //!
-//! Here: the session's state, its loop, and the phases both protocols share (decide,
-//! audit, record). `simple` and `extended` drive the two query protocols; `hold`
-//! is the approval wait.
+//! Here: the session's state and loop, and what both protocols share (clearing a SQL
+//! string, refusing, outbound messages). `simple` and `extended` drive the two query
+//! protocols; `client` is the [`Door`] the gate talks to while a statement is held.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,71 +27,85 @@ use pgwire::messages::PgWireBackendMessage as B;
 use pgwire::messages::PgWireFrontendMessage as F;
 use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
 use pgwire::messages::startup::{Authentication, ParameterStatus};
-use portcullis_raft::command::Op;
-use portcullis_raft::model::{
-    AuditMode, Event, Protocol as ResourceProtocol, Resource, Session as SessionRecord, SessionStatus, now_millis,
-};
-use tokio::task::JoinHandle;
+use portcullis_raft::model::{Protocol, SessionStatus};
 use tokio_util::sync::CancellationToken;
 
 use super::backend::{self, BackendTarget};
-use super::classify::{CopyDirection, Lineage, Statement, classify};
+use super::cancel::{self, CancelRegistry, CancelTarget};
+use super::classify::{CopyDirection, Lineage, classify};
 use super::conn::{BackendConn, ClientConn};
-use super::door::{CancelTarget, PgDoor, backend_key_data, new_cancel_key};
-use super::relay::{Columns, Outcome};
+use super::relay::{Columns, Limits, Outcome};
 use super::reply;
+use super::settings::PgSettings;
 use super::startup::Admitted;
 use crate::error::{Error, Result};
-use crate::identity::Identity;
-use crate::mask::MaskPlan;
-use crate::policy::{Decision, Protocol, Request, Verdict, Who};
+use crate::gate::{Cleared, Gate, GateSession, Opening, Permit, Refusal, ResultRecord, Work};
+use crate::policy::Request;
 use crate::store::Store;
+
+mod client;
+mod extended;
+mod simple;
+
+use client::PgClient;
 
 /// What the backend runs to fail its open transaction when we refuse a statement in it
 /// (`fail_open_transaction`); its error goes to the server log, not to the client.
 const FAIL_TRANSACTION: &str = "DO $portcullis$ BEGIN RAISE EXCEPTION 'a statement in this transaction was refused by Portcullis'; END $portcullis$";
 
+/// How long a result record waits for the session's next statement to ride along with.
+const RESULT_FLUSH_AFTER: Duration = Duration::from_millis(20);
+
+/// What a session borrows from its door.
+pub(crate) struct SessionDeps<'d, S: Store> {
+    pub gate: &'d Arc<Gate<S>>,
+    pub cancels: &'d CancelRegistry,
+    pub settings: &'d PgSettings,
+}
+
+/// A SQL string the gate cleared: the decision and what the relay needs to mask.
+pub(super) struct ClearedSql {
+    pub cleared: Cleared,
+    /// Per statement: where its result columns come from (column masking follows them).
+    pub lineages: Vec<Lineage>,
+    /// Whether any statement may change state (strict audit commits those first).
+    pub writes: bool,
+}
+
 /// A statement prepared through this gateway, with the decision bound to its name.
 pub(super) struct Prepared {
-    text: String,
-    kinds: String,
-    masks: MaskPlan,
-    lineages: Vec<Lineage>,
-    rule: Option<String>,
-    approval: Option<String>,
-    columns: Option<Columns>,
+    /// Shared with every execution of the batch that runs it.
+    pub decided: Arc<Decided>,
+    /// Learned from the backend's RowDescription.
+    pub columns: Option<Columns>,
+}
+
+/// The cleared text of a prepared statement.
+pub(super) struct Decided {
+    pub work: Work,
+    pub sql: ClearedSql,
 }
 
 /// Per-session state, passed through the phases.
 struct Session<'d, S: Store> {
-    door: &'d PgDoor<S>,
+    deps: SessionDeps<'d, S>,
+    gate: GateSession<S>,
     client: ClientConn,
     backend: BackendConn,
-    identity: Identity,
-    who: Who,
-    resource: Resource,
-    session_id: String,
     /// Last transaction status the backend reported; used in our own ReadyForQuery.
-    tx_status: u8,
+    tx_status: TransactionStatus,
     statements: HashMap<String, Prepared>,
     /// Portal → statement name.
     portals: HashMap<String, String>,
     /// Extended-protocol messages waiting for Sync or Flush.
     batch: Vec<F>,
-    /// The last exchange's result record, not yet handed to the store: it rides along
-    /// with the session's next audit record (one commit per statement instead of two),
-    /// or goes alone once the session is idle for `RESULT_FLUSH_AFTER` or ends.
-    pending_result: Option<Event>,
     /// Notified by a cancel request for this session (see `CancelTarget::hold`).
     hold_cancel: Arc<tokio::sync::Notify>,
 }
 
-/// How long a result record waits for the session's next statement to ride along with.
-const RESULT_FLUSH_AFTER: Duration = Duration::from_millis(20);
-
 /// Run an admitted session to its end.
-pub async fn run<S: Store>(
-    door: &PgDoor<S>,
+pub(crate) async fn run<S: Store>(
+    deps: SessionDeps<'_, S>,
     mut client: ClientConn,
     admitted: Admitted,
     peer: SocketAddr,
@@ -100,7 +113,7 @@ pub async fn run<S: Store>(
 ) -> Result<()> {
     let Admitted { identity, resource, params } = admitted;
     let password = match &resource.secret {
-        Some(sealed) => Some(door.store.open_secret(sealed)?),
+        Some(sealed) => Some(deps.gate.store().open_secret(sealed)?),
         None => None,
     };
     let target = BackendTarget {
@@ -118,7 +131,7 @@ pub async fn run<S: Store>(
             }
         },
     };
-    let backend = match backend::connect(&target, door.settings.backend_timeout).await {
+    let backend = match backend::connect(&target, deps.settings.backend_timeout).await {
         Ok(b) => b,
         Err(e) => {
             client
@@ -128,38 +141,29 @@ pub async fn run<S: Store>(
         }
     };
 
-    // --- record: the session opens (committed before the client may do anything).
-    let session_id = portcullis_raft::ids::random_id();
-    let record = SessionRecord {
-        id: session_id.clone(),
-        identity: identity.subject.clone(),
-        resource: resource.name.clone(),
-        protocol: ResourceProtocol::Postgres,
-        node: door.store.node_id(),
-        client_addr: peer.to_string(),
-        started_at: now_millis(),
-        ended_at: None,
-        status: SessionStatus::Open,
-        events: 0,
+    // --- the session opens in the index before the client may do anything.
+    let opening = Opening { identity, resource, protocol: Protocol::Postgres, client_addr: peer.to_string() };
+    let gate = match deps.gate.open(opening).await {
+        Ok(g) => g,
+        Err(e) => {
+            client
+                .send(reply::fatal(
+                    reply::CANNOT_CONNECT_NOW,
+                    &format!("the session could not be recorded, so it may not start: {e}"),
+                ))
+                .await?;
+            return Err(e);
+        }
     };
-    if let Err(e) = door.store.submit(Op::OpenSession { session: record }).await {
-        client
-            .send(reply::fatal(
-                reply::CANNOT_CONNECT_NOW,
-                &format!("the session could not be recorded, so it may not start: {e}"),
-            ))
-            .await?;
-        return Err(e);
-    }
 
     // --- greet the client like a Postgres server would.
-    let ours = new_cancel_key();
+    let ours = cancel::new_key();
     let hold_cancel = Arc::new(tokio::sync::Notify::new());
     if let Some(key) = &backend.key {
-        door.register_cancel(
+        deps.cancels.register(
             ours,
             CancelTarget {
-                addr: resource.address.clone(),
+                addr: gate.resource().address.clone(),
                 pid: key.pid,
                 secret: key.secret_key.clone(),
                 hold: hold_cancel.clone(),
@@ -170,50 +174,35 @@ pub async fn run<S: Store>(
     for (name, value) in &backend.parameters {
         client.queue(B::ParameterStatus(ParameterStatus::new(name.clone(), value.clone())))?;
     }
-    client.queue(B::BackendKeyData(backend_key_data(ours)))?;
+    client.queue(B::BackendKeyData(cancel::backend_key_data(ours)))?;
     client.queue(B::ReadyForQuery(ReadyForQuery::new(TransactionStatus::Idle)))?;
     client.flush().await?;
-    tracing::info!(session = %session_id, subject = %identity.subject, resource = %resource.name, %peer, "postgres session opened");
+    tracing::info!(session = %gate.id(), subject = %gate.identity().subject, resource = %gate.resource().name, %peer, "postgres session opened");
 
-    let who = Who::from(&identity);
+    let cancels = deps.cancels;
     let mut session = Session {
-        door,
+        deps,
+        gate,
         client,
         backend: backend.conn,
-        identity,
-        who,
-        resource,
-        session_id: session_id.clone(),
-        tx_status: b'I',
+        tx_status: TransactionStatus::Idle,
         statements: HashMap::new(),
         portals: HashMap::new(),
         batch: Vec::new(),
-        pending_result: None,
         hold_cancel,
     };
     let result = session.serve(stop).await;
-    // The last result record is committed before the session's end is.
-    if let Some(handle) = session.flush_result().await {
-        let _ = handle.await;
-    }
     if let Err(e @ Error::Protocol(_)) = &result {
         // Tell the client why the connection ends, as Postgres does.
         let _ = session.client.send(reply::fatal(reply::PROTOCOL_VIOLATION, &e.to_string())).await;
     }
-    door.forget_cancel(ours);
+    cancels.forget(ours);
     let status = if result.is_ok() { SessionStatus::Closed } else { SessionStatus::Failed };
-    if let Err(e) = door.store.submit(Op::CloseSession { id: session_id.clone(), at: now_millis(), status }).await {
-        tracing::warn!(session = %session_id, error = %e, "could not record the session's end");
-    }
+    session.gate.close(status).await;
     result
 }
 
-fn ready(status: u8) -> B {
-    let status = match status {
-        b'T' => TransactionStatus::Transaction,
-        b'E' => TransactionStatus::Error,
-        _ => TransactionStatus::Idle,
-    };
+fn ready(status: TransactionStatus) -> B {
     B::ReadyForQuery(ReadyForQuery::new(status))
 }
 
@@ -228,8 +217,8 @@ impl<S: Store> Session<'_, S> {
                     let _ = self.client.send(reply::fatal("57P01", "this Portcullis node is shutting down")).await;
                     return Ok(());
                 }
-                _ = idle_flush, if self.pending_result.is_some() => {
-                    drop(self.flush_result().await);
+                _ = idle_flush, if self.gate.has_pending_result() => {
+                    drop(self.gate.flush_result().await);
                     continue;
                 }
                 m = self.client.read() => m?,
@@ -238,11 +227,7 @@ impl<S: Store> Session<'_, S> {
             match msg {
                 F::Query(q) => self.simple_query(q.query).await?,
                 F::Parse(_) | F::Bind(_) | F::Describe(_) | F::Execute(_) | F::Close(_) => self.batch.push(msg),
-                F::Sync(_) => {
-                    self.batch.push(msg);
-                    self.run_batch().await?;
-                }
-                F::Flush(_) => {
+                F::Sync(_) | F::Flush(_) => {
                     self.batch.push(msg);
                     self.run_batch().await?;
                 }
@@ -258,87 +243,53 @@ impl<S: Store> Session<'_, S> {
         }
     }
 
-    fn serving(&self) -> bool {
-        self.door.store.is_serving()
-    }
-
-    /// Phase "decide" for one statement.
-    fn decide(&self, statement: &Statement) -> Result<Decision> {
-        let set = self.door.policy_set()?;
-        let request = Request {
-            resource: self.resource.name.clone(),
-            protocol: Protocol::Postgres,
-            kind: statement.kind.name().to_string(),
-            tables: statement.tables.clone(),
-            functions: statement.functions.clone(),
-            text: statement.text.clone(),
-            missing_where: statement.missing_where,
-        };
-        Ok(set.decide(&self.who, &request))
-    }
-
-    /// Phases "classify" and "decide" for a SQL string: one decision per statement,
-    /// combined: any deny denies; any review holds; masks add up.
-    fn judge(&self, sql: &str) -> Result<Judgement> {
-        let statements = classify(sql)?;
-        let mut j = Judgement {
-            kinds: Vec::new(),
-            writes: false,
-            masks: MaskPlan::default(),
-            lineages: statements.iter().map(|s| s.lineage.clone()).collect(),
-            rules: Vec::new(),
-            review: None,
-            denied: None,
-        };
-        for st in &statements {
-            let d = self.decide(st)?;
-            j.kinds.push(st.kind.name().to_string());
-            j.writes |= st.kind.writes();
-            if let Some(r) = &d.rule {
-                j.rules.push(r.clone());
+    /// Phases "classify", "decide" and "hold" for one SQL string: one policy request
+    /// per statement, combined by the gate. Refusals are recorded by the gate; the
+    /// outer error ends the session.
+    async fn clear_sql(&mut self, work: &Work) -> Result<std::result::Result<ClearedSql, Refusal>> {
+        let statements = match classify(work.text()) {
+            Ok(s) => s,
+            Err(e) => {
+                let refusal = Refusal::from(e);
+                self.gate.refused(work, None, &refusal).await;
+                return Ok(Err(refusal));
             }
-            match d.verdict {
-                Verdict::Deny { reason } => {
-                    let rule = d.rule.map(|r| format!(" (rule {r})")).unwrap_or_default();
-                    j.denied = Some(format!("denied by policy{rule}: {reason}"));
-                    return Ok(j);
-                }
-                Verdict::Review { approver_groups, approvals_needed, timeout, reason } => {
-                    let r = j.review.get_or_insert_with(|| Review {
-                        groups: Vec::new(),
-                        needed: 1,
-                        timeout,
-                        reason: reason.clone(),
-                    });
-                    for g in approver_groups {
-                        if !r.groups.contains(&g) {
-                            r.groups.push(g);
-                        }
-                    }
-                    r.needed = r.needed.max(approvals_needed);
-                    r.timeout = r.timeout.min(timeout);
-                }
-                Verdict::Allow => {}
-            }
-            j.masks.merge(&d.masks);
-        }
+        };
+        let resource = &self.gate.resource().name;
+        let requests: Vec<Request> = statements
+            .iter()
+            .map(|st| Request {
+                resource: resource.clone(),
+                protocol: Protocol::Postgres,
+                kind: st.kind.name().to_string(),
+                tables: st.tables.clone(),
+                functions: st.functions.clone(),
+                text: st.text.clone(),
+                missing_where: st.missing_where,
+            })
+            .collect();
+        let mut judgement = self.gate.decide(&requests)?;
         // COPY ... TO STDOUT streams rows as raw CopyData, which the relay cannot mask:
         // under a mask plan it would leak what a SELECT hides. Fail closed.
-        if !j.masks.is_empty() && statements.iter().any(|st| st.copy_direction == Some(CopyDirection::ToClient)) {
-            j.denied = Some(format!(
-                "denied: COPY ... TO STDOUT on {} cannot be masked (a mask rule applies); use SELECT",
-                self.resource.name
+        if !judgement.masks.is_empty() && statements.iter().any(|st| st.copy_direction == Some(CopyDirection::ToClient))
+        {
+            judgement.deny(format!(
+                "denied: COPY ... TO STDOUT on {resource} cannot be masked (a mask rule applies); use SELECT"
             ));
         }
-        Ok(j)
+        let writes = statements.iter().any(|st| st.kind.writes());
+        let lineages = statements.into_iter().map(|st| st.lineage).collect();
+        let mut door = PgClient { client: &mut self.client, cancel: &self.hold_cancel };
+        Ok(self.gate.clear(&mut door, work, judgement).await?.map(|cleared| ClearedSql { cleared, lineages, writes }))
     }
 
-    /// Queue an error and, for a finished exchange, our own ReadyForQuery.
-    async fn refuse(&mut self, code: &str, message: &str, with_ready: bool) -> Result<()> {
+    /// Tell the client a statement was refused: the error and, for a finished
+    /// exchange, our own ReadyForQuery.
+    async fn refuse(&mut self, refusal: &Refusal, with_ready: bool) -> Result<()> {
         if with_ready {
             self.fail_open_transaction().await?;
         }
-        self.client.queue(reply::error(code, message))?;
+        self.client.queue(reply::refusal(refusal))?;
         if with_ready {
             self.client.queue(ready(self.tx_status))?;
         }
@@ -351,117 +302,84 @@ impl<S: Store> Session<'_, S> {
     /// statements get the backend's 25P02, and a COMMIT rolls back what ran before the
     /// refusal instead of committing it behind the client's back.
     async fn fail_open_transaction(&mut self) -> Result<()> {
-        if self.tx_status != b'T' {
+        if self.tx_status != TransactionStatus::Transaction {
             return Ok(());
         }
         self.backend.send(&F::Query(pgwire::messages::simplequery::Query::new(FAIL_TRANSACTION.into()))).await?;
         self.drain_until_ready().await
     }
 
-    fn event(&self, kind: &str, detail: serde_json::Value) -> Event {
-        Event {
-            session_id: self.session_id.clone(),
-            seq: 0,
-            at: now_millis(),
-            kind: kind.into(),
-            detail: detail.into(),
-        }
-    }
-
-    /// Phase "audit". Strict mode returns a commit to await (before relaying a write,
-    /// or before releasing a read's results); fast mode commits in the background.
-    ///
-    /// Every record holds a permit of the door's audit backlog until it is committed,
-    /// so a session that outruns the cluster (fast mode) waits here instead of queueing
-    /// without bound and starving replication.
-    fn audit(&mut self, event: Event) -> impl Future<Output = Option<JoinHandle<Result<()>>>> + Send + 'static {
-        self.audit_all(vec![event])
-    }
-
-    /// As [`audit`](Self::audit) for several records that commit together.
-    fn audit_all(
-        &mut self,
-        records: Vec<Event>,
-    ) -> impl Future<Output = Option<JoinHandle<Result<()>>>> + Send + 'static {
-        // Take what the future needs now: it must not borrow the session across awaits.
-        let store = self.door.store.clone();
-        let backlog = self.door.audit_backlog.clone();
-        let strict = self.resource.audit == AuditMode::Strict;
-        let events: Vec<Event> = self.pending_result.take().into_iter().chain(records).collect();
-        async move {
-            let permits = u32::try_from(events.len()).unwrap_or(1);
-            let permit = backlog.acquire_many_owned(permits).await.ok();
-            let handle = tokio::spawn(async move {
-                let result = store.append(events).await;
-                drop(permit);
-                result
-            });
-            if strict {
-                return Some(handle);
+    /// Read and drop backend output up to ReadyForQuery (results we may not release).
+    async fn drain_until_ready(&mut self) -> Result<()> {
+        loop {
+            if let B::ReadyForQuery(r) = self.backend.read().await? {
+                self.tx_status = r.status;
+                return Ok(());
             }
-            tokio::spawn(async move {
-                if let Ok(Err(e)) = handle.await {
-                    tracing::warn!(error = %e, "fast-mode audit record could not be committed");
-                }
-            });
-            None
         }
     }
 
-    /// Phase "record": the result of an exchange. Kept back briefly so that it commits
-    /// with the next statement's record (see `pending_result`); a result still pending
-    /// is flushed first, so records keep their order.
-    async fn record(&mut self, outcome: &Outcome, started: Instant) {
-        let detail = serde_json::json!({
-            "tags": outcome.tags,
-            "rows": outcome.rows,
-            "error": outcome.error,
-            "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
-            "preview": outcome.preview,
-        });
-        let event = self.event("result", detail);
-        drop(self.flush_result().await);
-        self.pending_result = Some(event);
-    }
-
-    /// Hand the pending result record (if any) to the store on its own, in the
-    /// background; the handle says when it is committed.
-    fn flush_result(&mut self) -> impl Future<Output = Option<JoinHandle<()>>> + Send + 'static {
-        let pending = self.pending_result.take();
-        let store = self.door.store.clone();
-        let backlog = self.door.audit_backlog.clone();
-        async move {
-            let event = pending?;
-            let permit = backlog.acquire_owned().await.ok();
-            Some(tokio::spawn(async move {
-                if let Err(e) = store.append(vec![event]).await {
-                    tracing::warn!(error = %e, "result record could not be committed");
-                }
-                drop(permit);
-            }))
+    fn limits(&self) -> Limits {
+        Limits {
+            preview_rows: self.deps.settings.preview_rows,
+            preview_value_chars: self.deps.settings.preview_value_chars,
         }
     }
+
+    /// Phase "record" for what the relay saw.
+    async fn record(&mut self, outcome: Outcome, started: Instant) {
+        if let Some(s) = outcome.ready_status {
+            self.tx_status = s;
+        }
+        let result = ResultRecord {
+            tags: outcome.tags,
+            rows: outcome.rows,
+            error: outcome.error,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            preview: outcome.preview,
+        };
+        self.gate.record(&result).await;
+    }
 }
 
-/// The combined decision for one SQL string.
-pub(super) struct Judgement {
-    kinds: Vec<String>,
-    writes: bool,
-    masks: MaskPlan,
-    /// Per statement: where its result columns come from (column masking follows them).
-    lineages: Vec<Lineage>,
-    rules: Vec<String>,
-    review: Option<Review>,
-    denied: Option<String>,
+/// Client messages on their way to the backend. Messages that run SQL (Query,
+/// Execute) leave only under a [`Permit`] that covers them all: phase "relay" cannot
+/// run work the gate did not decide and audit.
+#[derive(Default)]
+struct Outbound {
+    messages: Vec<F>,
 }
 
-pub(super) struct Review {
-    groups: Vec<String>,
-    needed: u32,
-    timeout: Duration,
-    reason: String,
-}
+impl Outbound {
+    fn push(&mut self, msg: F) {
+        self.messages.push(msg);
+    }
 
-mod extended;
-mod hold;
-mod simple;
+    fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.messages.truncate(len);
+    }
+
+    fn retain(&mut self, keep: impl FnMut(&F) -> bool) {
+        self.messages.retain(keep);
+    }
+
+    /// Send everything, if `permit` covers every message that runs SQL.
+    async fn send(self, backend: &mut BackendConn, permit: &Permit) -> Result<()> {
+        let runs = self.messages.iter().filter(|m| matches!(m, F::Query(_) | F::Execute(_))).count();
+        if runs > permit.covers() {
+            return Err(Error::Unpermitted { runs, covered: permit.covers() });
+        }
+        for m in &self.messages {
+            backend.queue(m)?;
+        }
+        backend.flush().await
+    }
+}

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::client::{decode, encode};
 use super::{ForwardRequest, SnapshotChunkMeta};
-use crate::node::NodeCore;
+use crate::node_core::NodeCore;
 use crate::proto::raft_service_server::RaftService;
 use crate::proto::{Payload, ReadIndexReply, ReadIndexRequest, SnapshotChunk, StatusReply, StatusRequest};
 

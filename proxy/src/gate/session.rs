@@ -1,0 +1,275 @@
+//! One client session as the gate sees it: its record in the session index, and the
+//! per-unit phases decide, clear (hold), audit, refused and record.
+
+use std::sync::Arc;
+
+use portcullis_raft::command::Op;
+use portcullis_raft::model::{AuditMode, Event, Resource, Session as SessionRecord, SessionStatus, now_millis};
+use tokio::task::JoinHandle;
+
+use super::audit::{self, Effect, Permit};
+use super::door::Door;
+use super::judgement::{Combined, Judgement};
+use super::record::{self, RefusalRecord, ResultRecord, StatementRecord, Work};
+use super::refusal::Refusal;
+use super::{Gate, metrics};
+use crate::error::Result;
+use crate::identity::Identity;
+use crate::policy::{Protocol, Request, Who};
+use crate::store::Store;
+
+/// A client that authenticated at a door and may start a session.
+pub struct Opening {
+    pub identity: Identity,
+    pub resource: Resource,
+    pub protocol: Protocol,
+    /// The client's address, as the door saw it.
+    pub client_addr: String,
+}
+
+/// Work that policy allowed, or a human approved: what [`GateSession::audit`] takes.
+#[derive(Debug, Clone)]
+pub struct Cleared {
+    pub judgement: Judgement,
+    /// The approval that released it, if it was held.
+    pub approval: Option<String>,
+}
+
+/// Per-session state of the gate, passed `&mut` through the phases.
+pub struct GateSession<S: Store> {
+    gate: Arc<Gate<S>>,
+    id: String,
+    pub(super) identity: Identity,
+    who: Who,
+    pub(super) resource: Resource,
+    pub(super) protocol: Protocol,
+    /// The last unit's result record, not yet handed to the store: it rides along with
+    /// the session's next audit record (one commit per unit instead of two), or goes
+    /// alone when the door finds the session idle ([`flush_result`](Self::flush_result)) or it ends.
+    pending_result: Option<Event>,
+    _open: metrics::OpenSession,
+}
+
+// === impl Gate (sessions) ===
+
+impl<S: Store> Gate<S> {
+    /// Phase "authenticate" ends here: record the session in the index. Nothing may
+    /// happen for the client before it is committed.
+    pub async fn open(self: &Arc<Self>, opening: Opening) -> Result<GateSession<S>> {
+        let Opening { identity, resource, protocol, client_addr } = opening;
+        let id = portcullis_raft::ids::random_id();
+        let record = SessionRecord {
+            id: id.clone(),
+            identity: identity.subject.clone(),
+            resource: resource.name.clone(),
+            protocol,
+            node: self.store.node_id(),
+            client_addr,
+            started_at: now_millis(),
+            ended_at: None,
+            status: SessionStatus::Open,
+            events: 0,
+        };
+        self.store.submit(Op::OpenSession { session: record }).await?;
+        Ok(GateSession {
+            gate: self.clone(),
+            id,
+            who: Who::from(&identity),
+            identity,
+            resource,
+            protocol,
+            pending_result: None,
+            _open: metrics::OpenSession::start(protocol),
+        })
+    }
+}
+
+// === impl GateSession ===
+
+impl<S: Store> GateSession<S> {
+    /// The session's id in the index.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn resource(&self) -> &Resource {
+        &self.resource
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    pub(super) fn store(&self) -> &Arc<S> {
+        &self.gate.store
+    }
+
+    /// Whether this node holds the quorum lease right now. Doors check it before
+    /// deciding anything, and refuse with [`Refusal::LeaseLost`] when it does not.
+    pub fn serving(&self) -> bool {
+        self.gate.store.is_serving()
+    }
+
+    /// Checked before deciding anything: [`Refusal::LeaseLost`] (counted, not recorded:
+    /// the record could not commit) when this node may not serve.
+    pub fn check_lease(&self) -> Result<(), Refusal> {
+        if self.serving() {
+            return Ok(());
+        }
+        metrics::refused(self.protocol, Refusal::LeaseLost.label());
+        Err(Refusal::LeaseLost)
+    }
+
+    /// Phase "decide": what policy says about the requests one unit of work makes.
+    pub fn decide(&self, requests: &[Request]) -> Result<Judgement> {
+        let policies = self.gate.policies()?;
+        Ok(Judgement::of(&policies, &self.who, requests))
+    }
+
+    /// Act on a judgement: a deny is refused (and recorded); a review is held until a
+    /// human decides; an allow passes. The outer error ends the session (the door could
+    /// not talk to its client); the inner one refuses this unit of work, already recorded.
+    pub async fn clear<D: Door>(
+        &mut self,
+        door: &mut D,
+        work: &Work,
+        judgement: Judgement,
+    ) -> Result<Result<Cleared, Refusal>> {
+        metrics::decided(self.protocol, &self.resource.name, judgement.action());
+        let approval = match &judgement.verdict {
+            Combined::Allow => None,
+            Combined::Deny { reason } => {
+                let refusal = Refusal::Denied { reason: reason.clone() };
+                self.refused(work, Some(&judgement), &refusal).await;
+                return Ok(Err(refusal));
+            }
+            Combined::Review(review) => match self.hold(door, work.text(), review).await? {
+                Ok(approval) => Some(approval),
+                Err(refusal) => {
+                    self.refused(work, Some(&judgement), &refusal).await;
+                    return Ok(Err(refusal));
+                }
+            },
+        };
+        Ok(Ok(Cleared { judgement, approval }))
+    }
+
+    /// Phase "audit": hand the `statement` records of cleared work to the store (with
+    /// the previous result record riding along) and return the permit the relay needs.
+    /// Strict mode: for [`Effect::Writes`] the records are committed before this returns;
+    /// for [`Effect::Reads`] the permit carries the commit, and results wait for it.
+    pub async fn audit(&mut self, cleared: &[(&Work, &Cleared)], effect: Effect) -> Result<Permit, Refusal> {
+        let records = cleared.iter().map(|(work, c)| {
+            let j = &c.judgement;
+            let statement = StatementRecord {
+                work,
+                kinds: &j.kinds,
+                decision: if c.approval.is_some() { "approved" } else { "allow" },
+                rules: &j.rules,
+                approval: c.approval.as_deref(),
+                masked: !j.masks.is_empty(),
+            };
+            record::event(&self.id, "statement", &statement)
+        });
+        let events: Vec<Event> = self.pending_result.take().into_iter().chain(records).collect();
+        let mode = self.resource.audit;
+        let room = self.gate.backlog.reserve(events.len()).await;
+        let commit = audit::commit(self.gate.store.clone(), events, mode, room);
+        match (mode, effect) {
+            (AuditMode::Fast, _) => {
+                tokio::spawn(async move {
+                    if let Ok(Err(e)) = commit.await {
+                        tracing::warn!(error = %e, "fast-mode audit record could not be committed");
+                    }
+                });
+                Ok(Permit::new(cleared.len(), None))
+            }
+            (AuditMode::Strict, Effect::Writes) => match commit.await {
+                Ok(Ok(())) => Ok(Permit::new(cleared.len(), None)),
+                _ => {
+                    let refusal = Refusal::AuditNotCommitted { results_withheld: false };
+                    metrics::refused(self.protocol, refusal.label());
+                    Err(refusal)
+                }
+            },
+            (AuditMode::Strict, Effect::Reads) => Ok(Permit::new(cleared.len(), Some(commit))),
+        }
+    }
+
+    /// Record that a unit of work was refused, and count it. In strict mode the record
+    /// is committed before this returns, so the client hears of a refusal only once it
+    /// is on record, whichever phase refused. Refusals that say the cluster is out of
+    /// reach (the lease is lost, an audit commit failed) are counted but not recorded:
+    /// their record could not commit either, and the client is told at once.
+    pub async fn refused(&mut self, work: &Work, judgement: Option<&Judgement>, refusal: &Refusal) {
+        metrics::refused(self.protocol, refusal.label());
+        if matches!(refusal, Refusal::LeaseLost | Refusal::AuditNotCommitted { .. }) {
+            return;
+        }
+        let (kinds, rules) = match judgement {
+            Some(j) => (j.kinds.as_slice(), j.rules.as_slice()),
+            None => (&[][..], &[][..]),
+        };
+        let detail = RefusalRecord { work, kinds, rules, approval: refusal.approval(), reason: refusal.to_string() };
+        let events: Vec<Event> =
+            self.pending_result.take().into_iter().chain([record::event(&self.id, "refused", &detail)]).collect();
+        let mode = self.resource.audit;
+        let room = self.gate.backlog.reserve(events.len()).await;
+        let commit = audit::commit(self.gate.store.clone(), events, mode, room);
+        // Without the lease the commit cannot succeed soon; do not keep the client waiting for it.
+        if mode == AuditMode::Strict && self.serving() {
+            if let Ok(Err(e)) = commit.await {
+                tracing::warn!(session = %self.id, error = %e, "the record of a refusal could not be committed");
+            }
+        } else {
+            tokio::spawn(async move {
+                if let Ok(Err(e)) = commit.await {
+                    tracing::warn!(error = %e, "the record of a refusal could not be committed");
+                }
+            });
+        }
+    }
+
+    /// Phase "record": what came back. Kept back briefly so that it commits with the
+    /// next unit's record; a result still pending is flushed first, so records keep
+    /// their order.
+    pub async fn record(&mut self, result: &ResultRecord) {
+        let event = record::event(&self.id, "result", result);
+        drop(self.flush_result().await);
+        self.pending_result = Some(event);
+    }
+
+    /// Whether a result record waits to ride along (the door flushes it when idle).
+    pub fn has_pending_result(&self) -> bool {
+        self.pending_result.is_some()
+    }
+
+    /// Hand the pending result record (if any) to the store on its own, in the
+    /// background; the handle says when it is committed.
+    pub fn flush_result(&mut self) -> impl Future<Output = Option<JoinHandle<()>>> + Send + 'static {
+        let pending = self.pending_result.take();
+        let store = self.gate.store.clone();
+        let room = self.gate.backlog.reserve(1);
+        let mode = self.resource.audit;
+        async move {
+            let event = pending?;
+            let commit = audit::commit(store, vec![event], mode, room.await);
+            Some(tokio::spawn(async move {
+                if let Ok(Err(e)) = commit.await {
+                    tracing::warn!(error = %e, "result record could not be committed");
+                }
+            }))
+        }
+    }
+
+    /// The session ends: its last result record is committed, then its end.
+    pub async fn close(mut self, status: SessionStatus) {
+        if let Some(handle) = self.flush_result().await {
+            let _ = handle.await;
+        }
+        let op = Op::CloseSession { id: self.id.clone(), at: now_millis(), status };
+        if let Err(e) = self.gate.store.submit(op).await {
+            tracing::warn!(session = %self.id, error = %e, "could not record the session's end");
+        }
+    }
+}

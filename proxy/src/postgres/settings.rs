@@ -1,0 +1,29 @@
+//! Tunables of the Postgres door.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct PgSettings {
+    /// Largest client message accepted.
+    pub max_message: usize,
+    pub max_connections: usize,
+    pub backend_timeout: Duration,
+    /// A client must finish TLS, startup and login within this, or its slot is freed.
+    pub handshake_timeout: Duration,
+    /// Rows of each result kept (masked) in its audit record.
+    pub preview_rows: usize,
+    pub preview_value_chars: usize,
+}
+
+impl Default for PgSettings {
+    fn default() -> Self {
+        PgSettings {
+            max_message: super::conn::DEFAULT_MAX_MESSAGE,
+            max_connections: 1024,
+            backend_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(30),
+            preview_rows: 5,
+            preview_value_chars: 200,
+        }
+    }
+}
