@@ -90,6 +90,52 @@ pub fn message(tag: u8, body: &[u8]) -> Vec<u8> {
     msg
 }
 
+/// NUL-terminated, as the protocol writes strings.
+fn cstr(s: &str) -> Vec<u8> {
+    let mut b = s.as_bytes().to_vec();
+    b.push(0);
+    b
+}
+
+/// Query (simple protocol).
+pub fn query(sql: &str) -> Vec<u8> {
+    message(b'Q', &cstr(sql))
+}
+
+/// Parse of `sql` as statement `name` ("" for the unnamed one), no parameter types.
+pub fn parse(name: &str, sql: &str) -> Vec<u8> {
+    let mut body = cstr(name);
+    body.extend(cstr(sql));
+    body.extend_from_slice(&[0, 0]);
+    message(b'P', &body)
+}
+
+/// Bind of statement `statement` to portal `portal`, no parameters, text results.
+pub fn bind(portal: &str, statement: &str) -> Vec<u8> {
+    let mut body = cstr(portal);
+    body.extend(cstr(statement));
+    body.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    message(b'B', &body)
+}
+
+/// Execute of `portal`, all rows.
+pub fn execute(portal: &str) -> Vec<u8> {
+    let mut body = cstr(portal);
+    body.extend_from_slice(&[0, 0, 0, 0]);
+    message(b'E', &body)
+}
+
+/// Close of a statement (`b'S'`) or portal (`b'P'`).
+pub fn close(what: u8, name: &str) -> Vec<u8> {
+    let mut body = vec![what];
+    body.extend(cstr(name));
+    message(b'C', &body)
+}
+
+pub fn sync() -> Vec<u8> {
+    message(b'S', &[])
+}
+
 /// A backend message as read off the wire.
 #[derive(Debug, Clone)]
 pub struct BackendMsg {
@@ -133,6 +179,16 @@ impl Ending {
 
     pub fn error(&self) -> Option<&BackendMsg> {
         self.messages().iter().find(|m| m.tag == b'E')
+    }
+
+    /// Every ErrorResponse, in order.
+    pub fn errors(&self) -> Vec<&BackendMsg> {
+        self.messages().iter().filter(|m| m.tag == b'E').collect()
+    }
+
+    /// The text values of every DataRow, in order (NULL as None).
+    pub fn rows(&self) -> Vec<Vec<Option<String>>> {
+        self.messages().iter().filter(|m| m.tag == b'D').map(|m| data_row(&m.body)).collect()
     }
 }
 
@@ -262,4 +318,24 @@ pub async fn read_async_until_close<S: AsyncRead + Unpin>(s: &mut S, limit: Dura
             Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
         }
     }
+}
+
+/// The values of a DataRow body (text format).
+fn data_row(body: &[u8]) -> Vec<Option<String>> {
+    let mut values = Vec::new();
+    let Some(count) = body.get(..2) else { return values };
+    let mut at = 2;
+    for _ in 0..u16::from_be_bytes([count[0], count[1]]) {
+        let Some(len) = body.get(at..at + 4) else { break };
+        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        at += 4;
+        if len < 0 {
+            values.push(None);
+            continue;
+        }
+        let end = at + len as usize;
+        values.push(body.get(at..end).map(|v| String::from_utf8_lossy(v).into_owned()));
+        at = end;
+    }
+    values
 }

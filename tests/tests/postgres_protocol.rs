@@ -731,3 +731,69 @@ fn executing_a_portal_the_gateway_never_bound_such_as_a_sql_cursor_is_refused_an
     assert!(error.field(b'M').unwrap_or_default().contains("portal \"c\""), "{error:?}");
     assert_still_serves(&c, 1, &token);
 }
+
+/// Send `bytes` after a login to `resource`, and read until the door is quiet.
+fn raw_exchange(c: &Cluster, resource: &str, token: &str, bytes: Vec<u8>) -> Ending {
+    pg::runtime().block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let mut s = pg::raw_tls_login(c, 1, resource, token).await;
+        s.write_all(&bytes).await.unwrap();
+        s.flush().await.unwrap();
+        pg::read_async_until_close(&mut s, Duration::from_secs(5)).await
+    })
+}
+
+#[test]
+fn the_gateways_statements_and_portals_follow_what_postgres_confirmed_not_what_the_client_sent() {
+    let c = Cluster::start_with_postgres(1);
+    let token = c.engineer_token();
+    register_alias(&c, "mirror", "strict");
+    // Columns only, no detectors: what a decision masks is exactly what comes back masked.
+    apply(
+        &c,
+        "policy",
+        "mirror.yaml",
+        "name: mirror\nrules:\n  - match: { groups: [engineers], resources: [mirror], kinds: [select, transaction] }\n    action: allow\n  - match: { resources: [mirror] }\n    action: mask\n    mask: { columns: [email] }\n",
+    );
+    let secret = "SELECT email AS note FROM customers WHERE id = 1 /* marker-old */";
+    let harmless = "SELECT 'harmless' AS note /* marker-new */";
+
+    // 1. A Parse of a name that exists is refused by Postgres, which keeps the old
+    //    statement; running the name runs the old one, under the old decision.
+    let mut bytes = pg::parse("s1", secret);
+    bytes.extend(pg::sync());
+    bytes.extend(pg::parse("s1", harmless));
+    bytes.extend(pg::sync());
+    bytes.extend(pg::bind("", "s1"));
+    bytes.extend(pg::execute(""));
+    bytes.extend(pg::sync());
+    let ending = raw_exchange(&c, "mirror", &token, bytes);
+    let errors = ending.errors();
+    assert_eq!(errors.len(), 1, "only the duplicate Parse fails: {ending:?}");
+    assert_eq!(errors[0].field(b'C').as_deref(), Some("42P05"), "{:?}", errors[0]);
+    assert_eq!(ending.rows(), vec![vec![Some("***".to_string())]], "the old statement ran unmasked");
+    let executed = audit_events(&c, "mirror")
+        .into_iter()
+        .filter(|e| e["kind"] == "statement")
+        .filter_map(|e| e["detail"]["sql"].as_str().map(str::to_string))
+        .collect::<Vec<_>>();
+    assert!(
+        !executed.iter().any(|sql| sql.contains("marker-new")),
+        "the audit names a statement that never ran: {executed:?}"
+    );
+
+    // 2. A portal runs the statement it was bound from, even when the unnamed statement
+    //    is parsed again before it executes.
+    let mut bytes = pg::query("BEGIN");
+    bytes.extend(pg::parse("", secret));
+    bytes.extend(pg::bind("p", ""));
+    bytes.extend(pg::parse("", harmless));
+    bytes.extend(pg::execute("p"));
+    bytes.extend(pg::sync());
+    let ending = raw_exchange(&c, "mirror", &token, bytes);
+    assert!(ending.errors().is_empty(), "{ending:?}");
+    assert_eq!(ending.rows(), vec![vec![Some("***".to_string())]], "the portal's rows left unmasked");
+    let leaked = ending.messages().iter().any(|m| String::from_utf8_lossy(&m.body).contains("@example.com"));
+    assert!(!leaked, "{ending:?}");
+    assert_still_serves(&c, 1, &token);
+}

@@ -41,8 +41,9 @@ impl Columns {
 /// What one forwarded message will be answered with.
 #[derive(Debug)]
 pub enum Expect {
-    /// Parse, Bind, Close: one completion message.
-    Completion { inject: bool },
+    /// Parse, Bind, Close: one completion message. `confirms`: the session's pending
+    /// change this completion confirms (its index), reported in [`Outcome::confirmed`].
+    Completion { confirms: Option<usize> },
     /// Describe: ParameterDescription (statements) then RowDescription or NoData.
     Describe { inject: bool, statement: Option<String>, portal: Option<String> },
     /// Execute, or a simple Query's statements: rows until a completion.
@@ -98,6 +99,8 @@ pub struct Outcome {
     pub preview: Vec<Vec<Option<String>>>,
     /// RowDescriptions learned from Describe, for the session's statement cache.
     pub described: Vec<(Option<String>, Option<String>, Columns)>,
+    /// Pending changes (see [`Expect::Completion`]) the backend confirmed, in order.
+    pub confirmed: Vec<usize>,
     /// Transaction status from the last ReadyForQuery.
     pub ready_status: Option<TransactionStatus>,
 }
@@ -155,10 +158,10 @@ pub async fn relay(
                 }
             }
             B::ParseComplete(_) | B::BindComplete(_) | B::CloseComplete(_) => {
-                let inject = matches!(front, Expect::Completion { inject: true });
-                if !inject {
-                    client.queue(msg)?;
+                if let Expect::Completion { confirms: Some(change) } = front {
+                    out.confirmed.push(*change);
                 }
+                client.queue(msg)?;
                 expects.pop_front();
             }
             B::ParameterDescription(_) => {

@@ -80,6 +80,15 @@ pub(super) struct Prepared {
     pub columns: Option<Columns>,
 }
 
+/// A portal as the backend has it: the statement it was bound from, with that
+/// statement's decision at the time (a later Parse of the same name does not change
+/// what the portal runs).
+#[derive(Clone)]
+pub(super) struct Portal {
+    pub statement: String,
+    pub decided: Arc<Decided>,
+}
+
 /// The cleared text of a prepared statement.
 pub(super) struct Decided {
     pub work: Work,
@@ -94,9 +103,10 @@ struct Session<'d, S: Store> {
     backend: BackendConn,
     /// Last transaction status the backend reported; used in our own ReadyForQuery.
     tx_status: TransactionStatus,
+    /// Named statements the backend confirmed (ParseComplete), by name.
     statements: HashMap<String, Prepared>,
-    /// Portal → statement name.
-    portals: HashMap<String, String>,
+    /// Portals the backend confirmed (BindComplete), by name.
+    portals: HashMap<String, Portal>,
     /// Extended-protocol messages waiting for Sync or Flush.
     batch: Vec<F>,
     /// Notified by a cancel request for this session (see `CancelTarget::hold`).

@@ -1,5 +1,13 @@
 //! The extended query protocol: messages collected until Sync (or Flush), Parse
-//! cleared and its decision bound to the statement name, every Execute audited.
+//! cleared and its decision bound to the statement name, Bind binding that decision
+//! to the portal, every Execute audited.
+//!
+//! The gateway's statements and portals mirror the backend's, not the client's
+//! intent: a batch's Parse, Bind and Close change them only once the backend confirms
+//! each (ParseComplete, BindComplete, CloseComplete). Postgres refuses a Parse of a
+//! statement name that already exists and keeps the old statement, and a portal keeps
+//! running the statement it was bound from even after that name is closed and parsed
+//! again; the mirror does the same, so a decision always belongs to what will run.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -8,11 +16,71 @@ use std::time::Instant;
 use pgwire::messages::PgWireFrontendMessage as F;
 use pgwire::messages::extendedquery::{Describe, Sync as SyncMsg};
 
-use super::super::relay::{Expect, RowsContext, relay};
-use super::{Decided, Outbound, Prepared, Session, ready};
-use crate::error::Result;
+use super::super::relay::{Columns, Expect, RowsContext, relay};
+use super::{Decided, Outbound, Portal, Prepared, Session, ready};
+use crate::error::{Error, Result};
 use crate::gate::{Effect, Permit, Refusal, Work};
 use crate::store::Store;
+
+/// A change to the statements or portals that waits for the backend's confirmation.
+enum Change {
+    Prepare {
+        name: String,
+        decided: Arc<Decided>,
+    },
+    /// A Parse of a name that exists: the backend must refuse it (42P05).
+    Duplicate {
+        name: String,
+    },
+    CloseStatement {
+        name: String,
+    },
+    Bind {
+        portal: String,
+        bound: Portal,
+    },
+    ClosePortal {
+        name: String,
+    },
+}
+
+/// The statements and portals as they will be after the batch's changes so far.
+#[derive(Default)]
+struct BatchView {
+    changes: Vec<Change>,
+}
+
+impl BatchView {
+    /// Record `change`; returns its index for [`Expect::Completion::confirms`].
+    fn push(&mut self, change: Change) -> Option<usize> {
+        self.changes.push(change);
+        Some(self.changes.len() - 1)
+    }
+
+    /// The decision a statement name has at this point of the batch, and its columns
+    /// where known.
+    fn statement<S: Store>(&self, session: &Session<'_, S>, name: &str) -> Option<(Arc<Decided>, Option<Columns>)> {
+        for change in self.changes.iter().rev() {
+            match change {
+                Change::Prepare { name: n, decided } if n == name => return Some((decided.clone(), None)),
+                Change::CloseStatement { name: n } if n == name => return None,
+                _ => {}
+            }
+        }
+        session.statements.get(name).map(|p| (p.decided.clone(), p.columns.clone()))
+    }
+
+    fn portal<S: Store>(&self, session: &Session<'_, S>, name: &str) -> Option<Portal> {
+        for change in self.changes.iter().rev() {
+            match change {
+                Change::Bind { portal, bound } if portal == name => return Some(bound.clone()),
+                Change::ClosePortal { name: n } if n == name => return None,
+                _ => {}
+            }
+        }
+        session.portals.get(name).cloned()
+    }
+}
 
 impl<S: Store> Session<'_, S> {
     pub(super) async fn run_batch(&mut self) -> Result<()> {
@@ -21,6 +89,7 @@ impl<S: Store> Session<'_, S> {
         let ends_with_sync = matches!(batch.last(), Some(F::Sync(_)));
         let mut outbound = Outbound::default();
         let mut expects: VecDeque<Expect> = VecDeque::new();
+        let mut view = BatchView::default();
         let mut refusal: Option<Refusal> = self.gate.check_lease().err();
         // The batch's executions, audited together once the whole batch is cleared.
         let mut executions: Vec<Arc<Decided>> = Vec::new();
@@ -38,29 +107,29 @@ impl<S: Store> Session<'_, S> {
                     let work = Work::Sql { sql: p.query.clone(), extended: true };
                     match self.clear_sql(&work).await? {
                         Ok(sql) => {
-                            let decided = Arc::new(Decided { work, sql });
-                            self.statements.insert(name, Prepared { decided, columns: None });
+                            // The unnamed statement is replaced; a named one must not exist.
+                            let change = if !name.is_empty() && view.statement(self, &name).is_some() {
+                                Change::Duplicate { name }
+                            } else {
+                                Change::Prepare { name, decided: Arc::new(Decided { work, sql }) }
+                            };
                             outbound.push(msg);
-                            expects.push_back(Expect::Completion { inject: false });
+                            expects.push_back(Expect::Completion { confirms: view.push(change) });
                         }
                         Err(r) => refusal = Some(r),
                     }
                 }
                 F::Bind(ref b) => {
                     let statement = b.statement_name.clone().unwrap_or_default();
-                    if !self.statements.contains_key(&statement) {
-                        let r = Refusal::Undecided {
-                            detail: format!(
-                                "statement {statement:?} was not prepared through this gateway, so no decision covers it"
-                            ),
-                        };
-                        self.gate.refused(&Work::Sql { sql: String::new(), extended: true }, None, &r).await;
-                        refusal = Some(r);
+                    let Some((decided, _)) = view.statement(self, &statement) else {
+                        let what = format!("statement {statement:?} was not prepared");
+                        refusal = Some(self.undecided(what).await);
                         continue;
-                    }
-                    self.portals.insert(b.portal_name.clone().unwrap_or_default(), statement);
+                    };
+                    let portal = b.portal_name.clone().unwrap_or_default();
+                    let bound = Portal { statement, decided };
                     outbound.push(msg);
-                    expects.push_back(Expect::Completion { inject: false });
+                    expects.push_back(Expect::Completion { confirms: view.push(Change::Bind { portal, bound }) });
                 }
                 F::Describe(ref d) => {
                     let name = d.name.clone().unwrap_or_default();
@@ -71,21 +140,18 @@ impl<S: Store> Session<'_, S> {
                 }
                 F::Execute(ref e) => {
                     let portal = e.name.clone().unwrap_or_default();
-                    let prepared = self.portals.get(&portal).and_then(|s| self.statements.get(s));
-                    let Some(prepared) = prepared else {
+                    let Some(bound) = view.portal(self, &portal) else {
                         // Not bound here: a portal no decision covers (a SQL cursor from
                         // DECLARE is a portal too, and its rows would leave unmasked).
-                        let r = Refusal::Undecided {
-                            detail: format!(
-                                "portal {portal:?} was not bound through this gateway, so no decision covers it"
-                            ),
-                        };
-                        self.gate.refused(&Work::Sql { sql: String::new(), extended: true }, None, &r).await;
-                        refusal = Some(r);
+                        refusal = Some(self.undecided(format!("portal {portal:?} was not bound")).await);
                         continue;
                     };
-                    let decided = prepared.decided.clone();
-                    let columns = prepared.columns.clone();
+                    // Columns learned for the statement apply if it is still the one bound.
+                    let columns = view
+                        .statement(self, &bound.statement)
+                        .filter(|(d, _)| Arc::ptr_eq(d, &bound.decided))
+                        .and_then(|(_, c)| c);
+                    let decided = bound.decided;
                     let masks = decided.sql.cleared.judgement.masks.clone();
                     first_execute.get_or_insert((outbound.len(), expects.len()));
                     if !masks.is_empty() && columns.is_none() {
@@ -100,13 +166,13 @@ impl<S: Store> Session<'_, S> {
                 }
                 F::Close(ref c) => {
                     let name = c.name.clone().unwrap_or_default();
-                    if c.target_type == b'S' {
-                        self.statements.remove(&name);
+                    let change = if c.target_type == b'S' {
+                        Change::CloseStatement { name }
                     } else {
-                        self.portals.remove(&name);
-                    }
+                        Change::ClosePortal { name }
+                    };
                     outbound.push(msg);
-                    expects.push_back(Expect::Completion { inject: false });
+                    expects.push_back(Expect::Completion { confirms: view.push(change) });
                 }
                 F::Sync(_) => {
                     outbound.push(msg);
@@ -150,6 +216,7 @@ impl<S: Store> Session<'_, S> {
             outbound.send(&mut self.backend, &permit).await?;
             let limits = self.limits();
             let outcome = relay(&mut self.backend, &mut self.client, expects, &limits).await?;
+            self.confirm(view, &outcome.confirmed)?;
             for (statement, _portal, columns) in &outcome.described {
                 if let Some(p) = statement.as_ref().and_then(|s| self.statements.get_mut(s)) {
                     p.columns = Some(columns.clone());
@@ -167,5 +234,42 @@ impl<S: Store> Session<'_, S> {
             self.client.flush().await?;
         }
         Ok(())
+    }
+
+    /// Apply the batch's changes the backend confirmed, in order.
+    fn confirm(&mut self, view: BatchView, confirmed: &[usize]) -> Result<()> {
+        let mut changes: Vec<Option<Change>> = view.changes.into_iter().map(Some).collect();
+        for &i in confirmed {
+            match changes.get_mut(i).and_then(Option::take) {
+                Some(Change::Prepare { name, decided }) => {
+                    self.statements.insert(name, Prepared { decided, columns: None });
+                }
+                Some(Change::Duplicate { name }) => {
+                    // Our mirror and the backend disagree about what `name` is: fail closed.
+                    return Err(Error::Protocol(format!(
+                        "the backend accepted a Parse of statement {name:?}, which already existed; session ended"
+                    )));
+                }
+                Some(Change::CloseStatement { name }) => {
+                    self.statements.remove(&name);
+                }
+                Some(Change::Bind { portal, bound }) => {
+                    self.portals.insert(portal, bound);
+                }
+                Some(Change::ClosePortal { name }) => {
+                    self.portals.remove(&name);
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuse (and record) a message that names a statement or portal no decision of
+    /// this gateway covers; `what` says which.
+    async fn undecided(&mut self, what: String) -> Refusal {
+        let refusal = Refusal::Undecided { detail: format!("{what} through this gateway, so no decision covers it") };
+        self.gate.refused(&Work::Sql { sql: String::new(), extended: true }, None, &refusal).await;
+        refusal
     }
 }
