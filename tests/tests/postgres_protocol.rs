@@ -797,3 +797,45 @@ fn the_gateways_statements_and_portals_follow_what_postgres_confirmed_not_what_t
     assert!(!leaked, "{ending:?}");
     assert_still_serves(&c, 1, &token);
 }
+
+#[test]
+fn ten_refused_15_mib_statements_cost_no_node_its_lease_and_the_session_stays_readable() {
+    let c = Cluster::start_with_postgres(3);
+    let token = c.engineer_token();
+    let lost_before = c.logs_full().matches("quorum lease lost").count();
+    let huge = format!("SELECT '{}' AS marker_huge", "x".repeat(15 * 1024 * 1024));
+    pg::runtime().block_on(async {
+        let client = pg::connect(&c, 1, "demo", "alice", &token).await.unwrap();
+        for _ in 0..10 {
+            let e = client.simple_query(&huge).await.unwrap_err();
+            assert_eq!(sqlstate(&e).as_deref(), Some("54000"), "{}", db_message(&e));
+        }
+        let rows = simple_rows(&client.simple_query("SELECT 'after-huge'").await.unwrap());
+        assert_eq!(rows, vec![vec![Some("after-huge".to_string())]]);
+    });
+    let lost_after = c.logs_full().matches("quorum lease lost").count();
+    assert_eq!(lost_before, lost_after, "a node lost its lease under the flood:\n{}", c.logs());
+    let status = c.status(1).unwrap();
+    let nodes = status["nodes"].as_array().unwrap();
+    assert!(nodes.len() == 3 && nodes.iter().all(|n| n["serving"] == true), "{status}");
+    // Every record of the session is readable, cut to a bound, with the whole text's
+    // length and digest beside it.
+    let events = audit_events(&c, "demo");
+    let refused: Vec<_> = events
+        .iter()
+        .filter(|e| e["kind"] == "refused" && e["detail"]["sql"].as_str().unwrap_or("").starts_with("SELECT 'xxx"))
+        .collect();
+    assert_eq!(refused.len(), 10, "one record per refused statement");
+    for e in &refused {
+        assert!(e["detail"]["sql"].as_str().unwrap().len() <= 32 * 1024, "a record kept the whole statement");
+        assert_eq!(e["detail"]["sql_bytes"], huge.len());
+        assert_eq!(e["detail"]["sql_sha256"].as_str().map(str::len), Some(64));
+    }
+    let list = c.cli_ok(2, &["sessions", "list", "--resource", "demo", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let sessions = v.as_array().cloned().or_else(|| v["sessions"].as_array().cloned()).unwrap();
+    for s in sessions {
+        c.cli_ok(2, &["sessions", "show", s["id"].as_str().unwrap(), "--json"]);
+    }
+    assert_no_panic(&c);
+}

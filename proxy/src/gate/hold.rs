@@ -38,7 +38,7 @@ impl<S: Store> GateSession<S> {
             requester: self.identity.subject.clone(),
             resource: self.resource.name.clone(),
             session_id: self.id().to_string(),
-            action: action.to_string(),
+            action: bounded_action(action, self.record_text_max()),
             approver_groups: review.groups.clone(),
             approvals_needed: review.needed,
             votes: vec![],
@@ -107,4 +107,14 @@ impl<S: Store> GateSession<S> {
             }
         }
     }
+}
+
+/// The text an approver reads: whole, or cut with its length and digest (the approver
+/// can ask the requester for the rest and compare).
+fn bounded_action(action: &str, max: usize) -> String {
+    let cut = super::record::bounded(action, max);
+    if cut.len() == action.len() {
+        return action.to_string();
+    }
+    format!("{cut}… [cut: {} bytes in all, sha256 {}]", action.len(), super::record::sha256_hex(action))
 }

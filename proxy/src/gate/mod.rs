@@ -61,11 +61,15 @@ pub struct GateSettings {
     /// doors: a session that outruns the cluster (fast mode) waits for room instead of
     /// queueing without bound and starving replication.
     pub audit_backlog: usize,
+    /// Longest text (statement, command, request line, backend error) kept in an audit
+    /// record or an approval request; longer ones are cut, with their length and
+    /// SHA-256 recorded beside them.
+    pub record_text_max: usize,
 }
 
 impl Default for GateSettings {
     fn default() -> Self {
-        GateSettings { audit_backlog: 4096 }
+        GateSettings { audit_backlog: 4096, record_text_max: record::DEFAULT_RECORD_TEXT_MAX }
     }
 }
 
@@ -77,6 +81,7 @@ type CachedPolicies = (Vec<(String, u64)>, Arc<PolicySet>);
 pub struct Gate<S: Store> {
     store: Arc<S>,
     backlog: audit::Backlog,
+    settings: GateSettings,
     /// Parsed policies, rebuilt when the stored ones change. std mutex: never held
     /// across an await.
     policies: Mutex<Option<CachedPolicies>>,
@@ -86,7 +91,7 @@ pub struct Gate<S: Store> {
 
 impl<S: Store> Gate<S> {
     pub fn new(store: Arc<S>, settings: GateSettings) -> Self {
-        Gate { store, backlog: audit::Backlog::new(settings.audit_backlog), policies: Mutex::new(None) }
+        Gate { store, backlog: audit::Backlog::new(settings.audit_backlog), settings, policies: Mutex::new(None) }
     }
 
     pub fn store(&self) -> &Arc<S> {

@@ -9,17 +9,12 @@
 use portcullis_raft::model::{Detail, Event, now_millis};
 use serde::Serialize;
 
-/// What a unit of work was, in the door's own terms. Flattened into every record, so
-/// its field names say what the text is (`sql` for Postgres).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
+/// What a unit of work was, in the door's own terms. Recorded ([`Recorded`]) under
+/// field names that say what the text is (`sql` for Postgres).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Work {
     /// A Postgres query string; `extended` when it came through Parse/Bind/Execute.
-    Sql {
-        sql: String,
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
-        extended: bool,
-    },
+    Sql { sql: String, extended: bool },
 }
 
 impl Work {
@@ -31,11 +26,59 @@ impl Work {
     }
 }
 
+/// Default for [`GateSettings::record_text_max`](super::GateSettings::record_text_max).
+pub const DEFAULT_RECORD_TEXT_MAX: usize = 32 * 1024;
+
+/// `text` cut to at most `max` bytes (at a character boundary), or whole.
+pub fn bounded(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default()
+}
+
+/// Lowercase hex SHA-256 of `text`: names a text the record holds only in part.
+pub fn sha256_hex(text: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// [`Work`] as recorded: its text bounded, so one client's huge input cannot make a
+/// huge replicated record (every node would commit, apply and snapshot it). A cut text
+/// keeps its whole length and digest beside it (`sql_bytes`, `sql_sha256`).
+#[derive(Debug)]
+pub struct Recorded<'a> {
+    pub work: &'a Work,
+    pub max: usize,
+}
+
+impl Serialize for Recorded<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Work::Sql { sql, extended } = self.work;
+        let cut = bounded(sql, self.max);
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("sql", cut)?;
+        if cut.len() < sql.len() {
+            map.serialize_entry("sql_bytes", &sql.len())?;
+            map.serialize_entry("sql_sha256", &sha256_hex(sql))?;
+        }
+        if *extended {
+            map.serialize_entry("extended", &true)?;
+        }
+        map.end()
+    }
+}
+
 /// `statement`: allowed (or approved) work, written ahead of relaying it.
 #[derive(Debug, Serialize)]
 pub struct StatementRecord<'a> {
     #[serde(flatten)]
-    pub work: &'a Work,
+    pub work: Recorded<'a>,
     pub kinds: &'a [String],
     /// `allow`, or `approved` when a human released it.
     pub decision: &'static str,
@@ -48,7 +91,7 @@ pub struct StatementRecord<'a> {
 #[derive(Debug, Serialize)]
 pub struct RefusalRecord<'a> {
     #[serde(flatten)]
-    pub work: &'a Work,
+    pub work: Recorded<'a>,
     pub kinds: &'a [String],
     pub rules: &'a [String],
     pub approval: Option<&'a str>,
@@ -61,6 +104,7 @@ pub struct ResultRecord {
     /// Per execution: the completion (`SELECT 3`) or the error text.
     pub tags: Vec<String>,
     pub rows: u64,
+    /// The backend's error message (it may quote an input value: bounded like texts).
     pub error: Option<String>,
     pub duration_ms: f64,
     /// First rows, masked.

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use super::audit::{self, Effect, Permit};
 use super::door::Door;
 use super::judgement::{Combined, Judgement};
-use super::record::{self, RefusalRecord, ResultRecord, StatementRecord, Work};
+use super::record::{self, Recorded, RefusalRecord, ResultRecord, StatementRecord, Work};
 use super::refusal::Refusal;
 use super::{Gate, metrics};
 use crate::error::Result;
@@ -100,6 +100,11 @@ impl<S: Store> GateSession<S> {
         &self.identity
     }
 
+    /// Longest text a record or an approval request keeps.
+    pub(super) fn record_text_max(&self) -> usize {
+        self.gate.settings.record_text_max
+    }
+
     pub(super) fn store(&self) -> &Arc<S> {
         &self.gate.store
     }
@@ -159,10 +164,11 @@ impl<S: Store> GateSession<S> {
     /// Strict mode: for [`Effect::Writes`] the records are committed before this returns;
     /// for [`Effect::Reads`] the permit carries the commit, and results wait for it.
     pub async fn audit(&mut self, cleared: &[(&Work, &Cleared)], effect: Effect) -> Result<Permit, Refusal> {
+        let max = self.gate.settings.record_text_max;
         let records = cleared.iter().map(|(work, c)| {
             let j = &c.judgement;
             let statement = StatementRecord {
-                work,
+                work: Recorded { work, max },
                 kinds: &j.kinds,
                 decision: if c.approval.is_some() { "approved" } else { "allow" },
                 rules: &j.rules,
@@ -210,7 +216,10 @@ impl<S: Store> GateSession<S> {
             Some(j) => (j.kinds.as_slice(), j.rules.as_slice()),
             None => (&[][..], &[][..]),
         };
-        let detail = RefusalRecord { work, kinds, rules, approval: refusal.approval(), reason: refusal.to_string() };
+        let max = self.gate.settings.record_text_max;
+        let reason = record::bounded(&refusal.to_string(), max).to_string();
+        let work = Recorded { work, max };
+        let detail = RefusalRecord { work, kinds, rules, approval: refusal.approval(), reason };
         let events: Vec<Event> =
             self.pending_result.take().into_iter().chain([record::event(&self.id, "refused", &detail)]).collect();
         let mode = self.resource.audit;
@@ -233,8 +242,15 @@ impl<S: Store> GateSession<S> {
     /// Phase "record": what came back. Kept back briefly so that it commits with the
     /// next unit's record; a result still pending is flushed first, so records keep
     /// their order.
-    pub async fn record(&mut self, result: &ResultRecord) {
-        let event = record::event(&self.id, "result", result);
+    pub async fn record(&mut self, mut result: ResultRecord) {
+        let max = self.gate.settings.record_text_max;
+        if let Some(error) = &mut result.error {
+            error.truncate(record::bounded(error, max).len());
+        }
+        for tag in &mut result.tags {
+            tag.truncate(record::bounded(tag, max).len());
+        }
+        let event = record::event(&self.id, "result", &result);
         drop(self.flush_result().await);
         self.pending_result = Some(event);
     }

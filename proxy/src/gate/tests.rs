@@ -288,7 +288,7 @@ async fn a_result_record_rides_along_with_the_next_statement_and_keeps_its_order
     let w = work("SELECT 1");
     let mut p = session.audit(&[(&w, &cleared)], Effect::Reads).await.unwrap();
     p.results_may_leave().await.unwrap();
-    session.record(&ResultRecord { rows: 1, ..Default::default() }).await;
+    session.record(ResultRecord { rows: 1, ..Default::default() }).await;
     assert!(session.has_pending_result());
     let mut p = session.audit(&[(&w, &cleared)], Effect::Reads).await.unwrap();
     p.results_may_leave().await.unwrap();
@@ -299,4 +299,31 @@ async fn a_result_record_rides_along_with_the_next_statement_and_keeps_its_order
     assert_eq!(records[0]["kinds"], serde_json::json!(["select"]), "kinds are a list");
     session.close(portcullis_raft::model::SessionStatus::Closed).await;
     assert_eq!(store.sessions()[0].status, portcullis_raft::model::SessionStatus::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn huge_texts_are_recorded_cut_with_their_length_and_digest_and_so_are_held_ones() {
+    let (store, mut session) = session(AuditMode::Strict).await;
+    let huge = format!("SELECT '{}' /* é */", "x".repeat(200_000));
+    let refusal = Refusal::Unclassifiable { cause: Unclassified::TooLarge, detail: "too large".into() };
+    session.refused(&work(&huge), None, &refusal).await;
+    let detail: serde_json::Value = serde_json::from_str(store.events()[0].detail.as_json()).unwrap();
+    let kept = detail["sql"].as_str().unwrap();
+    assert!(kept.len() <= record::DEFAULT_RECORD_TEXT_MAX && huge.starts_with(kept), "{}", kept.len());
+    assert_eq!(detail["sql_bytes"], huge.len());
+    assert_eq!(detail["sql_sha256"], record::sha256_hex(&huge));
+    assert!(store.events()[0].detail.as_json().len() < 2 * record::DEFAULT_RECORD_TEXT_MAX);
+
+    // A held statement's approval shows the cut text, its length and digest.
+    let task = tokio::spawn(async move {
+        let judgement = session.decide(&request("update")).unwrap();
+        let mut door = TestDoor::default();
+        session.clear(&mut door, &work(&format!("UPDATE t SET x = '{}'", "y".repeat(100_000))), judgement).await
+    });
+    let id = pending_approval(&store).await;
+    let approval = store.approvals().into_iter().find(|a| a.id == id).unwrap();
+    assert!(approval.action.len() < record::DEFAULT_RECORD_TEXT_MAX + 200, "{}", approval.action.len());
+    assert!(approval.action.contains("bytes in all, sha256 "), "{}", &approval.action[approval.action.len() - 120..]);
+    store.decide(&id, "bob", false, "no").unwrap();
+    assert!(task.await.unwrap().unwrap().is_err());
 }

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::backend::{self, BackendTarget};
 use super::cancel::{self, CancelRegistry, CancelTarget};
-use super::classify::{CopyDirection, Lineage, classify};
+use super::classify::{CopyDirection, DEFAULT_MAX_SQL_BYTES, Lineage, Statement, classify};
 use super::conn::{BackendConn, ClientConn};
 use super::relay::{Columns, Limits, Outcome};
 use super::reply;
@@ -257,7 +257,7 @@ impl<S: Store> Session<'_, S> {
     /// per statement, combined by the gate. Refusals are recorded by the gate; the
     /// outer error ends the session.
     async fn clear_sql(&mut self, work: &Work) -> Result<std::result::Result<ClearedSql, Refusal>> {
-        let statements = match classify(work.text()) {
+        let statements = match classify_off_thread(work.text()).await {
             Ok(s) => s,
             Err(e) => {
                 let refusal = Refusal::from(e);
@@ -348,8 +348,23 @@ impl<S: Store> Session<'_, S> {
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
             preview: outcome.preview,
         };
-        self.gate.record(&result).await;
+        self.gate.record(result).await;
     }
+}
+
+/// Parsing takes about a millisecond per 10 KiB: texts past this size are classified
+/// on a blocking thread, so one client's big statements cannot stall the node's async
+/// workers (and with them its lease renewal).
+const CLASSIFY_INLINE_MAX: usize = 64 * 1024;
+
+async fn classify_off_thread(sql: &str) -> Result<Vec<Statement>> {
+    if sql.len() <= CLASSIFY_INLINE_MAX || sql.len() > DEFAULT_MAX_SQL_BYTES {
+        return classify(sql);
+    }
+    let owned = sql.to_string();
+    tokio::task::spawn_blocking(move || classify(&owned))
+        .await
+        .unwrap_or_else(|e| Err(Error::SqlTooComplex { detail: format!("the classifier failed: {e}") }))
 }
 
 /// Client messages on their way to the backend. Messages that run SQL (Query,
