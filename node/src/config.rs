@@ -44,6 +44,63 @@ pub struct NodeConfig {
     /// What SIGTERM does (graceful shutdown).
     #[serde(default)]
     pub shutdown: ShutdownSettings,
+    /// Bounds on what one client may make the doors hold (docs/policy.md, "Limits").
+    #[serde(default)]
+    pub limits: DoorLimits,
+}
+
+/// Bounds on what one client may make a node hold. Each has a protocol-native error
+/// when hit; the defaults suit the playground and most deployments.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DoorLimits {
+    /// Largest single client message (a Postgres Query, Parse, Bind, CopyData).
+    pub max_message_bytes: usize,
+    /// Extended-protocol messages buffered before a Sync: bytes and count.
+    pub max_batch_bytes: usize,
+    pub max_batch_messages: usize,
+    /// A session idle inside a transaction block this long is ended; 0: never.
+    pub idle_in_transaction_secs: u64,
+    /// Longest text kept in an audit record or approval request (longer ones are cut,
+    /// with their length and SHA-256 kept).
+    pub record_text_max_bytes: usize,
+    /// Sessions one identity may have open on this node at once.
+    pub max_sessions_per_identity: usize,
+}
+
+impl Default for DoorLimits {
+    fn default() -> Self {
+        let pg = portcullis_proxy::postgres::PgSettings::default();
+        let gate = portcullis_proxy::gate::GateSettings::default();
+        DoorLimits {
+            max_message_bytes: pg.max_message,
+            max_batch_bytes: pg.max_batch_bytes,
+            max_batch_messages: pg.max_batch_messages,
+            idle_in_transaction_secs: pg.idle_in_transaction.as_secs(),
+            record_text_max_bytes: gate.record_text_max,
+            max_sessions_per_identity: gate.max_sessions_per_identity,
+        }
+    }
+}
+
+impl DoorLimits {
+    pub fn gate(&self) -> portcullis_proxy::gate::GateSettings {
+        portcullis_proxy::gate::GateSettings {
+            record_text_max: self.record_text_max_bytes,
+            max_sessions_per_identity: self.max_sessions_per_identity,
+            ..Default::default()
+        }
+    }
+
+    pub fn postgres(&self) -> portcullis_proxy::postgres::PgSettings {
+        portcullis_proxy::postgres::PgSettings {
+            max_message: self.max_message_bytes,
+            max_batch_bytes: self.max_batch_bytes,
+            max_batch_messages: self.max_batch_messages,
+            idle_in_transaction: Duration::from_secs(self.idle_in_transaction_secs),
+            ..Default::default()
+        }
+    }
 }
 
 /// Graceful shutdown on SIGTERM: fail /readyz and stop accepting at once, close idle

@@ -26,6 +26,19 @@ pub fn install_prometheus() -> Result<PrometheusHandle, crate::error::NodeError>
         .map_err(|e| crate::error::NodeError::Metrics(e.to_string()))
 }
 
+/// Fold histogram samples into their buckets every few seconds. The exporter keeps
+/// each recorded sample until then (or until a scrape): without this, a node nobody
+/// scrapes grows by every commit's latency sample.
+pub async fn upkeep(prometheus: PrometheusHandle, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => prometheus.run_upkeep(),
+        }
+    }
+}
+
 pub async fn serve(
     listener: TcpListener,
     node: ClusterNode,

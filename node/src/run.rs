@@ -105,10 +105,11 @@ pub async fn run(config_path: &Path, unsafe_no_lease: bool) -> Result<(), NodeEr
     // share the policy cache and the bound on audit records in flight.
     let batcher = portcullis_raft::audit_batch::EventBatcher::spawn(node.clone(), 256, audit_stop.clone());
     let store = Arc::new(crate::door_store::NodeStore::new(node.clone(), batcher));
-    let gate = Arc::new(portcullis_proxy::gate::Gate::new(store, Default::default()));
+    let gate = Arc::new(portcullis_proxy::gate::Gate::new(store, config.limits.gate()));
     if let (Some(listener), Some(verifier)) = (pg_listener, verifier.clone()) {
         let tls = tokio_rustls::TlsAcceptor::from(tls.rustls_server_config()?);
-        let door = Arc::new(portcullis_proxy::postgres::PgDoor::new(gate.clone(), verifier, tls, Default::default()));
+        let settings = config.limits.postgres();
+        let door = Arc::new(portcullis_proxy::postgres::PgDoor::new(gate.clone(), verifier, tls, settings));
         doors.spawn(portcullis_proxy::postgres::serve(listener, door, draining.clone()));
     }
     let policy_check: portcullis_api::service::PolicyCheck =
@@ -125,6 +126,7 @@ pub async fn run(config_path: &Path, unsafe_no_lease: bool) -> Result<(), NodeEr
             tracing::error!(error = %e, "admin server stopped");
         }
     });
+    tokio::spawn(crate::ops::upkeep(prometheus.clone(), shutdown.clone()));
     let ops_task =
         tokio::spawn(crate::ops::serve(ops_listener, node.clone(), prometheus, draining.clone(), shutdown.clone()));
 

@@ -60,6 +60,15 @@ pub enum Error {
     #[error("SQL too large: {len} bytes exceeds the limit of {max} bytes")]
     SqlTooLarge { len: usize, max: usize },
 
+    /// A client went past one of the door's documented limits; `code` is the
+    /// protocol's own code for it (a SQLSTATE for Postgres), `detail` names the limit.
+    #[error("{detail}")]
+    Limit { code: &'static str, detail: String },
+
+    /// An identity already has as many sessions open on this node as allowed.
+    #[error("{subject} already has {max} sessions open on this node (the gateway's limit per identity)")]
+    TooManySessions { subject: String, max: usize },
+
     /// A door tried to relay work no permit covers: a bug in the door, caught before
     /// anything reached the backend (the session ends; fail closed).
     #[error("internal: {runs} statement(s) to relay but the gate's permit covers {covered}; nothing sent")]

@@ -839,3 +839,73 @@ fn ten_refused_15_mib_statements_cost_no_node_its_lease_and_the_session_stays_re
     }
     assert_no_panic(&c);
 }
+
+#[test]
+fn the_doors_limits_end_idle_transactions_cap_sessions_per_identity_and_bound_pipelines() {
+    let mut c = Cluster::start_with_postgres(1);
+    let token = c.engineer_token();
+    c.kill9(1);
+    c.edit_config(1, |t| {
+        let mut limits = toml::Table::new();
+        limits.insert("idle_in_transaction_secs".into(), 2.into());
+        limits.insert("max_sessions_per_identity".into(), 2.into());
+        limits.insert("max_batch_messages".into(), 50.into());
+        t.insert("limits".into(), limits.into());
+    });
+    c.restart(1);
+    c.wait_all_serving(&[1], READY);
+    let rt = pg::runtime();
+    rt.block_on(async {
+        // Two sessions of one identity; the third is refused with 53300, others still get in.
+        let first = pg::connect(&c, 1, "demo", "alice", &token).await.unwrap();
+        let second = pg::connect(&c, 1, "demo", "alice", &token).await.unwrap();
+        let Err(third) = pg::connect(&c, 1, "demo", "alice", &token).await else {
+            panic!("a third session of one identity was admitted")
+        };
+        assert_eq!(sqlstate(&third).as_deref(), Some("53300"), "{third:?}");
+        assert!(db_message(&third).contains("2 sessions"), "{}", db_message(&third));
+        let other = c.token("carol", &["engineers"]);
+        let carol = pg::connect(&c, 1, "demo", "carol", &other).await.unwrap();
+        carol.simple_query("SELECT 1").await.unwrap();
+        drop(carol);
+
+        // Idle inside a transaction past the limit: the session ends with 25P03.
+        first.simple_query("BEGIN").await.unwrap();
+        first.simple_query("SELECT id FROM customers WHERE id = 1 FOR SHARE").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let e = first.simple_query("SELECT 1").await.unwrap_err();
+        assert!(first.is_closed(), "the idle transaction's session is still open: {e:?}");
+        drop(first);
+        // Its slot is free again.
+        let again = wait_for_session(&c, &token).await;
+        again.simple_query("SELECT 1").await.unwrap();
+        second.simple_query("SELECT 1").await.unwrap();
+    });
+    // A pipeline of more than 50 messages before a Sync ends with 54000.
+    let mut bytes = Vec::new();
+    for _ in 0..60 {
+        bytes.extend(pg::parse("", "SELECT 1"));
+    }
+    bytes.extend(pg::sync());
+    let dave = c.token("dave", &["engineers"]);
+    let ending = raw_exchange(&c, "demo", &dave, bytes);
+    let error = ending.error().unwrap_or_else(|| panic!("no error for the long pipeline: {ending:?}"));
+    assert_eq!(error.field(b'C').as_deref(), Some("54000"), "{error:?}");
+    assert!(matches!(ending, Ending::Closed(_)), "{ending:?}");
+    assert_still_serves(&c, 1, &dave);
+}
+
+/// A new session of alice, once one of her slots is free again.
+async fn wait_for_session(c: &Cluster, token: &str) -> tokio_postgres::Client {
+    let deadline = Instant::now() + READY;
+    loop {
+        match pg::connect(c, 1, "demo", "alice", token).await {
+            Ok(client) => return client,
+            Err(e) if Instant::now() < deadline => {
+                assert_eq!(sqlstate(&e).as_deref(), Some("53300"), "{e:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("no slot came free: {e:?}"),
+        }
+    }
+}

@@ -11,10 +11,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use portcullis_raft::model::{AuditMode, Event};
+use portcullis_raft::model::Event;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
+use super::metrics::CommitMeter;
 use super::refusal::Refusal;
 use crate::error::Result;
 use crate::store::Store;
@@ -107,13 +108,13 @@ impl Backlog {
 pub(super) fn commit<S: Store>(
     store: Arc<S>,
     events: Vec<Event>,
-    mode: AuditMode,
+    meter: CommitMeter,
     room: Option<OwnedSemaphorePermit>,
 ) -> Commit {
     tokio::spawn(async move {
         let started = Instant::now();
         let result = store.append(events).await;
-        super::metrics::audit_committed(mode, started.elapsed(), result.is_ok());
+        meter.committed(started.elapsed(), result.is_ok());
         drop(room);
         result
     })

@@ -41,6 +41,7 @@ pub mod record;
 pub mod refusal;
 mod session;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub use audit::{Effect, Permit};
@@ -48,7 +49,7 @@ pub use door::{Door, GaveUp, Waiting};
 pub use judgement::{Combined, Judgement, Review};
 pub use record::{ResultRecord, Work};
 pub use refusal::{Refusal, Unclassified};
-pub use session::{Cleared, GateSession, Opening};
+pub use session::{Cleared, GateSession, IdentitySlot, Opening};
 
 use crate::error::Result;
 use crate::policy::{PolicySet, parse};
@@ -65,11 +66,19 @@ pub struct GateSettings {
     /// record or an approval request; longer ones are cut, with their length and
     /// SHA-256 recorded beside them.
     pub record_text_max: usize,
+    /// Sessions one identity may have open on this node at once, across doors; one
+    /// more is refused (Postgres: FATAL 53300), so one client cannot take every
+    /// backend connection.
+    pub max_sessions_per_identity: usize,
 }
 
 impl Default for GateSettings {
     fn default() -> Self {
-        GateSettings { audit_backlog: 4096, record_text_max: record::DEFAULT_RECORD_TEXT_MAX }
+        GateSettings {
+            audit_backlog: 4096,
+            record_text_max: record::DEFAULT_RECORD_TEXT_MAX,
+            max_sessions_per_identity: 64,
+        }
     }
 }
 
@@ -82,6 +91,8 @@ pub struct Gate<S: Store> {
     store: Arc<S>,
     backlog: audit::Backlog,
     settings: GateSettings,
+    /// Open sessions per identity subject on this node.
+    open_by_identity: Arc<Mutex<HashMap<String, usize>>>,
     /// Parsed policies, rebuilt when the stored ones change. std mutex: never held
     /// across an await.
     policies: Mutex<Option<CachedPolicies>>,
@@ -91,7 +102,13 @@ pub struct Gate<S: Store> {
 
 impl<S: Store> Gate<S> {
     pub fn new(store: Arc<S>, settings: GateSettings) -> Self {
-        Gate { store, backlog: audit::Backlog::new(settings.audit_backlog), settings, policies: Mutex::new(None) }
+        Gate {
+            store,
+            backlog: audit::Backlog::new(settings.audit_backlog),
+            settings,
+            open_by_identity: Arc::default(),
+            policies: Mutex::new(None),
+        }
     }
 
     pub fn store(&self) -> &Arc<S> {

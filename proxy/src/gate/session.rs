@@ -1,7 +1,8 @@
 //! One client session as the gate sees it: its record in the session index, and the
 //! per-unit phases decide, clear (hold), audit, refused and record.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use portcullis_raft::command::Op;
 use portcullis_raft::model::{AuditMode, Event, Resource, Session as SessionRecord, SessionStatus, now_millis};
@@ -13,7 +14,7 @@ use super::judgement::{Combined, Judgement};
 use super::record::{self, Recorded, RefusalRecord, ResultRecord, StatementRecord, Work};
 use super::refusal::Refusal;
 use super::{Gate, metrics};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::policy::{Protocol, Request, Who};
 use crate::store::Store;
@@ -47,7 +48,39 @@ pub struct GateSession<S: Store> {
     /// the session's next audit record (one commit per unit instead of two), or goes
     /// alone when the door finds the session idle ([`flush_result`](Self::flush_result)) or it ends.
     pending_result: Option<Event>,
+    meters: metrics::SessionMeters,
     _open: metrics::OpenSession,
+    _slot: IdentitySlot,
+}
+
+/// One of an identity's session slots on this node, given back on drop.
+pub struct IdentitySlot {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    subject: String,
+}
+
+impl IdentitySlot {
+    fn take(open: &Arc<Mutex<HashMap<String, usize>>>, subject: &str, max: usize) -> Result<Self> {
+        let mut counts = open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(subject.to_string()).or_default();
+        if *n >= max {
+            return Err(Error::TooManySessions { subject: subject.to_string(), max });
+        }
+        *n += 1;
+        Ok(IdentitySlot { open: open.clone(), subject: subject.to_string() })
+    }
+}
+
+impl Drop for IdentitySlot {
+    fn drop(&mut self) {
+        let mut counts = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.subject) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.subject);
+            }
+        }
+    }
 }
 
 // === impl Gate (sessions) ===
@@ -55,7 +88,7 @@ pub struct GateSession<S: Store> {
 impl<S: Store> Gate<S> {
     /// Phase "authenticate" ends here: record the session in the index. Nothing may
     /// happen for the client before it is committed.
-    pub async fn open(self: &Arc<Self>, opening: Opening) -> Result<GateSession<S>> {
+    pub async fn open(self: &Arc<Self>, opening: Opening, slot: IdentitySlot) -> Result<GateSession<S>> {
         let Opening { identity, resource, protocol, client_addr } = opening;
         let id = portcullis_raft::ids::random_id();
         let record = SessionRecord {
@@ -71,6 +104,7 @@ impl<S: Store> Gate<S> {
             events: 0,
         };
         self.store.submit(Op::OpenSession { session: record }).await?;
+        let meters = metrics::SessionMeters::register(protocol, &resource.name, resource.audit);
         Ok(GateSession {
             gate: self.clone(),
             id,
@@ -79,8 +113,19 @@ impl<S: Store> Gate<S> {
             resource,
             protocol,
             pending_result: None,
+            meters,
             _open: metrics::OpenSession::start(protocol),
+            _slot: slot,
         })
+    }
+}
+
+impl<S: Store> Gate<S> {
+    /// One of `subject`'s session slots on this node, taken before the door spends
+    /// anything on the session (a backend connection); refused past
+    /// [`GateSettings::max_sessions_per_identity`](super::GateSettings::max_sessions_per_identity).
+    pub fn reserve(&self, subject: &str) -> Result<IdentitySlot> {
+        IdentitySlot::take(&self.open_by_identity, subject, self.settings.max_sessions_per_identity)
     }
 }
 
@@ -140,7 +185,7 @@ impl<S: Store> GateSession<S> {
         work: &Work,
         judgement: Judgement,
     ) -> Result<Result<Cleared, Refusal>> {
-        metrics::decided(self.protocol, &self.resource.name, judgement.action());
+        self.meters.decided(judgement.action());
         let approval = match &judgement.verdict {
             Combined::Allow => None,
             Combined::Deny { reason } => {
@@ -180,7 +225,7 @@ impl<S: Store> GateSession<S> {
         let events: Vec<Event> = self.pending_result.take().into_iter().chain(records).collect();
         let mode = self.resource.audit;
         let room = self.gate.backlog.reserve(events.len()).await;
-        let commit = audit::commit(self.gate.store.clone(), events, mode, room);
+        let commit = audit::commit(self.gate.store.clone(), events, self.meters.commits.clone(), room);
         match (mode, effect) {
             (AuditMode::Fast, _) => {
                 tokio::spawn(async move {
@@ -224,7 +269,7 @@ impl<S: Store> GateSession<S> {
             self.pending_result.take().into_iter().chain([record::event(&self.id, "refused", &detail)]).collect();
         let mode = self.resource.audit;
         let room = self.gate.backlog.reserve(events.len()).await;
-        let commit = audit::commit(self.gate.store.clone(), events, mode, room);
+        let commit = audit::commit(self.gate.store.clone(), events, self.meters.commits.clone(), room);
         // Without the lease the commit cannot succeed soon; do not keep the client waiting for it.
         if mode == AuditMode::Strict && self.serving() {
             if let Ok(Err(e)) = commit.await {
@@ -266,10 +311,10 @@ impl<S: Store> GateSession<S> {
         let pending = self.pending_result.take();
         let store = self.gate.store.clone();
         let room = self.gate.backlog.reserve(1);
-        let mode = self.resource.audit;
+        let meter = self.meters.commits.clone();
         async move {
             let event = pending?;
-            let commit = audit::commit(store, vec![event], mode, room.await);
+            let commit = audit::commit(store, vec![event], meter, room.await);
             Some(tokio::spawn(async move {
                 if let Ok(Err(e)) = commit.await {
                     tracing::warn!(error = %e, "result record could not be committed");

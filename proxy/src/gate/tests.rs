@@ -76,7 +76,8 @@ async fn session(audit: AuditMode) -> (Arc<MemoryStore>, GateSession<MemoryStore
     };
     let opening =
         Opening { identity, resource: resource(audit), protocol: Protocol::Postgres, client_addr: "c".into() };
-    let session = gate.open(opening).await.unwrap();
+    let slot = gate.reserve("alice").unwrap();
+    let session = gate.open(opening, slot).await.unwrap();
     (store, session)
 }
 

@@ -19,6 +19,8 @@ pub const PROTOCOL_VIOLATION: &str = "08P01";
 pub const CONNECTION_FAILURE: &str = "08006";
 pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
+pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "25P03";
+pub const TOO_MANY_CONNECTIONS: &str = "53300";
 pub const STATEMENT_TOO_COMPLEX: &str = "54001";
 
 fn fields(severity: &str, code: &str, message: &str, hint: Option<&str>) -> Vec<(u8, String)> {
@@ -60,6 +62,8 @@ pub fn code_for(e: &Error) -> &'static str {
         Error::Refused(_) => INSUFFICIENT_PRIVILEGE,
         Error::Protocol(_) => PROTOCOL_VIOLATION,
         Error::Backend { .. } | Error::BackendAuth(_) => CONNECTION_FAILURE,
+        Error::Limit { code, .. } => code,
+        Error::TooManySessions { .. } => TOO_MANY_CONNECTIONS,
         _ => CANNOT_CONNECT_NOW,
     }
 }

@@ -109,6 +109,8 @@ struct Session<'d, S: Store> {
     portals: HashMap<String, Portal>,
     /// Extended-protocol messages waiting for Sync or Flush.
     batch: Vec<F>,
+    /// About how many bytes `batch` holds (bounded by `max_batch_bytes`).
+    batch_bytes: usize,
     /// Notified by a cancel request for this session (see `CancelTarget::hold`).
     hold_cancel: Arc<tokio::sync::Notify>,
 }
@@ -122,6 +124,13 @@ pub(crate) async fn run<S: Store>(
     stop: CancellationToken,
 ) -> Result<()> {
     let Admitted { identity, resource, params } = admitted;
+    let slot = match deps.gate.reserve(&identity.subject) {
+        Ok(slot) => slot,
+        Err(e) => {
+            client.send(reply::fatal(reply::code_for(&e), &e.to_string())).await?;
+            return Err(e);
+        }
+    };
     let password = match &resource.secret {
         Some(sealed) => Some(deps.gate.store().open_secret(sealed)?),
         None => None,
@@ -153,7 +162,7 @@ pub(crate) async fn run<S: Store>(
 
     // --- the session opens in the index before the client may do anything.
     let opening = Opening { identity, resource, protocol: Protocol::Postgres, client_addr: peer.to_string() };
-    let gate = match deps.gate.open(opening).await {
+    let gate = match deps.gate.open(opening, slot).await {
         Ok(g) => g,
         Err(e) => {
             client
@@ -199,12 +208,19 @@ pub(crate) async fn run<S: Store>(
         statements: HashMap::new(),
         portals: HashMap::new(),
         batch: Vec::new(),
+        batch_bytes: 0,
         hold_cancel,
     };
     let result = session.serve(stop).await;
-    if let Err(e @ Error::Protocol(_)) = &result {
+    match &result {
         // Tell the client why the connection ends, as Postgres does.
-        let _ = session.client.send(reply::fatal(reply::PROTOCOL_VIOLATION, &e.to_string())).await;
+        Err(e @ Error::Protocol(_)) => {
+            let _ = session.client.send(reply::fatal(reply::PROTOCOL_VIOLATION, &e.to_string())).await;
+        }
+        Err(Error::Limit { code, detail }) => {
+            let _ = session.client.send(reply::fatal(code, detail)).await;
+        }
+        _ => {}
     }
     cancels.forget(ours);
     let status = if result.is_ok() { SessionStatus::Closed } else { SessionStatus::Failed };
@@ -220,8 +236,11 @@ fn ready(status: TransactionStatus) -> B {
 
 impl<S: Store> Session<'_, S> {
     async fn serve(&mut self, stop: CancellationToken) -> Result<()> {
+        let idle_limit = self.deps.settings.idle_in_transaction;
         loop {
             let idle_flush = tokio::time::sleep(RESULT_FLUSH_AFTER);
+            let in_transaction = self.tx_status != TransactionStatus::Idle && self.batch.is_empty();
+            let idle_too_long = tokio::time::sleep(idle_limit);
             let msg = tokio::select! {
                 _ = stop.cancelled() => {
                     let _ = self.client.send(reply::fatal("57P01", "this Portcullis node is shutting down")).await;
@@ -231,14 +250,21 @@ impl<S: Store> Session<'_, S> {
                     drop(self.gate.flush_result().await);
                     continue;
                 }
+                _ = idle_too_long, if in_transaction && !idle_limit.is_zero() => {
+                    return Err(Error::Limit {
+                        code: reply::IDLE_IN_TRANSACTION_TIMEOUT,
+                        detail: format!("terminating connection: idle in a transaction for {idle_limit:?} (the gateway's limit)"),
+                    });
+                }
                 m = self.client.read() => m?,
             };
             let Some(msg) = msg else { return Ok(()) };
             match msg {
                 F::Query(q) => self.simple_query(q.query).await?,
-                F::Parse(_) | F::Bind(_) | F::Describe(_) | F::Execute(_) | F::Close(_) => self.batch.push(msg),
+                F::Parse(_) | F::Bind(_) | F::Describe(_) | F::Execute(_) | F::Close(_) => self.buffer(msg)?,
                 F::Sync(_) | F::Flush(_) => {
                     self.batch.push(msg);
+                    self.batch_bytes = 0;
                     self.run_batch().await?;
                 }
                 F::Terminate(_) => {
@@ -251,6 +277,23 @@ impl<S: Store> Session<'_, S> {
                 other => return Err(Error::Protocol(format!("unexpected message {other:?}"))),
             }
         }
+    }
+
+    /// Keep an extended-protocol message until Sync, within the batch limits.
+    fn buffer(&mut self, msg: F) -> Result<()> {
+        let settings = self.deps.settings;
+        self.batch_bytes = self.batch_bytes.saturating_add(approx_size(&msg));
+        if self.batch_bytes > settings.max_batch_bytes || self.batch.len() >= settings.max_batch_messages {
+            return Err(Error::Limit {
+                code: reply::PROGRAM_LIMIT_EXCEEDED,
+                detail: format!(
+                    "more than {} bytes or {} messages sent before a Sync (the gateway's limits); connection closed",
+                    settings.max_batch_bytes, settings.max_batch_messages
+                ),
+            });
+        }
+        self.batch.push(msg);
+        Ok(())
     }
 
     /// Phases "classify", "decide" and "hold" for one SQL string: one policy request
@@ -350,6 +393,26 @@ impl<S: Store> Session<'_, S> {
         };
         self.gate.record(result).await;
     }
+}
+
+/// About the memory a buffered client message holds.
+fn approx_size(msg: &F) -> usize {
+    const OVERHEAD: usize = 64;
+    let strings =
+        |a: &Option<String>, b: &Option<String>| a.as_ref().map_or(0, String::len) + b.as_ref().map_or(0, String::len);
+    OVERHEAD
+        + match msg {
+            F::Parse(p) => p.query.len() + strings(&p.name, &None) + p.type_oids.len() * 4,
+            F::Bind(b) => {
+                strings(&b.portal_name, &b.statement_name)
+                    + b.parameters.iter().map(|v| v.as_ref().map_or(0, |v| v.len()) + 8).sum::<usize>()
+                    + (b.parameter_format_codes.len() + b.result_column_format_codes.len()) * 2
+            }
+            F::Describe(d) => strings(&d.name, &None),
+            F::Execute(e) => strings(&e.name, &None),
+            F::Close(c) => strings(&c.name, &None),
+            _ => 0,
+        }
 }
 
 /// Parsing takes about a millisecond per 10 KiB: texts past this size are classified
