@@ -65,6 +65,13 @@ pub enum Error {
     #[error("{detail}")]
     Limit { code: &'static str, detail: String },
 
+    /// The backend reports a setting the gateway pins (it changes how statement text is
+    /// read) at another value: the session ends before anything else is parsed.
+    #[error(
+        "the backend now reads statements with {name} = {value}, not as the gateway parses them; session ended (fail closed)"
+    )]
+    PinnedSettingChanged { name: String, value: String },
+
     /// An identity already has as many sessions open on this node as allowed.
     #[error("{subject} already has {max} sessions open on this node (the gateway's limit per identity)")]
     TooManySessions { subject: String, max: usize },

@@ -909,3 +909,48 @@ async fn wait_for_session(c: &Cluster, token: &str) -> tokio_postgres::Client {
         }
     }
 }
+
+#[test]
+fn settings_that_change_how_postgres_reads_text_are_pinned_and_a_change_behind_the_gateways_back_ends_the_session() {
+    let c = Cluster::start_with_postgres(1);
+    let token = c.engineer_token();
+    register_alias(&c, "lexer", "strict");
+    apply(
+        &c,
+        "policy",
+        "lexer.yaml",
+        "name: lexer\nrules:\n  - match: { groups: [engineers], resources: [lexer], kinds: [select, set, do] }\n    action: allow\n",
+    );
+    // The attack: with backslashes escaping quotes, this is a SELECT and an UPDATE to
+    // Postgres but one SELECT to a parser with the defaults.
+    let attack = "SELECT 'a\\' , ' ; UPDATE customers SET name = upper(name) WHERE id = 1; --'";
+    let rt = pg::runtime();
+    rt.block_on(async {
+        let client = pg::connect(&c, 1, "lexer", "alice", &token).await.unwrap();
+        for sql in [
+            "SET standard_conforming_strings = off",
+            "SET client_encoding = 'SJIS'",
+            "SELECT set_config('standard_conforming_strings', 'off', false)",
+        ] {
+            let e = client.simple_query(sql).await.unwrap_err();
+            assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{sql}: {e:?}");
+            assert!(db_message(&e).contains("pinned"), "{sql}: {}", db_message(&e));
+        }
+        let rows = simple_rows(&client.simple_query(attack).await.unwrap());
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        // Harmless settings still pass.
+        client.simple_query("SET search_path = public").await.unwrap();
+        client.simple_query("SET standard_conforming_strings = on").await.unwrap();
+
+        // A change the classifier cannot see (inside a DO block) is caught by the
+        // backend's own report, and the session ends before another statement is read.
+        let sneaky = "DO $$ BEGIN PERFORM set_config('standard_conforming_strings', 'off', false); END $$";
+        let e = client.simple_query(sneaky).await.unwrap_err();
+        assert_eq!(e.code().map(|c| c.code()), Some("55000"), "{e:?}");
+        assert!(client.simple_query(attack).await.is_err(), "the session went on after the setting changed");
+        assert!(client.is_closed());
+    });
+    // The hidden UPDATE never ran.
+    let o = c.psql(1, &token, &["SELECT name FROM customers WHERE id = 1"]);
+    assert!(out(&o).contains("Ada Lovelace"), "{}", out(&o));
+}

@@ -55,6 +55,10 @@ pub async fn connect(target: &BackendTarget, timeout: Duration) -> Result<Backen
     startup.parameters.insert("user".into(), target.user.clone());
     startup.parameters.insert("database".into(), target.database.clone());
     startup.parameters.insert("application_name".into(), "portcullis".into());
+    // Pin what changes how the backend reads statement text, whatever the role's or
+    // database's defaults say (see `classify::settings`).
+    startup.parameters.insert("client_encoding".into(), "UTF8".into());
+    startup.parameters.insert("options".into(), "-c standard_conforming_strings=on".into());
     conn.send(&F::Startup(startup)).await?;
 
     let login = async {
@@ -106,7 +110,10 @@ pub async fn connect(target: &BackendTarget, timeout: Duration) -> Result<Backen
                         )));
                     }
                 },
-                B::ParameterStatus(p) => parameters.push((p.name, p.value)),
+                B::ParameterStatus(p) => {
+                    check_pinned(&p.name, &p.value)?;
+                    parameters.push((p.name, p.value));
+                }
                 B::BackendKeyData(k) => key = Some(k),
                 B::ReadyForQuery(_) => return Ok((parameters, key)),
                 B::ErrorResponse(e) => {
@@ -128,4 +135,13 @@ fn password(target: &BackendTarget) -> Result<String> {
     target.password.clone().ok_or_else(|| {
         Error::BackendAuth(format!("backend asks for a password but resource user {} has none stored", target.user))
     })
+}
+
+/// A backend report of a pinned setting must show its pinned value (fail closed).
+pub fn check_pinned(name: &str, value: &str) -> Result<()> {
+    let pinned = super::classify::settings::PINNED.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    if pinned && !super::classify::settings::is_pinned_value(name, value) {
+        return Err(Error::PinnedSettingChanged { name: name.to_string(), value: value.to_string() });
+    }
+    Ok(())
 }

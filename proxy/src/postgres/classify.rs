@@ -188,6 +188,9 @@ pub struct Statement {
     pub functions: Vec<String>,
     /// Where its result columns come from, for column masking.
     pub lineage: Lineage,
+    /// Why it would change a setting the gateway pins (how Postgres reads statement
+    /// text: see [`settings`]); such a statement is refused whatever policy says.
+    pub pinned_change: Option<String>,
 }
 
 /// Classify every statement of `sql` (at most [`DEFAULT_MAX_SQL_BYTES`]).
@@ -258,6 +261,7 @@ fn classify_raw(sql: &str, raw: &protobuf::RawStmt) -> Result<Statement> {
             copy_direction: None,
             functions: Vec::new(),
             lineage: Lineage::default(),
+            pinned_change: None,
         });
     };
     let tree = serde_json::to_value(node).map_err(|e| Error::SqlUnparseable {
@@ -281,6 +285,7 @@ fn classify_raw(sql: &str, raw: &protobuf::RawStmt) -> Result<Statement> {
         _ => None,
     };
     let lineage = walk.lineage(node);
+    let pinned_change = settings::set_statement(executed).or(walk.pinned_change.take());
     Ok(Statement {
         text,
         kind,
@@ -291,6 +296,7 @@ fn classify_raw(sql: &str, raw: &protobuf::RawStmt) -> Result<Statement> {
         copy_direction,
         lineage,
         functions: walk.functions.into_iter().collect(),
+        pinned_change,
     })
 }
 
@@ -437,6 +443,8 @@ struct Walk {
     relations: BTreeSet<String>,
     /// An alias renames columns (`FROM customers AS c(a, b, x)`).
     renames_columns: bool,
+    /// A `set_config` call that would change a pinned setting (see [`settings`]).
+    pinned_change: Option<String>,
 }
 
 impl Walk {
@@ -474,6 +482,9 @@ impl Walk {
                 name.iter().filter_map(|part| part.pointer("/node/String/sval").and_then(Value::as_str)).collect();
             if !parts.is_empty() {
                 self.functions.insert(parts.join(".").to_lowercase());
+            }
+            if self.pinned_change.is_none() {
+                self.pinned_change = settings::set_config_call(&parts, map);
             }
         }
         if let Some(Value::Array(fields)) = map.get("ColumnRef").and_then(|c| c.get("fields")) {
@@ -612,6 +623,7 @@ impl Walk {
 }
 
 mod lineage;
+pub mod settings;
 
 pub use lineage::{Lineage, ResultColumns, masked_columns};
 

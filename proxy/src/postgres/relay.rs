@@ -121,8 +121,14 @@ pub async fn relay(
     while let Some(front) = expects.front_mut() {
         let msg = backend.read().await?;
         match msg {
-            // Asynchronous messages may come at any time: pass them on.
-            B::NoticeResponse(_) | B::ParameterStatus(_) | B::NotificationResponse(_) => {
+            // Asynchronous messages may come at any time: pass them on. A setting the
+            // gateway pins must keep its value, or the next statement would be read
+            // differently by the backend than by the gateway.
+            B::ParameterStatus(p) => {
+                super::backend::check_pinned(&p.name, &p.value)?;
+                client.queue(B::ParameterStatus(p))?;
+            }
+            B::NoticeResponse(_) | B::NotificationResponse(_) => {
                 client.queue(msg)?;
             }
             B::ErrorResponse(e) => {

@@ -21,6 +21,7 @@ pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
 pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "25P03";
 pub const TOO_MANY_CONNECTIONS: &str = "53300";
+pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
 pub const STATEMENT_TOO_COMPLEX: &str = "54001";
 
 fn fields(severity: &str, code: &str, message: &str, hint: Option<&str>) -> Vec<(u8, String)> {
@@ -64,6 +65,7 @@ pub fn code_for(e: &Error) -> &'static str {
         Error::Backend { .. } | Error::BackendAuth(_) => CONNECTION_FAILURE,
         Error::Limit { code, .. } => code,
         Error::TooManySessions { .. } => TOO_MANY_CONNECTIONS,
+        Error::PinnedSettingChanged { .. } => OBJECT_NOT_IN_PREREQUISITE_STATE,
         _ => CANNOT_CONNECT_NOW,
     }
 }

@@ -212,15 +212,9 @@ pub(crate) async fn run<S: Store>(
         hold_cancel,
     };
     let result = session.serve(stop).await;
-    match &result {
-        // Tell the client why the connection ends, as Postgres does.
-        Err(e @ Error::Protocol(_)) => {
-            let _ = session.client.send(reply::fatal(reply::PROTOCOL_VIOLATION, &e.to_string())).await;
-        }
-        Err(Error::Limit { code, detail }) => {
-            let _ = session.client.send(reply::fatal(code, detail)).await;
-        }
-        _ => {}
+    // Tell the client why the connection ends, as Postgres does.
+    if let Err(e @ (Error::Protocol(_) | Error::Limit { .. } | Error::PinnedSettingChanged { .. })) = &result {
+        let _ = session.client.send(reply::fatal(reply::code_for(e), &e.to_string())).await;
     }
     cancels.forget(ours);
     let status = if result.is_ok() { SessionStatus::Closed } else { SessionStatus::Failed };
@@ -329,6 +323,9 @@ impl<S: Store> Session<'_, S> {
             judgement.deny(format!(
                 "denied: COPY ... TO STDOUT on {resource} cannot be masked (a mask rule applies); use SELECT"
             ));
+        }
+        if let Some(change) = statements.iter().find_map(|st| st.pinned_change.clone()) {
+            judgement.deny(format!("denied: {change}"));
         }
         let writes = statements.iter().any(|st| st.kind.writes());
         let lineages = statements.into_iter().map(|st| st.lineage).collect();

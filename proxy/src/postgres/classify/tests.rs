@@ -408,3 +408,46 @@ fn never_panics_on_garbage_or_mutated_sql() {
     }
     assert_eq!(checked, 600);
 }
+
+fn pinned(sql: &str) -> Option<String> {
+    classify(sql).unwrap().into_iter().find_map(|s| s.pinned_change)
+}
+
+#[test]
+fn changing_how_postgres_reads_statement_text_is_refused_in_every_spelling() {
+    for sql in [
+        "SET standard_conforming_strings = off",
+        "SET standard_conforming_strings TO false",
+        "SET LOCAL standard_conforming_strings = 0",
+        "SET SESSION standard_conforming_strings = 'off'",
+        "SET client_encoding = 'SJIS'",
+        "SET NAMES 'BIG5'",
+        "SELECT set_config('standard_conforming_strings', 'off', false)",
+        "SELECT pg_catalog.set_config('client_encoding', 'GBK', true)",
+        "SELECT 1 WHERE set_config('STANDARD_CONFORMING_STRINGS', 'off', false) IS NOT NULL",
+        // The gateway cannot read what these set.
+        "SELECT set_config(current_setting('my.name'), 'off', false)",
+        "SELECT set_config('client_encoding', lower('SJIS'), false)",
+    ] {
+        let why = pinned(sql).unwrap_or_else(|| panic!("not refused: {sql}"));
+        assert!(why.contains("pinned") || why.contains("cannot tell"), "{sql}: {why}");
+    }
+}
+
+#[test]
+fn pinned_values_resets_and_other_settings_pass_as_ordinary_statements() {
+    for sql in [
+        "SET standard_conforming_strings = on",
+        "SET client_encoding = 'UTF8'",
+        "SET NAMES 'utf-8'",
+        "RESET standard_conforming_strings",
+        "RESET ALL",
+        "SET client_encoding TO DEFAULT",
+        "SET search_path = public",
+        "SELECT set_config('search_path', '', false)",
+        "SELECT set_config('standard_conforming_strings', 'on', false)",
+        "SELECT current_setting('standard_conforming_strings')",
+    ] {
+        assert_eq!(pinned(sql), None, "{sql}");
+    }
+}
