@@ -491,3 +491,22 @@ fn door_metrics_count_decisions_refusals_holds_audit_commits_and_sessions_per_do
     );
     assert_eq!(metric(&m, "portcullis_gate_sessions_total", &pg), Some(3.0), "{m}");
 }
+
+#[test]
+fn functions_that_run_sql_the_statement_does_not_show_are_denied_by_the_demo_policy() {
+    let c = Cluster::start_with_postgres(1);
+    let token = c.engineer_token();
+    for sql in [
+        "SELECT table_to_xml('customers', true, false, '')",
+        "SELECT schema_to_xml('public', true, false, '')",
+        "SELECT query_to_xml('SELECT email FROM customers', true, false, '')",
+        "SELECT word FROM ts_stat('SELECT to_tsvector(email) FROM customers')",
+    ] {
+        let o = c.psql(1, &token, &[sql]);
+        assert!(!o.status.success(), "{sql} ran: {}", out(&o));
+        assert!(err(&o).contains("no-dynamic-sql") || err(&o).contains("no-admin-functions"), "{sql}: {}", err(&o));
+        assert!(!out(&o).contains("@example.com"), "{sql} leaked: {}", out(&o));
+    }
+    let log = c.postgres_log();
+    assert!(!log.contains("table_to_xml") && !log.contains("ts_stat"), "a dynamic-SQL call reached Postgres:\n{log}");
+}

@@ -94,6 +94,7 @@ fn request(kind: &str) -> Vec<Request> {
         functions: vec![],
         text: String::new(),
         missing_where: false,
+        dynamic_sql: false,
     }]
 }
 

@@ -22,6 +22,7 @@
 //!       functions: [set_config, "dblink*"] # glob; ANY called function matches ANY pattern
 //!       text: "(?i)pg_sleep"      # regex searched in the statement / command / request
 //!       missing_where: true       # UPDATE/DELETE without WHERE (false: only with WHERE)
+//!       dynamic_sql: true         # calls a function that runs SQL it does not show
 //!     action: allow               # allow | deny | review | mask
 //!     reason: "..."               # deny and review only; shown to the client
 //!     approvers: { groups: [dba], count: 1 }   # review only, required; count ≥ 1 (default 1)
@@ -153,6 +154,8 @@ pub struct Request {
     pub text: String,
     /// UPDATE or DELETE without a WHERE clause.
     pub missing_where: bool,
+    /// It runs SQL it does not show (Postgres: `query_to_xml`, `table_to_xml`, ...).
+    pub dynamic_sql: bool,
 }
 
 /// What to do with one request.

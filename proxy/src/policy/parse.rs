@@ -45,6 +45,7 @@ struct RawMatch {
     functions: Option<Vec<String>>,
     text: Option<String>,
     missing_where: Option<bool>,
+    dynamic_sql: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -170,7 +171,17 @@ impl RuleCheck<'_> {
                 self.err(&["match", "text"], None, format!("invalid regex \"{pattern}\": {}", regex_reason(&e)))
             })?),
         };
-        Ok(Match { groups, resources, protocols, kinds, tables, functions, text, missing_where: raw.missing_where })
+        Ok(Match {
+            groups,
+            resources,
+            protocols,
+            kinds,
+            tables,
+            functions,
+            text,
+            missing_where: raw.missing_where,
+            dynamic_sql: raw.dynamic_sql,
+        })
     }
 
     /// An omitted list matches anything; an empty one would match nothing, so it is refused.

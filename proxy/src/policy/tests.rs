@@ -25,6 +25,7 @@ fn pg(resource: &str, kind: &str, tables: &[&str], text: &str) -> Request {
         functions: Vec::new(),
         text: text.to_owned(),
         missing_where: false,
+        dynamic_sql: false,
     }
 }
 
@@ -330,6 +331,24 @@ fn text_regex_searches_the_statement() {
     let s = set(&[src]);
     assert!(is_allow(&s.decide(&engineer(), &pg("db", "ddl", &[], "begin; DROP  TABLE x"))));
     assert!(!is_allow(&s.decide(&engineer(), &pg("db", "ddl", &[], "drop tablespace x"))));
+}
+
+#[test]
+fn dynamic_sql_matches_the_fact() {
+    let src = "
+name: d
+rules:
+  - action: allow
+  - match: { dynamic_sql: true }
+    action: deny
+    reason: no dynamic SQL
+";
+    let s = set(&[src]);
+    let mut req = pg("db", "select", &[], "select query_to_xml('select 1', true, false, '')");
+    req.dynamic_sql = true;
+    assert_eq!(deny_reason(&s.decide(&engineer(), &req)), "no dynamic SQL");
+    req.dynamic_sql = false;
+    assert!(is_allow(&s.decide(&engineer(), &req)));
 }
 
 #[test]

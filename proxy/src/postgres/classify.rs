@@ -188,6 +188,8 @@ pub struct Statement {
     pub functions: Vec<String>,
     /// Where its result columns come from, for column masking.
     pub lineage: Lineage,
+    /// It calls a function that runs SQL it does not show ([`dynamic`]).
+    pub dynamic_sql: bool,
     /// Why it would change a setting the gateway pins (how Postgres reads statement
     /// text: see [`settings`]); such a statement is refused whatever policy says.
     pub pinned_change: Option<String>,
@@ -261,6 +263,7 @@ fn classify_raw(sql: &str, raw: &protobuf::RawStmt) -> Result<Statement> {
             copy_direction: None,
             functions: Vec::new(),
             lineage: Lineage::default(),
+            dynamic_sql: false,
             pinned_change: None,
         });
     };
@@ -286,6 +289,7 @@ fn classify_raw(sql: &str, raw: &protobuf::RawStmt) -> Result<Statement> {
     };
     let lineage = walk.lineage(node);
     let pinned_change = settings::set_statement(executed).or(walk.pinned_change.take());
+    let functions: Vec<String> = walk.functions.into_iter().collect();
     Ok(Statement {
         text,
         kind,
@@ -295,7 +299,8 @@ fn classify_raw(sql: &str, raw: &protobuf::RawStmt) -> Result<Statement> {
         writes_in_cte: walk.cte_write.is_some(),
         copy_direction,
         lineage,
-        functions: walk.functions.into_iter().collect(),
+        dynamic_sql: dynamic::runs_dynamic_sql(&functions),
+        functions,
         pinned_change,
     })
 }
@@ -622,6 +627,7 @@ impl Walk {
     }
 }
 
+pub mod dynamic;
 mod lineage;
 pub mod settings;
 

@@ -313,6 +313,7 @@ impl<S: Store> Session<'_, S> {
                 functions: st.functions.clone(),
                 text: st.text.clone(),
                 missing_where: st.missing_where,
+                dynamic_sql: st.dynamic_sql,
             })
             .collect();
         let mut judgement = self.gate.decide(&requests)?;

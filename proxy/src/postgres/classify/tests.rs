@@ -451,3 +451,20 @@ fn pinned_values_resets_and_other_settings_pass_as_ordinary_statements() {
         assert_eq!(pinned(sql), None, "{sql}");
     }
 }
+
+#[test]
+fn functions_that_run_sql_the_statement_does_not_show_are_a_fact() {
+    for sql in [
+        "SELECT query_to_xml('SELECT email FROM customers', true, false, '')",
+        "SELECT table_to_xml('customers', true, false, '')",
+        "SELECT pg_catalog.schema_to_xml('public', true, false, '')",
+        "SELECT * FROM ts_stat('SELECT to_tsvector(email) FROM customers')",
+        "SELECT 1 WHERE EXISTS (SELECT database_to_xmlschema(true, false, ''))",
+        "SELECT * FROM public.dblink('dbname=demo', 'DELETE FROM customers') AS t(x int)",
+    ] {
+        assert!(classify(sql).unwrap().iter().any(|s| s.dynamic_sql), "{sql}");
+    }
+    for sql in ["SELECT xmlelement(name a, 'b')", "SELECT to_tsvector('a b')", "SELECT lower(email) FROM customers"] {
+        assert!(!classify(sql).unwrap().iter().any(|s| s.dynamic_sql), "{sql}");
+    }
+}
