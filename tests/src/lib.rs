@@ -258,6 +258,23 @@ impl Cluster {
         http_status(&self.nodes[&id].ops, "/readyz")
     }
 
+    /// psql as the superuser directly on the playground's backend (setup and ground
+    /// truth); returns the unaligned, tuples-only output.
+    pub fn backend_psql(&self, sql: &str) -> String {
+        let pg: Value =
+            serde_json::from_str(&std::fs::read_to_string(self.path().join("postgres.json")).unwrap()).unwrap();
+        let o = Command::new("psql")
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .arg(format!("host=127.0.0.1 port={} dbname=demo user=postgres", pg["port"]))
+            .args(["-c", sql])
+            .env("PGPASSWORD", pg["superuser_password"].as_str().unwrap())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "backend psql {sql}: {}", err(&o));
+        out(&o)
+    }
+
     /// The Prometheus text of GET `/metrics` on node `id` (empty if it does not answer).
     pub fn metrics(&self, id: u64) -> String {
         http_get(&self.nodes[&id].ops, "/metrics").map(|(_, body)| body).unwrap_or_default()

@@ -25,23 +25,6 @@ fn lb_psql(c: &Cluster, token: &str, sql: &str) -> Output {
         .unwrap()
 }
 
-/// psql as the superuser directly on the playground's backend (setup and ground truth);
-/// returns the unaligned, tuples-only output.
-fn backend_psql(c: &Cluster, sql: &str) -> String {
-    let pg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(c.path().join("postgres.json")).unwrap()).unwrap();
-    let o = Command::new("psql")
-        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
-        .arg(format!("host=127.0.0.1 port={} dbname=demo user=postgres", pg["port"]))
-        .args(["-c", sql])
-        .env("PGPASSWORD", pg["superuser_password"].as_str().unwrap())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "backend psql {sql}: {}", err(&o));
-    out(&o)
-}
-
 fn wait_lb_all_up(c: &Cluster, ids: &[u64]) {
     wait_for("HAProxy to put every node in rotation", Duration::from_secs(20), || {
         let up = c.lb_pg_servers_up();
@@ -205,8 +188,8 @@ fn sigterm_drains_the_node_lets_the_running_statement_finish_and_flushes_its_aud
 fn rolling_restart_under_pgbench_through_haproxy_keeps_every_successful_statement_in_the_audit() {
     let mut c = Cluster::start_with(3, &["--postgres", "--lb"]);
     let token = c.engineer_token();
-    backend_psql(&c, "CREATE TABLE ledger(op text PRIMARY KEY)");
-    backend_psql(&c, "GRANT SELECT, INSERT ON ledger TO demo_app");
+    c.backend_psql("CREATE TABLE ledger(op text PRIMARY KEY)");
+    c.backend_psql("GRANT SELECT, INSERT ON ledger TO demo_app");
     let policy = c.path().join("ledger.yaml");
     std::fs::write(
         &policy,
@@ -316,7 +299,7 @@ fn rolling_restart_under_pgbench_through_haproxy_keeps_every_successful_statemen
     );
     // Ground truth in the backend: every acknowledged insert is in the ledger, and every
     // ledger row (acknowledged or not: a reply can be lost in a restart) was audited.
-    let ledger: BTreeSet<String> = backend_psql(&c, "SELECT op FROM ledger").lines().map(str::to_string).collect();
+    let ledger: BTreeSet<String> = c.backend_psql("SELECT op FROM ledger").lines().map(str::to_string).collect();
     let lost: Vec<&String> = acked.iter().filter(|op| !ledger.contains(*op)).collect();
     assert!(lost.is_empty(), "acknowledged inserts missing from the ledger: {lost:?}");
     let unaudited: Vec<&String> = ledger.iter().filter(|op| !sqls.iter().any(|s| s.contains(op.as_str()))).collect();

@@ -954,3 +954,44 @@ fn settings_that_change_how_postgres_reads_text_are_pinned_and_a_change_behind_t
     let o = c.psql(1, &token, &["SELECT name FROM customers WHERE id = 1"]);
     assert!(out(&o).contains("Ada Lovelace"), "{}", out(&o));
 }
+
+#[test]
+fn a_select_calling_a_function_with_side_effects_is_a_write_per_the_backends_catalog() {
+    let c = Cluster::start_with_postgres(1);
+    let token = c.engineer_token();
+    c.backend_psql(
+        "CREATE FUNCTION public.bump() RETURNS int LANGUAGE sql AS 'SELECT 1'; \
+         CREATE FUNCTION public.pure_add(a int, b int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT a + b'; \
+         GRANT EXECUTE ON FUNCTION public.bump(), public.pure_add(int, int) TO demo_app",
+    );
+    register_alias(&c, "effects", "strict");
+    apply(
+        &c,
+        "policy",
+        "effects.yaml",
+        "name: effects\nrules:\n  - match: { groups: [engineers], resources: [effects], kinds: [select] }\n    action: allow\n  - name: no-side-effects\n    match: { resources: [effects], writes: true }\n    action: deny\n    reason: reads only\n",
+    );
+    pg::runtime().block_on(async {
+        let client = pg::connect(&c, 1, "effects", "alice", &token).await.unwrap();
+        for sql in [
+            "SELECT nextval('customers_id_seq')",
+            "SELECT pg_notify('marker_channel', 'x')",
+            "SELECT id FROM customers WHERE id = bump()",
+            "SELECT random() AS marker_random",
+        ] {
+            let e = client.simple_query(sql).await.unwrap_err();
+            assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{sql}: {e:?}");
+            assert!(db_message(&e).contains("reads only"), "{sql}: {}", db_message(&e));
+            let e = client.query(sql, &[]).await.unwrap_err();
+            assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "extended {sql}: {e:?}");
+        }
+        for sql in
+            ["SELECT lower(name), now(), pure_add(1, 2) FROM customers WHERE id = 1", "SELECT count(*) FROM customers"]
+        {
+            client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        }
+    });
+    let log = c.postgres_log();
+    assert!(!log.contains("nextval('customers_id_seq')"), "a SELECT with side effects ran:\n{log}");
+    assert_eq!(c.backend_psql("SELECT last_value FROM customers_id_seq").trim(), "12", "the sequence moved");
+}

@@ -95,6 +95,7 @@ fn request(kind: &str) -> Vec<Request> {
         text: String::new(),
         missing_where: false,
         dynamic_sql: false,
+        writes: false,
     }]
 }
 

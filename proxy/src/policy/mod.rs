@@ -23,6 +23,7 @@
 //!       text: "(?i)pg_sleep"      # regex searched in the statement / command / request
 //!       missing_where: true       # UPDATE/DELETE without WHERE (false: only with WHERE)
 //!       dynamic_sql: true         # calls a function that runs SQL it does not show
+//!       writes: true              # may change state (a write, or a volatile function call)
 //!     action: allow               # allow | deny | review | mask
 //!     reason: "..."               # deny and review only; shown to the client
 //!     approvers: { groups: [dba], count: 1 }   # review only, required; count ≥ 1 (default 1)
@@ -156,6 +157,9 @@ pub struct Request {
     pub missing_where: bool,
     /// It runs SQL it does not show (Postgres: `query_to_xml`, `table_to_xml`, ...).
     pub dynamic_sql: bool,
+    /// It may change state: a writing kind, or (Postgres) a call of a function with
+    /// side effects, per the backend's catalog.
+    pub writes: bool,
 }
 
 /// What to do with one request.

@@ -46,6 +46,7 @@ struct RawMatch {
     text: Option<String>,
     missing_where: Option<bool>,
     dynamic_sql: Option<bool>,
+    writes: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -181,6 +182,7 @@ impl RuleCheck<'_> {
             text,
             missing_where: raw.missing_where,
             dynamic_sql: raw.dynamic_sql,
+            writes: raw.writes,
         })
     }
 

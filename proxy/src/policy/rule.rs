@@ -35,6 +35,7 @@ pub struct Match {
     pub text: Option<Regex>,
     pub missing_where: Option<bool>,
     pub dynamic_sql: Option<bool>,
+    pub writes: Option<bool>,
 }
 
 /// What a matching rule contributes to the decision.
@@ -66,6 +67,7 @@ impl Match {
             && fits(&self.kinds, |ks| ks.iter().any(|k| k.eq_ignore_ascii_case(&req.kind)))
             && fits(&self.missing_where, |mw| *mw == req.missing_where)
             && fits(&self.dynamic_sql, |d| *d == req.dynamic_sql)
+            && fits(&self.writes, |w| *w == req.writes)
             && fits(&self.resources, |rs| rs.iter().any(|g| g.matches(&req.resource)))
             && fits(&self.groups, |gs| gs.iter().any(|g| who.groups.contains(g)))
             && fits(&self.tables, |ts| req.tables.iter().any(|t| ts.iter().any(|g| table_matches(g, t))))

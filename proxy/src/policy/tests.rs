@@ -26,6 +26,7 @@ fn pg(resource: &str, kind: &str, tables: &[&str], text: &str) -> Request {
         text: text.to_owned(),
         missing_where: false,
         dynamic_sql: false,
+        writes: false,
     }
 }
 

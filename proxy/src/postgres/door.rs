@@ -10,6 +10,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::cancel::CancelRegistry;
+use super::catalog::CatalogCache;
 use super::conn::ClientConn;
 use super::reply;
 use super::session::{self, SessionDeps};
@@ -28,15 +29,16 @@ pub struct PgDoor<S: Store> {
     pub tls: TlsAcceptor,
     pub settings: PgSettings,
     pub(crate) cancels: CancelRegistry,
+    pub(crate) catalogs: CatalogCache,
 }
 
 impl<S: Store> PgDoor<S> {
     pub fn new(gate: Arc<Gate<S>>, verifier: Arc<Verifier>, tls: TlsAcceptor, settings: PgSettings) -> Self {
-        PgDoor { gate, verifier, tls, settings, cancels: CancelRegistry::default() }
+        PgDoor { gate, verifier, tls, settings, cancels: CancelRegistry::default(), catalogs: CatalogCache::default() }
     }
 
     fn session_deps(&self) -> SessionDeps<'_, S> {
-        SessionDeps { gate: &self.gate, cancels: &self.cancels, settings: &self.settings }
+        SessionDeps { gate: &self.gate, cancels: &self.cancels, catalogs: &self.catalogs, settings: &self.settings }
     }
 }
 

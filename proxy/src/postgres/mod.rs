@@ -10,6 +10,7 @@
 //! - [`conn`], [`wire_check`]: framing of both sides (pgwire codecs, each client
 //!   message walked with a bounds-checked cursor first); bytes stop there.
 //! - [`door`]: the listener; [`settings`]: its tunables; [`cancel`]: cancel keys.
+//! - [`catalog`]: which functions the backend's catalog says have side effects.
 //! - [`startup`]: TLS, startup, token verification (phase "authenticate").
 //! - [`backend`], [`scram`], [`backend_tls`]: logging in to the backend (optionally over TLS).
 //! - [`classify`]: SQL → statements (Postgres's own parser).
@@ -21,6 +22,7 @@
 pub mod backend;
 pub mod backend_tls;
 pub mod cancel;
+pub mod catalog;
 pub mod classify;
 pub mod conn;
 pub mod door;

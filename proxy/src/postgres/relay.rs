@@ -359,7 +359,7 @@ fn mask_row(row: DataRow, ctx: &RowsContext, preview: &mut Vec<Vec<Option<String
 }
 
 /// The values of a row; `None` if the row is malformed.
-fn split_row(row: &DataRow) -> Option<Vec<Option<&[u8]>>> {
+pub(crate) fn split_row(row: &DataRow) -> Option<Vec<Option<&[u8]>>> {
     let mut buf: &[u8] = row.data.as_ref();
     let mut values = Vec::with_capacity(usize::try_from(row.field_count).ok()?);
     for _ in 0..row.field_count {

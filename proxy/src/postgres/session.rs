@@ -32,7 +32,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::backend::{self, BackendTarget};
 use super::cancel::{self, CancelRegistry, CancelTarget};
-use super::classify::{CopyDirection, DEFAULT_MAX_SQL_BYTES, Lineage, Statement, classify};
+use super::catalog::{CatalogCache, Volatility};
+use super::classify::{CopyDirection, DEFAULT_MAX_SQL_BYTES, Lineage, Statement, StatementKind, classify};
 use super::conn::{BackendConn, ClientConn};
 use super::relay::{Columns, Limits, Outcome};
 use super::reply;
@@ -60,6 +61,7 @@ const RESULT_FLUSH_AFTER: Duration = Duration::from_millis(20);
 pub(crate) struct SessionDeps<'d, S: Store> {
     pub gate: &'d Arc<Gate<S>>,
     pub cancels: &'d CancelRegistry,
+    pub catalogs: &'d CatalogCache,
     pub settings: &'d PgSettings,
 }
 
@@ -113,6 +115,8 @@ struct Session<'d, S: Store> {
     batch_bytes: usize,
     /// Notified by a cancel request for this session (see `CancelTarget::hold`).
     hold_cancel: Arc<tokio::sync::Notify>,
+    /// Which functions have side effects, per the backend's catalog.
+    volatility: Arc<Volatility>,
 }
 
 /// Run an admitted session to its end.
@@ -150,13 +154,22 @@ pub(crate) async fn run<S: Store>(
             }
         },
     };
-    let backend = match backend::connect(&target, deps.settings.backend_timeout).await {
+    let mut backend = match backend::connect(&target, deps.settings.backend_timeout).await {
         Ok(b) => b,
         Err(e) => {
             client
                 .send(reply::fatal(reply::CONNECTION_FAILURE, &format!("resource {} unavailable: {e}", resource.name)))
                 .await?;
             return Err(e);
+        }
+    };
+
+    let volatility = match deps.catalogs.get(&resource.name, &mut backend.conn).await {
+        Ok(v) => v,
+        Err(e) => {
+            // Without the catalog every function call counts as having side effects.
+            tracing::warn!(resource = %resource.name, error = %e, "function catalog unavailable; every call counts as a write");
+            Arc::new(Volatility::default())
         }
     };
 
@@ -210,6 +223,7 @@ pub(crate) async fn run<S: Store>(
         batch: Vec::new(),
         batch_bytes: 0,
         hold_cancel,
+        volatility,
     };
     let result = session.serve(stop).await;
     // Tell the client why the connection ends, as Postgres does.
@@ -303,9 +317,16 @@ impl<S: Store> Session<'_, S> {
             }
         };
         let resource = &self.gate.resource().name;
+        // A statement writes if its kind does, or if it calls a function with side
+        // effects (a SELECT of nextval): audited ahead, and `match.writes` for policy.
+        let writes: Vec<bool> = statements
+            .iter()
+            .map(|st| st.kind.writes() || st.functions.iter().any(|f| !self.volatility.is_side_effect_free(f)))
+            .collect();
         let requests: Vec<Request> = statements
             .iter()
-            .map(|st| Request {
+            .zip(&writes)
+            .map(|(st, writes)| Request {
                 resource: resource.clone(),
                 protocol: Protocol::Postgres,
                 kind: st.kind.name().to_string(),
@@ -314,8 +335,13 @@ impl<S: Store> Session<'_, S> {
                 text: st.text.clone(),
                 missing_where: st.missing_where,
                 dynamic_sql: st.dynamic_sql,
+                writes: *writes,
             })
             .collect();
+        if statements.iter().any(|st| st.kind == StatementKind::Ddl) {
+            // It may create or change functions: the next session reads the catalog anew.
+            self.deps.catalogs.forget(resource);
+        }
         let mut judgement = self.gate.decide(&requests)?;
         // COPY ... TO STDOUT streams rows as raw CopyData, which the relay cannot mask:
         // under a mask plan it would leak what a SELECT hides. Fail closed.
@@ -328,7 +354,7 @@ impl<S: Store> Session<'_, S> {
         if let Some(change) = statements.iter().find_map(|st| st.pinned_change.clone()) {
             judgement.deny(format!("denied: {change}"));
         }
-        let writes = statements.iter().any(|st| st.kind.writes());
+        let writes = writes.contains(&true);
         let lineages = statements.into_iter().map(|st| st.lineage).collect();
         let mut door = PgClient { client: &mut self.client, cancel: &self.hold_cancel };
         Ok(self.gate.clear(&mut door, work, judgement).await?.map(|cleared| ClearedSql { cleared, lineages, writes }))
