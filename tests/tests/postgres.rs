@@ -510,3 +510,45 @@ fn functions_that_run_sql_the_statement_does_not_show_are_denied_by_the_demo_pol
     let log = c.postgres_log();
     assert!(!log.contains("table_to_xml") && !log.contains("ts_stat"), "a dynamic-SQL call reached Postgres:\n{log}");
 }
+
+#[test]
+fn a_prepared_write_is_held_at_every_execution_and_the_approver_sees_its_parameters() {
+    use portcullis_tests::pg;
+    let c = Cluster::start_with_postgres(1);
+    let token = c.engineer_token();
+    let bob = c.token("bob", &["approvers"]);
+    let rt = pg::runtime();
+    let client = rt.block_on(pg::connect(&c, 1, "demo", "alice", &token)).unwrap();
+    let client = std::sync::Arc::new(client);
+    // Preparing holds nothing: no execution, no parameters yet.
+    let stmt = rt.block_on(client.prepare("UPDATE customers SET name = name || ' (checked)' WHERE id = $1")).unwrap();
+    assert!(pending(&c, 1, &bob).is_empty(), "a Parse was held");
+
+    // Execution 1 (id 3): held, the approval shows the parameter, approved, runs.
+    let run = |id: i32| {
+        let (client, stmt) = (client.clone(), stmt.clone());
+        rt.spawn(async move { client.execute(&stmt, &[&id]).await })
+    };
+    let first = run(3);
+    let approval = wait_for("execution 1 to be held", READY, || pending(&c, 1, &bob).into_iter().next());
+    let action = approval["action"].as_str().unwrap().to_string();
+    assert!(action.contains("$1 = '3'"), "the approver does not see the parameter: {action}");
+    c.cli_ok(1, &["--token", &bob, "approvals", "approve", approval["id"].as_str().unwrap()]);
+    assert_eq!(rt.block_on(first).unwrap().unwrap(), 1);
+
+    // Execution 2 (id 4) of the same statement: held again; denied, it does not run.
+    let second = run(4);
+    let approval2 = wait_for("execution 2 to be held", READY, || pending(&c, 1, &bob).into_iter().next());
+    assert_ne!(approval2["id"], approval["id"], "one approval covered two executions");
+    assert!(approval2["action"].as_str().unwrap().contains("$1 = '4'"), "{approval2}");
+    c.cli_ok(1, &["--token", &bob, "approvals", "deny", approval2["id"].as_str().unwrap(), "--reason", "not 4"]);
+    let e = rt.block_on(second).unwrap().unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("42501"), "{e:?}");
+
+    let names = c.backend_psql("SELECT id, name FROM customers WHERE id IN (3, 4) ORDER BY id");
+    assert!(names.contains("3|Grace Hopper (checked)"), "{names}");
+    assert!(names.contains("4|Edsger Dijkstra") && !names.contains("Dijkstra (checked)"), "{names}");
+    // The audit shows each execution with its parameters.
+    let sessions = c.cli_ok(1, &["sessions", "export", "--json", "--resource", "demo"]);
+    assert!(sessions.contains("\"params\":[\"3\"]"), "{sessions}");
+}

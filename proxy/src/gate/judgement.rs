@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::mask::MaskPlan;
-use crate::policy::{PolicySet, Request, Verdict, Who};
+use crate::policy::{ApprovalCovers, PolicySet, Request, Verdict, Who};
 
 /// What policy said about one unit of work.
 #[derive(Debug, Clone)]
@@ -39,6 +39,8 @@ pub struct Review {
     pub needed: u32,
     pub timeout: Duration,
     pub reason: String,
+    /// What one approval releases (the narrowest of the matching rules).
+    pub covers: ApprovalCovers,
 }
 
 // === impl Judgement ===
@@ -61,9 +63,9 @@ impl Judgement {
                     j.verdict = Combined::Deny { reason: format!("denied by policy{rule}: {reason}") };
                     return j;
                 }
-                Verdict::Review { approver_groups, approvals_needed, timeout, reason } => {
+                Verdict::Review { approver_groups, approvals_needed, timeout, reason, covers } => {
                     if !matches!(j.verdict, Combined::Review(_)) {
-                        j.verdict = Combined::Review(Review { groups: Vec::new(), needed: 1, timeout, reason });
+                        j.verdict = Combined::Review(Review { groups: Vec::new(), needed: 1, timeout, reason, covers });
                     }
                     if let Combined::Review(r) = &mut j.verdict {
                         for g in approver_groups {
@@ -73,6 +75,9 @@ impl Judgement {
                         }
                         r.needed = r.needed.max(approvals_needed);
                         r.timeout = r.timeout.min(timeout);
+                        if covers == ApprovalCovers::Execution {
+                            r.covers = ApprovalCovers::Execution;
+                        }
                     }
                 }
                 Verdict::Allow => {}

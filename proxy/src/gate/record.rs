@@ -6,6 +6,8 @@
 //! record (it was allowed or approved, written ahead of relaying it) followed by a
 //! `result` record, or a `refused` record.
 
+use std::sync::Arc;
+
 use portcullis_raft::model::{Detail, Event, now_millis};
 use serde::Serialize;
 
@@ -13,15 +15,51 @@ use serde::Serialize;
 /// field names that say what the text is (`sql` for Postgres).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Work {
-    /// A Postgres query string; `extended` when it came through Parse/Bind/Execute.
-    Sql { sql: String, extended: bool },
+    /// A Postgres query string; `extended` when it came through Parse/Bind/Execute,
+    /// with the parameters of one execution (as shown to people; empty for a Parse).
+    Sql { sql: Arc<str>, extended: bool, params: Vec<Option<String>> },
 }
 
 impl Work {
-    /// The text policy matched and an approver reads.
+    /// A query string of the simple protocol.
+    pub fn query(sql: &str) -> Self {
+        Work::Sql { sql: sql.into(), extended: false, params: Vec::new() }
+    }
+
+    /// A statement of the extended protocol (`params` empty for its Parse).
+    pub fn prepared(sql: Arc<str>, params: Vec<Option<String>>) -> Self {
+        Work::Sql { sql, extended: true, params }
+    }
+
+    /// The text, shared (cheap to clone for each execution of a prepared statement).
+    pub fn shared_text(&self) -> Arc<str> {
+        match self {
+            Work::Sql { sql, .. } => sql.clone(),
+        }
+    }
+
+    /// The text policy matched.
     pub fn text(&self) -> &str {
         match self {
             Work::Sql { sql, .. } => sql,
+        }
+    }
+
+    /// What an approver reads: the text, and the parameters it runs with.
+    pub fn describe(&self) -> String {
+        match self {
+            Work::Sql { sql, params, .. } if !params.is_empty() => {
+                let shown: Vec<String> = params
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| match p {
+                        Some(v) => format!("${} = '{}'", i + 1, v.replace('\'', "''")),
+                        None => format!("${} = NULL", i + 1),
+                    })
+                    .collect();
+                format!("{sql}\n-- with {}", shown.join(", "))
+            }
+            Work::Sql { sql, .. } => sql.to_string(),
         }
     }
 }
@@ -59,7 +97,7 @@ pub struct Recorded<'a> {
 impl Serialize for Recorded<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let Work::Sql { sql, extended } = self.work;
+        let Work::Sql { sql, extended, params } = self.work;
         let cut = bounded(sql, self.max);
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("sql", cut)?;
@@ -69,6 +107,9 @@ impl Serialize for Recorded<'_> {
         }
         if *extended {
             map.serialize_entry("extended", &true)?;
+        }
+        if !params.is_empty() {
+            map.serialize_entry("params", params)?;
         }
         map.end()
     }

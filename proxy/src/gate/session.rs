@@ -193,7 +193,7 @@ impl<S: Store> GateSession<S> {
                 self.refused(work, Some(&judgement), &refusal).await;
                 return Ok(Err(refusal));
             }
-            Combined::Review(review) => match self.hold(door, work.text(), review).await? {
+            Combined::Review(review) => match self.hold(door, &work.describe(), review).await? {
                 Ok(approval) => Some(approval),
                 Err(refusal) => {
                     self.refused(work, Some(&judgement), &refusal).await;

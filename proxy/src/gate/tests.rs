@@ -82,7 +82,7 @@ async fn session(audit: AuditMode) -> (Arc<MemoryStore>, GateSession<MemoryStore
 }
 
 fn work(sql: &str) -> Work {
-    Work::Sql { sql: sql.into(), extended: false }
+    Work::query(sql)
 }
 
 fn request(kind: &str) -> Vec<Request> {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{Action, Decision, MaskPlan, PolicyDoc, Request, Verdict, Who};
+use super::{Action, ApprovalCovers, Decision, MaskPlan, PolicyDoc, Request, Verdict, Who};
 
 /// Every loaded policy document, evaluated together.
 #[derive(Debug, Clone, Default)]
@@ -17,6 +17,7 @@ struct PendingReview {
     count: u32,
     timeout: Duration,
     reason: Option<String>,
+    covers: ApprovalCovers,
 }
 
 // === impl PolicySet ===
@@ -43,7 +44,7 @@ impl PolicySet {
                 Action::Deny { reason } => {
                     deny.get_or_insert((&rule.label, reason));
                 }
-                Action::Review { approvers, timeout, reason } => match &mut review {
+                Action::Review { approvers, timeout, reason, covers } => match &mut review {
                     None => {
                         review = Some(PendingReview {
                             rule: rule.label.clone(),
@@ -51,6 +52,7 @@ impl PolicySet {
                             count: approvers.count,
                             timeout: *timeout,
                             reason: reason.clone(),
+                            covers: *covers,
                         });
                     }
                     Some(pending) => {
@@ -61,6 +63,10 @@ impl PolicySet {
                         }
                         pending.count = pending.count.max(approvers.count);
                         pending.timeout = pending.timeout.min(*timeout);
+                        // The narrower approval wins: one execution unless every rule says statement.
+                        if *covers == ApprovalCovers::Execution {
+                            pending.covers = ApprovalCovers::Execution;
+                        }
                         if pending.reason.is_none() {
                             pending.reason.clone_from(reason);
                         }
@@ -86,6 +92,7 @@ impl PolicySet {
                 approvals_needed: pending.count,
                 timeout: pending.timeout,
                 reason,
+                covers: pending.covers,
             };
             return Decision { verdict, rule: Some(pending.rule), masks };
         }

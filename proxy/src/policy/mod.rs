@@ -28,6 +28,7 @@
 //!     reason: "..."               # deny and review only; shown to the client
 //!     approvers: { groups: [dba], count: 1 }   # review only, required; count ≥ 1 (default 1)
 //!     timeout: 5m                 # review only; humantime, > 0 (default 15m)
+//!     approval_covers: execution  # review only: execution (default) | statement
 //!     mask:                       # mask only; at least one of columns / detectors
 //!       columns: [email, ssn, "*password*"]   # glob on result column names (ASCII case ignored)
 //!       detectors: [email, credit_card, ssn, api_key, jwt]
@@ -77,7 +78,7 @@ use std::time::Duration;
 pub use decide::PolicySet;
 pub use glob::Glob;
 pub use parse::parse;
-pub use rule::{Action, Approvers, Match, PolicyDoc, Rule};
+pub use rule::{Action, ApprovalCovers, Approvers, Match, PolicyDoc, Rule};
 
 pub use crate::mask::MaskPlan;
 /// The door a request came through: the one protocol enum of the whole gateway.
@@ -186,6 +187,8 @@ pub enum Verdict {
         approvals_needed: u32,
         timeout: Duration,
         reason: String,
+        /// What one approval releases.
+        covers: ApprovalCovers,
     },
 }
 

@@ -8,7 +8,9 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::locate::{Position, SourceMap};
-use super::{Action, Approvers, DEFAULT_REVIEW_TIMEOUT, Glob, KNOWN_KINDS, Match, PolicyDoc, Protocol, Rule};
+use super::{
+    Action, ApprovalCovers, Approvers, DEFAULT_REVIEW_TIMEOUT, Glob, KNOWN_KINDS, Match, PolicyDoc, Protocol, Rule,
+};
 use crate::error::Error;
 use crate::mask::{Detector, MaskPlan};
 
@@ -21,6 +23,13 @@ struct RawDoc {
     rules: Vec<RawRule>,
 }
 
+/// The fields only a review rule has.
+struct ReviewFields {
+    approvers: Option<RawApprovers>,
+    timeout: Option<String>,
+    covers: Option<String>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
@@ -31,6 +40,7 @@ struct RawRule {
     reason: Option<String>,
     approvers: Option<RawApprovers>,
     timeout: Option<String>,
+    approval_covers: Option<String>,
     mask: Option<RawMask>,
 }
 
@@ -119,7 +129,8 @@ impl RuleCheck<'_> {
             None => format!("{doc}/#{}", self.index + 1),
         };
         let matcher = self.matcher(raw.matcher)?;
-        let action = self.action(&label, &raw.action, raw.reason, raw.approvers, raw.timeout, raw.mask)?;
+        let review = ReviewFields { approvers: raw.approvers, timeout: raw.timeout, covers: raw.approval_covers };
+        let action = self.action(&label, &raw.action, raw.reason, review, raw.mask)?;
         Ok(Rule { label, matcher, action })
     }
 
@@ -210,10 +221,10 @@ impl RuleCheck<'_> {
         label: &str,
         action: &str,
         reason: Option<String>,
-        approvers: Option<RawApprovers>,
-        timeout: Option<String>,
+        review: ReviewFields,
         mask: Option<RawMask>,
     ) -> Result<Action, Error> {
+        let ReviewFields { approvers, timeout, covers } = review;
         let only = |field: &str, present: bool, owner: &str| {
             if present {
                 Err(self.err(&[field], None, format!("{field} applies only to {owner} rules, not {action}")))
@@ -234,6 +245,7 @@ impl RuleCheck<'_> {
         if action != "review" {
             only("approvers", approvers.is_some(), "review")?;
             only("timeout", timeout.is_some(), "review")?;
+            only("approval_covers", covers.is_some(), "review")?;
         }
         if action != "mask" {
             only("mask", mask.is_some(), "mask")?;
@@ -266,10 +278,22 @@ impl RuleCheck<'_> {
                     None => DEFAULT_REVIEW_TIMEOUT,
                     Some(text) => self.timeout(&text)?,
                 };
+                let covers = match covers.as_deref() {
+                    None | Some("execution") => ApprovalCovers::Execution,
+                    Some("statement") => ApprovalCovers::Statement,
+                    Some(other) => {
+                        return Err(self.err(
+                            &["approval_covers"],
+                            Some(other),
+                            format!("unknown approval_covers \"{other}\" (expected execution or statement)"),
+                        ));
+                    }
+                };
                 Ok(Action::Review {
                     approvers: Approvers { groups: approvers.groups, count: approvers.count },
                     timeout,
                     reason,
+                    covers,
                 })
             }
             _ => {

@@ -43,8 +43,19 @@ pub struct Match {
 pub enum Action {
     Allow,
     Deny { reason: String },
-    Review { approvers: Approvers, timeout: Duration, reason: Option<String> },
+    Review { approvers: Approvers, timeout: Duration, reason: Option<String>, covers: ApprovalCovers },
     Mask(MaskPlan),
+}
+
+/// What one approval releases (a review rule's `approval_covers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApprovalCovers {
+    /// One execution with the parameters the approver saw (the default): a prepared
+    /// statement is held again at every execution.
+    #[default]
+    Execution,
+    /// Every execution of the statement, whatever its parameters.
+    Statement,
 }
 
 /// Who may approve a held request, and how many of them must.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::glob::Glob;
-use super::{Decision, PolicySet, Protocol, Request, Verdict, Who, parse};
+use super::{ApprovalCovers, Decision, PolicySet, Protocol, Request, Verdict, Who, parse};
 use crate::error::Error;
 use crate::mask::Detector;
 
@@ -123,6 +123,7 @@ rules:
             approvals_needed: 2,
             timeout: Duration::from_secs(300),
             reason: "writes to production need a second pair of eyes".into(),
+            covers: ApprovalCovers::Execution,
         }
     );
     assert_eq!(d.rule.as_deref(), Some("writes/prod-writes"));
@@ -161,6 +162,7 @@ rules:
             approvals_needed: 3,
             timeout: Duration::from_secs(600),
             reason: "second reason".into(),
+            covers: ApprovalCovers::Execution,
         }
     );
     assert_eq!(d.rule.as_deref(), Some("r/first"));
@@ -684,4 +686,27 @@ fn an_empty_functions_list_is_refused_with_its_position() {
     let (line, _, reason) = invalid("name: p\nrules:\n  - match: { functions: [] }\n    action: allow\n");
     assert_eq!(line, 3);
     assert!(reason.contains("functions"), "{reason}");
+}
+
+#[test]
+fn an_approval_covers_one_execution_unless_every_matching_review_rule_says_statement() {
+    let src = |covers: &str| {
+        format!(
+            "name: c\nrules:\n  - match: {{ kinds: [update] }}\n    action: review\n    approvers: {{ groups: [dba] }}\n{covers}"
+        )
+    };
+    let covers_of = |d: Decision| match d.verdict {
+        Verdict::Review { covers, .. } => covers,
+        other => panic!("not a review: {other:?}"),
+    };
+    let req = pg("db", "update", &["public.t"], "update t set x = $1");
+    assert_eq!(covers_of(set(&[&src("")]).decide(&engineer(), &req)), ApprovalCovers::Execution);
+    let statement = src("    approval_covers: statement\n");
+    assert_eq!(covers_of(set(&[&statement]).decide(&engineer(), &req)), ApprovalCovers::Statement);
+    let both = set(&[&statement, &src("").replace("name: c", "name: d")]);
+    assert_eq!(covers_of(both.decide(&engineer(), &req)), ApprovalCovers::Execution);
+    let e = parse(&src("    approval_covers: forever\n")).unwrap_err();
+    assert!(e.to_string().contains("approval_covers"), "{e}");
+    let e = parse("name: x\nrules:\n  - action: allow\n    approval_covers: statement\n").unwrap_err();
+    assert!(e.to_string().contains("only to review"), "{e}");
 }

@@ -26,6 +26,7 @@ pub mod catalog;
 pub mod classify;
 pub mod conn;
 pub mod door;
+pub mod params;
 pub mod relay;
 pub mod reply;
 pub mod scram;

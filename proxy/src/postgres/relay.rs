@@ -99,6 +99,8 @@ pub struct Outcome {
     pub preview: Vec<Vec<Option<String>>>,
     /// RowDescriptions learned from Describe, for the session's statement cache.
     pub described: Vec<(Option<String>, Option<String>, Columns)>,
+    /// Parameter types learned from Describe of a statement, by statement name.
+    pub param_types: Vec<(String, Vec<u32>)>,
     /// Pending changes (see [`Expect::Completion`]) the backend confirmed, in order.
     pub confirmed: Vec<usize>,
     /// Transaction status from the last ReadyForQuery.
@@ -170,9 +172,12 @@ pub async fn relay(
                 client.queue(msg)?;
                 expects.pop_front();
             }
-            B::ParameterDescription(_) => {
+            B::ParameterDescription(pd) => {
+                if let Expect::Describe { statement: Some(name), .. } = front {
+                    out.param_types.push((name.clone(), pd.types.clone()));
+                }
                 if !matches!(front, Expect::Describe { inject: true, .. }) {
-                    client.queue(msg)?;
+                    client.queue(B::ParameterDescription(pd))?;
                 }
             }
             B::RowDescription(rd) => {

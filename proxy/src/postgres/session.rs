@@ -40,7 +40,7 @@ use super::reply;
 use super::settings::PgSettings;
 use super::startup::Admitted;
 use crate::error::{Error, Result};
-use crate::gate::{Cleared, Gate, GateSession, Opening, Permit, Refusal, ResultRecord, Work};
+use crate::gate::{Cleared, Gate, GateSession, Judgement, Opening, Permit, Refusal, ResultRecord, Work};
 use crate::policy::Request;
 use crate::store::Store;
 
@@ -65,36 +65,71 @@ pub(crate) struct SessionDeps<'d, S: Store> {
     pub settings: &'d PgSettings,
 }
 
-/// A SQL string the gate cleared: the decision and what the relay needs to mask.
-pub(super) struct ClearedSql {
-    pub cleared: Cleared,
+/// A SQL string classified and decided by policy (not yet cleared: held or refused).
+pub(super) struct JudgedSql {
+    pub judgement: Judgement,
     /// Per statement: where its result columns come from (column masking follows them).
     pub lineages: Vec<Lineage>,
     /// Whether any statement may change state (strict audit commits those first).
     pub writes: bool,
 }
 
+/// A SQL string the gate cleared: the decision and what the relay needs to mask.
+pub(super) struct ClearedSql {
+    pub cleared: Cleared,
+    pub lineages: Vec<Lineage>,
+    pub writes: bool,
+}
+
 /// A statement prepared through this gateway, with the decision bound to its name.
 pub(super) struct Prepared {
-    /// Shared with every execution of the batch that runs it.
+    /// Shared with every portal bound from it.
     pub decided: Arc<Decided>,
     /// Learned from the backend's RowDescription.
     pub columns: Option<Columns>,
+    /// Learned from the backend's ParameterDescription.
+    pub param_types: Option<Vec<u32>>,
 }
 
 /// A portal as the backend has it: the statement it was bound from, with that
 /// statement's decision at the time (a later Parse of the same name does not change
-/// what the portal runs).
+/// what the portal runs), and the parameters it was bound with.
 #[derive(Clone)]
 pub(super) struct Portal {
     pub statement: String,
     pub decided: Arc<Decided>,
+    /// As shown to people (see `params::render`).
+    pub params: Vec<Option<String>>,
+    /// The approval of this portal's execution, once given (a portal run in several
+    /// Executes, each fetching some rows, is one execution).
+    pub approved: Option<Cleared>,
 }
 
-/// The cleared text of a prepared statement.
+/// How a prepared statement's decision applies to its executions.
+pub(super) enum Clearance {
+    /// Cleared at Parse: allowed, or approved for every execution
+    /// (`approval_covers: statement`).
+    Statement(Cleared),
+    /// Held at each execution, where the approver sees its parameters.
+    EachExecution(Judgement),
+}
+
+/// The decided text of a prepared statement.
 pub(super) struct Decided {
     pub work: Work,
-    pub sql: ClearedSql,
+    pub clearance: Clearance,
+    pub lineages: Vec<Lineage>,
+    /// Parameter types the client declared in its Parse (0: unspecified).
+    pub declared_types: Vec<u32>,
+}
+
+impl Decided {
+    pub fn judgement(&self) -> &Judgement {
+        match &self.clearance {
+            Clearance::Statement(c) => &c.judgement,
+            Clearance::EachExecution(j) => j,
+        }
+    }
 }
 
 /// Per-session state, passed through the phases.
@@ -308,6 +343,24 @@ impl<S: Store> Session<'_, S> {
     /// per statement, combined by the gate. Refusals are recorded by the gate; the
     /// outer error ends the session.
     async fn clear_sql(&mut self, work: &Work) -> Result<std::result::Result<ClearedSql, Refusal>> {
+        let judged = match self.judge_sql(work).await? {
+            Ok(j) => j,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let JudgedSql { judgement, lineages, writes } = judged;
+        let cleared = self.clear(work, judgement).await?;
+        Ok(cleared.map(|cleared| ClearedSql { cleared, lineages, writes }))
+    }
+
+    /// Phase "hold" (through the gate) for decided work.
+    async fn clear(&mut self, work: &Work, judgement: Judgement) -> Result<std::result::Result<Cleared, Refusal>> {
+        let mut door = PgClient { client: &mut self.client, cancel: &self.hold_cancel };
+        self.gate.clear(&mut door, work, judgement).await
+    }
+
+    /// Phases "classify" and "decide" for one SQL string: one policy request per
+    /// statement, combined by the gate. An unclassifiable string is refused (recorded).
+    async fn judge_sql(&mut self, work: &Work) -> Result<std::result::Result<JudgedSql, Refusal>> {
         let statements = match classify_off_thread(work.text()).await {
             Ok(s) => s,
             Err(e) => {
@@ -356,8 +409,7 @@ impl<S: Store> Session<'_, S> {
         }
         let writes = writes.contains(&true);
         let lineages = statements.into_iter().map(|st| st.lineage).collect();
-        let mut door = PgClient { client: &mut self.client, cancel: &self.hold_cancel };
-        Ok(self.gate.clear(&mut door, work, judgement).await?.map(|cleared| ClearedSql { cleared, lineages, writes }))
+        Ok(Ok(JudgedSql { judgement, lineages, writes }))
     }
 
     /// Tell the client a statement was refused: the error and, for a finished

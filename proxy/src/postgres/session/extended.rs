@@ -1,6 +1,11 @@
 //! The extended query protocol: messages collected until Sync (or Flush), Parse
-//! cleared and its decision bound to the statement name, Bind binding that decision
-//! to the portal, every Execute audited.
+//! decided and its decision bound to the statement name, Bind binding that decision
+//! and its parameters to the portal, every Execute audited.
+//!
+//! A statement that policy sends to review is held at each execution by default, and
+//! the approver sees the parameters that execution runs with; one approval releases
+//! one execution (a review rule with `approval_covers: statement` holds it once, at
+//! Parse, for every execution).
 //!
 //! The gateway's statements and portals mirror the backend's, not the client's
 //! intent: a batch's Parse, Bind and Close change them only once the backend confirms
@@ -17,9 +22,10 @@ use pgwire::messages::PgWireFrontendMessage as F;
 use pgwire::messages::extendedquery::{Describe, Sync as SyncMsg};
 
 use super::super::relay::{Columns, Expect, RowsContext, relay};
-use super::{Decided, Outbound, Portal, Prepared, Session, ready};
+use super::{Clearance, Decided, JudgedSql, Outbound, Portal, Prepared, Session, ready};
 use crate::error::{Error, Result};
-use crate::gate::{Effect, Permit, Refusal, Work};
+use crate::gate::{Cleared, Combined, Effect, Permit, Refusal, Work};
+use crate::policy::ApprovalCovers;
 use crate::store::Store;
 
 /// A change to the statements or portals that waits for the backend's confirmation.
@@ -44,6 +50,30 @@ enum Change {
     },
 }
 
+/// A statement name's decision at some point of a batch.
+struct StatementView {
+    decided: Arc<Decided>,
+    columns: Option<Columns>,
+    param_types: Option<Vec<u32>>,
+}
+
+/// One Execute of the batch, decided (and, if held, approved).
+struct Execution {
+    work: Work,
+    decided: Arc<Decided>,
+    /// The approval of this execution, when its statement is held per execution.
+    approved: Option<Cleared>,
+}
+
+impl Execution {
+    fn cleared(&self) -> Option<&Cleared> {
+        match (&self.decided.clearance, &self.approved) {
+            (_, Some(c)) | (Clearance::Statement(c), None) => Some(c),
+            (Clearance::EachExecution(_), None) => None,
+        }
+    }
+}
+
 /// The statements and portals as they will be after the batch's changes so far.
 #[derive(Default)]
 struct BatchView {
@@ -57,17 +87,41 @@ impl BatchView {
         Some(self.changes.len() - 1)
     }
 
-    /// The decision a statement name has at this point of the batch, and its columns
-    /// where known.
-    fn statement<S: Store>(&self, session: &Session<'_, S>, name: &str) -> Option<(Arc<Decided>, Option<Columns>)> {
+    /// The decision a statement name has at this point of the batch, with its columns
+    /// and parameter types where known.
+    fn statement<S: Store>(&self, session: &Session<'_, S>, name: &str) -> Option<StatementView> {
         for change in self.changes.iter().rev() {
             match change {
-                Change::Prepare { name: n, decided } if n == name => return Some((decided.clone(), None)),
+                Change::Prepare { name: n, decided } if n == name => {
+                    return Some(StatementView { decided: decided.clone(), columns: None, param_types: None });
+                }
                 Change::CloseStatement { name: n } if n == name => return None,
                 _ => {}
             }
         }
-        session.statements.get(name).map(|p| (p.decided.clone(), p.columns.clone()))
+        session.statements.get(name).map(|p| StatementView {
+            decided: p.decided.clone(),
+            columns: p.columns.clone(),
+            param_types: p.param_types.clone(),
+        })
+    }
+
+    /// Note the approval of `portal`'s execution: on its pending Bind if the batch has
+    /// one, else on the confirmed portal.
+    fn approve<S: Store>(&mut self, session: &mut Session<'_, S>, portal: &str, cleared: &Cleared) {
+        for change in self.changes.iter_mut().rev() {
+            match change {
+                Change::Bind { portal: p, bound } if p == portal => {
+                    bound.approved = Some(cleared.clone());
+                    return;
+                }
+                Change::ClosePortal { name } if name == portal => return,
+                _ => {}
+            }
+        }
+        if let Some(p) = session.portals.get_mut(portal) {
+            p.approved = Some(cleared.clone());
+        }
     }
 
     fn portal<S: Store>(&self, session: &Session<'_, S>, name: &str) -> Option<Portal> {
@@ -92,7 +146,7 @@ impl<S: Store> Session<'_, S> {
         let mut view = BatchView::default();
         let mut refusal: Option<Refusal> = self.gate.check_lease().err();
         // The batch's executions, audited together once the whole batch is cleared.
-        let mut executions: Vec<Arc<Decided>> = Vec::new();
+        let mut executions: Vec<Execution> = Vec::new();
         // Where the first Execute starts in `outbound` / `expects`: a refused batch runs
         // nothing from there on (see below).
         let mut first_execute: Option<(usize, usize)> = None;
@@ -104,30 +158,52 @@ impl<S: Store> Session<'_, S> {
             match msg {
                 F::Parse(ref p) => {
                     let name = p.name.clone().unwrap_or_default();
-                    let work = Work::Sql { sql: p.query.clone(), extended: true };
-                    match self.clear_sql(&work).await? {
-                        Ok(sql) => {
-                            // The unnamed statement is replaced; a named one must not exist.
-                            let change = if !name.is_empty() && view.statement(self, &name).is_some() {
-                                Change::Duplicate { name }
-                            } else {
-                                Change::Prepare { name, decided: Arc::new(Decided { work, sql }) }
-                            };
-                            outbound.push(msg);
-                            expects.push_back(Expect::Completion { confirms: view.push(change) });
+                    let work = Work::prepared(p.query.as_str().into(), Vec::new());
+                    let judged = match self.judge_sql(&work).await? {
+                        Ok(j) => j,
+                        Err(r) => {
+                            refusal = Some(r);
+                            continue;
                         }
-                        Err(r) => refusal = Some(r),
-                    }
+                    };
+                    let JudgedSql { judgement, lineages, .. } = judged;
+                    let clearance = match &judgement.verdict {
+                        Combined::Review(r) if r.covers == ApprovalCovers::Execution => {
+                            Clearance::EachExecution(judgement)
+                        }
+                        _ => match self.clear(&work, judgement).await? {
+                            Ok(cleared) => Clearance::Statement(cleared),
+                            Err(r) => {
+                                refusal = Some(r);
+                                continue;
+                            }
+                        },
+                    };
+                    // The unnamed statement is replaced; a named one must not exist.
+                    let change = if !name.is_empty() && view.statement(self, &name).is_some() {
+                        Change::Duplicate { name }
+                    } else {
+                        let declared_types = p.type_oids.clone();
+                        Change::Prepare {
+                            name,
+                            decided: Arc::new(Decided { work, clearance, lineages, declared_types }),
+                        }
+                    };
+                    outbound.push(msg);
+                    expects.push_back(Expect::Completion { confirms: view.push(change) });
                 }
                 F::Bind(ref b) => {
                     let statement = b.statement_name.clone().unwrap_or_default();
-                    let Some((decided, _)) = view.statement(self, &statement) else {
+                    let Some(view_of) = view.statement(self, &statement) else {
                         let what = format!("statement {statement:?} was not prepared");
                         refusal = Some(self.undecided(what).await);
                         continue;
                     };
+                    let decided = view_of.decided;
+                    let types = view_of.param_types.unwrap_or_else(|| decided.declared_types.clone());
+                    let params = super::super::params::render(b, &types, &decided.judgement().masks);
                     let portal = b.portal_name.clone().unwrap_or_default();
-                    let bound = Portal { statement, decided };
+                    let bound = Portal { statement, decided, params, approved: None };
                     outbound.push(msg);
                     expects.push_back(Expect::Completion { confirms: view.push(Change::Bind { portal, bound }) });
                 }
@@ -149,18 +225,33 @@ impl<S: Store> Session<'_, S> {
                     // Columns learned for the statement apply if it is still the one bound.
                     let columns = view
                         .statement(self, &bound.statement)
-                        .filter(|(d, _)| Arc::ptr_eq(d, &bound.decided))
-                        .and_then(|(_, c)| c);
+                        .filter(|v| Arc::ptr_eq(&v.decided, &bound.decided))
+                        .and_then(|v| v.columns);
                     let decided = bound.decided;
-                    let masks = decided.sql.cleared.judgement.masks.clone();
+                    let work = Work::prepared(decided.work.shared_text(), bound.params);
+                    let mut approved = bound.approved;
+                    if let (Clearance::EachExecution(judgement), None) = (&decided.clearance, &approved) {
+                        // Phase "hold" for this execution, its parameters shown.
+                        match self.clear(&work, judgement.clone()).await? {
+                            Ok(cleared) => {
+                                view.approve(self, &portal, &cleared);
+                                approved = Some(cleared);
+                            }
+                            Err(r) => {
+                                refusal = Some(r);
+                                continue;
+                            }
+                        }
+                    }
+                    let masks = decided.judgement().masks.clone();
                     first_execute.get_or_insert((outbound.len(), expects.len()));
                     if !masks.is_empty() && columns.is_none() {
                         // Learn the columns so masks by name apply; the answer stays ours.
                         outbound.push(F::Describe(Describe::new(b'P', Some(portal.clone()))));
                         expects.push_back(Expect::Describe { inject: true, statement: None, portal: Some(portal) });
                     }
-                    let lineages = decided.sql.lineages.clone();
-                    executions.push(decided);
+                    let lineages = decided.lineages.clone();
+                    executions.push(Execution { work, decided, approved });
                     outbound.push(msg);
                     expects.push_back(Expect::Rows(Box::new(RowsContext::new(masks, lineages, columns, false))));
                 }
@@ -187,7 +278,11 @@ impl<S: Store> Session<'_, S> {
         // a batch is sent in one piece.
         let mut permit = Permit::nothing();
         if refusal.is_none() && !executions.is_empty() {
-            let audited: Vec<_> = executions.iter().map(|d| (&d.work, &d.sql.cleared)).collect();
+            let audited: Option<Vec<_>> = executions.iter().map(|e| e.cleared().map(|c| (&e.work, c))).collect();
+            // Every execution was cleared above; a gap would be a bug: run nothing.
+            let Some(audited) = audited else {
+                return Err(Error::Unpermitted { runs: executions.len(), covered: 0 });
+            };
             match self.gate.audit(&audited, Effect::Writes).await {
                 Ok(p) => permit = p,
                 Err(r) => {
@@ -222,6 +317,11 @@ impl<S: Store> Session<'_, S> {
                     p.columns = Some(columns.clone());
                 }
             }
+            for (statement, types) in &outcome.param_types {
+                if let Some(p) = self.statements.get_mut(statement) {
+                    p.param_types = Some(types.clone());
+                }
+            }
             self.record(outcome, started).await;
         }
         if let Some(refusal) = refusal {
@@ -242,7 +342,7 @@ impl<S: Store> Session<'_, S> {
         for &i in confirmed {
             match changes.get_mut(i).and_then(Option::take) {
                 Some(Change::Prepare { name, decided }) => {
-                    self.statements.insert(name, Prepared { decided, columns: None });
+                    self.statements.insert(name, Prepared { decided, columns: None, param_types: None });
                 }
                 Some(Change::Duplicate { name }) => {
                     // Our mirror and the backend disagree about what `name` is: fail closed.
@@ -269,7 +369,8 @@ impl<S: Store> Session<'_, S> {
     /// this gateway covers; `what` says which.
     async fn undecided(&mut self, what: String) -> Refusal {
         let refusal = Refusal::Undecided { detail: format!("{what} through this gateway, so no decision covers it") };
-        self.gate.refused(&Work::Sql { sql: String::new(), extended: true }, None, &refusal).await;
+        let work = Work::prepared("".into(), Vec::new());
+        self.gate.refused(&work, None, &refusal).await;
         refusal
     }
 }

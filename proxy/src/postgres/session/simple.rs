@@ -19,7 +19,7 @@ impl<S: Store> Session<'_, S> {
         if let Err(refusal) = self.gate.check_lease() {
             return self.refuse(&refusal, true).await;
         }
-        let work = Work::Sql { sql, extended: false };
+        let work = Work::query(&sql);
         let cleared = match self.clear_sql(&work).await? {
             Ok(c) => c,
             Err(refusal) => return self.refuse(&refusal, true).await,
@@ -29,8 +29,7 @@ impl<S: Store> Session<'_, S> {
             Ok(p) => p,
             Err(refusal) => return self.refuse(&refusal, true).await,
         };
-        // --- relay (the record is written; the text moves into the message).
-        let Work::Sql { sql, .. } = work;
+        // --- relay.
         let mut outbound = Outbound::default();
         outbound.push(F::Query(Query::new(sql)));
         outbound.send(&mut self.backend, &permit).await?;
