@@ -43,7 +43,7 @@ enum Change {
     },
     Bind {
         portal: String,
-        bound: Portal,
+        bound: Box<Portal>,
     },
     ClosePortal {
         name: String,
@@ -127,7 +127,7 @@ impl BatchView {
     fn portal<S: Store>(&self, session: &Session<'_, S>, name: &str) -> Option<Portal> {
         for change in self.changes.iter().rev() {
             match change {
-                Change::Bind { portal, bound } if portal == name => return Some(bound.clone()),
+                Change::Bind { portal, bound } if portal == name => return Some(Portal::clone(bound)),
                 Change::ClosePortal { name: n } if n == name => return None,
                 _ => {}
             }
@@ -205,6 +205,7 @@ impl<S: Store> Session<'_, S> {
                     let portal = b.portal_name.clone().unwrap_or_default();
                     let bound = Portal { statement, decided, params, approved: None };
                     outbound.push(msg);
+                    let bound = Box::new(bound);
                     expects.push_back(Expect::Completion { confirms: view.push(Change::Bind { portal, bound }) });
                 }
                 F::Describe(ref d) => {
@@ -354,7 +355,7 @@ impl<S: Store> Session<'_, S> {
                     self.statements.remove(&name);
                 }
                 Some(Change::Bind { portal, bound }) => {
-                    self.portals.insert(portal, bound);
+                    self.portals.insert(portal, *bound);
                 }
                 Some(Change::ClosePortal { name }) => {
                     self.portals.remove(&name);
