@@ -96,6 +96,7 @@ fn request(kind: &str) -> Vec<Request> {
         missing_where: false,
         dynamic_sql: false,
         writes: false,
+        locks_rows: false,
     }]
 }
 

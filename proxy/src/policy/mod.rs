@@ -24,6 +24,7 @@
 //!       missing_where: true       # UPDATE/DELETE without WHERE (false: only with WHERE)
 //!       dynamic_sql: true         # calls a function that runs SQL it does not show
 //!       writes: true              # may change state (a write, or a volatile function call)
+//!       locks_rows: true          # SELECT ... FOR UPDATE / FOR SHARE
 //!     action: allow               # allow | deny | review | mask
 //!     reason: "..."               # deny and review only; shown to the client
 //!     approvers: { groups: [dba], count: 1 }   # review only, required; count ≥ 1 (default 1)
@@ -101,6 +102,7 @@ pub const KNOWN_KINDS: &[&str] = &[
     "set",
     "show",
     "transaction",
+    "two_phase",
     "call",
     "explain",
     "grant",
@@ -158,6 +160,8 @@ pub struct Request {
     pub missing_where: bool,
     /// It runs SQL it does not show (Postgres: `query_to_xml`, `table_to_xml`, ...).
     pub dynamic_sql: bool,
+    /// A row-locking read (`SELECT ... FOR UPDATE / FOR SHARE`, Postgres).
+    pub locks_rows: bool,
     /// It may change state: a writing kind, or (Postgres) a call of a function with
     /// side effects, per the backend's catalog.
     pub writes: bool,

@@ -57,6 +57,7 @@ struct RawMatch {
     missing_where: Option<bool>,
     dynamic_sql: Option<bool>,
     writes: Option<bool>,
+    locks_rows: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -194,6 +195,7 @@ impl RuleCheck<'_> {
             missing_where: raw.missing_where,
             dynamic_sql: raw.dynamic_sql,
             writes: raw.writes,
+            locks_rows: raw.locks_rows,
         })
     }
 

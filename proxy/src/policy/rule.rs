@@ -36,6 +36,7 @@ pub struct Match {
     pub missing_where: Option<bool>,
     pub dynamic_sql: Option<bool>,
     pub writes: Option<bool>,
+    pub locks_rows: Option<bool>,
 }
 
 /// What a matching rule contributes to the decision.
@@ -79,6 +80,7 @@ impl Match {
             && fits(&self.missing_where, |mw| *mw == req.missing_where)
             && fits(&self.dynamic_sql, |d| *d == req.dynamic_sql)
             && fits(&self.writes, |w| *w == req.writes)
+            && fits(&self.locks_rows, |l| *l == req.locks_rows)
             && fits(&self.resources, |rs| rs.iter().any(|g| g.matches(&req.resource)))
             && fits(&self.groups, |gs| gs.iter().any(|g| who.groups.contains(g)))
             && fits(&self.tables, |ts| req.tables.iter().any(|t| ts.iter().any(|g| table_matches(g, t))))

@@ -27,6 +27,7 @@ fn pg(resource: &str, kind: &str, tables: &[&str], text: &str) -> Request {
         missing_where: false,
         dynamic_sql: false,
         writes: false,
+        locks_rows: false,
     }
 }
 
@@ -334,6 +335,17 @@ fn text_regex_searches_the_statement() {
     let s = set(&[src]);
     assert!(is_allow(&s.decide(&engineer(), &pg("db", "ddl", &[], "begin; DROP  TABLE x"))));
     assert!(!is_allow(&s.decide(&engineer(), &pg("db", "ddl", &[], "drop tablespace x"))));
+}
+
+#[test]
+fn locks_rows_matches_the_fact() {
+    let src = "name: l\nrules:\n  - match: { kinds: [select] }\n    action: allow\n  - match: { locks_rows: true }\n    action: deny\n    reason: no row locks\n";
+    let s = set(&[src]);
+    let mut req = pg("db", "select", &["public.orders"], "select * from orders for update");
+    req.locks_rows = true;
+    assert_eq!(deny_reason(&s.decide(&engineer(), &req)), "no row locks");
+    req.locks_rows = false;
+    assert!(is_allow(&s.decide(&engineer(), &req)));
 }
 
 #[test]

@@ -61,8 +61,11 @@ pub enum StatementKind {
     /// are [`StatementKind::Grant`].
     Set,
     Show,
-    /// BEGIN / COMMIT / ROLLBACK / SAVEPOINT / PREPARE TRANSACTION / COMMIT PREPARED ...
+    /// BEGIN / COMMIT / ROLLBACK / SAVEPOINT / RELEASE.
     Transaction,
+    /// PREPARE TRANSACTION / COMMIT PREPARED / ROLLBACK PREPARED: a prepared transaction
+    /// outlives its session (holding its locks) until someone finishes it.
+    TwoPhase,
     Call,
     /// A plain `EXPLAIN` (not executed). `EXPLAIN ANALYZE` takes the inner statement's kind.
     Explain,
@@ -100,6 +103,7 @@ impl StatementKind {
             StatementKind::Set => "set",
             StatementKind::Show => "show",
             StatementKind::Transaction => "transaction",
+            StatementKind::TwoPhase => "two_phase",
             StatementKind::Call => "call",
             StatementKind::Explain => "explain",
             StatementKind::Grant => "grant",
@@ -132,6 +136,7 @@ impl StatementKind {
             | StatementKind::Truncate
             | StatementKind::Copy
             | StatementKind::Call
+            | StatementKind::TwoPhase
             | StatementKind::Grant
             | StatementKind::Vacuum
             | StatementKind::Prepare
@@ -372,6 +377,16 @@ fn kind_of(node: &NodeEnum, name: &str, walk: &Walk) -> StatementKind {
             if matches!(set.name.to_ascii_lowercase().as_str(), "role" | "session_authorization") =>
         {
             return StatementKind::Grant;
+        }
+        NodeEnum::TransactionStmt(t)
+            if matches!(
+                protobuf::TransactionStmtKind::try_from(t.kind),
+                Ok(protobuf::TransactionStmtKind::TransStmtPrepare
+                    | protobuf::TransactionStmtKind::TransStmtCommitPrepared
+                    | protobuf::TransactionStmtKind::TransStmtRollbackPrepared)
+            ) =>
+        {
+            return StatementKind::TwoPhase;
         }
         NodeEnum::CopyStmt(copy) => {
             // COPY (DELETE ... RETURNING *) TO STDOUT executes the write.

@@ -389,6 +389,7 @@ impl<S: Store> Session<'_, S> {
                 missing_where: st.missing_where,
                 dynamic_sql: st.dynamic_sql,
                 writes: *writes,
+                locks_rows: st.select_for_update,
             })
             .collect();
         if statements.iter().any(|st| st.kind == StatementKind::Ddl) {

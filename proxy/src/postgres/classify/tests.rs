@@ -95,7 +95,10 @@ const CASES: &[Case] = &[
         &[&[], &[], &[], &[]],
         &[false; 4],
     ),
-    ("PREPARE TRANSACTION 'x'", &[K::Transaction], &[&[]], &[false]),
+    ("PREPARE TRANSACTION 'x'", &[K::TwoPhase], &[&[]], &[false]),
+    ("COMMIT PREPARED 'x'", &[K::TwoPhase], &[&[]], &[false]),
+    ("ROLLBACK PREPARED 'x'", &[K::TwoPhase], &[&[]], &[false]),
+    ("ROLLBACK", &[K::Transaction], &[&[]], &[false]),
     ("CALL do_things(1)", &[K::Call], &[&[]], &[false]),
     (
         "PREPARE p AS DELETE FROM a WHERE id = $1; EXECUTE p(1); DEALLOCATE p",
