@@ -995,3 +995,62 @@ fn a_select_calling_a_function_with_side_effects_is_a_write_per_the_backends_cat
     assert!(!log.contains("nextval('customers_id_seq')"), "a SELECT with side effects ran:\n{log}");
     assert_eq!(c.backend_psql("SELECT last_value FROM customers_id_seq").trim(), "12", "the sequence moved");
 }
+
+/// A TLS connection to node 1's door, before any startup message.
+async fn raw_tls(c: &Cluster) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (host, port) = c.pg_addr(1);
+    let mut tcp = tokio::net::TcpStream::connect(format!("{host}:{port}")).await.unwrap();
+    tcp.write_all(&pg::SSL_REQUEST).await.unwrap();
+    let mut answer = [0u8; 1];
+    tcp.read_exact(&mut answer).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(pg::client_config(&c.ca()));
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host).unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+#[test]
+fn protocol_3_2_startups_are_negotiated_down_and_a_cancel_over_tls_ends_with_close_notify() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let c = Cluster::start_with_postgres(1);
+    pg::runtime().block_on(async {
+        // Startup asking for 3.2 with a protocol option: NegotiateProtocolVersion (3.0,
+        // the option named) comes first, then the password request.
+        let mut s = raw_tls(&c).await;
+        let mut body = vec![0, 3, 0, 2];
+        for (k, v) in [("user", "alice"), ("database", "demo"), ("_pq_.future_thing", "1")] {
+            body.extend_from_slice(k.as_bytes());
+            body.push(0);
+            body.extend_from_slice(v.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut startup = i32::try_from(body.len() + 4).unwrap().to_be_bytes().to_vec();
+        startup.extend(body);
+        s.write_all(&startup).await.unwrap();
+        s.flush().await.unwrap();
+        let mut buf = vec![0u8; 256];
+        let mut got = Vec::new();
+        while got.len() < 9 || !got.contains(&b'R') {
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+            assert!(n > 0, "closed: {got:?}");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got[0], b'v', "no NegotiateProtocolVersion first: {got:?}");
+        assert_eq!(&got[5..9], &196_608i32.to_be_bytes(), "not protocol 3.0: {got:?}");
+        assert!(String::from_utf8_lossy(&got).contains("_pq_.future_thing"), "{got:?}");
+
+        // A cancel request over TLS (for nobody) is answered by a clean TLS close.
+        let mut s = raw_tls(&c).await;
+        let mut cancel = 16i32.to_be_bytes().to_vec();
+        cancel.extend(80_877_102i32.to_be_bytes());
+        cancel.extend(1234i32.to_be_bytes());
+        cancel.extend(5678i32.to_be_bytes());
+        s.write_all(&cancel).await.unwrap();
+        s.flush().await.unwrap();
+        let mut rest = Vec::new();
+        let end = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await.unwrap();
+        assert!(end.is_ok(), "the door closed a TLS cancel without close_notify: {end:?}");
+    });
+    assert_no_panic(&c);
+}

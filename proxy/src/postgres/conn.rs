@@ -116,6 +116,13 @@ impl ClientConn {
         self.flush().await
     }
 
+    /// End the stream cleanly: flush, and for TLS send close_notify (drivers report a
+    /// bare TCP close as "unexpected eof", e.g. after a cancel request over TLS).
+    pub async fn shutdown(&mut self) {
+        let _ = self.flush().await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.stream.shutdown()).await;
+    }
+
     /// Write raw bytes now (the one-byte SSL answer precedes any framing).
     pub async fn write_raw_now(&mut self, bytes: &[u8]) -> Result<()> {
         self.stream.write_all(bytes).await.map_err(|e| Error::ClientIo(e.to_string()))?;

@@ -95,6 +95,7 @@ async fn handle<S: Store>(door: Arc<PgDoor<S>>, tcp: tokio::net::TcpStream, peer
         Ok(Admission::Session(admitted)) => session::run(door.session_deps(), client, *admitted, peer, stop).await,
         Ok(Admission::Cancel(req)) => {
             door.cancels.cancel(req).await;
+            client.shutdown().await;
             Ok(())
         }
         Ok(Admission::Closed) => Ok(()),

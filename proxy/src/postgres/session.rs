@@ -266,6 +266,7 @@ pub(crate) async fn run<S: Store>(
         let _ = session.client.send(reply::fatal(reply::code_for(e), &e.to_string())).await;
     }
     cancels.forget(ours);
+    session.client.shutdown().await;
     let status = if result.is_ok() { SessionStatus::Closed } else { SessionStatus::Failed };
     session.gate.close(status).await;
     result

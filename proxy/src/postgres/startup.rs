@@ -11,7 +11,7 @@ use pgwire::messages::PgWireBackendMessage as B;
 use pgwire::messages::PgWireFrontendMessage as F;
 use pgwire::messages::SslNegotiationMetaMessage;
 use pgwire::messages::cancel::CancelRequest;
-use pgwire::messages::startup::Authentication;
+use pgwire::messages::startup::{Authentication, NegotiateProtocolVersion};
 use portcullis_raft::model::{Protocol as ResourceProtocol, Resource};
 use tokio_rustls::TlsAcceptor;
 
@@ -20,6 +20,9 @@ use super::reply;
 use crate::error::{Error, Result};
 use crate::identity::{Identity, Verifier};
 use crate::store::Store;
+
+/// Protocol 3.0 as a full version number (major << 16 | minor), as Postgres reports it.
+const PROTOCOL_3_0: i32 = 3 << 16;
 
 /// A client that proved who it is and named a resource it may try.
 pub struct Admitted {
@@ -94,7 +97,14 @@ pub async fn admit<S: Store>(
         None => return Ok(Admission::Closed),
     };
     client.ctx.awaiting_frontend_startup = false;
-    let params = startup.parameters;
+    let mut params = startup.parameters;
+    // The door speaks protocol 3.0. A client asking for a newer minor version (3.2) or
+    // for protocol options (`_pq_.*`) is told so, as Postgres does, and goes on in 3.0.
+    let options: Vec<String> = params.keys().filter(|k| k.starts_with("_pq_.")).cloned().collect();
+    if startup.protocol_number_minor > 0 || !options.is_empty() {
+        params.retain(|k, _| !k.starts_with("_pq_."));
+        client.queue(B::NegotiateProtocolVersion(NegotiateProtocolVersion::new(PROTOCOL_3_0, options)))?;
+    }
     let Some(resource_name) = params.get("database").cloned().filter(|d| !d.is_empty()) else {
         client
             .send(reply::fatal(reply::UNKNOWN_DATABASE, "no database given: use the resource name as dbname"))
