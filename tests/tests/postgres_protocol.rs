@@ -1054,3 +1054,38 @@ fn protocol_3_2_startups_are_negotiated_down_and_a_cancel_over_tls_ends_with_clo
     });
     assert_no_panic(&c);
 }
+
+#[test]
+fn a_listening_client_gets_notifications_while_it_sends_nothing() {
+    let c = Cluster::start_with_postgres(1);
+    let token = c.engineer_token();
+    register_alias(&c, "listen", "strict");
+    apply(
+        &c,
+        "policy",
+        "listen.yaml",
+        "name: listen\nrules:\n  - match: { groups: [engineers], resources: [listen], kinds: [select, listen] }\n    action: allow\n",
+    );
+    pg::runtime().block_on(async {
+        let config = pg::config(&c, 1, "listen", "alice", &token);
+        let (client, mut connection) = config.connect(pg::make_tls(&c)).await.unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(Ok(m)) = futures_util::StreamExt::next(&mut messages).await {
+                let _ = tx.send(m);
+            }
+        });
+        client.simple_query("LISTEN marker_channel").await.unwrap();
+        // Another session notifies; the listener sends nothing and still hears it.
+        let other = pg::connect(&c, 1, "listen", "bob", &c.token("bob", &["engineers"])).await.unwrap();
+        other.simple_query("NOTIFY marker_channel, 'hello-idle'").await.unwrap();
+        let heard = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        match heard {
+            Ok(Some(tokio_postgres::AsyncMessage::Notification(n))) => {
+                assert_eq!((n.channel(), n.payload()), ("marker_channel", "hello-idle"));
+            }
+            other => panic!("no notification while idle: {other:?}"),
+        }
+    });
+}

@@ -301,6 +301,12 @@ impl<S: Store> Session<'_, S> {
                     });
                 }
                 m = self.client.read() => m?,
+                // Between exchanges the backend speaks only for asynchronous messages
+                // (LISTEN notifications, notices) or to end the session.
+                m = self.backend.read(), if self.batch.is_empty() => {
+                    self.relay_idle(m?).await?;
+                    continue;
+                }
             };
             let Some(msg) = msg else { return Ok(()) };
             match msg {
@@ -320,6 +326,26 @@ impl<S: Store> Session<'_, S> {
                 }
                 other => return Err(Error::Protocol(format!("unexpected message {other:?}"))),
             }
+        }
+    }
+
+    /// A backend message while no exchange runs: notifications, notices and parameter
+    /// reports go to the client at once (a client waiting on LISTEN sends nothing); an
+    /// error (the backend is being terminated) is passed on and ends the session.
+    async fn relay_idle(&mut self, msg: B) -> Result<()> {
+        let ended = |detail: String| Error::Backend { addr: self.backend.addr.clone(), detail };
+        match msg {
+            B::NotificationResponse(_) | B::NoticeResponse(_) => self.client.send(msg).await,
+            B::ParameterStatus(p) => {
+                backend::check_pinned(&p.name, &p.value)?;
+                self.client.send(B::ParameterStatus(p)).await
+            }
+            B::ErrorResponse(e) => {
+                let error = ended("ended the session".into());
+                self.client.send(B::ErrorResponse(e)).await?;
+                Err(error)
+            }
+            other => Err(ended(format!("sent {other:?} between exchanges"))),
         }
     }
 
