@@ -435,11 +435,17 @@ impl Cluster {
 
     /// Run psql against node `id` with `token` as password; `-c` for each statement.
     pub fn psql(&self, id: u64, token: &str, statements: &[&str]) -> Output {
+        self.psql_with_env(id, token, &[], statements)
+    }
+
+    /// [`psql`](Cluster::psql) with extra environment (`PGOPTIONS`, `PGAPPNAME`, ...).
+    pub fn psql_with_env(&self, id: u64, token: &str, env: &[(&str, &str)], statements: &[&str]) -> Output {
         let mut cmd = Command::new("psql");
         cmd.arg("-X").arg("-A").arg("-t").arg("-v").arg("ON_ERROR_STOP=1").arg(self.pg_conninfo(id, "agent"));
         for st in statements {
             cmd.arg("-c").arg(st);
         }
+        cmd.envs(env.iter().copied());
         cmd.env("PGPASSWORD", token).stdin(Stdio::null()).output().unwrap()
     }
 

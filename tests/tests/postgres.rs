@@ -552,3 +552,25 @@ fn a_prepared_write_is_held_at_every_execution_and_the_approver_sees_its_paramet
     let sessions = c.cli_ok(1, &["sessions", "export", "--json", "--resource", "demo"]);
     assert!(sessions.contains("\"params\":[\"3\"]"), "{sessions}");
 }
+
+#[test]
+fn harmless_startup_settings_reach_postgres_and_are_recorded_and_the_rest_is_refused_by_name() {
+    let c = Cluster::start_with_postgres(1);
+    let token = c.engineer_token();
+    let env = [("PGAPPNAME", "marker-app"), ("PGOPTIONS", "-c statement_timeout=4321")];
+    let o = c.psql_with_env(1, &token, &env, &["SHOW statement_timeout"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o).trim(), "4321ms", "the client's statement_timeout did not reach Postgres");
+    let export = c.cli_ok(1, &["sessions", "export", "--json", "--resource", "demo"]);
+    assert!(export.contains("\"start\"") && export.contains("marker-app"), "application_name not recorded: {export}");
+
+    for (env, named) in [
+        (("PGOPTIONS", "-c search_path=evil"), "search_path"),
+        (("PGOPTIONS", "-c standard_conforming_strings=off"), "standard_conforming_strings"),
+        (("PGCLIENTENCODING", "LATIN1"), "LATIN1"),
+    ] {
+        let o = c.psql_with_env(1, &token, &[env], &["SELECT 1"]);
+        assert!(!o.status.success(), "{env:?} was accepted");
+        assert!(err(&o).contains(named), "{env:?}: {}", err(&o));
+    }
+}

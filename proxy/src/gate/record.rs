@@ -2,7 +2,8 @@
 //! sites, so a field means the same thing (and has the same type) whichever door or
 //! protocol path wrote it.
 //!
-//! A session's events are, in order: for each unit of work either a `statement`
+//! A session's events are, in order: `start` (the client's settings), then for each
+//! unit of work either a `statement`
 //! record (it was allowed or approved, written ahead of relaying it) followed by a
 //! `result` record, or a `refused` record.
 
@@ -137,6 +138,12 @@ pub struct RefusalRecord<'a> {
     pub rules: &'a [String],
     pub approval: Option<&'a str>,
     pub reason: String,
+}
+
+/// `start`: how the client started its session (its settings, e.g. `application_name`).
+#[derive(Debug, Serialize)]
+pub struct StartRecord<'a> {
+    pub settings: std::collections::BTreeMap<&'a str, &'a str>,
 }
 
 /// `result`: what came back, as the client saw it (masked).

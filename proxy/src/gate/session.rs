@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use super::audit::{self, Effect, Permit};
 use super::door::Door;
 use super::judgement::{Combined, Judgement};
-use super::record::{self, Recorded, RefusalRecord, ResultRecord, StatementRecord, Work};
+use super::record::{self, Recorded, RefusalRecord, ResultRecord, StartRecord, StatementRecord, Work};
 use super::refusal::Refusal;
 use super::{Gate, metrics};
 use crate::error::{Error, Result};
@@ -282,6 +282,13 @@ impl<S: Store> GateSession<S> {
                 }
             });
         }
+    }
+
+    /// Record how the session started (the client's settings, e.g. its
+    /// `application_name`); rides along with the session's first record.
+    pub fn note_start(&mut self, settings: &[(String, String)]) {
+        let start = StartRecord { settings: settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect() };
+        self.pending_result = Some(record::event(&self.id, "start", &start));
     }
 
     /// Phase "record": what came back. Kept back briefly so that it commits with the

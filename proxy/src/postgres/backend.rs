@@ -25,6 +25,8 @@ pub struct BackendTarget {
     pub password: Option<String>,
     pub database: String,
     pub tls: super::backend_tls::BackendTls,
+    /// The client's session settings to pass on (`startup_params::sort`).
+    pub settings: Vec<(String, String)>,
 }
 
 /// A logged-in backend connection, ready for queries.
@@ -55,6 +57,9 @@ pub async fn connect(target: &BackendTarget, timeout: Duration) -> Result<Backen
     startup.parameters.insert("user".into(), target.user.clone());
     startup.parameters.insert("database".into(), target.database.clone());
     startup.parameters.insert("application_name".into(), "portcullis".into());
+    for (name, value) in &target.settings {
+        startup.parameters.insert(name.clone(), value.clone());
+    }
     // Pin what changes how the backend reads statement text, whatever the role's or
     // database's defaults say (see `classify::settings`).
     startup.parameters.insert("client_encoding".into(), "UTF8".into());

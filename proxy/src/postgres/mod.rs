@@ -33,6 +33,7 @@ pub mod scram;
 pub mod session;
 pub mod settings;
 pub mod startup;
+pub mod startup_params;
 pub mod wire_check;
 
 pub use door::{PgDoor, serve};

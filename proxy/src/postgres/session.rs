@@ -170,6 +170,14 @@ pub(crate) async fn run<S: Store>(
             return Err(e);
         }
     };
+    let settings = match super::startup_params::sort(&params) {
+        Ok(s) => s,
+        Err(refused) => {
+            tracing::info!(%peer, subject = %identity.subject, reason = %refused.message, "postgres startup refused");
+            client.send(reply::fatal(refused.code, &refused.message)).await?;
+            return Ok(());
+        }
+    };
     let password = match &resource.secret {
         Some(sealed) => Some(deps.gate.store().open_secret(sealed)?),
         None => None,
@@ -188,6 +196,7 @@ pub(crate) async fn run<S: Store>(
                 return Err(e);
             }
         },
+        settings,
     };
     let mut backend = match backend::connect(&target, deps.settings.backend_timeout).await {
         Ok(b) => b,
@@ -210,7 +219,7 @@ pub(crate) async fn run<S: Store>(
 
     // --- the session opens in the index before the client may do anything.
     let opening = Opening { identity, resource, protocol: Protocol::Postgres, client_addr: peer.to_string() };
-    let gate = match deps.gate.open(opening, slot).await {
+    let mut gate = match deps.gate.open(opening, slot).await {
         Ok(g) => g,
         Err(e) => {
             client
@@ -222,6 +231,8 @@ pub(crate) async fn run<S: Store>(
             return Err(e);
         }
     };
+
+    gate.note_start(&target.settings);
 
     // --- greet the client like a Postgres server would.
     let ours = cancel::new_key();
