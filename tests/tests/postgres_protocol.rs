@@ -1089,3 +1089,27 @@ fn a_listening_client_gets_notifications_while_it_sends_nothing() {
         }
     });
 }
+
+#[test]
+fn a_function_call_message_is_refused_cleanly_and_the_session_goes_on() {
+    let c = Cluster::start_with_postgres(1);
+    let token = c.engineer_token();
+    // FunctionCall of lo_creat (oid 957) with one int4 argument, as psycopg2's large
+    // objects send it; then an ordinary query.
+    let mut body = 957i32.to_be_bytes().to_vec();
+    body.extend(1i16.to_be_bytes());
+    body.extend(1i16.to_be_bytes());
+    body.extend(1i16.to_be_bytes());
+    body.extend(4i32.to_be_bytes());
+    body.extend((-1i32).to_be_bytes());
+    body.extend(1i16.to_be_bytes());
+    let mut bytes = pg::message(b'F', &body);
+    bytes.extend(pg::query("SELECT 'after-function-call'"));
+    let ending = raw_exchange(&c, "demo", &token, bytes);
+    let error = ending.error().unwrap_or_else(|| panic!("no error for the FunctionCall: {ending:?}"));
+    assert_eq!(error.field(b'C').as_deref(), Some("0A000"), "{error:?}");
+    assert!(error.field(b'M').unwrap_or_default().contains("FunctionCall"), "{error:?}");
+    assert_eq!(ending.rows(), vec![vec![Some("after-function-call".to_string())]], "{ending:?}");
+    assert!(!c.postgres_log().contains("lo_creat"), "the call reached Postgres");
+    assert_no_panic(&c);
+}

@@ -44,6 +44,8 @@ pub enum Refusal {
     /// Strict audit: its record could not be committed, so it was not relayed
     /// (`results_withheld`: it ran, as a read, but its results were not released).
     AuditNotCommitted { results_withheld: bool },
+    /// The door cannot carry it at all (a protocol feature it does not support).
+    Unsupported { detail: String },
     /// The door has no decision covering it (e.g. a Postgres statement name the gateway
     /// never saw prepared).
     Undecided { detail: String },
@@ -78,6 +80,7 @@ impl Refusal {
             Refusal::LeaseLostWhileHeld { .. } => "lease_lost_while_held",
             Refusal::AuditNotCommitted { .. } => "audit_not_committed",
             Refusal::Undecided { .. } => "undecided",
+            Refusal::Unsupported { .. } => "unsupported",
         }
     }
 }
@@ -113,7 +116,7 @@ impl fmt::Display for Refusal {
             Refusal::AuditNotCommitted { results_withheld: true } => {
                 f.write_str("the audit record could not be committed (no quorum); results withheld")
             }
-            Refusal::Undecided { detail } => f.write_str(detail),
+            Refusal::Undecided { detail } | Refusal::Unsupported { detail } => f.write_str(detail),
         }
     }
 }

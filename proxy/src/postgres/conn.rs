@@ -20,6 +20,14 @@ pub type BoxStream = Box<dyn AsyncStream>;
 /// Largest message a client may send (Query, Parse, Bind, CopyData).
 pub const DEFAULT_MAX_MESSAGE: usize = 16 * 1024 * 1024;
 
+/// A client message in a running session.
+#[derive(Debug)]
+pub enum ClientMessage {
+    Pg(PgWireFrontendMessage),
+    /// A FunctionCall (fast-path function call), not decoded further.
+    FunctionCall,
+}
+
 /// The client side: reads frontend messages, writes backend messages.
 pub struct ClientConn {
     stream: BoxStream,
@@ -59,6 +67,39 @@ impl ClientConn {
         loop {
             if let Some(msg) = decode_frontend(&mut self.read_buf, &self.ctx, self.max_message)? {
                 return Ok(Some(msg));
+            }
+            let n = self.stream.read_buf(&mut self.read_buf).await.map_err(|e| Error::ClientIo(e.to_string()))?;
+            if n == 0 {
+                return if self.read_buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(Error::Protocol(format!(
+                        "client closed the connection in the middle of a message ({} bytes)",
+                        self.read_buf.len()
+                    )))
+                };
+            }
+        }
+    }
+
+    /// As [`read`](Self::read) in a running session, where a client may also send a
+    /// FunctionCall ('F', the fast-path interface pgwire does not decode): it is taken
+    /// off whole and reported as [`ClientMessage::FunctionCall`].
+    pub async fn read_session(&mut self) -> Result<Option<ClientMessage>> {
+        loop {
+            if self.read_buf.first() == Some(&b'F') {
+                match peek_i32(&self.read_buf, 1) {
+                    Some(len) if len < 4 || len as usize > self.max_message => {
+                        return Err(Error::Protocol(format!("FunctionCall message length {len} is invalid")));
+                    }
+                    Some(len) if self.read_buf.len() > len as usize => {
+                        self.read_buf.advance(1 + len as usize);
+                        return Ok(Some(ClientMessage::FunctionCall));
+                    }
+                    _ => {}
+                }
+            } else if let Some(msg) = decode_frontend(&mut self.read_buf, &self.ctx, self.max_message)? {
+                return Ok(Some(ClientMessage::Pg(msg)));
             }
             let n = self.stream.read_buf(&mut self.read_buf).await.map_err(|e| Error::ClientIo(e.to_string()))?;
             if n == 0 {

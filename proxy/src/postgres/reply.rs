@@ -85,6 +85,7 @@ pub fn refusal_code(refusal: &Refusal) -> &'static str {
         Refusal::ApprovalExpired { .. } | Refusal::CanceledWhileHeld { .. } | Refusal::ClientGoneWhileHeld { .. } => {
             QUERY_CANCELED
         }
+        Refusal::Unsupported { .. } => FEATURE_NOT_SUPPORTED,
     }
 }
 

@@ -34,7 +34,7 @@ use super::backend::{self, BackendTarget};
 use super::cancel::{self, CancelRegistry, CancelTarget};
 use super::catalog::{CatalogCache, Volatility};
 use super::classify::{CopyDirection, DEFAULT_MAX_SQL_BYTES, Lineage, Statement, StatementKind, classify};
-use super::conn::{BackendConn, ClientConn};
+use super::conn::{BackendConn, ClientConn, ClientMessage};
 use super::relay::{Columns, Limits, Outcome};
 use super::reply;
 use super::settings::PgSettings;
@@ -311,7 +311,14 @@ impl<S: Store> Session<'_, S> {
                         detail: format!("terminating connection: idle in a transaction for {idle_limit:?} (the gateway's limit)"),
                     });
                 }
-                m = self.client.read() => m?,
+                m = self.client.read_session() => match m? {
+                    Some(ClientMessage::Pg(msg)) => Some(msg),
+                    Some(ClientMessage::FunctionCall) => {
+                        self.function_call().await?;
+                        continue;
+                    }
+                    None => None,
+                },
                 // Between exchanges the backend speaks only for asynchronous messages
                 // (LISTEN notifications, notices) or to end the session.
                 m = self.backend.read(), if self.batch.is_empty() => {
@@ -358,6 +365,17 @@ impl<S: Store> Session<'_, S> {
             }
             other => Err(ended(format!("sent {other:?} between exchanges"))),
         }
+    }
+
+    /// A FunctionCall (the fast-path interface; psycopg2's large objects use it) names a
+    /// function by oid with binary arguments: nothing policy could judge. Refused like a
+    /// statement (recorded), and the session goes on.
+    async fn function_call(&mut self) -> Result<()> {
+        let refusal = Refusal::Unsupported {
+            detail: "FunctionCall (the fast-path function interface) is not supported through Portcullis; call the function in SQL".into(),
+        };
+        self.gate.refused(&Work::query("<FunctionCall>"), None, &refusal).await;
+        self.refuse(&refusal, true).await
     }
 
     /// Keep an extended-protocol message until Sync, within the batch limits.
