@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use portcullis_proxy::Error as ProxyError;
-use portcullis_proxy::store::Store;
+use portcullis_proxy::store::{Committed, Store};
 use portcullis_raft::Error as RaftError;
 use portcullis_raft::audit_batch::EventBatcher;
 use portcullis_raft::command::{Op, Response};
@@ -61,8 +61,9 @@ impl Store for NodeStore {
         self.node.write(op).await.map_err(map)
     }
 
-    async fn append(&self, events: Vec<Event>) -> Result<(), ProxyError> {
-        self.batcher.append_all(events).await.map(|_| ()).map_err(map)
+    async fn enqueue(&self, events: Vec<Event>) -> Result<Committed, ProxyError> {
+        let committed = self.batcher.submit(events).await.map_err(map)?;
+        Ok(Box::pin(async move { committed.await.map(|_| ()).map_err(map) }))
     }
 
     async fn wait_approval(&self, id: &str, timeout: Duration) -> Result<Option<Approval>, ProxyError> {

@@ -13,6 +13,9 @@ use tokio::sync::watch;
 
 use crate::error::Result;
 
+/// Resolves once queued audit events are committed by a quorum.
+pub type Committed = std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send>>;
+
 pub trait Store: Send + Sync + 'static {
     /// This node's id (recorded in sessions and approvals).
     fn node_id(&self) -> u64;
@@ -34,9 +37,10 @@ pub trait Store: Send + Sync + 'static {
     /// A replicated write (committed by a quorum, or an error within its deadline).
     fn submit(&self, op: Op) -> impl Future<Output = Result<Response>> + Send;
 
-    /// Append audit events through group commit, together and in order; resolves once
-    /// a quorum committed them.
-    fn append(&self, events: Vec<Event>) -> impl Future<Output = Result<()>> + Send;
+    /// Queue audit events for group commit, together and in order, and resolve once
+    /// they are queued: a session's events commit in the order they were queued. The
+    /// [`Committed`] future resolves once a quorum committed them.
+    fn enqueue(&self, events: Vec<Event>) -> impl Future<Output = Result<Committed>> + Send;
 
     /// Wait until approval `id` is decided, or `timeout`; returns it as last seen.
     fn wait_approval(&self, id: &str, timeout: Duration) -> impl Future<Output = Result<Option<Approval>>> + Send;

@@ -55,15 +55,23 @@ impl EventBatcher {
 
     /// Append `events` in one entry, in order, and wait until a quorum committed them.
     pub async fn append_all(&self, events: Vec<Event>) -> Result<Vec<u64>> {
-        if events.is_empty() {
-            return Ok(vec![]);
-        }
+        self.submit(events).await?.await
+    }
+
+    /// Queue `events` (one entry, in order) and return once they are queued: events of
+    /// one session queued one after another commit in that order, whatever happens to
+    /// the futures afterwards. The returned future resolves once a quorum committed them.
+    pub async fn submit(&self, events: Vec<Event>) -> Result<impl Future<Output = Result<Vec<u64>>> + Send + 'static> {
         let (done, wait) = oneshot::channel();
-        self.queue
-            .send(Pending { events, done })
-            .await
-            .map_err(|_| Error::NotServing { reason: "audit batcher stopped".into() })?;
-        wait.await.map_err(|_| Error::NotServing { reason: "audit batcher stopped".into() })?
+        if !events.is_empty() {
+            self.queue
+                .send(Pending { events, done })
+                .await
+                .map_err(|_| Error::NotServing { reason: "audit batcher stopped".into() })?;
+        } else {
+            let _ = done.send(Ok(vec![]));
+        }
+        Ok(async move { wait.await.map_err(|_| Error::NotServing { reason: "audit batcher stopped".into() })? })
     }
 }
 

@@ -103,17 +103,22 @@ impl Backlog {
     }
 }
 
-/// Hand `events` to the store in the background (they commit together, in order);
-/// the handle resolves with the commit. `room` is released when it is done.
-pub(super) fn commit<S: Store>(
-    store: Arc<S>,
+/// Queue `events` with the store now (they commit together, in order, and after
+/// everything the session queued before), then wait for the commit in the background;
+/// the handle resolves with it. `room` is released when it is done.
+pub(super) async fn commit<S: Store>(
+    store: &S,
     events: Vec<Event>,
     meter: CommitMeter,
     room: Option<OwnedSemaphorePermit>,
 ) -> Commit {
+    let started = Instant::now();
+    let queued = store.enqueue(events).await;
     tokio::spawn(async move {
-        let started = Instant::now();
-        let result = store.append(events).await;
+        let result = match queued {
+            Ok(committed) => committed.await,
+            Err(e) => Err(e),
+        };
         meter.committed(started.elapsed(), result.is_ok());
         drop(room);
         result

@@ -19,6 +19,9 @@ use crate::identity::Identity;
 use crate::policy::{Protocol, Request, Who};
 use crate::store::Store;
 
+/// Records kept back at most before they are handed over on their own.
+const MAX_PENDING: usize = 8;
+
 /// A client that authenticated at a door and may start a session.
 pub struct Opening {
     pub identity: Identity,
@@ -44,10 +47,12 @@ pub struct GateSession<S: Store> {
     who: Who,
     pub(super) resource: Resource,
     pub(super) protocol: Protocol,
-    /// The last unit's result record, not yet handed to the store: it rides along with
-    /// the session's next audit record (one commit per unit instead of two), or goes
-    /// alone when the door finds the session idle ([`flush_result`](Self::flush_result)) or it ends.
-    pending_result: Option<Event>,
+    /// Records not yet handed to the store (the last unit's result, the session's
+    /// start): they ride along with the session's next audit record (one commit per
+    /// unit instead of two), or go alone when the door finds the session idle
+    /// ([`flush_pending`](Self::flush_pending)) or it ends. Everything a session hands
+    /// over is queued in call order, so its records keep their order.
+    pending: Vec<Event>,
     meters: metrics::SessionMeters,
     _open: metrics::OpenSession,
     _slot: IdentitySlot,
@@ -112,7 +117,7 @@ impl<S: Store> Gate<S> {
             identity,
             resource,
             protocol,
-            pending_result: None,
+            pending: Vec::new(),
             meters,
             _open: metrics::OpenSession::start(protocol),
             _slot: slot,
@@ -222,10 +227,10 @@ impl<S: Store> GateSession<S> {
             };
             record::event(&self.id, "statement", &statement)
         });
-        let events: Vec<Event> = self.pending_result.take().into_iter().chain(records).collect();
+        let events: Vec<Event> = std::mem::take(&mut self.pending).into_iter().chain(records).collect();
         let mode = self.resource.audit;
         let room = self.gate.backlog.reserve(events.len()).await;
-        let commit = audit::commit(self.gate.store.clone(), events, self.meters.commits.clone(), room);
+        let commit = audit::commit(self.gate.store.as_ref(), events, self.meters.commits.clone(), room).await;
         match (mode, effect) {
             (AuditMode::Fast, _) => {
                 tokio::spawn(async move {
@@ -265,11 +270,13 @@ impl<S: Store> GateSession<S> {
         let reason = record::bounded(&refusal.to_string(), max).to_string();
         let work = Recorded { work, max };
         let detail = RefusalRecord { work, kinds, rules, approval: refusal.approval(), reason };
-        let events: Vec<Event> =
-            self.pending_result.take().into_iter().chain([record::event(&self.id, "refused", &detail)]).collect();
+        let events: Vec<Event> = std::mem::take(&mut self.pending)
+            .into_iter()
+            .chain([record::event(&self.id, "refused", &detail)])
+            .collect();
         let mode = self.resource.audit;
         let room = self.gate.backlog.reserve(events.len()).await;
-        let commit = audit::commit(self.gate.store.clone(), events, self.meters.commits.clone(), room);
+        let commit = audit::commit(self.gate.store.as_ref(), events, self.meters.commits.clone(), room).await;
         // Without the lease the commit cannot succeed soon; do not keep the client waiting for it.
         if mode == AuditMode::Strict && self.serving() {
             if let Ok(Err(e)) = commit.await {
@@ -288,12 +295,11 @@ impl<S: Store> GateSession<S> {
     /// `application_name`); rides along with the session's first record.
     pub fn note_start(&mut self, settings: &[(String, String)]) {
         let start = StartRecord { settings: settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect() };
-        self.pending_result = Some(record::event(&self.id, "start", &start));
+        self.pending.push(record::event(&self.id, "start", &start));
     }
 
     /// Phase "record": what came back. Kept back briefly so that it commits with the
-    /// next unit's record; a result still pending is flushed first, so records keep
-    /// their order.
+    /// next unit's record.
     pub async fn record(&mut self, mut result: ResultRecord) {
         let max = self.gate.settings.record_text_max;
         if let Some(error) = &mut result.error {
@@ -302,37 +308,36 @@ impl<S: Store> GateSession<S> {
         for tag in &mut result.tags {
             tag.truncate(record::bounded(tag, max).len());
         }
-        let event = record::event(&self.id, "result", &result);
-        drop(self.flush_result().await);
-        self.pending_result = Some(event);
-    }
-
-    /// Whether a result record waits to ride along (the door flushes it when idle).
-    pub fn has_pending_result(&self) -> bool {
-        self.pending_result.is_some()
-    }
-
-    /// Hand the pending result record (if any) to the store on its own, in the
-    /// background; the handle says when it is committed.
-    pub fn flush_result(&mut self) -> impl Future<Output = Option<JoinHandle<()>>> + Send + 'static {
-        let pending = self.pending_result.take();
-        let store = self.gate.store.clone();
-        let room = self.gate.backlog.reserve(1);
-        let meter = self.meters.commits.clone();
-        async move {
-            let event = pending?;
-            let commit = audit::commit(store, vec![event], meter, room.await);
-            Some(tokio::spawn(async move {
-                if let Ok(Err(e)) = commit.await {
-                    tracing::warn!(error = %e, "result record could not be committed");
-                }
-            }))
+        if self.pending.len() >= MAX_PENDING {
+            self.flush_pending().await;
         }
+        self.pending.push(record::event(&self.id, "result", &result));
+    }
+
+    /// Whether records wait to ride along (the door flushes them when idle).
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Hand the pending records (if any) to the store now, on their own; their commit
+    /// is awaited in the background (the handle says when).
+    pub async fn flush_pending(&mut self) -> Option<JoinHandle<()>> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let events = std::mem::take(&mut self.pending);
+        let room = self.gate.backlog.reserve(events.len()).await;
+        let commit = audit::commit(self.gate.store.as_ref(), events, self.meters.commits.clone(), room).await;
+        Some(tokio::spawn(async move {
+            if let Ok(Err(e)) = commit.await {
+                tracing::warn!(error = %e, "result record could not be committed");
+            }
+        }))
     }
 
     /// The session ends: its last result record is committed, then its end.
     pub async fn close(mut self, status: SessionStatus) {
-        if let Some(handle) = self.flush_result().await {
+        if let Some(handle) = self.flush_pending().await {
             let _ = handle.await;
         }
         let op = Op::CloseSession { id: self.id.clone(), at: now_millis(), status };

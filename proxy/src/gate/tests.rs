@@ -293,7 +293,7 @@ async fn a_result_record_rides_along_with_the_next_statement_and_keeps_its_order
     let mut p = session.audit(&[(&w, &cleared)], Effect::Reads).await.unwrap();
     p.results_may_leave().await.unwrap();
     session.record(ResultRecord { rows: 1, ..Default::default() }).await;
-    assert!(session.has_pending_result());
+    assert!(session.has_pending());
     let mut p = session.audit(&[(&w, &cleared)], Effect::Reads).await.unwrap();
     p.results_may_leave().await.unwrap();
     assert_eq!(kinds_of(&store), vec!["statement", "result", "statement"]);
@@ -330,4 +330,29 @@ async fn huge_texts_are_recorded_cut_with_their_length_and_digest_and_so_are_hel
     assert!(approval.action.contains("bytes in all, sha256 "), "{}", &approval.action[approval.action.len() - 120..]);
     store.decide(&id, "bob", false, "no").unwrap();
     assert!(task.await.unwrap().unwrap().is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sessions_records_commit_in_the_order_it_handed_them_over_however_their_commits_go() {
+    let (store, mut session) = session(AuditMode::Fast).await;
+    let judgement = session.decide(&request("select")).unwrap();
+    let cleared = Cleared { judgement, approval: None };
+    store.let_commits_flow(false);
+    let (a, b) = (work("SELECT 'a'"), work("SELECT 'b'"));
+    let _ = session.audit(&[(&a, &cleared)], Effect::Reads).await.unwrap();
+    session.record(ResultRecord { rows: 1, ..Default::default() }).await;
+    let flushed = session.flush_pending().await.unwrap();
+    let _ = session.audit(&[(&b, &cleared)], Effect::Reads).await.unwrap();
+    store.let_commits_flow(true);
+    flushed.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let order: Vec<String> = store
+        .events()
+        .iter()
+        .map(|e| {
+            let d: serde_json::Value = serde_json::from_str(e.detail.as_json()).unwrap();
+            format!("{} {}", e.kind, d["sql"].as_str().unwrap_or(""))
+        })
+        .collect();
+    assert_eq!(order, vec!["statement SELECT 'a'", "result ", "statement SELECT 'b'"]);
 }

@@ -301,8 +301,8 @@ impl<S: Store> Session<'_, S> {
                     let _ = self.client.send(reply::fatal("57P01", "this Portcullis node is shutting down")).await;
                     return Ok(());
                 }
-                _ = idle_flush, if self.gate.has_pending_result() => {
-                    drop(self.gate.flush_result().await);
+                _ = idle_flush, if self.gate.has_pending() => {
+                    drop(self.gate.flush_pending().await);
                     continue;
                 }
                 _ = idle_too_long, if in_transaction && !idle_limit.is_zero() => {

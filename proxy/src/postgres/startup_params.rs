@@ -67,10 +67,7 @@ pub fn sort(params: &BTreeMap<String, String>) -> Result<Vec<(String, String)>, 
 fn unrecognized(name: &str) -> Unacceptable {
     Unacceptable {
         code: "42704",
-        message: format!(
-            "startup parameter {name:?} is not passed through Portcullis; allowed: {}",
-            PASSED.join(", ")
-        ),
+        message: format!("startup parameter {name:?} is not passed through Portcullis; allowed: {}", PASSED.join(", ")),
     }
 }
 

@@ -4,7 +4,7 @@
 //! test can take the lease away or hold audit commits back to watch what waits.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use portcullis_raft::command::{Op, Response};
@@ -13,7 +13,7 @@ use portcullis_raft::model::{
 };
 use tokio::sync::watch;
 
-use super::Store;
+use super::{Committed, Store};
 use crate::error::{Error, Result};
 
 /// The state a test can read back.
@@ -24,11 +24,13 @@ struct State {
     approvals: HashMap<String, Approval>,
     sessions: HashMap<String, Session>,
     events: Vec<Event>,
+    /// Handed over, not committed yet.
+    queued: Vec<Event>,
 }
 
 pub struct MemoryStore {
-    /// std mutex: never held across an await.
-    state: Mutex<State>,
+    /// std mutex: never held across an await. Shared with commits under way.
+    shared: Arc<Mutex<State>>,
     serving: watch::Sender<bool>,
     /// Bumped on every approval change, for `wait_approval`.
     approvals_changed: watch::Sender<u64>,
@@ -39,7 +41,7 @@ pub struct MemoryStore {
 impl Default for MemoryStore {
     fn default() -> Self {
         MemoryStore {
-            state: Mutex::new(State::default()),
+            shared: Arc::default(),
             serving: watch::Sender::new(true),
             approvals_changed: watch::Sender::new(0),
             commits_flow: watch::Sender::new(true),
@@ -51,7 +53,7 @@ impl Default for MemoryStore {
 
 impl MemoryStore {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Store a policy document as `policy apply` would (not validated here).
@@ -182,15 +184,26 @@ impl Store for MemoryStore {
         Ok(Response::Done)
     }
 
-    async fn append(&self, events: Vec<Event>) -> Result<()> {
+    async fn enqueue(&self, events: Vec<Event>) -> Result<Committed> {
+        // Queued in call order; committed (moved to `events`, in queue order) once
+        // commits flow.
+        let ticket = {
+            let mut s = self.state();
+            s.queued.extend(events);
+            s.queued.len() + s.events.len()
+        };
         let mut flow = self.commits_flow.subscribe();
-        flow.wait_for(|f| *f).await.map_err(|e| Error::Store(e.to_string()))?;
-        let mut s = self.state();
-        for mut e in events {
-            e.seq = s.events.iter().filter(|x| x.session_id == e.session_id).count() as u64;
-            s.events.push(e);
-        }
-        Ok(())
+        let state = self.shared.clone();
+        Ok(Box::pin(async move {
+            flow.wait_for(|f| *f).await.map_err(|e| Error::Store(e.to_string()))?;
+            let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+            while s.events.len() < ticket && !s.queued.is_empty() {
+                let mut e = s.queued.remove(0);
+                e.seq = s.events.iter().filter(|x| x.session_id == e.session_id).count() as u64;
+                s.events.push(e);
+            }
+            Ok(())
+        }))
     }
 
     async fn wait_approval(&self, id: &str, timeout: Duration) -> Result<Option<Approval>> {
