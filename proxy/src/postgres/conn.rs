@@ -185,7 +185,9 @@ pub fn decode_frontend(
     match declared {
         Some(len) if len < 4 => return Err(Error::Protocol(format!("message length {len} is invalid"))),
         Some(len) if len as usize > max_message => {
-            return Err(Error::Protocol(format!("message of {len} bytes exceeds the limit of {max_message} bytes")));
+            return Err(Error::Protocol(format!(
+                "message of {len} bytes exceeds the limit of {max_message} bytes (the node's [limits] max_message_bytes)"
+            )));
         }
         Some(len) => {
             // Once the whole message is buffered, walk it before pgwire does.
