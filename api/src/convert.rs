@@ -143,6 +143,15 @@ pub fn resource_to_proto(r: &Resource) -> proto::Resource {
         audit: audit_to_proto(r.audit).into(),
         options: r.options.clone().into_iter().collect(),
         updated_at_ms: r.updated_at,
+        logins: r
+            .logins
+            .iter()
+            .map(|l| proto::GroupLoginInfo {
+                groups: l.groups.clone(),
+                username: l.username.clone(),
+                has_secret: l.secret.is_some(),
+            })
+            .collect(),
     }
 }
 
@@ -219,9 +228,11 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), Status> {
 }
 
 /// The resource to store for a put request, with its already sealed secret.
+/// `secret` and `logins` are already sealed by the caller (the plaintext never gets here).
 pub fn resource_from_put(
     req: proto::PutResourceRequest,
     secret: Option<SealedSecret>,
+    logins: Vec<model::GroupLogin>,
     at: Millis,
 ) -> Result<Resource, Status> {
     validate_name("resource", &req.name)?;
@@ -239,6 +250,7 @@ pub fn resource_from_put(
         audit,
         options: req.options.into_iter().collect::<BTreeMap<_, _>>(),
         updated_at: at,
+        logins,
     })
 }
 

@@ -181,7 +181,25 @@ impl Admin for AdminService {
             // password does not wipe it.
             None => self.view().resource(&req.name).map_err(|e| status_from_raft(&e))?.and_then(|r| r.secret),
         };
-        let resource = convert::resource_from_put(req, secret, now_millis())?;
+        let stored = self.view().resource(&req.name).map_err(|e| status_from_raft(&e))?;
+        let mut logins = Vec::with_capacity(req.logins.len());
+        for login in std::mem::take(&mut req.logins) {
+            if login.groups.is_empty() || login.groups.iter().any(String::is_empty) || login.username.is_empty() {
+                return Err(Status::invalid_argument(format!(
+                    "resource {}: every login needs groups and a username",
+                    req.name
+                )));
+            }
+            let secret = match login.secret {
+                Some(plain) => Some(self.node.seal_secret(&plain).map_err(|e| status_from_raft(&e))?),
+                None => stored
+                    .as_ref()
+                    .and_then(|r| r.logins.iter().find(|l| l.username == login.username))
+                    .and_then(|l| l.secret.clone()),
+            };
+            logins.push(portcullis_raft::model::GroupLogin { groups: login.groups, username: login.username, secret });
+        }
+        let resource = convert::resource_from_put(req, secret, logins, now_millis())?;
         self.write(Op::PutResource { resource }).await?;
         Ok(Response::new(proto::PutResourceReply {}))
     }

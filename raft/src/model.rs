@@ -96,6 +96,21 @@ pub struct Resource {
     #[serde(default)]
     pub options: BTreeMap<String, String>,
     pub updated_at: Millis,
+    /// Backend logins for identity groups, tried in order before `username`/`secret`:
+    /// the first whose groups the caller is in is used (defense in depth: the backend
+    /// enforces its own grants per group).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logins: Vec<GroupLogin>,
+}
+
+/// A backend login for the members of some identity groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupLogin {
+    pub groups: Vec<String>,
+    pub username: String,
+    /// Sealed like the resource's secret; never returned by the API.
+    #[serde(default)]
+    pub secret: Option<SealedSecret>,
 }
 
 /// A named policy document. Its rules are interpreted by the proxy's decision point;

@@ -1113,3 +1113,43 @@ fn a_function_call_message_is_refused_cleanly_and_the_session_goes_on() {
     assert!(!c.postgres_log().contains("lo_creat"), "the call reached Postgres");
     assert_no_panic(&c);
 }
+
+#[test]
+fn members_of_a_group_reach_postgres_as_the_groups_own_login_and_its_secret_stays_sealed() {
+    let c = Cluster::start_with_postgres(1);
+    c.backend_psql("CREATE ROLE marker_dba LOGIN PASSWORD 'dba-secret-7'; GRANT SELECT ON customers TO marker_dba");
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(c.path().join("postgres.json")).unwrap()).unwrap();
+    apply(
+        &c,
+        "resource",
+        "grouped.yaml",
+        &format!(
+            "name: grouped\nprotocol: postgres\naddress: 127.0.0.1:{}\nusername: demo_app\npassword: {}\noptions: {{ database: demo }}\nlogins:\n  - {{ groups: [dba], username: marker_dba, password: dba-secret-7 }}\n",
+            info["port"],
+            info["app_password"].as_str().unwrap()
+        ),
+    );
+    apply(
+        &c,
+        "policy",
+        "grouped-policy.yaml",
+        "name: grouped\nrules:\n  - match: { groups: [engineers, dba], resources: [grouped], kinds: [select] }\n    action: allow\n",
+    );
+    let as_user = |token: &str| {
+        pg::runtime().block_on(async {
+            let client = pg::connect(&c, 1, "grouped", "x", token).await.unwrap();
+            let rows = simple_rows(&client.simple_query("SELECT current_user").await.unwrap());
+            rows[0][0].clone().unwrap()
+        })
+    };
+    assert_eq!(as_user(&c.token("dora", &["dba"])), "marker_dba");
+    assert_eq!(as_user(&c.engineer_token()), "demo_app");
+    let listed = c.cli_ok(1, &["resource", "list", "--json"]);
+    assert!(listed.contains("marker_dba"), "{listed}");
+    assert!(!listed.contains("dba-secret-7"), "a login secret came back from the API: {listed}");
+    let node_log = std::fs::read_to_string(c.path().join("node1.log")).unwrap();
+    assert!(!node_log.contains("dba-secret-7"), "a login secret was logged");
+    let export = c.cli_ok(1, &["sessions", "export", "--json", "--resource", "grouped"]);
+    assert!(export.contains("\"backend_user\":\"marker_dba\""), "{export}");
+}

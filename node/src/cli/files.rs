@@ -10,6 +10,8 @@
 //! password: s3cret            # or `secret:`; sent once, sealed by the node
 //! audit: strict               # strict (default) | fast
 //! options: { dbname: orders, sslmode: require }
+//! logins:                     # optional: backend logins per identity group, first match wins
+//!   - { groups: [dba], username: orders_dba, password: s3cret2 }
 //! ```
 //!
 //! A policy file is any YAML or JSON document with a top-level `name:`; its text is sent
@@ -38,6 +40,18 @@ struct ResourceSpec {
     audit: Option<String>,
     #[serde(default)]
     options: BTreeMap<String, OptionValue>,
+    #[serde(default)]
+    logins: Vec<LoginSpec>,
+}
+
+/// A backend login for identity groups (`logins:` in a resource file).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginSpec {
+    groups: Vec<String>,
+    username: String,
+    #[serde(default, alias = "secret")]
+    password: Option<String>,
 }
 
 /// Option values may be written as YAML scalars (`port: 5432`); they are sent as text.
@@ -137,5 +151,10 @@ fn put_request(spec: ResourceSpec) -> Result<proto::PutResourceRequest, String> 
         secret: spec.password,
         audit: audit.into(),
         options: spec.options.into_iter().map(|(k, v)| (k, v.into_text())).collect(),
+        logins: spec
+            .logins
+            .into_iter()
+            .map(|l| proto::GroupLogin { groups: l.groups, username: l.username, secret: l.password })
+            .collect(),
     })
 }

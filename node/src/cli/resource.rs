@@ -72,6 +72,9 @@ pub fn resource_json(r: &proto::Resource) -> serde_json::Value {
         "audit": r.audit().word(),
         "options": r.options.iter().collect::<std::collections::BTreeMap<_, _>>(),
         "updated_at_ms": r.updated_at_ms,
+        "logins": r.logins.iter().map(|l| json!({
+            "groups": l.groups, "username": l.username, "has_secret": l.has_secret,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -81,6 +84,8 @@ pub fn resources_table(resources: &[proto::Resource]) -> String {
         .map(|r| {
             let mut options: Vec<String> = r.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
             options.sort();
+            // Group logins ride in the options column: `login[dba]=orders_dba`.
+            options.extend(r.logins.iter().map(|l| format!("login[{}]={}", l.groups.join("|"), l.username)));
             vec![
                 r.name.clone(),
                 r.protocol().word().to_string(),

@@ -511,6 +511,7 @@ async fn setup_postgres(dir: &Path, endpoint: &str, ca: &[u8], token: &str) -> R
         secret: Some(info.app_password.clone()),
         audit: AuditMode::Strict as i32,
         options: [("database".to_string(), "demo".to_string())].into_iter().collect(),
+        logins: vec![],
     };
     client.put_resource(resource).await.map_err(|e| NodeError::Dev(format!("register resource demo: {e}")))?;
     client

@@ -143,6 +143,8 @@ pub struct RefusalRecord<'a> {
 /// `start`: how the client started its session (its settings, e.g. `application_name`).
 #[derive(Debug, Serialize)]
 pub struct StartRecord<'a> {
+    /// The backend login the session runs as.
+    pub backend_user: &'a str,
     pub settings: std::collections::BTreeMap<&'a str, &'a str>,
 }
 

@@ -291,10 +291,11 @@ impl<S: Store> GateSession<S> {
         }
     }
 
-    /// Record how the session started (the client's settings, e.g. its
-    /// `application_name`); rides along with the session's first record.
-    pub fn note_start(&mut self, settings: &[(String, String)]) {
-        let start = StartRecord { settings: settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect() };
+    /// Record how the session started: the backend login it runs as, and the client's
+    /// settings (e.g. its `application_name`); rides along with the session's first record.
+    pub fn note_start(&mut self, backend_user: &str, settings: &[(String, String)]) {
+        let settings = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let start = StartRecord { backend_user, settings };
         self.pending.push(record::event(&self.id, "start", &start));
     }
 

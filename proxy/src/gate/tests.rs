@@ -59,6 +59,7 @@ fn resource(audit: AuditMode) -> Resource {
         audit,
         options: Default::default(),
         updated_at: 0,
+        logins: vec![],
     }
 }
 

@@ -178,13 +178,19 @@ pub(crate) async fn run<S: Store>(
             return Ok(());
         }
     };
-    let password = match &resource.secret {
+    // The backend login: the first of the resource's group logins the caller's groups
+    // name, else the resource's own.
+    let (user, sealed) = match resource.logins.iter().find(|l| identity.in_any(&l.groups)) {
+        Some(login) => (Some(login.username.clone()), login.secret.as_ref()),
+        None => (resource.username.clone(), resource.secret.as_ref()),
+    };
+    let password = match sealed {
         Some(sealed) => Some(deps.gate.store().open_secret(sealed)?),
         None => None,
     };
     let target = BackendTarget {
         addr: resource.address.clone(),
-        user: resource.username.clone().or_else(|| params.get("user").cloned()).unwrap_or_else(|| "postgres".into()),
+        user: user.or_else(|| params.get("user").cloned()).unwrap_or_else(|| "postgres".into()),
         password,
         database: resource.options.get("database").cloned().unwrap_or_else(|| resource.name.clone()),
         tls: match super::backend_tls::BackendTls::from_options(&resource.options) {
@@ -232,7 +238,7 @@ pub(crate) async fn run<S: Store>(
         }
     };
 
-    gate.note_start(&target.settings);
+    gate.note_start(&target.user, &target.settings);
 
     // --- greet the client like a Postgres server would.
     let ours = cancel::new_key();

@@ -156,6 +156,7 @@ fn resource(name: &str) -> Resource {
         audit: AuditMode::Strict,
         options: Default::default(),
         updated_at: 5,
+        logins: vec![],
     }
 }
 
