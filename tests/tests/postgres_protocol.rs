@@ -1153,3 +1153,48 @@ fn members_of_a_group_reach_postgres_as_the_groups_own_login_and_its_secret_stay
     let export = c.cli_ok(1, &["sessions", "export", "--json", "--resource", "grouped"]);
     assert!(export.contains("\"backend_user\":\"marker_dba\""), "{export}");
 }
+
+#[test]
+fn in_one_pipeline_text_whose_reading_depends_on_settings_may_not_follow_code_the_gateway_cannot_see() {
+    let c = Cluster::start_with_postgres(1);
+    let token = c.engineer_token();
+    c.backend_psql(
+        "CREATE FUNCTION public.flip() RETURNS text LANGUAGE plpgsql AS \
+         $$ BEGIN RETURN set_config('standard_conforming_strings', 'off', false); END $$; \
+         GRANT EXECUTE ON FUNCTION public.flip() TO demo_app",
+    );
+    register_alias(&c, "pipeline", "strict");
+    apply(
+        &c,
+        "policy",
+        "pipeline.yaml",
+        "name: pipeline\nrules:\n  - match: { groups: [engineers], resources: [pipeline], kinds: [select] }\n    action: allow\n",
+    );
+    // One pipeline: a function that flips standard_conforming_strings (Postgres would
+    // report it only at the Sync), then a text Postgres would read as a SELECT and an
+    // UPDATE once flipped.
+    let mut bytes = pg::parse("", "SELECT flip()");
+    bytes.extend(pg::bind("", ""));
+    bytes.extend(pg::execute(""));
+    bytes.extend(pg::parse("", "SELECT 'a\\' , ' ; UPDATE customers SET name = upper(name) WHERE id = 2; --'"));
+    bytes.extend(pg::bind("", ""));
+    bytes.extend(pg::execute(""));
+    bytes.extend(pg::sync());
+    let ending = raw_exchange(&c, "pipeline", &token, bytes);
+    let error = ending.error().unwrap_or_else(|| panic!("the pipeline was not refused: {ending:?}"));
+    assert_eq!(error.field(b'C').as_deref(), Some("42501"), "{error:?}");
+    assert!(error.field(b'M').unwrap_or_default().contains("send a Sync first"), "{error:?}");
+    assert_eq!(c.backend_psql("SELECT name FROM customers WHERE id = 2").trim(), "Alan Turing");
+    // With a Sync in between, the flip is seen (the session ends) before the text is read.
+    let mut bytes = pg::parse("", "SELECT flip()");
+    bytes.extend(pg::bind("", ""));
+    bytes.extend(pg::execute(""));
+    bytes.extend(pg::sync());
+    bytes.extend(pg::query("SELECT 'a\\' , ' ; UPDATE customers SET name = upper(name) WHERE id = 2; --'"));
+    let ending = raw_exchange(&c, "pipeline", &token, bytes);
+    assert!(
+        ending.errors().iter().any(|e| e.field(b'C').as_deref() == Some("55000")),
+        "the flip went unnoticed: {ending:?}"
+    );
+    assert_eq!(c.backend_psql("SELECT name FROM customers WHERE id = 2").trim(), "Alan Turing");
+}

@@ -45,6 +45,13 @@ impl Volatility {
         if function.contains('.') { self.qualified.contains(function) } else { self.bare.contains(function) }
     }
 
+    /// Whether `function` is a built-in (`pg_catalog`) without side effects: code the
+    /// gateway knows cannot change session settings behind its back.
+    pub fn is_builtin_side_effect_free(&self, function: &str) -> bool {
+        let name = function.strip_prefix("pg_catalog.").unwrap_or(function);
+        !name.contains('.') && self.qualified.contains(&format!("pg_catalog.{name}"))
+    }
+
     fn from_rows(rows: impl IntoIterator<Item = (String, String, bool)>) -> Self {
         let mut qualified = HashSet::new();
         let mut bare: HashMap<String, bool> = HashMap::new();

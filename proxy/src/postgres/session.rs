@@ -72,6 +72,10 @@ pub(super) struct JudgedSql {
     pub lineages: Vec<Lineage>,
     /// Whether any statement may change state (strict audit commits those first).
     pub writes: bool,
+    /// Whether it may run code the gateway cannot see into (a `DO` block, a procedure, a
+    /// user's function, dynamic SQL): code that could change how Postgres reads the next
+    /// statement (see `extended`).
+    pub runs_unseen_code: bool,
 }
 
 /// A SQL string the gate cleared: the decision and what the relay needs to mask.
@@ -121,6 +125,8 @@ pub(super) struct Decided {
     pub lineages: Vec<Lineage>,
     /// Parameter types the client declared in its Parse (0: unspecified).
     pub declared_types: Vec<u32>,
+    /// See [`JudgedSql::runs_unseen_code`].
+    pub runs_unseen_code: bool,
 }
 
 impl Decided {
@@ -409,7 +415,7 @@ impl<S: Store> Session<'_, S> {
             Ok(j) => j,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        let JudgedSql { judgement, lineages, writes } = judged;
+        let JudgedSql { judgement, lineages, writes, .. } = judged;
         let cleared = self.clear(work, judgement).await?;
         Ok(cleared.map(|cleared| ClearedSql { cleared, lineages, writes }))
     }
@@ -471,8 +477,20 @@ impl<S: Store> Session<'_, S> {
             judgement.deny(format!("denied: {change}"));
         }
         let writes = writes.contains(&true);
+        let runs_unseen_code = statements.iter().any(|st| {
+            matches!(
+                st.kind,
+                StatementKind::Do
+                    | StatementKind::Call
+                    | StatementKind::Prepare
+                    | StatementKind::Set
+                    | StatementKind::Grant
+                    | StatementKind::Other(_)
+            ) || st.dynamic_sql
+                || st.functions.iter().any(|f| !self.volatility.is_builtin_side_effect_free(f))
+        });
         let lineages = statements.into_iter().map(|st| st.lineage).collect();
-        Ok(Ok(JudgedSql { judgement, lineages, writes }))
+        Ok(Ok(JudgedSql { judgement, lineages, writes, runs_unseen_code }))
     }
 
     /// Tell the client a statement was refused: the error and, for a finished

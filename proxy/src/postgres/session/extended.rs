@@ -150,6 +150,8 @@ impl<S: Store> Session<'_, S> {
         // Where the first Execute starts in `outbound` / `expects`: a refused batch runs
         // nothing from there on (see below).
         let mut first_execute: Option<(usize, usize)> = None;
+        // An Execute of this batch ran code the gateway cannot see into.
+        let mut unseen_code_ran = false;
 
         for msg in batch {
             if refusal.is_some() {
@@ -166,7 +168,18 @@ impl<S: Store> Session<'_, S> {
                             continue;
                         }
                     };
-                    let JudgedSql { judgement, lineages, .. } = judged;
+                    let JudgedSql { judgement, lineages, runs_unseen_code, .. } = judged;
+                    // Postgres reports a changed setting only at the Sync, after it has
+                    // read this Parse: text whose reading depends on the pinned settings
+                    // may not follow code the gateway cannot see in the same pipeline.
+                    if unseen_code_ran && reading_depends_on_settings(&p.query) {
+                        let r = Refusal::Denied {
+                            reason: "denied: this statement's text (a backslash or non-ASCII) may be read differently after the code an earlier statement of the same pipeline ran; send a Sync first".into(),
+                        };
+                        self.gate.refused(&work, Some(&judgement), &r).await;
+                        refusal = Some(r);
+                        continue;
+                    }
                     let clearance = match &judgement.verdict {
                         Combined::Review(r) if r.covers == ApprovalCovers::Execution => {
                             Clearance::EachExecution(judgement)
@@ -186,7 +199,7 @@ impl<S: Store> Session<'_, S> {
                         let declared_types = p.type_oids.clone();
                         Change::Prepare {
                             name,
-                            decided: Arc::new(Decided { work, clearance, lineages, declared_types }),
+                            decided: Arc::new(Decided { work, clearance, lineages, declared_types, runs_unseen_code }),
                         }
                     };
                     outbound.push(msg);
@@ -252,6 +265,7 @@ impl<S: Store> Session<'_, S> {
                         expects.push_back(Expect::Describe { inject: true, statement: None, portal: Some(portal) });
                     }
                     let lineages = decided.lineages.clone();
+                    unseen_code_ran |= decided.runs_unseen_code;
                     executions.push(Execution { work, decided, approved });
                     outbound.push(msg);
                     expects.push_back(Expect::Rows(Box::new(RowsContext::new(masks, lineages, columns, false))));
@@ -374,4 +388,11 @@ impl<S: Store> Session<'_, S> {
         self.gate.refused(&work, None, &refusal).await;
         refusal
     }
+}
+
+/// Whether Postgres could read `sql` differently under other settings of
+/// `standard_conforming_strings` or `client_encoding`: only a backslash or a non-ASCII
+/// byte can change how a text is read; plain ASCII without backslashes cannot.
+fn reading_depends_on_settings(sql: &str) -> bool {
+    sql.bytes().any(|b| b == b'\\' || !b.is_ascii())
 }
