@@ -574,3 +574,28 @@ fn harmless_startup_settings_reach_postgres_and_are_recorded_and_the_rest_is_ref
         assert!(err(&o).contains(named), "{env:?}: {}", err(&o));
     }
 }
+
+#[test]
+fn policy_tells_row_locking_reads_and_two_phase_commit_from_plain_reads_and_transactions() {
+    let c = Cluster::start_with_postgres(1);
+    let token = c.engineer_token();
+    // The demo policy: two-phase commit is denied by name, plain transactions pass.
+    let o = c.psql(1, &token, &["BEGIN", "SELECT 1", "PREPARE TRANSACTION 'marker_2pc'"]);
+    assert!(!o.status.success(), "{}", out(&o));
+    assert!(err(&o).contains("no-two-phase"), "{}", err(&o));
+    let o = c.psql(1, &token, &["BEGIN", "SELECT 1", "COMMIT"]);
+    assert!(o.status.success(), "{}", err(&o));
+    // A rule on locks_rows holds row-locking reads apart from plain ones.
+    let file = c.path().join("locks.yaml");
+    std::fs::write(
+        &file,
+        "name: locks\nrules:\n  - name: no-row-locks\n    match: { resources: [demo], locks_rows: true }\n    action: deny\n    reason: reads only, no row locks\n",
+    )
+    .unwrap();
+    c.cli_ok(1, &["policy", "apply", "-f", file.to_str().unwrap()]);
+    let o = c.psql(1, &token, &["SELECT id FROM customers WHERE id = 1 FOR UPDATE"]);
+    assert!(!o.status.success() && err(&o).contains("no row locks"), "{}", err(&o));
+    let o = c.psql(1, &token, &["SELECT id FROM customers WHERE id = 1"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(!c.postgres_log().contains("marker_2pc") && !c.postgres_log().contains("FOR UPDATE"));
+}

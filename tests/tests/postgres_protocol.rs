@@ -664,6 +664,10 @@ fn both_query_protocols_write_the_same_audit_records_and_unparseable_sql_is_refu
         assert_eq!(sqlstate(&e).as_deref(), Some("42601"), "{e:?}");
         let e = client.prepare("SELEC marker_bad_extended").await.unwrap_err();
         assert_eq!(sqlstate(&e).as_deref(), Some("42601"), "{e:?}");
+        // With the position, as Postgres reports it (characters, from 1).
+        let e = client.simple_query("SELECT 'é' FROM WHERE marker_position").await.unwrap_err();
+        let position = e.as_db_error().and_then(|d| d.position()).cloned();
+        assert_eq!(position, Some(tokio_postgres::error::ErrorPosition::Original(17)), "{e:?}");
         // Denied in both: strict mode records the refusal before the client hears of it,
         // so it is in the export the moment the error arrives.
         let e = client.simple_query("DROP TABLE marker_deny_simple").await.unwrap_err();

@@ -44,6 +44,10 @@ rules:
     match: { resources: [demo], functions: [pg_terminate_backend, pg_cancel_backend, set_config, "pg_read*file", pg_ls_dir, "lo_*", "dblink*", "query_to_xml*"] }
     action: deny
     reason: "server administration and dynamic-SQL functions are never allowed on demo"
+  - name: no-two-phase
+    match: { resources: [demo], kinds: [two_phase] }
+    action: deny
+    reason: "prepared transactions outlive their session and hold locks; never on demo"
   - name: no-dynamic-sql
     match: { resources: [demo], dynamic_sql: true }
     action: deny

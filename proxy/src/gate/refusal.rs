@@ -26,7 +26,9 @@ pub enum Refusal {
     /// This node does not hold the quorum lease: nothing is decided or relayed.
     LeaseLost,
     /// The door could not classify the input, so policy cannot judge it (fail closed).
-    Unclassifiable { cause: Unclassified, detail: String },
+    /// `position`: where in the input the problem is, if known: a 1-based character
+    /// position once [`located_in`](Refusal::located_in) the input (a byte offset before).
+    Unclassifiable { cause: Unclassified, detail: String, position: Option<usize> },
     /// Policy denied it; `reason` names the rule.
     Denied { reason: String },
     /// Policy sent it to review, but the approval request could not be recorded.
@@ -63,6 +65,18 @@ impl Refusal {
             | Refusal::ClientGoneWhileHeld { approval }
             | Refusal::LeaseLostWhileHeld { approval } => Some(approval),
             _ => None,
+        }
+    }
+
+    /// The refusal with its position counted in characters of `text` from 1, as
+    /// Postgres reports positions.
+    pub fn located_in(self, text: &str) -> Self {
+        match self {
+            Refusal::Unclassifiable { cause, detail, position: Some(at) } => {
+                let chars = text.get(..at).map_or(0, |head| head.chars().count());
+                Refusal::Unclassifiable { cause, detail, position: Some(chars + 1) }
+            }
+            other => other,
         }
     }
 
@@ -125,11 +139,12 @@ impl From<crate::error::Error> for Refusal {
     /// A classification error (the only errors a door's classify returns) as a refusal.
     fn from(e: crate::error::Error) -> Self {
         use crate::error::Error;
-        let cause = match &e {
-            Error::SqlTooLarge { .. } => Unclassified::TooLarge,
-            Error::SqlTooComplex { .. } => Unclassified::TooComplex,
-            _ => Unclassified::Syntax,
+        let (cause, position) = match &e {
+            Error::SqlTooLarge { .. } => (Unclassified::TooLarge, None),
+            Error::SqlTooComplex { .. } => (Unclassified::TooComplex, None),
+            Error::SqlUnparseable { position, .. } => (Unclassified::Syntax, *position),
+            _ => (Unclassified::Syntax, None),
         };
-        Refusal::Unclassifiable { cause, detail: e.to_string() }
+        Refusal::Unclassifiable { cause, detail: e.to_string(), position }
     }
 }

@@ -271,7 +271,8 @@ async fn fast_mode_permits_do_not_wait_for_the_cluster() {
 #[tokio::test(start_paused = true)]
 async fn in_strict_mode_a_refusal_is_told_only_once_its_record_is_committed() {
     let (store, mut session) = session(AuditMode::Strict).await;
-    let refusal = Refusal::Unclassifiable { cause: Unclassified::Syntax, detail: "cannot parse SQL".into() };
+    let refusal =
+        Refusal::Unclassifiable { cause: Unclassified::Syntax, detail: "cannot parse SQL".into(), position: None };
     store.let_commits_flow(false);
     let w = work("SELEC 1");
     let refused = session.refused(&w, None, &refusal);
@@ -310,7 +311,7 @@ async fn a_result_record_rides_along_with_the_next_statement_and_keeps_its_order
 async fn huge_texts_are_recorded_cut_with_their_length_and_digest_and_so_are_held_ones() {
     let (store, mut session) = session(AuditMode::Strict).await;
     let huge = format!("SELECT '{}' /* é */", "x".repeat(200_000));
-    let refusal = Refusal::Unclassifiable { cause: Unclassified::TooLarge, detail: "too large".into() };
+    let refusal = Refusal::Unclassifiable { cause: Unclassified::TooLarge, detail: "too large".into(), position: None };
     session.refused(&work(&huge), None, &refusal).await;
     let detail: serde_json::Value = serde_json::from_str(store.events()[0].detail.as_json()).unwrap();
     let kept = detail["sql"].as_str().unwrap();

@@ -89,7 +89,12 @@ pub fn refusal_code(refusal: &Refusal) -> &'static str {
     }
 }
 
-/// A refused statement's ErrorResponse; the session goes on.
+/// A refused statement's ErrorResponse; the session goes on. A syntax error carries
+/// its position, as Postgres's own does.
 pub fn refusal(refusal: &Refusal) -> B {
-    error(refusal_code(refusal), &refusal.to_string())
+    let mut f = fields("ERROR", refusal_code(refusal), &refusal.to_string(), None);
+    if let Refusal::Unclassifiable { position: Some(at), .. } = refusal {
+        f.push((b'P', at.to_string()));
+    }
+    B::ErrorResponse(ErrorResponse::new(f))
 }

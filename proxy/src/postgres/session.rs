@@ -432,7 +432,7 @@ impl<S: Store> Session<'_, S> {
         let statements = match classify_off_thread(work.text()).await {
             Ok(s) => s,
             Err(e) => {
-                let refusal = Refusal::from(e);
+                let refusal = Refusal::from(e).located_in(work.text());
                 self.gate.refused(work, None, &refusal).await;
                 return Ok(Err(refusal));
             }
