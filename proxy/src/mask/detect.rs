@@ -85,16 +85,52 @@ fn card(value: &str) -> Option<String> {
     if digit_count(value) < 13 {
         return None;
     }
-    Some(replace(&CARD, value, |caps| {
-        let text = whole(caps);
-        let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_digit).map(|b| b - b'0').collect();
-        if (13..=19).contains(&digits.len()) && luhn_valid(&digits) {
-            let last4: String = text.chars().filter(char::is_ascii_digit).skip(digits.len() - 4).collect();
-            format!("****-****-****-{last4}")
-        } else {
-            text.to_owned()
+    Some(replace(&CARD, value, |caps| mask_cards_in_run(whole(caps))))
+}
+
+/// Mask every card number inside one run of digits, spaces and dashes. The run may be
+/// longer than a card (`4111 1111 1111 1111 123-45-6789`): any part of it that starts
+/// and ends at a group boundary, holds 13 to 19 digits and passes Luhn is a card; the
+/// longest such part from the left wins, and the search goes on after it.
+fn mask_cards_in_run(text: &str) -> String {
+    let bytes = text.as_bytes();
+    // Byte offsets of the digits, and whether a group starts / ends at each digit.
+    let digits: Vec<usize> = (0..bytes.len()).filter(|&i| bytes.get(i).is_some_and(u8::is_ascii_digit)).collect();
+    let is_digit = |i: usize| bytes.get(i).is_some_and(u8::is_ascii_digit);
+    let starts_group = |at: usize| at == 0 || !is_digit(at - 1);
+    let ends_group = |at: usize| !is_digit(at + 1);
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut first = 0;
+    while first < digits.len() {
+        let found = (13..=19).rev().find_map(|n| {
+            let last = first + n - 1;
+            let (&start, &end) = (digits.get(first)?, digits.get(last)?);
+            if !starts_group(start) || !ends_group(end) {
+                return None;
+            }
+            let values: Vec<u8> =
+                digits.get(first..=last)?.iter().filter_map(|&i| bytes.get(i)).map(|b| b - b'0').collect();
+            luhn_valid(&values).then_some((start, end, last))
+        });
+        match found {
+            Some((start, end, last)) => {
+                let last4: String = digits
+                    .get(last - 3..=last)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|&i| bytes.get(i).map(|b| char::from(*b)))
+                    .collect();
+                out.push_str(text.get(copied..start).unwrap_or_default());
+                out.push_str(&format!("****-****-****-{last4}"));
+                copied = end + 1;
+                first = last + 1;
+            }
+            None => first += 1,
         }
-    }))
+    }
+    out.push_str(text.get(copied..).unwrap_or_default());
+    out
 }
 
 /// The Luhn checksum over decimal digits (0–9 each).

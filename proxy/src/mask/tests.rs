@@ -132,6 +132,17 @@ fn card_with_valid_luhn_is_masked_keeping_last_four() {
 }
 
 #[test]
+fn a_card_followed_or_preceded_by_more_digits_is_still_found() {
+    assert_eq!(
+        detect(Detector::CreditCard, "4111 1111 1111 1111 123-45-6789").as_deref(),
+        Some("****-****-****-1111 123-45-6789")
+    );
+    assert_eq!(detect(Detector::CreditCard, "77 4111-1111-1111-1111").as_deref(), Some("77 ****-****-****-1111"));
+    let both = MaskPlan::new(vec![], vec![Detector::CreditCard, Detector::Ssn]);
+    assert_eq!(both.detect("4111 1111 1111 1111 123-45-6789").as_deref(), Some("****-****-****-1111 ***-**-6789"));
+}
+
+#[test]
 fn card_with_invalid_luhn_is_left_alone() {
     assert_eq!(detect(Detector::CreditCard, "4111111111111112"), None);
     assert_eq!(detect(Detector::CreditCard, "4111 1111 1111 1112"), None);
