@@ -1202,3 +1202,41 @@ fn in_one_pipeline_text_whose_reading_depends_on_settings_may_not_follow_code_th
     );
     assert_eq!(c.backend_psql("SELECT name FROM customers WHERE id = 2").trim(), "Alan Turing");
 }
+
+#[test]
+fn a_masked_value_is_type_valid_in_both_formats_so_typed_drivers_decode_it() {
+    let c = Cluster::start_with_postgres(1);
+    let token = c.engineer_token();
+    register_alias(&c, "typed", "strict");
+    apply(
+        &c,
+        "policy",
+        "typed.yaml",
+        "name: typed\nrules:\n  - match: { groups: [engineers], resources: [typed], kinds: [select] }\n    action: allow\n  - match: { resources: [typed] }\n    action: mask\n    mask: { columns: [id, email], detectors: [credit_card] }\n",
+    );
+    pg::runtime().block_on(async {
+        let client = pg::connect(&c, 1, "typed", "alice", &token).await.unwrap();
+        // Text format (simple protocol): text types get ***, others NULL.
+        let rows =
+            simple_rows(&client.simple_query("SELECT id, email, name FROM customers WHERE id = 1").await.unwrap());
+        assert_eq!(rows, vec![vec![None, Some("***".to_string()), Some("Ada Lovelace".to_string())]]);
+        // Binary format (tokio-postgres's extended protocol): the same, and it decodes.
+        let row = client.query_one("SELECT id, email, name FROM customers WHERE id = $1", &[&1i32]).await.unwrap();
+        assert_eq!(row.get::<_, Option<i32>>(0), None);
+        assert_eq!(row.get::<_, Option<&str>>(1), Some("***"));
+        assert_eq!(row.get::<_, &str>(2), "Ada Lovelace");
+        // A prepared statement executed many times keeps decoding.
+        let stmt = client.prepare("SELECT id, email FROM customers WHERE id <= $1 ORDER BY id").await.unwrap();
+        for _ in 0..7 {
+            let rows = client.query(&stmt, &[&3i32]).await.unwrap();
+            assert!(rows.iter().all(|r| r.get::<_, Option<i32>>(0).is_none() && r.get::<_, &str>(1) == "***"));
+        }
+        // A detector's find in a non-text value (a card number as bigint): NULL in both.
+        let rows = simple_rows(&client.simple_query("SELECT 4111111111111111::int8 AS card").await.unwrap());
+        assert_eq!(rows, vec![vec![None]]);
+        let row = client.query_one("SELECT $1::int8 AS card", &[&4111111111111111i64]).await.unwrap();
+        assert_eq!(row.get::<_, Option<i64>>(0), None);
+        let row = client.query_one("SELECT $1::int8 AS n", &[&42i64]).await.unwrap();
+        assert_eq!(row.get::<_, Option<i64>>(0), Some(42));
+    });
+}

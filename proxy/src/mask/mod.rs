@@ -99,6 +99,10 @@ impl MaskPlan {
     }
 
     /// Nothing to mask: relays can skip the per-value work entirely.
+    pub fn has_detectors(&self) -> bool {
+        !self.detectors.is_empty()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.columns.is_empty() && self.detectors.is_empty()
     }

@@ -34,6 +34,7 @@ pub mod session;
 pub mod settings;
 pub mod startup;
 pub mod startup_params;
+pub mod value_mask;
 pub mod wire_check;
 
 pub use door::{PgDoor, serve};

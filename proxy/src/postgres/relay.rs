@@ -18,15 +18,18 @@ use pgwire::messages::response::TransactionStatus;
 
 use super::classify::{Lineage, masked_columns};
 use super::conn::{BackendConn, ClientConn};
+use super::value_mask::{Masked, mask_value};
 use crate::error::{Error, Result};
-use crate::mask::{COLUMN_MASK, MaskPlan};
+use crate::mask::MaskPlan;
 
-/// Column names and formats of a result.
+/// Column names, formats and types of a result.
 #[derive(Debug, Clone, Default)]
 pub struct Columns {
     pub names: Vec<String>,
     /// Per column: 0 text, 1 binary.
     pub formats: Vec<i16>,
+    /// Per column: the Postgres type oid.
+    pub types: Vec<u32>,
 }
 
 impl Columns {
@@ -34,7 +37,21 @@ impl Columns {
         Columns {
             names: fields.iter().map(|f| f.name.clone()).collect(),
             formats: fields.iter().map(|f| f.format_code).collect(),
+            types: fields.iter().map(|f| f.type_id).collect(),
         }
+    }
+
+    /// The same columns in the formats a Bind asked for (a statement's Describe
+    /// reports every column as text: the formats are chosen at Bind).
+    pub fn with_formats(&self, codes: &[i16]) -> Columns {
+        let formats = (0..self.names.len())
+            .map(|i| match codes {
+                [] => 0,
+                [one] => *one,
+                many => many.get(i).copied().unwrap_or(0),
+            })
+            .collect();
+        Columns { formats, ..self.clone() }
     }
 }
 
@@ -311,28 +328,16 @@ fn mask_row(row: DataRow, ctx: &RowsContext, preview: &mut Vec<Vec<Option<String
     let mut changed = false;
     for (i, value) in values.into_iter().enumerate() {
         let binary = columns.and_then(|c| c.formats.get(i)).is_some_and(|f| *f == 1);
+        let oid = columns.and_then(|c| c.types.get(i)).copied();
         let new = match value {
             None => None,
             Some(bytes) if ctx.masks.is_empty() => Some(bytes.to_vec()),
-            Some(bytes) if binary => {
-                // Binary values cannot be rewritten safely; a masked column becomes NULL.
-                if ctx.masks_column(i) {
+            Some(bytes) => match mask_value(bytes, binary, oid, ctx.masks_column(i), &ctx.masks) {
+                Masked::Unchanged => Some(bytes.to_vec()),
+                Masked::Replaced(v) => {
                     changed = true;
-                    None
-                } else {
-                    Some(bytes.to_vec())
+                    v
                 }
-            }
-            Some(_) if ctx.masks_column(i) => {
-                changed = true;
-                Some(COLUMN_MASK.as_bytes().to_vec())
-            }
-            Some(bytes) => match std::str::from_utf8(bytes).ok().and_then(|text| ctx.masks.detect(text)) {
-                Some(m) => {
-                    changed = true;
-                    Some(m.into_bytes())
-                }
-                None => Some(bytes.to_vec()),
             },
         };
         masked.push(new);

@@ -104,6 +104,8 @@ pub(super) struct Portal {
     pub decided: Arc<Decided>,
     /// As shown to people (see `params::render`).
     pub params: Vec<Option<String>>,
+    /// The result formats its Bind asked for (what the rows will be in).
+    pub result_formats: Vec<i16>,
     /// The approval of this portal's execution, once given (a portal run in several
     /// Executes, each fetching some rows, is one execution).
     pub approved: Option<Cleared>,

@@ -216,7 +216,8 @@ impl<S: Store> Session<'_, S> {
                     let types = view_of.param_types.unwrap_or_else(|| decided.declared_types.clone());
                     let params = super::super::params::render(b, &types, &decided.judgement().masks);
                     let portal = b.portal_name.clone().unwrap_or_default();
-                    let bound = Portal { statement, decided, params, approved: None };
+                    let result_formats = b.result_column_format_codes.clone();
+                    let bound = Portal { statement, decided, params, result_formats, approved: None };
                     outbound.push(msg);
                     let bound = Box::new(bound);
                     expects.push_back(Expect::Completion { confirms: view.push(Change::Bind { portal, bound }) });
@@ -240,7 +241,8 @@ impl<S: Store> Session<'_, S> {
                     let columns = view
                         .statement(self, &bound.statement)
                         .filter(|v| Arc::ptr_eq(&v.decided, &bound.decided))
-                        .and_then(|v| v.columns);
+                        .and_then(|v| v.columns)
+                        .map(|c| c.with_formats(&bound.result_formats));
                     let decided = bound.decided;
                     let work = Work::prepared(decided.work.shared_text(), bound.params);
                     let mut approved = bound.approved;

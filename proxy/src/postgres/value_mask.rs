@@ -1,0 +1,82 @@
+//! Phase "mask" for one result value, by its column's type and wire format.
+//!
+//! One rule for both formats (docs/policy.md, "Masking"), so every driver can decode
+//! what it gets: a masked column of a text type (`text`, `varchar`, `char`, `name`)
+//! becomes `***`; of any other type (numbers, dates, JSON, types the gateway does not
+//! know) it becomes NULL. Detectors read text-typed values in both formats, JSON and
+//! integers too; where a detector finds something in a value that is not text, the
+//! value becomes NULL (a masked text would not parse as its type).
+
+use crate::mask::{COLUMN_MASK, MaskPlan};
+
+/// How the gateway reads values of a column type (by Postgres type oid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// text, varchar, bpchar, name, unknown: the same bytes in both formats.
+    Text,
+    /// json: text in both formats.
+    Json,
+    /// jsonb: text, after a version byte in binary.
+    Jsonb,
+    /// int2, int4, int8: decimal text, big-endian in binary.
+    Int,
+    Other,
+}
+
+fn kind(oid: Option<u32>) -> Kind {
+    match oid {
+        Some(25 | 1043 | 1042 | 19 | 705) => Kind::Text,
+        Some(114) => Kind::Json,
+        Some(3802) => Kind::Jsonb,
+        Some(20 | 21 | 23) => Kind::Int,
+        _ => Kind::Other,
+    }
+}
+
+/// What becomes of one value.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Masked {
+    Unchanged,
+    Replaced(Option<Vec<u8>>),
+}
+
+/// Mask one non-NULL value of a column of type `oid` (None: unknown) in `binary` or
+/// text format. `whole`: the column is masked whole (by name or lineage).
+pub fn mask_value(value: &[u8], binary: bool, oid: Option<u32>, whole: bool, masks: &MaskPlan) -> Masked {
+    let kind = kind(oid);
+    if whole {
+        return Masked::Replaced(match kind {
+            Kind::Text => Some(COLUMN_MASK.as_bytes().to_vec()),
+            _ => None,
+        });
+    }
+    if !masks.has_detectors() {
+        return Masked::Unchanged;
+    }
+    // The value as text, if the gateway can read it.
+    let text: Option<String> = match (kind, binary) {
+        (_, false) | (Kind::Text | Kind::Json, true) => std::str::from_utf8(value).ok().map(str::to_string),
+        (Kind::Jsonb, true) => value.split_first().and_then(|(_, t)| std::str::from_utf8(t).ok()).map(str::to_string),
+        (Kind::Int, true) => int(value).map(|i| i.to_string()),
+        (Kind::Other, true) => None,
+    };
+    let Some(found) = text.as_deref().and_then(|t| masks.detect(t)) else { return Masked::Unchanged };
+    Masked::Replaced(match (kind, binary) {
+        (Kind::Text | Kind::Json, _) | (Kind::Jsonb, false) => Some(found.into_bytes()),
+        (Kind::Jsonb, true) => Some([&[1u8][..], found.as_bytes()].concat()),
+        // A masked number or other value would not parse as its type.
+        _ => None,
+    })
+}
+
+fn int(value: &[u8]) -> Option<i64> {
+    Some(match value.len() {
+        2 => i64::from(i16::from_be_bytes(value.try_into().ok()?)),
+        4 => i64::from(i32::from_be_bytes(value.try_into().ok()?)),
+        8 => i64::from_be_bytes(value.try_into().ok()?),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests;
