@@ -602,3 +602,23 @@ fn policy_tells_row_locking_reads_and_two_phase_commit_from_plain_reads_and_tran
     assert!(o.status.success(), "{}", err(&o));
     assert!(!c.postgres_log().contains("marker_2pc") && !c.postgres_log().contains("FOR UPDATE"));
 }
+
+#[test]
+fn error_texts_never_carry_masked_data_to_the_client_or_the_audit() {
+    let c = Cluster::start_with_postgres(1);
+    let token = c.engineer_token();
+    for sql in [
+        "SELECT string_agg(email || ssn, ',')::int FROM customers",
+        "SELECT (email)::int FROM customers WHERE id = 1",
+        "SELECT ssn::date FROM customers WHERE id = 2",
+    ] {
+        let o = c.psql(1, &token, &[sql]);
+        assert!(!o.status.success(), "{sql} succeeded");
+        let text = err(&o);
+        assert!(text.contains("ERROR:") && !text.contains("denied"), "{sql}: not the backend's error: {text}");
+        assert!(!text.contains("@example.com") && !text.contains("45-6789"), "{sql} leaked: {text}");
+    }
+    let export = c.cli_ok(1, &["sessions", "export", "--json", "--resource", "demo"]);
+    assert!(export.contains("invalid input syntax"), "the errors were not recorded: {export}");
+    assert!(!export.contains("@example.com"), "the audit kept masked data: {export}");
+}

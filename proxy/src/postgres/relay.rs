@@ -18,7 +18,7 @@ use pgwire::messages::response::TransactionStatus;
 
 use super::classify::{Lineage, masked_columns};
 use super::conn::{BackendConn, ClientConn};
-use super::value_mask::{Masked, mask_value};
+use super::value_mask::{Masked, mask_message_fields, mask_value};
 use crate::error::{Error, Result};
 use crate::mask::MaskPlan;
 
@@ -130,11 +130,14 @@ pub struct Limits {
 }
 
 /// Relay backend messages until every expectation is met.
+/// `texts`: the mask plan of the exchange's statements, for the error and notice texts
+/// the backend sends (they can quote data).
 pub async fn relay(
     backend: &mut BackendConn,
     client: &mut ClientConn,
     mut expects: VecDeque<Expect>,
     limits: &Limits,
+    texts: &MaskPlan,
 ) -> Result<Outcome> {
     let mut out = Outcome::default();
     while let Some(front) = expects.front_mut() {
@@ -147,10 +150,15 @@ pub async fn relay(
                 super::backend::check_pinned(&p.name, &p.value)?;
                 client.queue(B::ParameterStatus(p))?;
             }
-            B::NoticeResponse(_) | B::NotificationResponse(_) => {
+            B::NoticeResponse(mut n) => {
+                mask_message_fields(&mut n.fields, texts);
+                client.queue(B::NoticeResponse(n))?;
+            }
+            B::NotificationResponse(_) => {
                 client.queue(msg)?;
             }
-            B::ErrorResponse(e) => {
+            B::ErrorResponse(mut e) => {
+                mask_message_fields(&mut e.fields, texts);
                 let text = e.fields.iter().find(|(c, _)| *c == b'M').map(|(_, m)| m.clone()).unwrap_or_default();
                 out.error = Some(text);
                 client.queue(B::ErrorResponse(e))?;

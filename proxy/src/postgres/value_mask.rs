@@ -69,6 +69,60 @@ pub fn mask_value(value: &[u8], binary: bool, oid: Option<u32>, whole: bool, mas
     })
 }
 
+/// Fields of an ErrorResponse or NoticeResponse that can quote data: the message, its
+/// detail, hint, context, and the internal query.
+const DATA_FIELDS: &[u8] = b"MDHWq";
+
+/// Mask the data an ErrorResponse or NoticeResponse of a statement under `masks` can
+/// carry (`invalid input syntax for type integer: "ada@example.com,123-45-6789"`,
+/// `Key (email)=(ada@example.com) already exists`). Under column masks the statement
+/// may touch masked data, so every quoted ("...") and parenthesized value in those
+/// fields becomes `***`; the detectors run over them in any case.
+pub fn mask_message_fields(fields: &mut [(u8, String)], masks: &MaskPlan) {
+    if masks.is_empty() {
+        return;
+    }
+    for (code, text) in fields.iter_mut() {
+        if !DATA_FIELDS.contains(code) {
+            continue;
+        }
+        if !masks.columns.is_empty() {
+            *text = mask_quoted(text);
+        }
+        if let Some(found) = masks.detect(text) {
+            *text = found;
+        }
+    }
+}
+
+/// Replace the contents of every "..." and (...) in `text` with `***`.
+fn mask_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(['"', '(']) {
+        let (head, tail) = rest.split_at(at);
+        out.push_str(head);
+        let close = if tail.starts_with('"') { '"' } else { ')' };
+        let open = tail.chars().next().unwrap_or('"');
+        match tail.get(1..).and_then(|t| t.find(close).map(|end| (t, end))) {
+            Some((inner, end)) => {
+                out.push(open);
+                out.push_str(COLUMN_MASK);
+                out.push(close);
+                rest = inner.get(end + 1..).unwrap_or_default();
+            }
+            None => {
+                // An unclosed quote: everything after it may be data.
+                out.push(open);
+                out.push_str(COLUMN_MASK);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 fn int(value: &[u8]) -> Option<i64> {
     Some(match value.len() {
         2 => i64::from(i16::from_be_bytes(value.try_into().ok()?)),

@@ -25,6 +25,7 @@ use super::super::relay::{Columns, Expect, RowsContext, relay};
 use super::{Clearance, Decided, JudgedSql, Outbound, Portal, Prepared, Session, ready};
 use crate::error::{Error, Result};
 use crate::gate::{Cleared, Combined, Effect, Permit, Refusal, Work};
+use crate::mask::MaskPlan;
 use crate::policy::ApprovalCovers;
 use crate::store::Store;
 
@@ -147,6 +148,9 @@ impl<S: Store> Session<'_, S> {
         let mut refusal: Option<Refusal> = self.gate.check_lease().err();
         // The batch's executions, audited together once the whole batch is cleared.
         let mut executions: Vec<Execution> = Vec::new();
+        // The masks of every statement the batch parses or runs: for the error and
+        // notice texts the backend answers with.
+        let mut texts = MaskPlan::default();
         // Where the first Execute starts in `outbound` / `expects`: a refused batch runs
         // nothing from there on (see below).
         let mut first_execute: Option<(usize, usize)> = None;
@@ -169,6 +173,7 @@ impl<S: Store> Session<'_, S> {
                         }
                     };
                     let JudgedSql { judgement, lineages, runs_unseen_code, .. } = judged;
+                    texts.merge(&judgement.masks);
                     // Postgres reports a changed setting only at the Sync, after it has
                     // read this Parse: text whose reading depends on the pinned settings
                     // may not follow code the gateway cannot see in the same pipeline.
@@ -260,6 +265,7 @@ impl<S: Store> Session<'_, S> {
                         }
                     }
                     let masks = decided.judgement().masks.clone();
+                    texts.merge(&masks);
                     first_execute.get_or_insert((outbound.len(), expects.len()));
                     if !masks.is_empty() && columns.is_none() {
                         // Learn the columns so masks by name apply; the answer stays ours.
@@ -327,7 +333,7 @@ impl<S: Store> Session<'_, S> {
         if !outbound.is_empty() {
             outbound.send(&mut self.backend, &permit).await?;
             let limits = self.limits();
-            let outcome = relay(&mut self.backend, &mut self.client, expects, &limits).await?;
+            let outcome = relay(&mut self.backend, &mut self.client, expects, &limits, &texts).await?;
             self.confirm(view, &outcome.confirmed)?;
             for (statement, _portal, columns) in &outcome.described {
                 if let Some(p) = statement.as_ref().and_then(|s| self.statements.get_mut(s)) {
