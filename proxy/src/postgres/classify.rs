@@ -522,8 +522,13 @@ impl Walk {
                 self.lone_mentions.insert(one.to_lowercase());
             }
         }
-        if map.contains_key("aliasname")
-            && let Some(Value::Array(colnames)) = map.get("colnames")
+        // A table read under other column names (`FROM customers AS c(a, b, x)`). Column
+        // aliases of a function (`unnest(...) AS t(x)`) or of VALUES rename no table
+        // column; those of a subquery or CTE rename what its text shows, which the
+        // lineage rules already follow.
+        if map.contains_key("relname")
+            && map.contains_key("relpersistence")
+            && let Some(Value::Array(colnames)) = map.get("alias").and_then(|a| a.get("colnames"))
             && !colnames.is_empty()
         {
             self.renames_columns = true;

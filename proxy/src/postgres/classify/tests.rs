@@ -471,3 +471,19 @@ fn functions_that_run_sql_the_statement_does_not_show_are_a_fact() {
         assert!(!classify(sql).unwrap().iter().any(|s| s.dynamic_sql), "{sql}");
     }
 }
+
+#[test]
+fn column_aliases_of_functions_and_values_do_not_make_a_statement_read_whole_rows() {
+    let plan = MaskPlan::new(vec![Glob::new("email")], vec![]);
+    for sql in [
+        "SELECT x FROM unnest(ARRAY[1,2]) AS t(x)",
+        "INSERT INTO customers (name) SELECT p0 FROM (VALUES ('a'), ('b')) AS imp(p0) RETURNING id",
+    ] {
+        let st = classify(sql).unwrap().remove(0);
+        assert!(!st.lineage.whole_rows, "{sql}");
+        let names: Vec<String> = vec!["x".into(), "id".into()];
+        assert_eq!(masked_columns(&plan, &[st.lineage], &names), vec![false, false], "{sql}");
+    }
+    let st = classify("SELECT a FROM customers AS c(a, b, x)").unwrap().remove(0);
+    assert!(st.lineage.whole_rows, "a table's columns renamed");
+}
