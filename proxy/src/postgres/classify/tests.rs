@@ -487,3 +487,12 @@ fn column_aliases_of_functions_and_values_do_not_make_a_statement_read_whole_row
     let st = classify("SELECT a FROM customers AS c(a, b, x)").unwrap().remove(0);
     assert!(st.lineage.whole_rows, "a table's columns renamed");
 }
+
+#[test]
+fn an_explain_plan_is_not_masked_whole_even_when_its_statement_mentions_masked_columns() {
+    let plan = MaskPlan::new(vec![Glob::new("email")], vec![]);
+    for sql in ["EXPLAIN SELECT email FROM customers WHERE id = 1", "EXPLAIN ANALYZE SELECT email FROM customers"] {
+        let st = classify(sql).unwrap().remove(0);
+        assert_eq!(masked_columns(&plan, &[st.lineage], &["QUERY PLAN".to_string()]), vec![false], "{sql}");
+    }
+}
