@@ -622,3 +622,17 @@ fn error_texts_never_carry_masked_data_to_the_client_or_the_audit() {
     assert!(export.contains("invalid input syntax"), "the errors were not recorded: {export}");
     assert!(!export.contains("@example.com"), "the audit kept masked data: {export}");
 }
+
+#[test]
+fn plans_and_aliased_functions_are_not_masked_as_if_they_held_masked_columns() {
+    let c = Cluster::start_with_postgres(1);
+    let token = c.engineer_token();
+    let o = c.psql(1, &token, &["EXPLAIN SELECT email FROM customers WHERE id = 1"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("Scan") && !out(&o).contains("***"), "the plan was masked: {}", out(&o));
+    let o = c.psql(1, &token, &["SELECT x FROM unnest(ARRAY[1,2]) AS t(x)"]);
+    assert_eq!(out(&o).trim(), "1\n2", "{}", err(&o));
+    // The table's own columns under other names stay masked.
+    let o = c.psql(1, &token, &["SELECT x FROM customers AS c(a, b, x) WHERE a = 1"]);
+    assert_eq!(out(&o).trim(), "***", "{}", err(&o));
+}
