@@ -636,3 +636,29 @@ fn plans_and_aliased_functions_are_not_masked_as_if_they_held_masked_columns() {
     let o = c.psql(1, &token, &["SELECT x FROM customers AS c(a, b, x) WHERE a = 1"]);
     assert_eq!(out(&o).trim(), "***", "{}", err(&o));
 }
+
+#[test]
+fn statistics_and_activity_views_do_not_hand_out_masked_values_or_other_sessions_statements() {
+    let c = Cluster::start_with_postgres(1);
+    let token = c.engineer_token();
+    c.backend_psql("ANALYZE customers");
+    for sql in [
+        "SELECT most_common_vals::text FROM pg_stats WHERE tablename = 'customers' AND attname = 'email'",
+        "SELECT histogram_bounds::text AS h FROM pg_catalog.pg_stats WHERE tablename = 'customers' AND attname = 'email'",
+        "SELECT * FROM pg_stats WHERE tablename = 'customers' AND attname = 'ssn'",
+    ] {
+        let o = c.psql(1, &token, &[sql]);
+        assert!(o.status.success(), "{sql}: {}", err(&o));
+        assert!(!out(&o).contains("@example.com") && !out(&o).contains("45-6789"), "{sql} leaked: {}", out(&o));
+    }
+    // Another session's statement text, with its literals, stays hidden.
+    let held = c.spawn_psql(1, &token, "SELECT pg_sleep(3), 'marker-secret-literal'");
+    wait_for("the other statement to run", READY, || {
+        let n = c.backend_psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(3)%'");
+        (n.trim() == "1").then_some(())
+    });
+    let o = c.psql(1, &token, &["SELECT query FROM pg_stat_activity"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(!out(&o).contains("marker-secret-literal"), "another session's statement leaked: {}", out(&o));
+    let _ = held.wait_with_output();
+}

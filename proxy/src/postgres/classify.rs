@@ -653,6 +653,7 @@ impl Walk {
 pub mod dynamic;
 mod lineage;
 pub mod settings;
+pub mod statistics;
 
 pub use lineage::{Lineage, ResultColumns, masked_columns};
 

@@ -475,6 +475,11 @@ impl<S: Store> Session<'_, S> {
                 "denied: COPY ... TO STDOUT on {resource} cannot be masked (a mask rule applies); use SELECT"
             ));
         }
+        // Statistics and activity views copy table data and statement texts.
+        let tables: Vec<String> = statements.iter().flat_map(|st| st.tables.iter().cloned()).collect();
+        if let Some(extra) = super::classify::statistics::masks_for(&tables, &judgement.masks) {
+            judgement.masks.merge(&extra);
+        }
         if let Some(change) = statements.iter().find_map(|st| st.pinned_change.clone()) {
             judgement.deny(format!("denied: {change}"));
         }
