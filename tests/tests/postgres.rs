@@ -662,3 +662,22 @@ fn statistics_and_activity_views_do_not_hand_out_masked_values_or_other_sessions
     assert!(!out(&o).contains("marker-secret-literal"), "another session's statement leaked: {}", out(&o));
     let _ = held.wait_with_output();
 }
+
+#[test]
+fn every_spelling_of_a_whole_row_read_through_psql_keeps_the_masked_columns_masked() {
+    let c = Cluster::start_with_postgres(1);
+    let token = c.engineer_token();
+    for sql in [
+        "SELECT customers FROM public.customers WHERE id = 1",
+        "SELECT to_json(c) FROM customers c WHERE id = 1",
+        "SELECT row_to_json(customers)::text FROM customers WHERE id = 1",
+        "SELECT ROW(c.*)::text FROM customers c WHERE id = 1",
+        "SELECT json_agg(t)::text FROM (SELECT * FROM customers) t",
+        "TABLE customers",
+        "SELECT (c).email FROM customers c WHERE id = 1",
+    ] {
+        let o = c.psql(1, &token, &[sql]);
+        assert!(o.status.success(), "{sql}: {}", err(&o));
+        assert!(!out(&o).contains("@example.com") && !out(&o).contains("45-6789"), "{sql} leaked: {}", out(&o));
+    }
+}

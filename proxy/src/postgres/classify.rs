@@ -586,7 +586,10 @@ impl Walk {
             mentions: self.mentions.clone(),
             whole_rows: self.star_refs > top_level_stars
                 || self.renames_columns
-                || self.lone_mentions.iter().any(|m| self.relations.contains(m)),
+                || self.lone_mentions.iter().any(|m| self.relations.contains(m))
+                // `schema.table` or `alias.alias` as a column: the whole row again (a
+                // column that shares a relation's name is over-masked, never leaked).
+                || self.mentions.iter().any(|m| self.relations.contains(m)),
             columns,
         }
     }

@@ -124,8 +124,9 @@ fn target_item(target: &protobuf::Node, relations: &BTreeSet<String>) -> Item {
         }
     }
     match names.as_slice() {
-        // A lone name that is a relation is the whole row, not a column.
-        [one] if relations.contains(&one.to_lowercase()) => Item::Computed,
+        // A name that is a relation (`c`, `public.customers`) is the whole row, not a
+        // column.
+        [.., last] if relations.contains(&last.to_lowercase()) => Item::Computed,
         [.., last] if res.name.is_empty() || res.name == *last => Item::Column(last.to_lowercase()),
         _ => Item::Computed,
     }

@@ -496,3 +496,27 @@ fn an_explain_plan_is_not_masked_whole_even_when_its_statement_mentions_masked_c
         assert_eq!(masked_columns(&plan, &[st.lineage], &["QUERY PLAN".to_string()]), vec![false], "{sql}");
     }
 }
+
+#[test]
+fn every_spelling_of_a_whole_row_read_masks_what_it_returns() {
+    let plan = MaskPlan::new(vec![Glob::new("email")], vec![]);
+    for sql in [
+        "SELECT c FROM customers c",
+        "SELECT customers FROM customers",
+        "SELECT ROW(c.*) AS x FROM customers c",
+        "SELECT to_json(c) AS x FROM customers c",
+        "SELECT row_to_json(customers) AS x FROM customers",
+        "SELECT (c)::text AS x FROM customers c",
+        "SELECT json_agg(t) AS x FROM (SELECT * FROM customers) t",
+        "SELECT x FROM (SELECT c AS x FROM customers c) s",
+        "SELECT hstore(c) AS x FROM customers c",
+        "SELECT (SELECT c FROM customers c LIMIT 1) AS x",
+        "SELECT customers FROM public.customers",
+        "SELECT \"C\" FROM customers AS \"C\"",
+    ] {
+        let statements = classify(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let lineages: Vec<_> = statements.into_iter().map(|s| s.lineage).collect();
+        let masked = masked_columns(&plan, &lineages, &["x".to_string()]);
+        assert_eq!(masked, vec![true], "{sql}");
+    }
+}
