@@ -681,3 +681,37 @@ fn every_spelling_of_a_whole_row_read_through_psql_keeps_the_masked_columns_mask
         assert!(!out(&o).contains("@example.com") && !out(&o).contains("45-6789"), "{sql} leaked: {}", out(&o));
     }
 }
+
+#[test]
+fn copy_to_stdout_streams_every_column_with_the_masked_ones_masked() {
+    let c = Cluster::start_with_postgres(1);
+    let token = c.engineer_token();
+    let file = c.path().join("copy.yaml");
+    std::fs::write(
+        &file,
+        "name: copy\nrules:\n  - match: { groups: [engineers], resources: [demo], kinds: [copy] }\n    action: allow\n",
+    )
+    .unwrap();
+    c.cli_ok(1, &["policy", "apply", "-f", file.to_str().unwrap()]);
+    // psql's \copy: COPY ... TO STDOUT in the text format.
+    let o = c.psql(1, &token, &["\\copy customers to stdout"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let text = out(&o);
+    assert!(text.lines().any(|l| l == "1\tAda Lovelace\t***\t***"), "{text}");
+    assert_eq!(text.lines().count(), 12, "{text}");
+    // CSV with a header and a column list.
+    let o = c.psql(1, &token, &["COPY customers (name, email) TO STDOUT WITH (FORMAT csv, HEADER)"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).starts_with("name,email\nAda Lovelace,***\n"), "{}", out(&o));
+    // A query's rows: masked whole where they may hold masked data.
+    let o = c.psql(1, &token, &["COPY (SELECT email, ssn FROM customers WHERE id = 1) TO STDOUT"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o).trim(), "\\N\t\\N");
+    // The binary format cannot be masked: refused.
+    let o = c.psql(1, &token, &["COPY customers TO STDOUT (FORMAT binary)"]);
+    assert!(!o.status.success() && err(&o).contains("binary"), "{}", err(&o));
+    let o = c.psql(1, &token, &["\\copy customers to stdout csv"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o).lines().count(), 12, "{}", out(&o));
+    assert!(!out(&o).contains("@example.com") && !text.contains("@example.com"), "{}", out(&o));
+}

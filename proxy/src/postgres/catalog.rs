@@ -20,8 +20,10 @@ use pgwire::messages::PgWireFrontendMessage as F;
 use pgwire::messages::simplequery::Query;
 
 use super::conn::BackendConn;
+use super::copy_out::{CopyColumns, CopyOut};
 use super::relay::split_row;
 use crate::error::{Error, Result};
+use crate::mask::MaskPlan;
 
 /// How long a resource's catalog is trusted.
 pub const MAX_AGE: Duration = Duration::from_secs(60);
@@ -103,40 +105,89 @@ impl CatalogCache {
 }
 
 async fn read(backend: &mut BackendConn) -> Result<Volatility> {
-    let addr = backend.addr.clone();
-    let err = |detail: String| Error::Backend { addr: addr.clone(), detail };
-    backend.send(&F::Query(Query::new(QUERY.into()))).await?;
+    let rows = read_rows(backend, QUERY.into()).await.map_err(|e| match e {
+        Error::Backend { addr, detail } => {
+            Error::Backend { addr, detail: format!("cannot read the function catalog: {detail}") }
+        }
+        other => other,
+    })?;
+    if rows.is_empty() {
+        return Err(Error::Backend {
+            addr: backend.addr.clone(),
+            detail: "the function catalog read back empty".into(),
+        });
+    }
+    let text = |r: &Vec<String>, i: usize| r.get(i).cloned().unwrap_or_default();
+    Ok(Volatility::from_rows(rows.iter().map(|r| (text(r, 0), text(r, 1), text(r, 2) == "t"))))
+}
+
+/// The output columns of a `COPY ... TO STDOUT` under `masks`, read from the catalog
+/// through `backend` (idle). A COPY of a query, or one whose table the catalog does not
+/// answer for, has its fields masked whole when a column mask applies.
+pub(crate) async fn copy_columns(backend: &mut BackendConn, out: &CopyOut, masks: &MaskPlan) -> CopyColumns {
+    let unresolved = CopyColumns { columns: Vec::new(), all: !masks.columns.is_empty() };
+    let Some((schema, table)) = &out.table else { return unresolved };
+    let quote_ident = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let name = match schema {
+        Some(schema) => format!("{}.{}", quote_ident(schema), quote_ident(table)),
+        None => quote_ident(table),
+    };
+    let query = format!(
+        "/* portcullis: copy columns */ SELECT a.attname, a.atttypid FROM pg_catalog.pg_attribute a \
+         WHERE a.attrelid = '{}'::pg_catalog.regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        name.replace('\'', "''")
+    );
+    let Ok(rows) = read_rows(backend, query).await else { return unresolved };
+    let all: Vec<(String, u32)> =
+        rows.into_iter().filter_map(|r| Some((r.first()?.clone(), r.get(1)?.parse().ok()?))).collect();
+    if all.is_empty() {
+        return unresolved;
+    }
+    let listed: Vec<(String, u32)> = if out.columns.is_empty() {
+        all
+    } else {
+        let mut picked = Vec::with_capacity(out.columns.len());
+        for c in &out.columns {
+            match all.iter().find(|(n, _)| n == c) {
+                Some(found) => picked.push(found.clone()),
+                None => return unresolved,
+            }
+        }
+        picked
+    };
+    CopyColumns {
+        columns: listed.into_iter().map(|(n, oid)| (masks.masks_column(&n), Some(oid))).collect(),
+        all: false,
+    }
+}
+
+/// Run `query` on the idle backend and read its rows as text (an error is an error).
+async fn read_rows(backend: &mut BackendConn, query: String) -> Result<Vec<Vec<String>>> {
+    backend.send(&F::Query(Query::new(query))).await?;
     let mut rows = Vec::new();
     let mut failed = None;
     loop {
         match backend.read().await? {
             B::DataRow(row) => {
                 let values = split_row(&row).unwrap_or_default();
-                let text = |i: usize| {
+                rows.push(
                     values
-                        .get(i)
-                        .copied()
-                        .flatten()
-                        .map(|v| String::from_utf8_lossy(v).into_owned())
-                        .unwrap_or_default()
-                };
-                rows.push((text(0), text(1), text(2) == "t"));
+                        .iter()
+                        .map(|v| v.map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default())
+                        .collect(),
+                );
             }
             B::ErrorResponse(e) => {
-                let text = e.fields.iter().find(|(c, _)| *c == b'M').map(|(_, m)| m.clone()).unwrap_or_default();
-                failed = Some(text);
+                failed = Some(e.fields.iter().find(|(c, _)| *c == b'M').map(|(_, m)| m.clone()).unwrap_or_default());
             }
             B::ReadyForQuery(_) => break,
             _ => {}
         }
     }
-    if let Some(text) = failed {
-        return Err(err(format!("cannot read the function catalog: {text}")));
+    match failed {
+        Some(detail) => Err(Error::Backend { addr: backend.addr.clone(), detail }),
+        None => Ok(rows),
     }
-    if rows.is_empty() {
-        return Err(err("the function catalog read back empty".into()));
-    }
-    Ok(Volatility::from_rows(rows))
 }
 
 #[cfg(test)]

@@ -187,6 +187,9 @@ pub struct Statement {
     pub writes_in_cte: bool,
     /// Set for `COPY` (also when `kind` is the write a `COPY (query)` executes).
     pub copy_direction: Option<CopyDirection>,
+    /// For `COPY ... TO STDOUT`: where its rows come from and their format.
+    #[serde(skip)]
+    pub copy_out: Option<super::copy_out::CopyOut>,
     /// Functions the statement calls anywhere (select list, FROM, WHERE, CALL, defaults
     /// of an INSERT...), as the parser resolved their names (`U&"..."` escapes and
     /// quoting undone): `schema.name` when written so, lowercase, deduplicated, sorted.
@@ -266,6 +269,7 @@ fn classify_raw(sql: &str, raw: &protobuf::RawStmt) -> Result<Statement> {
             select_for_update: false,
             writes_in_cte: false,
             copy_direction: None,
+            copy_out: None,
             functions: Vec::new(),
             lineage: Lineage::default(),
             dynamic_sql: false,
@@ -305,6 +309,9 @@ fn classify_raw(sql: &str, raw: &protobuf::RawStmt) -> Result<Statement> {
         missing_where,
         select_for_update: walk.locking,
         writes_in_cte: walk.cte_write.is_some(),
+        copy_out: (copy_direction == Some(CopyDirection::ToClient))
+            .then(|| super::copy_out::CopyOut::of(executed))
+            .flatten(),
         copy_direction,
         lineage,
         dynamic_sql: dynamic::runs_dynamic_sql(&functions),

@@ -25,6 +25,7 @@ pub mod cancel;
 pub mod catalog;
 pub mod classify;
 pub mod conn;
+pub mod copy_out;
 pub mod door;
 pub mod params;
 pub mod relay;

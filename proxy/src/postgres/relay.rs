@@ -12,12 +12,14 @@ use std::collections::VecDeque;
 use bytes::{Buf, BufMut, BytesMut};
 use pgwire::messages::PgWireBackendMessage as B;
 use pgwire::messages::PgWireFrontendMessage as F;
+use pgwire::messages::copy::CopyData;
 use pgwire::messages::data::{DataRow, FieldDescription};
 use pgwire::messages::extendedquery::Flush;
 use pgwire::messages::response::TransactionStatus;
 
 use super::classify::{Lineage, masked_columns};
 use super::conn::{BackendConn, ClientConn};
+use super::copy_out::{CopyColumns, CopyOut, mask_row as mask_copy_row};
 use super::value_mask::{Masked, mask_message_fields, mask_value};
 use crate::error::{Error, Result};
 use crate::mask::MaskPlan;
@@ -81,11 +83,22 @@ pub struct RowsContext {
     masked: Vec<bool>,
     /// Simple query: several results until ReadyForQuery.
     pub until_ready: bool,
+    /// A `COPY ... TO STDOUT` whose rows are masked as they stream.
+    pub copy: Option<Box<CopyMasking>>,
+}
+
+/// How to mask the rows of a `COPY ... TO STDOUT`.
+#[derive(Debug)]
+pub struct CopyMasking {
+    pub out: CopyOut,
+    pub columns: CopyColumns,
+    /// Rows seen so far (the first one is the header, with HEADER).
+    pub rows: u64,
 }
 
 impl RowsContext {
     pub fn new(masks: MaskPlan, lineages: Vec<Lineage>, columns: Option<Columns>, until_ready: bool) -> Self {
-        let mut ctx = RowsContext { masks, lineages, columns: None, masked: Vec::new(), until_ready };
+        let mut ctx = RowsContext { masks, lineages, columns: None, masked: Vec::new(), until_ready, copy: None };
         ctx.set_columns(columns);
         ctx
     }
@@ -96,6 +109,25 @@ impl RowsContext {
             None => Vec::new(),
         };
         self.columns = columns;
+    }
+
+    /// Mask one row of a COPY's output, if the plan masks anything. A row that cannot be
+    /// read under a mask plan ends the exchange (fail closed): it is never passed on.
+    fn mask_copy_row(&mut self, data: CopyData) -> Result<CopyData> {
+        if self.masks.is_empty() {
+            return Ok(data);
+        }
+        let Some(copy) = self.copy.as_mut() else {
+            return Err(Error::Protocol("backend streamed COPY rows the gateway was not told to expect".into()));
+        };
+        copy.rows += 1;
+        if copy.out.header && copy.rows == 1 {
+            return Ok(data);
+        }
+        match mask_copy_row(&data.data, &copy.out, &copy.columns, &self.masks) {
+            Some(masked) => Ok(CopyData::new(masked.into())),
+            None => Err(Error::Protocol("a COPY row could not be read for masking; the COPY was stopped".into())),
+        }
     }
 
     /// Whether column `i`'s whole value is masked. Columns never described are, when
@@ -285,8 +317,15 @@ pub async fn relay(
                 client.flush().await?;
                 copy_in(client, backend).await?;
             }
-            B::CopyOutResponse(_) | B::CopyData(_) | B::CopyDone(_) | B::CopyBothResponse(_) => {
-                // COPY TO STDOUT streams rows as CopyData; policy decided on the statement.
+            B::CopyData(data) => {
+                // COPY TO STDOUT streams one row per CopyData; masked like result rows.
+                let data = match front {
+                    Expect::Rows(ctx) => ctx.mask_copy_row(data)?,
+                    _ => data,
+                };
+                client.queue(B::CopyData(data))?;
+            }
+            B::CopyOutResponse(_) | B::CopyDone(_) | B::CopyBothResponse(_) => {
                 client.queue(msg)?;
             }
             other => {

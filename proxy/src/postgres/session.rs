@@ -33,8 +33,9 @@ use tokio_util::sync::CancellationToken;
 use super::backend::{self, BackendTarget};
 use super::cancel::{self, CancelRegistry, CancelTarget};
 use super::catalog::{CatalogCache, Volatility};
-use super::classify::{CopyDirection, DEFAULT_MAX_SQL_BYTES, Lineage, Statement, StatementKind, classify};
+use super::classify::{DEFAULT_MAX_SQL_BYTES, Lineage, Statement, StatementKind, classify};
 use super::conn::{BackendConn, ClientConn, ClientMessage};
+use super::copy_out::{CopyFormat, CopyOut};
 use super::relay::{Columns, Limits, Outcome};
 use super::reply;
 use super::settings::PgSettings;
@@ -76,6 +77,8 @@ pub(super) struct JudgedSql {
     /// user's function, dynamic SQL): code that could change how Postgres reads the next
     /// statement (see `extended`).
     pub runs_unseen_code: bool,
+    /// A `COPY ... TO STDOUT` among the statements: its rows are masked as they stream.
+    pub copy_out: Option<CopyOut>,
 }
 
 /// A SQL string the gate cleared: the decision and what the relay needs to mask.
@@ -83,6 +86,7 @@ pub(super) struct ClearedSql {
     pub cleared: Cleared,
     pub lineages: Vec<Lineage>,
     pub writes: bool,
+    pub copy_out: Option<CopyOut>,
 }
 
 /// A statement prepared through this gateway, with the decision bound to its name.
@@ -417,9 +421,9 @@ impl<S: Store> Session<'_, S> {
             Ok(j) => j,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        let JudgedSql { judgement, lineages, writes, .. } = judged;
+        let JudgedSql { judgement, lineages, writes, copy_out, .. } = judged;
         let cleared = self.clear(work, judgement).await?;
-        Ok(cleared.map(|cleared| ClearedSql { cleared, lineages, writes }))
+        Ok(cleared.map(|cleared| ClearedSql { cleared, lineages, writes, copy_out }))
     }
 
     /// Phase "hold" (through the gate) for decided work.
@@ -467,12 +471,12 @@ impl<S: Store> Session<'_, S> {
             self.deps.catalogs.forget(resource);
         }
         let mut judgement = self.gate.decide(&requests)?;
-        // COPY ... TO STDOUT streams rows as raw CopyData, which the relay cannot mask:
-        // under a mask plan it would leak what a SELECT hides. Fail closed.
-        if !judgement.masks.is_empty() && statements.iter().any(|st| st.copy_direction == Some(CopyDirection::ToClient))
-        {
+        // COPY ... TO STDOUT rows are masked as they stream (text and CSV); the binary
+        // format cannot be read safely, so under a mask plan it is refused.
+        let copy_out = statements.iter().find_map(|st| st.copy_out.clone());
+        if !judgement.masks.is_empty() && copy_out.as_ref().is_some_and(|c| c.format == CopyFormat::Binary) {
             judgement.deny(format!(
-                "denied: COPY ... TO STDOUT on {resource} cannot be masked (a mask rule applies); use SELECT"
+                "denied: COPY ... TO STDOUT (FORMAT binary) on {resource} cannot be masked (a mask rule applies); use the text or csv format"
             ));
         }
         // Statistics and activity views copy table data and statement texts.
@@ -497,7 +501,7 @@ impl<S: Store> Session<'_, S> {
                 || st.functions.iter().any(|f| !self.volatility.is_builtin_side_effect_free(f))
         });
         let lineages = statements.into_iter().map(|st| st.lineage).collect();
-        Ok(Ok(JudgedSql { judgement, lineages, writes, runs_unseen_code }))
+        Ok(Ok(JudgedSql { judgement, lineages, writes, runs_unseen_code, copy_out }))
     }
 
     /// Tell the client a statement was refused: the error and, for a finished

@@ -172,8 +172,13 @@ impl<S: Store> Session<'_, S> {
                             continue;
                         }
                     };
-                    let JudgedSql { judgement, lineages, runs_unseen_code, .. } = judged;
+                    let JudgedSql { mut judgement, lineages, runs_unseen_code, copy_out, .. } = judged;
                     texts.merge(&judgement.masks);
+                    if copy_out.is_some() && !judgement.masks.is_empty() {
+                        judgement.deny(
+                            "denied: COPY ... TO STDOUT under a mask rule runs through the simple query protocol only (its rows are masked there)".into(),
+                        );
+                    }
                     // Postgres reports a changed setting only at the Sync, after it has
                     // read this Parse: text whose reading depends on the pinned settings
                     // may not follow code the gateway cannot see in the same pipeline.

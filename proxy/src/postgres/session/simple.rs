@@ -7,7 +7,8 @@ use std::time::Instant;
 use pgwire::messages::PgWireFrontendMessage as F;
 use pgwire::messages::simplequery::Query;
 
-use super::super::relay::{Expect, RowsContext, relay};
+use super::super::catalog::copy_columns;
+use super::super::relay::{CopyMasking, Expect, RowsContext, relay};
 use super::{ClearedSql, Outbound, Session};
 use crate::error::Result;
 use crate::gate::{Effect, Work};
@@ -29,6 +30,14 @@ impl<S: Store> Session<'_, S> {
             Ok(p) => p,
             Err(refusal) => return self.refuse(&refusal, true).await,
         };
+        // A COPY TO STDOUT under masks: its columns, from the catalog, before it runs.
+        let copy = match &cleared.copy_out {
+            Some(out) if !cleared.cleared.judgement.masks.is_empty() => {
+                let columns = copy_columns(&mut self.backend, out, &cleared.cleared.judgement.masks).await;
+                Some(Box::new(CopyMasking { out: out.clone(), columns, rows: 0 }))
+            }
+            _ => None,
+        };
         // --- relay.
         let mut outbound = Outbound::default();
         outbound.push(F::Query(Query::new(sql)));
@@ -40,7 +49,8 @@ impl<S: Store> Session<'_, S> {
         // --- mask (in the relay) and record.
         let ClearedSql { cleared, lineages, .. } = cleared;
         let texts = cleared.judgement.masks.clone();
-        let ctx = RowsContext::new(cleared.judgement.masks, lineages, None, true);
+        let mut ctx = RowsContext::new(cleared.judgement.masks, lineages, None, true);
+        ctx.copy = copy;
         let expects = VecDeque::from([Expect::Rows(Box::new(ctx)), Expect::Ready { inject: false }]);
         let limits = self.limits();
         let outcome = relay(&mut self.backend, &mut self.client, expects, &limits, &texts).await?;
