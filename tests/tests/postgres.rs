@@ -715,3 +715,43 @@ fn copy_to_stdout_streams_every_column_with_the_masked_ones_masked() {
     assert_eq!(out(&o).lines().count(), 12, "{}", out(&o));
     assert!(!out(&o).contains("@example.com") && !text.contains("@example.com"), "{}", out(&o));
 }
+
+#[test]
+fn pg_dump_of_demo_through_the_gateway_restores_with_the_masked_columns_masked() {
+    let c = Cluster::start_with_postgres(1);
+    let token = c.engineer_token();
+    let dump = c.path().join("demo.sql");
+    let o = Command::new("pg_dump")
+        .arg(c.pg_conninfo(1, "agent"))
+        .args(["--no-owner", "--no-privileges", "-f"])
+        .arg(&dump)
+        .env("PGPASSWORD", &token)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "pg_dump through the gateway failed: {}", err(&o));
+    let text = std::fs::read_to_string(&dump).unwrap();
+    assert!(text.contains("COPY public.customers"), "{text}");
+    assert!(!text.contains("@example.com") && !text.contains("45-6789"), "the dump holds masked data");
+    assert!(text.contains("Ada Lovelace\t***\t***"), "{text}");
+    // It restores into a new database.
+    c.backend_psql("CREATE DATABASE restored");
+    let pg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(c.path().join("postgres.json")).unwrap()).unwrap();
+    let o = Command::new("psql")
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-q", "-f"])
+        .arg(&dump)
+        .arg(format!("host=127.0.0.1 port={} dbname=restored user=postgres", pg["port"]))
+        .env("PGPASSWORD", pg["superuser_password"].as_str().unwrap())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "the dump does not restore: {}", err(&o));
+    let o = Command::new("psql")
+        .args(["-X", "-A", "-t", "-c", "SELECT count(*), count(DISTINCT name), min(email) FROM customers"])
+        .arg(format!("host=127.0.0.1 port={} dbname=restored user=postgres", pg["port"]))
+        .env("PGPASSWORD", pg["superuser_password"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out(&o).trim(), "12|12|***", "{}", err(&o));
+}

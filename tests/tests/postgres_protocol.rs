@@ -159,8 +159,9 @@ fn tokio_postgres_runs_simple_extended_and_transactional_queries_through_every_n
 fn copy_to_stdout_and_from_stdin_run_when_a_policy_allows_copy() {
     let c = Cluster::start_with_postgres(3);
     let token = c.engineer_token();
-    // Without a rule for kind copy, COPY is denied (default deny).
-    let o = c.psql(1, &token, &["COPY (SELECT id, name FROM customers) TO STDOUT"]);
+    // Without a rule for it, a COPY that writes is denied (default deny; the demo policy
+    // allows engineers only COPY ... TO STDOUT, which reads).
+    let o = c.psql(1, &token, &["COPY customers (name) FROM STDIN"]);
     assert!(!o.status.success());
     assert!(err(&o).contains("no policy rule allows copy"), "{}", err(&o));
 

@@ -528,7 +528,8 @@ fn print_postgres_steps(dir: &Path, file: &ClusterFile, info: &postgres::PgInfo)
     println!();
     println!("Postgres resource `demo` (backend 127.0.0.1:{}) with the demo policy:", info.port);
     println!("  engineers may SELECT; INSERT/UPDATE/DELETE wait for one approver; TRUNCATE and DDL are denied;");
-    println!("  admin functions (pg_terminate_backend, set_config, dblink...) are denied;");
+    println!("  admin functions (pg_terminate_backend, dblink...) and dynamic SQL (table_to_xml...) are denied;");
+    println!("  COPY ... TO STDOUT, psql \\copy and pg_dump work, masked;");
     println!("  columns email and ssn are masked, also in anything computed from them (reverse(email)...).");
     println!("Connect as alice (an engineer):");
     println!(

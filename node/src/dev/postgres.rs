@@ -28,7 +28,10 @@ pub const DEMO_POLICY: &str = r#"# The playground's demo policy (see docs/policy
 name: demo
 rules:
   - name: engineers-read
-    match: { groups: [engineers], resources: [demo], kinds: [select, show, set, transaction, explain] }
+    match: { groups: [engineers], resources: [demo], kinds: [select, show, set, transaction, explain, lock] }
+    action: allow
+  - name: engineers-copy-out
+    match: { groups: [engineers], resources: [demo], kinds: [copy], writes: false }
     action: allow
   - name: writes-need-approval
     match: { groups: [engineers], resources: [demo], kinds: [insert, update, delete] }
@@ -41,7 +44,7 @@ rules:
     action: deny
     reason: "TRUNCATE, DROP and other DDL are never allowed on demo"
   - name: no-admin-functions
-    match: { resources: [demo], functions: [pg_terminate_backend, pg_cancel_backend, set_config, "pg_read*file", pg_ls_dir, "lo_*", "dblink*", "query_to_xml*"] }
+    match: { resources: [demo], functions: [pg_terminate_backend, pg_cancel_backend, "pg_read*file", pg_ls_dir, "lo_*", "dblink*", "query_to_xml*"] }
     action: deny
     reason: "server administration and dynamic-SQL functions are never allowed on demo"
   - name: no-two-phase

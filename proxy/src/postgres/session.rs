@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use super::backend::{self, BackendTarget};
 use super::cancel::{self, CancelRegistry, CancelTarget};
 use super::catalog::{CatalogCache, Volatility};
-use super::classify::{DEFAULT_MAX_SQL_BYTES, Lineage, Statement, StatementKind, classify};
+use super::classify::{CopyDirection, DEFAULT_MAX_SQL_BYTES, Lineage, Statement, StatementKind, classify};
 use super::conn::{BackendConn, ClientConn, ClientMessage};
 use super::copy_out::{CopyFormat, CopyOut};
 use super::relay::{Columns, Limits, Outcome};
@@ -448,7 +448,15 @@ impl<S: Store> Session<'_, S> {
         // effects (a SELECT of nextval): audited ahead, and `match.writes` for policy.
         let writes: Vec<bool> = statements
             .iter()
-            .map(|st| st.kind.writes() || st.functions.iter().any(|f| !self.volatility.is_side_effect_free(f)))
+            .map(|st| {
+                // COPY ... TO STDOUT reads (its rows go to the client); every other COPY
+                // writes (into a table, or a server file or program).
+                let kind_writes = match st.kind {
+                    StatementKind::Copy => st.copy_direction != Some(CopyDirection::ToClient),
+                    _ => st.kind.writes(),
+                };
+                kind_writes || st.functions.iter().any(|f| !self.volatility.is_side_effect_free(f))
+            })
             .collect();
         let requests: Vec<Request> = statements
             .iter()

@@ -53,7 +53,7 @@ pub fn set_statement(node: &NodeEnum) -> Option<String> {
 
 /// Why a `set_config(name, value, is_local)` call (a FuncCall node, serialized) would
 /// change a pinned setting, if it would: also when its name or value is not a constant
-/// the gateway can read.
+/// the gateway can read, or when it switches roles (`role`, `session_authorization`).
 pub fn set_config_call(funcname: &[&str], call: &Map<String, Value>) -> Option<String> {
     let is_set_config = matches!(funcname, ["set_config"] | ["pg_catalog", "set_config"])
         || funcname.last().is_some_and(|f| f.eq_ignore_ascii_case("set_config"));
@@ -63,8 +63,20 @@ pub fn set_config_call(funcname: &[&str], call: &Map<String, Value>) -> Option<S
     let args = call.get("args").and_then(Value::as_array);
     let arg = |i: usize| args.and_then(|a| a.get(i)).and_then(constant);
     let Some(name) = arg(0) else {
+        // The name is computed (pg_dump: `set_config(name, 'view, foreign-table', false)
+        // FROM pg_settings WHERE ...`). Harmless if no pinned setting could take the value.
+        if arg(1).is_some_and(|v| !could_set_pinned(&v)) {
+            return None;
+        }
         return Some("set_config with a setting name that is not a constant: the gateway cannot tell whether it changes how statements are read".to_string());
     };
+    if matches!(name.to_ascii_lowercase().as_str(), "role" | "session_authorization") {
+        // Another role's privileges for the rest of the session: what `SET ROLE` does
+        // (kind grant); not through a function call that policy would judge as a read.
+        return Some(format!(
+            "set_config('{name}', ...) takes on another role's privileges; use SET ROLE, which policy judges as a grant"
+        ));
+    }
     if !is_pinned(&name) {
         return None;
     }
@@ -72,6 +84,14 @@ pub fn set_config_call(funcname: &[&str], call: &Map<String, Value>) -> Option<S
         Some(value) if is_pinned_value(&name, &value) => None,
         value => Some(refusal(&name, &value.unwrap_or_else(|| "an expression".into()))),
     }
+}
+
+/// Whether `value` could be a value of a pinned setting: a boolean word or an encoding
+/// name, both made of letters, digits, `_` and `-` only. Anything else Postgres refuses
+/// for both, so setting it cannot change how statements are read.
+fn could_set_pinned(value: &str) -> bool {
+    let v = value.trim();
+    !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 fn refusal(name: &str, value: &str) -> String {
