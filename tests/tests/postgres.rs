@@ -754,4 +754,42 @@ fn pg_dump_of_demo_through_the_gateway_restores_with_the_masked_columns_masked()
         .output()
         .unwrap();
     assert_eq!(out(&o).trim(), "12|12|***", "{}", err(&o));
+    // The data no rule masks equals the original's.
+    let names = "SELECT string_agg(id || ':' || name, ',' ORDER BY id) FROM customers";
+    let o = Command::new("psql")
+        .args(["-X", "-A", "-t", "-c", names])
+        .arg(format!("host=127.0.0.1 port={} dbname=restored user=postgres", pg["port"]))
+        .env("PGPASSWORD", pg["superuser_password"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out(&o).trim(), c.backend_psql(names).trim(), "{}", err(&o));
+
+    // The custom format too, restored with pg_restore.
+    let custom = c.path().join("demo.dump");
+    let o = Command::new("pg_dump")
+        .arg(c.pg_conninfo(1, "agent"))
+        .args(["--no-owner", "--no-privileges", "-Fc", "-f"])
+        .arg(&custom)
+        .env("PGPASSWORD", &token)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "pg_dump -Fc through the gateway failed: {}", err(&o));
+    c.backend_psql("CREATE DATABASE restored_custom");
+    let o = Command::new("pg_restore")
+        .args(["--no-owner", "-d"])
+        .arg(format!("host=127.0.0.1 port={} dbname=restored_custom user=postgres", pg["port"]))
+        .arg(&custom)
+        .env("PGPASSWORD", pg["superuser_password"].as_str().unwrap())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "pg_restore failed: {}", err(&o));
+    let o = Command::new("psql")
+        .args(["-X", "-A", "-t", "-c", "SELECT count(*), min(ssn) FROM customers"])
+        .arg(format!("host=127.0.0.1 port={} dbname=restored_custom user=postgres", pg["port"]))
+        .env("PGPASSWORD", pg["superuser_password"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out(&o).trim(), "12|***", "{}", err(&o));
 }
