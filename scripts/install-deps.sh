@@ -58,3 +58,17 @@ fi
 echo "node $(node --version), npm $(npm --version)"
 (cd tests/oidc && npm ci --no-audit --no-fund)
 
+# Python drivers the black-box tests run through the gateway (tests/tests/drivers.rs),
+# pinned in tests/python/requirements.txt, in a cached venv (reinstalled when the pins
+# change). The tests find it at $XDG_CACHE_HOME/portcullis-ci/drivers (or ~/.cache/...).
+drivers="${XDG_CACHE_HOME:-$HOME/.cache}/portcullis-ci/drivers"
+want="$(sha256sum tests/python/requirements.txt | cut -d' ' -f1)"
+if [ ! -x "$drivers/bin/python" ] || [ "$(cat "$drivers/.portcullis-pins" 2>/dev/null)" != "$want" ]; then
+  echo "installing the test drivers (tests/python/requirements.txt) into $drivers"
+  rm -rf "$drivers"
+  mkdir -p "$(dirname "$drivers")"
+  python3 -m venv "$drivers"
+  "$drivers/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+  echo "$want" > "$drivers/.portcullis-pins"
+fi
+

@@ -39,7 +39,8 @@ pub fn sort(params: &BTreeMap<String, String>) -> Result<Vec<(String, String)>, 
         match name.to_ascii_lowercase().as_str() {
             "user" | "database" => {}
             "client_encoding" => {
-                let v = value.to_ascii_lowercase().replace(['-', '_'], "");
+                // asyncpg sends it quoted ('utf-8'), as a SET would take it.
+                let v = value.trim().trim_matches('\'').to_ascii_lowercase().replace(['-', '_'], "");
                 // UTF8, or SQL_ASCII (any bytes; what libpq sends in the C locale).
                 if !matches!(v.as_str(), "utf8" | "unicode" | "sqlascii" | "") {
                     return Err(Unacceptable {
@@ -116,7 +117,7 @@ mod tests {
             ("database", "demo"),
             ("application_name", "psql"),
             ("DateStyle", "ISO"),
-            ("client_encoding", "UTF8"),
+            ("client_encoding", "'utf-8'"),
             ("options", "-c statement_timeout=5s --lock-timeout=1s"),
         ]))
         .unwrap_or_default();
