@@ -261,17 +261,23 @@ impl Cluster {
     /// psql as the superuser directly on the playground's backend (setup and ground
     /// truth); returns the unaligned, tuples-only output.
     pub fn backend_psql(&self, sql: &str) -> String {
+        self.backend_psql_in("demo", &["-c", sql])
+    }
+
+    /// psql as the superuser on the playground's backend, in database `db`, with `args`
+    /// (`-c SQL`, `-f FILE`); stops at the first error.
+    pub fn backend_psql_in(&self, db: &str, args: &[&str]) -> String {
         let pg: Value =
             serde_json::from_str(&std::fs::read_to_string(self.path().join("postgres.json")).unwrap()).unwrap();
         let o = Command::new("psql")
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
-            .arg(format!("host=127.0.0.1 port={} dbname=demo user=postgres", pg["port"]))
-            .args(["-c", sql])
+            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
+            .arg(format!("host=127.0.0.1 port={} dbname={db} user=postgres", pg["port"]))
+            .args(args)
             .env("PGPASSWORD", pg["superuser_password"].as_str().unwrap())
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        assert!(o.status.success(), "backend psql {sql}: {}", err(&o));
+        assert!(o.status.success(), "backend psql {args:?}: {}", err(&o));
         out(&o)
     }
 

@@ -734,35 +734,13 @@ fn pg_dump_of_demo_through_the_gateway_restores_with_the_masked_columns_masked()
     assert!(text.contains("COPY public.customers"), "{text}");
     assert!(!text.contains("@example.com") && !text.contains("45-6789"), "the dump holds masked data");
     assert!(text.contains("Ada Lovelace\t***\t***"), "{text}");
-    // It restores into a new database.
+    // It restores into a new database, and the data no rule masks equals the original's.
     c.backend_psql("CREATE DATABASE restored");
-    let pg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(c.path().join("postgres.json")).unwrap()).unwrap();
-    let o = Command::new("psql")
-        .args(["-X", "-v", "ON_ERROR_STOP=1", "-q", "-f"])
-        .arg(&dump)
-        .arg(format!("host=127.0.0.1 port={} dbname=restored user=postgres", pg["port"]))
-        .env("PGPASSWORD", pg["superuser_password"].as_str().unwrap())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "the dump does not restore: {}", err(&o));
-    let o = Command::new("psql")
-        .args(["-X", "-A", "-t", "-c", "SELECT count(*), count(DISTINCT name), min(email) FROM customers"])
-        .arg(format!("host=127.0.0.1 port={} dbname=restored user=postgres", pg["port"]))
-        .env("PGPASSWORD", pg["superuser_password"].as_str().unwrap())
-        .output()
-        .unwrap();
-    assert_eq!(out(&o).trim(), "12|12|***", "{}", err(&o));
-    // The data no rule masks equals the original's.
+    c.backend_psql_in("restored", &["-f", dump.to_str().unwrap()]);
+    let check = "SELECT count(*), count(DISTINCT name), min(email), min(ssn) FROM customers";
+    assert_eq!(c.backend_psql_in("restored", &["-c", check]).trim(), "12|12|***|***");
     let names = "SELECT string_agg(id || ':' || name, ',' ORDER BY id) FROM customers";
-    let o = Command::new("psql")
-        .args(["-X", "-A", "-t", "-c", names])
-        .arg(format!("host=127.0.0.1 port={} dbname=restored user=postgres", pg["port"]))
-        .env("PGPASSWORD", pg["superuser_password"].as_str().unwrap())
-        .output()
-        .unwrap();
-    assert_eq!(out(&o).trim(), c.backend_psql(names).trim(), "{}", err(&o));
+    assert_eq!(c.backend_psql_in("restored", &["-c", names]), c.backend_psql(names));
 
     // The custom format too, restored with pg_restore.
     let custom = c.path().join("demo.dump");
@@ -776,6 +754,8 @@ fn pg_dump_of_demo_through_the_gateway_restores_with_the_masked_columns_masked()
         .unwrap();
     assert!(o.status.success(), "pg_dump -Fc through the gateway failed: {}", err(&o));
     c.backend_psql("CREATE DATABASE restored_custom");
+    let pg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(c.path().join("postgres.json")).unwrap()).unwrap();
     let o = Command::new("pg_restore")
         .args(["--no-owner", "-d"])
         .arg(format!("host=127.0.0.1 port={} dbname=restored_custom user=postgres", pg["port"]))
@@ -785,11 +765,5 @@ fn pg_dump_of_demo_through_the_gateway_restores_with_the_masked_columns_masked()
         .output()
         .unwrap();
     assert!(o.status.success(), "pg_restore failed: {}", err(&o));
-    let o = Command::new("psql")
-        .args(["-X", "-A", "-t", "-c", "SELECT count(*), min(ssn) FROM customers"])
-        .arg(format!("host=127.0.0.1 port={} dbname=restored_custom user=postgres", pg["port"]))
-        .env("PGPASSWORD", pg["superuser_password"].as_str().unwrap())
-        .output()
-        .unwrap();
-    assert_eq!(out(&o).trim(), "12|***", "{}", err(&o));
+    assert_eq!(c.backend_psql_in("restored_custom", &["-c", check]).trim(), "12|12|***|***");
 }

@@ -62,22 +62,30 @@ impl ClientConn {
         self.read_buf.len()
     }
 
+    /// Read more bytes; `false` on a clean close between messages (a close in the middle
+    /// of one is an error).
+    async fn fill(&mut self) -> Result<bool> {
+        let n = self.stream.read_buf(&mut self.read_buf).await.map_err(|e| Error::ClientIo(e.to_string()))?;
+        if n > 0 {
+            return Ok(true);
+        }
+        if self.read_buf.is_empty() {
+            return Ok(false);
+        }
+        Err(Error::Protocol(format!(
+            "client closed the connection in the middle of a message ({} bytes)",
+            self.read_buf.len()
+        )))
+    }
+
     /// The next message, `None` on a clean close between messages.
     pub async fn read(&mut self) -> Result<Option<PgWireFrontendMessage>> {
         loop {
             if let Some(msg) = decode_frontend(&mut self.read_buf, &self.ctx, self.max_message)? {
                 return Ok(Some(msg));
             }
-            let n = self.stream.read_buf(&mut self.read_buf).await.map_err(|e| Error::ClientIo(e.to_string()))?;
-            if n == 0 {
-                return if self.read_buf.is_empty() {
-                    Ok(None)
-                } else {
-                    Err(Error::Protocol(format!(
-                        "client closed the connection in the middle of a message ({} bytes)",
-                        self.read_buf.len()
-                    )))
-                };
+            if !self.fill().await? {
+                return Ok(None);
             }
         }
     }
@@ -101,16 +109,8 @@ impl ClientConn {
             } else if let Some(msg) = decode_frontend(&mut self.read_buf, &self.ctx, self.max_message)? {
                 return Ok(Some(ClientMessage::Pg(msg)));
             }
-            let n = self.stream.read_buf(&mut self.read_buf).await.map_err(|e| Error::ClientIo(e.to_string()))?;
-            if n == 0 {
-                return if self.read_buf.is_empty() {
-                    Ok(None)
-                } else {
-                    Err(Error::Protocol(format!(
-                        "client closed the connection in the middle of a message ({} bytes)",
-                        self.read_buf.len()
-                    )))
-                };
+            if !self.fill().await? {
+                return Ok(None);
             }
         }
     }
