@@ -279,6 +279,8 @@ fn start_playground(bin: &Path, guard: &mut Guard) -> Playground {
     let o = Command::new(bin)
         .args(["dev", "--detach", "--postgres", "--nodes", "3", "--dir"])
         .arg(&dir)
+        // Every pgbench client is the same identity: lift the per-identity session cap.
+        .env("PORTCULLIS_LIMITS__MAX_SESSIONS_PER_IDENTITY", "10000")
         .stdin(Stdio::null())
         .output()
         .unwrap();

@@ -77,7 +77,7 @@ impl Default for GateSettings {
         GateSettings {
             audit_backlog: 4096,
             record_text_max: record::DEFAULT_RECORD_TEXT_MAX,
-            max_sessions_per_identity: 64,
+            max_sessions_per_identity: 32,
         }
     }
 }
