@@ -6,7 +6,7 @@
 //! [`CopyOut`] is what the classifier reads from the statement (where the rows come
 //! from, the format and its options); the door resolves the output columns' names and
 //! types from the backend's catalog before the COPY runs ([`CopyColumns`]). The binary
-//! COPY format is refused on resources with masks (its values cannot be read safely).
+//! format is masked tuple by tuple ([`mask_binary`]), by the columns' types.
 
 use pg_query::NodeEnum;
 use pg_query::protobuf;
@@ -122,6 +122,64 @@ pub struct CopyColumns {
     /// Mask every field whole (the columns could not be resolved, e.g. `COPY (query)`
     /// of a statement that touches masked data).
     pub all: bool,
+}
+
+/// The binary format's signature, at the start of its first message.
+const BINARY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+/// Mask one CopyData message of the binary format: the header (first message only,
+/// `first`), then tuples (int16 field count, then int32 length and bytes per field, -1
+/// for NULL) or the trailer (-1). `None`: the message cannot be read.
+pub fn mask_binary(data: &[u8], first: bool, columns: &CopyColumns, masks: &MaskPlan) -> Option<Vec<u8>> {
+    let mut rest = data;
+    let mut out = Vec::with_capacity(data.len());
+    let take = |rest: &mut &[u8], n: usize| -> Option<Vec<u8>> {
+        let (head, tail) = (rest.get(..n)?, rest.get(n..)?);
+        *rest = tail;
+        Some(head.to_vec())
+    };
+    if first {
+        let signature = take(&mut rest, BINARY_SIGNATURE.len())?;
+        if signature != BINARY_SIGNATURE {
+            return None;
+        }
+        out.extend(signature);
+        let flags = take(&mut rest, 4)?;
+        out.extend(flags);
+        let ext_len = take(&mut rest, 4)?;
+        let n = usize::try_from(i32::from_be_bytes(ext_len.as_slice().try_into().ok()?)).ok()?;
+        out.extend(ext_len);
+        out.extend(take(&mut rest, n)?);
+    }
+    while !rest.is_empty() {
+        let count = i16::from_be_bytes(take(&mut rest, 2)?.as_slice().try_into().ok()?);
+        out.extend(count.to_be_bytes());
+        if count < 0 {
+            continue; // the trailer
+        }
+        for i in 0..usize::try_from(count).ok()? {
+            let len = i32::from_be_bytes(take(&mut rest, 4)?.as_slice().try_into().ok()?);
+            if len < 0 {
+                out.extend((-1i32).to_be_bytes());
+                continue;
+            }
+            let value = take(&mut rest, usize::try_from(len).ok()?)?;
+            let (whole, oid) =
+                if columns.all { (true, None) } else { columns.columns.get(i).copied().unwrap_or((false, None)) };
+            let masked = match mask_value(&value, true, oid, whole, masks) {
+                Masked::Unchanged => Some(value),
+                Masked::Replaced(v) => v,
+            };
+            match masked {
+                Some(v) => {
+                    out.extend(i32::try_from(v.len()).ok()?.to_be_bytes());
+                    out.extend(v);
+                }
+                None => out.extend((-1i32).to_be_bytes()),
+            }
+        }
+    }
+    Some(out)
 }
 
 /// Mask one CopyData row (without its trailing newline handling: the row ends with

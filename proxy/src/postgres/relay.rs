@@ -19,7 +19,7 @@ use pgwire::messages::response::TransactionStatus;
 
 use super::classify::{Lineage, masked_columns};
 use super::conn::{BackendConn, ClientConn};
-use super::copy_out::{CopyColumns, CopyOut, mask_row as mask_copy_row};
+use super::copy_out::{CopyColumns, CopyFormat, CopyOut, mask_binary, mask_row as mask_copy_row};
 use super::value_mask::{Masked, mask_message_fields, mask_value};
 use crate::error::{Error, Result};
 use crate::mask::MaskPlan;
@@ -121,10 +121,14 @@ impl RowsContext {
             return Err(Error::Protocol("backend streamed COPY rows the gateway was not told to expect".into()));
         };
         copy.rows += 1;
-        if copy.out.header && copy.rows == 1 {
+        if copy.out.header && copy.rows == 1 && copy.out.format != CopyFormat::Binary {
             return Ok(data);
         }
-        match mask_copy_row(&data.data, &copy.out, &copy.columns, &self.masks) {
+        let masked = match copy.out.format {
+            CopyFormat::Binary => mask_binary(&data.data, copy.rows == 1, &copy.columns, &self.masks),
+            _ => mask_copy_row(&data.data, &copy.out, &copy.columns, &self.masks),
+        };
+        match masked {
             Some(masked) => Ok(CopyData::new(masked.into())),
             None => Err(Error::Protocol("a COPY row could not be read for masking; the COPY was stopped".into())),
         }

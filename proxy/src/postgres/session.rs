@@ -35,7 +35,7 @@ use super::cancel::{self, CancelRegistry, CancelTarget};
 use super::catalog::{CatalogCache, Volatility};
 use super::classify::{CopyDirection, DEFAULT_MAX_SQL_BYTES, Lineage, Statement, StatementKind, classify};
 use super::conn::{BackendConn, ClientConn, ClientMessage};
-use super::copy_out::{CopyFormat, CopyOut};
+use super::copy_out::CopyOut;
 use super::relay::{Columns, Limits, Outcome};
 use super::reply;
 use super::settings::PgSettings;
@@ -479,14 +479,8 @@ impl<S: Store> Session<'_, S> {
             self.deps.catalogs.forget(resource);
         }
         let mut judgement = self.gate.decide(&requests)?;
-        // COPY ... TO STDOUT rows are masked as they stream (text and CSV); the binary
-        // format cannot be read safely, so under a mask plan it is refused.
+        // COPY ... TO STDOUT rows are masked as they stream (`copy_out`).
         let copy_out = statements.iter().find_map(|st| st.copy_out.clone());
-        if !judgement.masks.is_empty() && copy_out.as_ref().is_some_and(|c| c.format == CopyFormat::Binary) {
-            judgement.deny(format!(
-                "denied: COPY ... TO STDOUT (FORMAT binary) on {resource} cannot be masked (a mask rule applies); use the text or csv format"
-            ));
-        }
         // Statistics and activity views copy table data and statement texts.
         let tables: Vec<String> = statements.iter().flat_map(|st| st.tables.iter().cloned()).collect();
         if let Some(extra) = super::classify::statistics::masks_for(&tables, &judgement.masks) {

@@ -60,3 +60,26 @@ fn unresolved_columns_are_masked_whole() {
     let masked = mask_row(b"ada@example.com\t123-45-6789\n", &out, &all, &masks()).unwrap();
     assert_eq!(String::from_utf8(masked).unwrap(), "\\N\t\\N\n");
 }
+
+#[test]
+fn binary_tuples_are_masked_by_their_columns_types() {
+    // Header, then one tuple (id int4 = 1, name text, email text, ssn NULL), then the
+    // trailer in a second message.
+    let mut first = b"PGCOPY\n\xff\r\n\0".to_vec();
+    first.extend(0i32.to_be_bytes());
+    first.extend(0i32.to_be_bytes());
+    first.extend(4i16.to_be_bytes());
+    for value in [&1i32.to_be_bytes()[..], b"Ada", b"ada@example.com"] {
+        first.extend(i32::try_from(value.len()).unwrap().to_be_bytes());
+        first.extend(value);
+    }
+    first.extend((-1i32).to_be_bytes());
+    let masked = super::mask_binary(&first, true, &columns(), &masks()).unwrap();
+    let text = String::from_utf8_lossy(&masked);
+    assert!(!text.contains("ada@example.com") && text.contains("***") && text.contains("Ada"), "{text:?}");
+    assert!(masked.starts_with(b"PGCOPY\n\xff\r\n\0"));
+    let trailer = (-1i16).to_be_bytes();
+    assert_eq!(super::mask_binary(&trailer, false, &columns(), &masks()).unwrap(), trailer.to_vec());
+    // A truncated message cannot be read.
+    assert!(super::mask_binary(&first[..first.len() - 3], true, &columns(), &masks()).is_none());
+}
