@@ -9,7 +9,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 # Debian packages the build and the black-box tests need (iproute2 and iptables: the
 # chaos harness puts nodes in network namespaces and cuts links with iptables).
-packages=(build-essential pkg-config curl ca-certificates procps iproute2 iptables postgresql postgresql-contrib libclang-dev pgbouncer haproxy openssl)
+packages=(build-essential pkg-config curl ca-certificates procps iproute2 iptables postgresql postgresql-contrib libclang-dev pgbouncer haproxy openssl libpostgresql-jdbc-java)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -70,5 +70,13 @@ if [ ! -x "$drivers/bin/python" ] || [ "$(cat "$drivers/.portcullis-pins" 2>/dev
   python3 -m venv "$drivers"
   "$drivers/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
   echo "$want" > "$drivers/.portcullis-pins"
+fi
+
+# A JDK for the JDBC driver test (tests/java, run with java's source launcher); the
+# machine image may ship one outside Debian's packages: install only when javac is missing.
+if ! command -v javac >/dev/null 2>&1; then
+  echo "installing: default-jdk-headless"
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends default-jdk-headless
 fi
 

@@ -1,9 +1,11 @@
 //! Real client drivers through the Postgres door on resources with mask rules:
 //! SQLAlchemy 2's ORM over psycopg2 (create, multi-row insert with RETURNING, query,
-//! reflection) and asyncpg (binary results, a prepared statement run past the point
-//! where drivers switch to server-side plans). Masked values come back masked and
-//! decodable; nothing else breaks. The drivers live in a venv `scripts/install-deps.sh`
-//! makes (pins in tests/python/requirements.txt).
+//! reflection), asyncpg (binary results, a prepared statement run past the point where
+//! drivers switch to server-side plans) and pgjdbc (past its prepareThreshold: a
+//! server-side statement with binary transfer). Masked values come back masked and
+//! decodable; nothing else breaks. The Python drivers live in a venv
+//! `scripts/install-deps.sh` makes (pins in tests/python/requirements.txt); pgjdbc is
+//! Debian's `libpostgresql-jdbc-java`, run with java's source launcher.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
@@ -86,4 +88,31 @@ fn sqlalchemy_orm_and_asyncpg_work_on_masked_resources_and_never_see_a_masked_va
     assert_eq!(v["rows"][0], serde_json::json!([1, "p0", "***"]), "{v}");
     assert!(!v.to_string().contains("@example.com"), "a masked value reached the driver: {v}");
     assert_eq!(v["columns"], serde_json::json!(["email", "id", "name"]));
+}
+
+#[test]
+fn jdbc_keeps_decoding_masked_rows_after_it_switches_to_a_server_side_statement() {
+    let jar = PathBuf::from("/usr/share/java/postgresql.jar");
+    let java_ok = Command::new("javac").arg("-version").output().is_ok_and(|o| o.status.success());
+    if !jar.exists() || !java_ok {
+        eprintln!("SKIPPED: pgjdbc ({}) or a JDK is missing: run scripts/install-deps.sh (CI does)", jar.display());
+        return;
+    }
+    let c = Cluster::start_with_postgres(1);
+    let (host, port) = c.pg_addr(1);
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("java/JdbcMasked.java");
+    let o = Command::new("java")
+        .arg("-cp")
+        .arg(&jar)
+        .arg(&source)
+        .args([host.as_str(), port.as_str(), c.engineer_token().as_str(), c.ca().to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "JDBC failed: {}\n{}", err(&o), c.logs());
+    let v: serde_json::Value = serde_json::from_str(out(&o).lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(v["ids"], 10, "{v}");
+    let rows = v["rows"].as_str().unwrap();
+    assert_eq!(rows.matches("Ada Lovelace|***|***;").count(), 10, "{rows}");
+    assert!(!rows.contains("@example.com"), "{rows}");
 }
