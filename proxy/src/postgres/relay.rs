@@ -45,15 +45,15 @@ impl Columns {
 
     /// The same columns in the formats a Bind asked for (a statement's Describe
     /// reports every column as text: the formats are chosen at Bind).
-    pub fn with_formats(&self, codes: &[i16]) -> Columns {
-        let formats = (0..self.names.len())
+    pub fn with_formats(mut self, codes: &[i16]) -> Columns {
+        self.formats = (0..self.names.len())
             .map(|i| match codes {
                 [] => 0,
                 [one] => *one,
                 many => many.get(i).copied().unwrap_or(0),
             })
             .collect();
-        Columns { formats, ..self.clone() }
+        self
     }
 }
 
@@ -166,14 +166,11 @@ pub struct Limits {
 }
 
 /// Relay backend messages until every expectation is met.
-/// `texts`: the mask plan of the exchange's statements, for the error and notice texts
-/// the backend sends (they can quote data).
 pub async fn relay(
     backend: &mut BackendConn,
     client: &mut ClientConn,
     mut expects: VecDeque<Expect>,
     limits: &Limits,
-    texts: &MaskPlan,
 ) -> Result<Outcome> {
     let mut out = Outcome::default();
     while let Some(front) = expects.front_mut() {
@@ -187,14 +184,20 @@ pub async fn relay(
                 client.queue(B::ParameterStatus(p))?;
             }
             B::NoticeResponse(mut n) => {
-                mask_message_fields(&mut n.fields, texts);
+                // Error and notice texts can quote data: masked under the plan of the
+                // execution they come from (Parse, Bind and Describe run no data).
+                if let Expect::Rows(ctx) = &*front {
+                    mask_message_fields(&mut n.fields, &ctx.masks);
+                }
                 client.queue(B::NoticeResponse(n))?;
             }
             B::NotificationResponse(_) => {
                 client.queue(msg)?;
             }
             B::ErrorResponse(mut e) => {
-                mask_message_fields(&mut e.fields, texts);
+                if let Expect::Rows(ctx) = &*front {
+                    mask_message_fields(&mut e.fields, &ctx.masks);
+                }
                 let text = e.fields.iter().find(|(c, _)| *c == b'M').map(|(_, m)| m.clone()).unwrap_or_default();
                 out.error = Some(text);
                 client.queue(B::ErrorResponse(e))?;

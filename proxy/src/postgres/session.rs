@@ -482,8 +482,8 @@ impl<S: Store> Session<'_, S> {
         // COPY ... TO STDOUT rows are masked as they stream (`copy_out`).
         let copy_out = statements.iter().find_map(|st| st.copy_out.clone());
         // Statistics and activity views copy table data and statement texts.
-        let tables: Vec<String> = statements.iter().flat_map(|st| st.tables.iter().cloned()).collect();
-        if let Some(extra) = super::classify::statistics::masks_for(&tables, &judgement.masks) {
+        let tables = statements.iter().flat_map(|st| st.tables.iter());
+        if let Some(extra) = super::classify::statistics::masks_for(tables, &judgement.masks) {
             judgement.masks.merge(&extra);
         }
         if let Some(change) = statements.iter().find_map(|st| st.pinned_change.clone()) {

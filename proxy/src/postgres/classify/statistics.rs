@@ -36,10 +36,10 @@ const COLUMNS: &[&str] = &[
 
 /// The extra mask plan for a statement reading `tables` under `masks`: none unless a
 /// column mask applies and a statistics or activity view is read.
-pub fn masks_for(tables: &[String], masks: &MaskPlan) -> Option<MaskPlan> {
+pub fn masks_for<'a>(mut tables: impl Iterator<Item = &'a String>, masks: &MaskPlan) -> Option<MaskPlan> {
     if masks.columns.is_empty() {
         return None;
     }
-    let reads = tables.iter().any(|t| RELATIONS.contains(&t.rsplit('.').next().unwrap_or(t)));
+    let reads = tables.any(|t| RELATIONS.contains(&t.rsplit('.').next().unwrap_or(t)));
     reads.then(|| MaskPlan::new(COLUMNS.iter().map(|c| Glob::new(*c)).collect(), vec![]))
 }

@@ -21,11 +21,10 @@ use std::time::Instant;
 use pgwire::messages::PgWireFrontendMessage as F;
 use pgwire::messages::extendedquery::{Describe, Sync as SyncMsg};
 
-use super::super::relay::{Columns, Expect, RowsContext, relay};
+use super::super::relay::{Expect, RowsContext, relay};
 use super::{Clearance, Decided, JudgedSql, Outbound, Portal, Prepared, Session, ready};
 use crate::error::{Error, Result};
 use crate::gate::{Cleared, Combined, Effect, Permit, Refusal, Work};
-use crate::mask::MaskPlan;
 use crate::policy::ApprovalCovers;
 use crate::store::Store;
 
@@ -49,13 +48,6 @@ enum Change {
     ClosePortal {
         name: String,
     },
-}
-
-/// A statement name's decision at some point of a batch.
-struct StatementView {
-    decided: Arc<Decided>,
-    columns: Option<Columns>,
-    param_types: Option<Vec<u32>>,
 }
 
 /// One Execute of the batch, decided (and, if held, approved).
@@ -88,23 +80,21 @@ impl BatchView {
         Some(self.changes.len() - 1)
     }
 
-    /// The decision a statement name has at this point of the batch, with its columns
-    /// and parameter types where known.
-    fn statement<S: Store>(&self, session: &Session<'_, S>, name: &str) -> Option<StatementView> {
+    /// The decision a statement name has at this point of the batch, and the confirmed
+    /// statement it comes from (with what was learned of it), if it is not new.
+    fn statement<'s, S: Store>(
+        &'s self,
+        session: &'s Session<'_, S>,
+        name: &str,
+    ) -> Option<(&'s Arc<Decided>, Option<&'s Prepared>)> {
         for change in self.changes.iter().rev() {
             match change {
-                Change::Prepare { name: n, decided } if n == name => {
-                    return Some(StatementView { decided: decided.clone(), columns: None, param_types: None });
-                }
+                Change::Prepare { name: n, decided } if n == name => return Some((decided, None)),
                 Change::CloseStatement { name: n } if n == name => return None,
                 _ => {}
             }
         }
-        session.statements.get(name).map(|p| StatementView {
-            decided: p.decided.clone(),
-            columns: p.columns.clone(),
-            param_types: p.param_types.clone(),
-        })
+        session.statements.get(name).map(|p| (&p.decided, Some(p)))
     }
 
     /// Note the approval of `portal`'s execution: on its pending Bind if the batch has
@@ -125,15 +115,15 @@ impl BatchView {
         }
     }
 
-    fn portal<S: Store>(&self, session: &Session<'_, S>, name: &str) -> Option<Portal> {
+    fn portal<'s, S: Store>(&'s self, session: &'s Session<'_, S>, name: &str) -> Option<&'s Portal> {
         for change in self.changes.iter().rev() {
             match change {
-                Change::Bind { portal, bound } if portal == name => return Some(Portal::clone(bound)),
+                Change::Bind { portal, bound } if portal == name => return Some(bound),
                 Change::ClosePortal { name: n } if n == name => return None,
                 _ => {}
             }
         }
-        session.portals.get(name).cloned()
+        session.portals.get(name)
     }
 }
 
@@ -148,9 +138,6 @@ impl<S: Store> Session<'_, S> {
         let mut refusal: Option<Refusal> = self.gate.check_lease().err();
         // The batch's executions, audited together once the whole batch is cleared.
         let mut executions: Vec<Execution> = Vec::new();
-        // The masks of every statement the batch parses or runs: for the error and
-        // notice texts the backend answers with.
-        let mut texts = MaskPlan::default();
         // Where the first Execute starts in `outbound` / `expects`: a refused batch runs
         // nothing from there on (see below).
         let mut first_execute: Option<(usize, usize)> = None;
@@ -173,7 +160,6 @@ impl<S: Store> Session<'_, S> {
                         }
                     };
                     let JudgedSql { mut judgement, lineages, runs_unseen_code, copy_out, .. } = judged;
-                    texts.merge(&judgement.masks);
                     if copy_out.is_some() && !judgement.masks.is_empty() {
                         judgement.deny(
                             "denied: COPY ... TO STDOUT under a mask rule runs through the simple query protocol only (its rows are masked there)".into(),
@@ -217,14 +203,16 @@ impl<S: Store> Session<'_, S> {
                 }
                 F::Bind(ref b) => {
                     let statement = b.statement_name.clone().unwrap_or_default();
-                    let Some(view_of) = view.statement(self, &statement) else {
+                    let found = view.statement(self, &statement).map(|(decided, prepared)| {
+                        let types = prepared.and_then(|p| p.param_types.as_deref()).unwrap_or(&decided.declared_types);
+                        let params = super::super::params::render(b, types, &decided.judgement().masks);
+                        (decided.clone(), params)
+                    });
+                    let Some((decided, params)) = found else {
                         let what = format!("statement {statement:?} was not prepared");
                         refusal = Some(self.undecided(what).await);
                         continue;
                     };
-                    let decided = view_of.decided;
-                    let types = view_of.param_types.unwrap_or_else(|| decided.declared_types.clone());
-                    let params = super::super::params::render(b, &types, &decided.judgement().masks);
                     let portal = b.portal_name.clone().unwrap_or_default();
                     let result_formats = b.result_column_format_codes.clone();
                     let bound = Portal { statement, decided, params, result_formats, approved: None };
@@ -241,21 +229,22 @@ impl<S: Store> Session<'_, S> {
                 }
                 F::Execute(ref e) => {
                     let portal = e.name.clone().unwrap_or_default();
-                    let Some(bound) = view.portal(self, &portal) else {
+                    let found = view.portal(self, &portal).map(|bound| {
+                        // Columns learned for the statement apply if it is still the one bound.
+                        let columns = view
+                            .statement(self, &bound.statement)
+                            .filter(|(decided, _)| Arc::ptr_eq(decided, &bound.decided))
+                            .and_then(|(_, prepared)| prepared?.columns.clone())
+                            .map(|c| c.with_formats(&bound.result_formats));
+                        let work = Work::prepared(bound.decided.work.shared_text(), bound.params.clone());
+                        (bound.decided.clone(), columns, work, bound.approved.clone())
+                    });
+                    let Some((decided, columns, work, mut approved)) = found else {
                         // Not bound here: a portal no decision covers (a SQL cursor from
                         // DECLARE is a portal too, and its rows would leave unmasked).
                         refusal = Some(self.undecided(format!("portal {portal:?} was not bound")).await);
                         continue;
                     };
-                    // Columns learned for the statement apply if it is still the one bound.
-                    let columns = view
-                        .statement(self, &bound.statement)
-                        .filter(|v| Arc::ptr_eq(&v.decided, &bound.decided))
-                        .and_then(|v| v.columns)
-                        .map(|c| c.with_formats(&bound.result_formats));
-                    let decided = bound.decided;
-                    let work = Work::prepared(decided.work.shared_text(), bound.params);
-                    let mut approved = bound.approved;
                     if let (Clearance::EachExecution(judgement), None) = (&decided.clearance, &approved) {
                         // Phase "hold" for this execution, its parameters shown.
                         match self.clear(&work, judgement.clone()).await? {
@@ -270,7 +259,6 @@ impl<S: Store> Session<'_, S> {
                         }
                     }
                     let masks = decided.judgement().masks.clone();
-                    texts.merge(&masks);
                     first_execute.get_or_insert((outbound.len(), expects.len()));
                     if !masks.is_empty() && columns.is_none() {
                         // Learn the columns so masks by name apply; the answer stays ours.
@@ -338,7 +326,7 @@ impl<S: Store> Session<'_, S> {
         if !outbound.is_empty() {
             outbound.send(&mut self.backend, &permit).await?;
             let limits = self.limits();
-            let outcome = relay(&mut self.backend, &mut self.client, expects, &limits, &texts).await?;
+            let outcome = relay(&mut self.backend, &mut self.client, expects, &limits).await?;
             self.confirm(view, &outcome.confirmed)?;
             for (statement, _portal, columns) in &outcome.described {
                 if let Some(p) = statement.as_ref().and_then(|s| self.statements.get_mut(s)) {

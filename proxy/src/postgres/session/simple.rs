@@ -48,12 +48,11 @@ impl<S: Store> Session<'_, S> {
         }
         // --- mask (in the relay) and record.
         let ClearedSql { cleared, lineages, .. } = cleared;
-        let texts = cleared.judgement.masks.clone();
         let mut ctx = RowsContext::new(cleared.judgement.masks, lineages, None, true);
         ctx.copy = copy;
         let expects = VecDeque::from([Expect::Rows(Box::new(ctx)), Expect::Ready { inject: false }]);
         let limits = self.limits();
-        let outcome = relay(&mut self.backend, &mut self.client, expects, &limits, &texts).await?;
+        let outcome = relay(&mut self.backend, &mut self.client, expects, &limits).await?;
         self.record(outcome, started).await;
         Ok(())
     }
