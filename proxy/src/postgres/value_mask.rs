@@ -7,6 +7,8 @@
 //! integers too; where a detector finds something in a value that is not text, the
 //! value becomes NULL (a masked text would not parse as its type).
 
+use std::borrow::Cow;
+
 use crate::mask::{COLUMN_MASK, MaskPlan};
 
 /// How the gateway reads values of a column type (by Postgres type oid).
@@ -53,11 +55,12 @@ pub fn mask_value(value: &[u8], binary: bool, oid: Option<u32>, whole: bool, mas
     if !masks.has_detectors() {
         return Masked::Unchanged;
     }
-    // The value as text, if the gateway can read it.
-    let text: Option<String> = match (kind, binary) {
-        (_, false) | (Kind::Text | Kind::Json, true) => std::str::from_utf8(value).ok().map(str::to_string),
-        (Kind::Jsonb, true) => value.split_first().and_then(|(_, t)| std::str::from_utf8(t).ok()).map(str::to_string),
-        (Kind::Int, true) => int(value).map(|i| i.to_string()),
+    // The value as text, if the gateway can read it (borrowed where it already is text:
+    // this runs for every value of every row).
+    let text: Option<Cow<'_, str>> = match (kind, binary) {
+        (_, false) | (Kind::Text | Kind::Json, true) => std::str::from_utf8(value).ok().map(Cow::Borrowed),
+        (Kind::Jsonb, true) => value.split_first().and_then(|(_, t)| std::str::from_utf8(t).ok()).map(Cow::Borrowed),
+        (Kind::Int, true) => int(value).map(|i| Cow::Owned(i.to_string())),
         (Kind::Other, true) => None,
     };
     let Some(found) = text.as_deref().and_then(|t| masks.detect(t)) else { return Masked::Unchanged };
