@@ -800,6 +800,17 @@ fn the_gateways_statements_and_portals_follow_what_postgres_confirmed_not_what_t
     assert_eq!(ending.rows(), vec![vec![Some("***".to_string())]], "the portal's rows left unmasked");
     let leaked = ending.messages().iter().any(|m| String::from_utf8_lossy(&m.body).contains("@example.com"));
     assert!(!leaked, "{ending:?}");
+
+    // 3. A transaction's end drops its portals, in Postgres and in the mirror (which a
+    //    client could otherwise grow without bound): executing one after is refused.
+    let mut bytes = pg::parse("", harmless);
+    bytes.extend(pg::bind("p_gone", ""));
+    bytes.extend(pg::sync());
+    bytes.extend(pg::execute("p_gone"));
+    bytes.extend(pg::sync());
+    let ending = raw_exchange(&c, "mirror", &token, bytes);
+    let error = ending.error().unwrap_or_else(|| panic!("an ended transaction's portal ran: {ending:?}"));
+    assert!(error.field(b'M').unwrap_or_default().contains("p_gone"), "{error:?}");
     assert_still_serves(&c, 1, &token);
 }
 

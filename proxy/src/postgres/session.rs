@@ -553,6 +553,12 @@ impl<S: Store> Session<'_, S> {
     async fn record(&mut self, outcome: Outcome, started: Instant) {
         if let Some(s) = outcome.ready_status {
             self.tx_status = s;
+            // Postgres drops every portal when a transaction ends (cursors WITH HOLD
+            // aside, which the gateway never binds): so does the mirror, or a client
+            // could grow it without bound with portal names it never closes.
+            if s == TransactionStatus::Idle {
+                self.portals.clear();
+            }
         }
         let result = ResultRecord {
             tags: outcome.tags,
