@@ -770,3 +770,39 @@ fn pg_dump_of_demo_through_the_gateway_restores_with_the_masked_columns_masked()
     assert!(o.status.success(), "pg_restore failed: {}", err(&o));
     assert_eq!(c.backend_psql_in("restored_custom", &["-c", check]).trim(), "12|12|***|***");
 }
+
+#[test]
+fn masked_data_is_followed_through_views_functions_and_generated_columns_and_clear_columns_stay_clear() {
+    let c = Cluster::start_with_postgres(1);
+    // Made on the backend directly, before the gateway's first session reads the catalog.
+    c.backend_psql(
+        "CREATE VIEW contacts AS SELECT id, email AS contact, upper(name) AS shout FROM customers;
+         CREATE VIEW contacts_again AS SELECT contact AS reach FROM contacts;
+         CREATE FUNCTION identifier_of(int) RETURNS text LANGUAGE sql STABLE AS 'SELECT ssn FROM customers WHERE id = $1';
+         ALTER TABLE customers ADD COLUMN tax_id text GENERATED ALWAYS AS (ssn) STORED;
+         GRANT SELECT ON contacts, contacts_again TO demo_app;",
+    );
+    let token = c.engineer_token();
+    // A masked column is masked whole (`***`), not merely by the detectors
+    // (`a***@example.com`, `***-**-6789`), under whatever name it comes back.
+    for (sql, want) in [
+        ("SELECT id, contact FROM contacts WHERE id = 1", "1|***"),
+        ("SELECT reach FROM contacts_again LIMIT 1", "***"),
+        ("SELECT upper(contact) FROM contacts WHERE id = 1", "***"),
+        ("SELECT identifier_of(1)", "***"),
+        ("SELECT tax_id FROM customers WHERE id = 1", "***"),
+        ("SELECT e FROM (SELECT email AS e FROM customers) s LIMIT 1", "***"),
+        ("WITH w AS (SELECT ssn AS s FROM customers) SELECT s FROM w LIMIT 1", "***"),
+        // Columns that hold no masked data stay clear even beside masked ones.
+        ("SELECT name AS who, email FROM customers WHERE id = 1", "Ada Lovelace|***"),
+        ("SELECT s.name FROM (SELECT name, email FROM customers) s WHERE s.name LIKE 'Ada%'", "Ada Lovelace"),
+        ("SELECT c.id, c.name FROM customers c JOIN contacts k ON k.id = c.id WHERE c.id = 1", "1|Ada Lovelace"),
+    ] {
+        let o = c.psql(1, &token, &[sql]);
+        assert!(o.status.success(), "{sql}: {}", err(&o));
+        assert_eq!(out(&o).trim(), want, "{sql}");
+    }
+    let o = c.psql(1, &token, &["SELECT * FROM contacts", "SELECT reach FROM contacts_again", "TABLE customers"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(!out(&o).contains("@example.com") && !out(&o).contains("-6789"), "leaked: {}", out(&o));
+}

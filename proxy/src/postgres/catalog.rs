@@ -1,15 +1,22 @@
-//! What the backend's own catalog says about the functions a statement calls: whether
-//! each can change state (`provolatile = 'v'`).
+//! What the backend's own catalog says, read once per resource and shared by the door's
+//! sessions:
 //!
-//! A statement is a read only if every function it calls is immutable or stable. A
-//! SELECT calling `nextval`, `pg_notify`, `lo_from_bytea` or any volatile function of
-//! the database's users has effects, so strict audit commits its record before it runs
-//! (like a write), and policy sees it as writing (`match.writes`). A function the
-//! catalog does not know (created after the last look) counts as volatile.
+//! - whether each function can change state (`provolatile = 'v'`): a statement is a read
+//!   only if every function it calls is immutable or stable. A SELECT calling `nextval`,
+//!   `pg_notify`, `lo_from_bytea` or any volatile function of the database's users has
+//!   effects, so strict audit commits its record before it runs (like a write), and
+//!   policy sees it as writing (`match.writes`). A function the catalog does not know
+//!   (created after the last look) counts as volatile;
+//! - every relation's columns, where each view column comes from, and what each view,
+//!   generated column and function reads ([`schema`]): which result columns hold masked
+//!   data, whatever they are called.
 //!
-//! The door reads the catalog once per resource, with the resource's credentials on a
-//! session's backend connection, and keeps it for [`MAX_AGE`]; a DDL statement through
-//! the door drops the resource's copy, so the next session reads it again.
+//! The door reads the catalog with the resource's credentials: at a session's start on
+//! its own backend connection, later on a connection of its own. A copy is trusted for
+//! [`MAX_AGE`]; a DDL statement through the door drops the resource's copy once it has
+//! run, and every session of the node reads the new one before its next statement.
+
+pub mod schema;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -17,20 +24,82 @@ use std::time::{Duration, Instant};
 
 use pgwire::messages::PgWireBackendMessage as B;
 use pgwire::messages::PgWireFrontendMessage as F;
+use pgwire::messages::extendedquery::{Describe, Parse, Sync as SyncMsg};
 use pgwire::messages::simplequery::Query;
 
+use self::schema::{ColumnId, MaskedSchema, Schema};
+use super::backend::{self, BackendTarget};
 use super::conn::BackendConn;
 use super::copy_out::{CopyColumns, CopyOut};
 use super::relay::split_row;
 use crate::error::{Error, Result};
 use crate::mask::MaskPlan;
+use crate::policy::Glob;
 
 /// How long a resource's catalog is trusted.
 pub const MAX_AGE: Duration = Duration::from_secs(60);
 
-/// Per function name, whether every overload of it is immutable or stable.
-const QUERY: &str = "/* portcullis: function volatility */ SELECT n.nspname, p.proname, bool_and(p.provolatile <> 'v') \
-     FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace GROUP BY 1, 2";
+/// Views whose queries are described per round trip.
+const VIEWS_PER_ROUND: usize = 64;
+
+/// One simple query, one result set per statement, in this order.
+const QUERIES: &str = concat!(
+    "/* portcullis: catalog */ ",
+    // Per function name, whether every overload of it is immutable or stable.
+    "SELECT n.nspname, p.proname, bool_and(p.provolatile <> 'v') \
+     FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace GROUP BY 1, 2;",
+    // Every relation's live columns; whether it is a view of the database's users.
+    "SELECT c.oid, c.relname, c.relkind IN ('v', 'm') AND c.oid >= 16384, a.attnum, a.attname \
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
+     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped;",
+    // The query of every user view, as Postgres prints it back.
+    "SELECT c.oid, pg_catalog.pg_get_viewdef(c.oid) FROM pg_catalog.pg_class c \
+     WHERE c.relkind IN ('v', 'm') AND c.oid >= 16384;",
+    // What each user view reads: columns (0: a whole row) and functions.
+    "SELECT r.ev_class, d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass, d.refobjid, d.refobjsubid \
+     FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_depend d \
+       ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid \
+     WHERE r.ev_class >= 16384 AND d.refobjid <> r.ev_class \
+       AND d.refclassid IN ('pg_catalog.pg_class'::pg_catalog.regclass, 'pg_catalog.pg_proc'::pg_catalog.regclass);",
+    // What each generated column is computed from.
+    "SELECT ad.adrelid, ad.adnum, d.refobjsubid FROM pg_catalog.pg_attrdef ad \
+     JOIN pg_catalog.pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum \
+     JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND d.objid = ad.oid \
+       AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = ad.adrelid \
+     WHERE a.attgenerated <> '';",
+    // The body of every function of the database's users written in a language with a
+    // text body (SQL, PL/pgSQL, ...).
+    "SELECT p.oid, n.nspname, p.proname, p.prosrc FROM pg_catalog.pg_proc p \
+     JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+     JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
+     WHERE p.oid >= 16384 AND l.lanname NOT IN ('internal', 'c');",
+);
+
+/// What one database's catalog says (see the module docs).
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pub volatility: Volatility,
+    pub schema: Schema,
+    /// [`Schema::masked`] per column-rule set seen, computed once each.
+    masked: Mutex<Vec<(Vec<Glob>, Arc<MaskedSchema>)>>,
+}
+
+impl Catalog {
+    /// The columns masked under `plan`.
+    pub fn masked(&self, plan: &MaskPlan) -> Arc<MaskedSchema> {
+        let mut memo = self.masked.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, m)) = memo.iter().find(|(rules, _)| *rules == plan.columns) {
+            return m.clone();
+        }
+        let m = Arc::new(self.schema.masked(plan));
+        // Policies have few distinct column-rule sets; bound it anyway.
+        if memo.len() >= 32 {
+            memo.remove(0);
+        }
+        memo.push((plan.columns.clone(), m.clone()));
+        m
+    }
+}
 
 /// The functions without side effects, by `schema.name` and by bare name (a bare name
 /// only if no schema has a volatile function of that name).
@@ -77,48 +146,146 @@ impl Volatility {
 #[derive(Default)]
 pub(crate) struct CatalogCache {
     /// std mutex: never held across an await.
-    by_resource: Mutex<HashMap<String, (Instant, Arc<Volatility>)>>,
+    by_resource: Mutex<HashMap<String, Kept>>,
+}
+
+#[derive(Clone)]
+struct Kept {
+    read_at: Instant,
+    catalog: Arc<Catalog>,
 }
 
 impl CatalogCache {
-    /// The catalog of `resource`, read through `backend` (idle, logged in) if the
-    /// copy kept is missing or old.
-    pub(crate) async fn get(&self, resource: &str, backend: &mut BackendConn) -> Result<Arc<Volatility>> {
-        let kept = self.by_resource.lock().unwrap_or_else(|p| p.into_inner()).get(resource).cloned();
-        if let Some((at, v)) = kept
-            && at.elapsed() < MAX_AGE
-        {
-            return Ok(v);
+    /// The catalog of `resource`, read through `backend` (idle, logged in, no state of
+    /// a client's) if the copy kept is missing or old.
+    pub(crate) async fn get(&self, resource: &str, backend: &mut BackendConn) -> Result<Arc<Catalog>> {
+        if let Some(kept) = self.current(resource) {
+            return Ok(kept);
         }
         let fresh = Arc::new(read(backend).await?);
-        self.by_resource
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(resource.to_string(), (Instant::now(), fresh.clone()));
+        self.keep(resource, fresh.clone());
         Ok(fresh)
     }
 
-    /// Drop `resource`'s copy (its functions may have changed).
+    /// The catalog of `resource`, read on a connection of its own to `target` if the
+    /// copy kept is missing or old (a session's connection carries its client's state).
+    pub(crate) async fn get_fresh(
+        &self,
+        resource: &str,
+        target: &BackendTarget,
+        timeout: Duration,
+    ) -> Result<Arc<Catalog>> {
+        if let Some(kept) = self.current(resource) {
+            return Ok(kept);
+        }
+        let mut own = backend::connect(target, timeout).await?;
+        let fresh = Arc::new(read(&mut own.conn).await?);
+        own.conn.terminate().await;
+        self.keep(resource, fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Whether `catalog` is still the copy to use for `resource`.
+    pub(crate) fn is_current(&self, resource: &str, catalog: &Arc<Catalog>) -> bool {
+        self.current(resource).is_some_and(|kept| Arc::ptr_eq(&kept, catalog))
+    }
+
+    /// Drop `resource`'s copy (its schema or functions may have changed).
     pub(crate) fn forget(&self, resource: &str) {
         self.by_resource.lock().unwrap_or_else(|p| p.into_inner()).remove(resource);
     }
+
+    fn current(&self, resource: &str) -> Option<Arc<Catalog>> {
+        let kept = self.by_resource.lock().unwrap_or_else(|p| p.into_inner()).get(resource).cloned()?;
+        (kept.read_at.elapsed() < MAX_AGE).then_some(kept.catalog)
+    }
+
+    fn keep(&self, resource: &str, catalog: Arc<Catalog>) {
+        self.by_resource
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(resource.to_string(), Kept { read_at: Instant::now(), catalog });
+    }
 }
 
-async fn read(backend: &mut BackendConn) -> Result<Volatility> {
-    let rows = read_rows(backend, QUERY.into()).await.map_err(|e| match e {
+async fn read(backend: &mut BackendConn) -> Result<Catalog> {
+    let addr = backend.addr.clone();
+    let failed = |detail: String| Error::Backend { addr: addr.clone(), detail };
+    let sets = read_result_sets(backend, QUERIES.into()).await.map_err(|e| match e {
         Error::Backend { addr, detail } => {
-            Error::Backend { addr, detail: format!("cannot read the function catalog: {detail}") }
+            Error::Backend { addr, detail: format!("cannot read the catalog: {detail}") }
         }
         other => other,
     })?;
-    if rows.is_empty() {
-        return Err(Error::Backend {
-            addr: backend.addr.clone(),
-            detail: "the function catalog read back empty".into(),
-        });
+    let [functions, columns, views, view_reads, generated, bodies] = <[Vec<Row>; 6]>::try_from(sets)
+        .map_err(|sets| failed(format!("the catalog query returned {} result sets, not 6", sets.len())))?;
+    if functions.is_empty() || columns.is_empty() {
+        return Err(failed("the catalog read back empty".into()));
     }
-    let text = |r: &Vec<String>, i: usize| r.get(i).cloned().unwrap_or_default();
-    Ok(Volatility::from_rows(rows.iter().map(|r| (text(r, 0), text(r, 1), text(r, 2) == "t"))))
+    let volatility = Volatility::from_rows(functions.iter().map(|r| (r.text(0), r.text(1), r.text(2) == "t")));
+    let mut schema = Schema::default();
+    for r in &columns {
+        schema.add_column(r.oid(0), &r.text(1), r.text(2) == "t", r.int(3), &r.text(4));
+    }
+    for r in &view_reads {
+        match r.text(1).as_str() {
+            "t" => schema.add_view_call(r.oid(0), r.oid(2)),
+            _ => schema.add_view_read(r.oid(0), (r.oid(2), r.int(3))),
+        }
+    }
+    for r in &generated {
+        schema.add_generated(r.oid(0), r.int(1), r.int(2));
+    }
+    for r in &bodies {
+        schema.add_function(r.oid(0), &r.text(1), &r.text(2), &r.text(3));
+    }
+    let views: Vec<(u32, String)> = views.iter().map(|r| (r.oid(0), r.text(1))).collect();
+    for round in views.chunks(VIEWS_PER_ROUND) {
+        for (view, origins) in describe_views(backend, round).await? {
+            schema.set_view_origins(view, &origins);
+        }
+    }
+    Ok(Catalog { volatility, schema, masked: Mutex::default() })
+}
+
+/// Where each result column of each view's query comes from, as Postgres resolves it
+/// (`RowDescription`'s table and column; `None` when computed). A view whose query
+/// cannot be described is left out: its columns then count as computed.
+async fn describe_views(
+    backend: &mut BackendConn,
+    views: &[(u32, String)],
+) -> Result<Vec<(u32, Vec<Option<ColumnId>>)>> {
+    for (_, query) in views {
+        backend.queue(&F::Parse(Parse::new(None, query.clone(), Vec::new())))?;
+        backend.queue(&F::Describe(Describe::new(b'S', None)))?;
+        backend.queue(&F::Sync(SyncMsg::new()))?;
+    }
+    backend.flush().await?;
+    let mut described = Vec::with_capacity(views.len());
+    let mut current: Option<Vec<Option<ColumnId>>> = None;
+    for (view, _) in views {
+        loop {
+            match backend.read().await? {
+                B::RowDescription(rows) => {
+                    current = Some(
+                        rows.fields
+                            .iter()
+                            .map(|f| match u32::try_from(f.table_id) {
+                                Ok(0) | Err(_) => None,
+                                Ok(table) => (f.column_id > 0).then_some((table, f.column_id)),
+                            })
+                            .collect(),
+                    );
+                }
+                B::ReadyForQuery(_) => break,
+                _ => {}
+            }
+        }
+        if let Some(origins) = current.take() {
+            described.push((*view, origins));
+        }
+    }
+    Ok(described)
 }
 
 /// The output columns of a `COPY ... TO STDOUT` under `masks`, read from the catalog
@@ -161,22 +328,42 @@ pub(crate) async fn copy_columns(backend: &mut BackendConn, out: &CopyOut, masks
     }
 }
 
+/// One row of a catalog answer, as text.
+struct Row(Vec<Option<String>>);
+
+impl Row {
+    fn text(&self, i: usize) -> String {
+        self.0.get(i).cloned().flatten().unwrap_or_default()
+    }
+
+    fn oid(&self, i: usize) -> u32 {
+        self.text(i).parse().unwrap_or(0)
+    }
+
+    fn int(&self, i: usize) -> i16 {
+        self.text(i).parse().unwrap_or(0)
+    }
+}
+
 /// Run `query` on the idle backend and read its rows as text (an error is an error).
 async fn read_rows(backend: &mut BackendConn, query: String) -> Result<Vec<Vec<String>>> {
+    let sets = read_result_sets(backend, query).await?;
+    Ok(sets.into_iter().flatten().map(|row| row.0.into_iter().map(Option::unwrap_or_default).collect()).collect())
+}
+
+/// Run `query` (one or more statements) on the idle backend: the rows of each statement.
+async fn read_result_sets(backend: &mut BackendConn, query: String) -> Result<Vec<Vec<Row>>> {
     backend.send(&F::Query(Query::new(query))).await?;
+    let mut sets = Vec::new();
     let mut rows = Vec::new();
     let mut failed = None;
     loop {
         match backend.read().await? {
             B::DataRow(row) => {
                 let values = split_row(&row).unwrap_or_default();
-                rows.push(
-                    values
-                        .iter()
-                        .map(|v| v.map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default())
-                        .collect(),
-                );
+                rows.push(Row(values.iter().map(|v| v.map(|b| String::from_utf8_lossy(b).into_owned())).collect()));
             }
+            B::CommandComplete(_) => sets.push(std::mem::take(&mut rows)),
             B::ErrorResponse(e) => {
                 failed = Some(e.fields.iter().find(|(c, _)| *c == b'M').map(|(_, m)| m.clone()).unwrap_or_default());
             }
@@ -186,7 +373,7 @@ async fn read_rows(backend: &mut BackendConn, query: String) -> Result<Vec<Vec<S
     }
     match failed {
         Some(detail) => Err(Error::Backend { addr: backend.addr.clone(), detail }),
-        None => Ok(rows),
+        None => Ok(sets),
     }
 }
 

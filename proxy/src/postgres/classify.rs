@@ -299,9 +299,14 @@ fn classify_raw(sql: &str, raw: &protobuf::RawStmt) -> Result<Statement> {
     // EXPLAIN (also ANALYZE) returns a plan, not the statement's rows: its text holds the
     // statement's own literals, never table data, so no column of it derives from a
     // masked one (the detectors still read it).
-    let lineage = if matches!(node, NodeEnum::ExplainStmt(_)) { Lineage::default() } else { walk.lineage(node) };
+    let mut lineage = if matches!(node, NodeEnum::ExplainStmt(_)) { Lineage::default() } else { walk.lineage(node) };
     let pinned_change = settings::set_statement(executed).or(walk.pinned_change.take());
     let functions: Vec<String> = walk.functions.into_iter().collect();
+    lineage.calls = functions.clone();
+    lineage.plain_read = kind == StatementKind::Select && walk.cte_write.is_none();
+    // `EXECUTE name` runs a statement prepared earlier, out of sight: its results may
+    // hold anything.
+    lineage.whole_rows |= matches!(executed, NodeEnum::ExecuteStmt(_));
     Ok(Statement {
         text,
         kind,
@@ -598,6 +603,7 @@ impl Walk {
                 // column that shares a relation's name is over-masked, never leaked).
                 || self.mentions.iter().any(|m| self.relations.contains(m)),
             columns,
+            ..Lineage::default()
         }
     }
 
@@ -665,7 +671,7 @@ mod lineage;
 pub mod settings;
 pub mod statistics;
 
-pub use lineage::{Lineage, ResultColumns, masked_columns};
+pub use lineage::{Lineage, ResultColumns, SchemaView, masked_columns};
 
 #[cfg(test)]
 mod tests;

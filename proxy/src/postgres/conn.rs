@@ -276,6 +276,13 @@ impl BackendConn {
         self.queue(msg)?;
         self.flush().await
     }
+    /// Say goodbye (Terminate) so the backend ends the session cleanly; errors do not
+    /// matter any more.
+    pub async fn terminate(mut self) {
+        let bye = PgWireFrontendMessage::Terminate(pgwire::messages::terminate::Terminate::new());
+        let _ = self.send(&bye).await;
+        let _ = self.stream.shutdown().await;
+    }
 }
 
 #[cfg(test)]

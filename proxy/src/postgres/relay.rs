@@ -8,6 +8,7 @@
 //! and must not pass on.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::{Buf, BufMut, BytesMut};
 use pgwire::messages::PgWireBackendMessage as B;
@@ -17,7 +18,9 @@ use pgwire::messages::data::{DataRow, FieldDescription};
 use pgwire::messages::extendedquery::Flush;
 use pgwire::messages::response::TransactionStatus;
 
-use super::classify::{Lineage, masked_columns};
+use super::catalog::Catalog;
+use super::catalog::schema::ColumnId;
+use super::classify::{Lineage, SchemaView, masked_columns};
 use super::conn::{BackendConn, ClientConn};
 use super::copy_out::{CopyColumns, CopyFormat, CopyOut, mask_binary, mask_row as mask_copy_row};
 use super::value_mask::{Masked, mask_message_fields, mask_value};
@@ -32,6 +35,8 @@ pub struct Columns {
     pub formats: Vec<i16>,
     /// Per column: the Postgres type oid.
     pub types: Vec<u32>,
+    /// Per column: the table and column it comes from, as Postgres says (0 when computed).
+    pub origins: Vec<ColumnId>,
 }
 
 impl Columns {
@@ -40,6 +45,7 @@ impl Columns {
             names: fields.iter().map(|f| f.name.clone()).collect(),
             formats: fields.iter().map(|f| f.format_code).collect(),
             types: fields.iter().map(|f| f.type_id).collect(),
+            origins: fields.iter().map(|f| (u32::try_from(f.table_id).unwrap_or(0), f.column_id)).collect(),
         }
     }
 
@@ -78,6 +84,8 @@ pub struct RowsContext {
     pub masks: MaskPlan,
     /// Where the statement's result columns come from (one per statement of the query).
     lineages: Vec<Lineage>,
+    /// The resource's catalog, when the session can trust it.
+    catalog: Option<Arc<Catalog>>,
     columns: Option<Columns>,
     /// Per column of `columns`: whether its whole value is masked (`masked_columns`).
     masked: Vec<bool>,
@@ -97,15 +105,27 @@ pub struct CopyMasking {
 }
 
 impl RowsContext {
-    pub fn new(masks: MaskPlan, lineages: Vec<Lineage>, columns: Option<Columns>, until_ready: bool) -> Self {
-        let mut ctx = RowsContext { masks, lineages, columns: None, masked: Vec::new(), until_ready, copy: None };
+    pub fn new(
+        masks: MaskPlan,
+        lineages: Vec<Lineage>,
+        catalog: Option<Arc<Catalog>>,
+        columns: Option<Columns>,
+        until_ready: bool,
+    ) -> Self {
+        let mut ctx =
+            RowsContext { masks, lineages, catalog, columns: None, masked: Vec::new(), until_ready, copy: None };
         ctx.set_columns(columns);
         ctx
     }
 
     fn set_columns(&mut self, columns: Option<Columns>) {
         self.masked = match &columns {
-            Some(c) => masked_columns(&self.masks, &self.lineages, &c.names),
+            Some(c) if self.masks.columns.is_empty() => vec![false; c.names.len()],
+            Some(c) => {
+                let masked = self.catalog.as_ref().map(|catalog| (catalog, catalog.masked(&self.masks)));
+                let schema = masked.as_ref().map(|(catalog, masked)| SchemaView { schema: &catalog.schema, masked });
+                masked_columns(&self.masks, &self.lineages, &c.names, &c.origins, schema)
+            }
             None => Vec::new(),
         };
         self.columns = columns;

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::backend::{self, BackendTarget};
 use super::cancel::{self, CancelRegistry, CancelTarget};
-use super::catalog::{CatalogCache, Volatility};
+use super::catalog::{Catalog, CatalogCache};
 use super::classify::{CopyDirection, DEFAULT_MAX_SQL_BYTES, Lineage, Statement, StatementKind, classify};
 use super::conn::{BackendConn, ClientConn, ClientMessage};
 use super::copy_out::CopyOut;
@@ -162,8 +162,17 @@ struct Session<'d, S: Store> {
     batch_bytes: usize,
     /// Notified by a cancel request for this session (see `CancelTarget::hold`).
     hold_cancel: Arc<tokio::sync::Notify>,
-    /// Which functions have side effects, per the backend's catalog.
-    volatility: Arc<Volatility>,
+    /// The resource's catalog: which functions have side effects, which columns hold
+    /// masked data.
+    catalog: Arc<Catalog>,
+    /// Whether `catalog` describes the schema as the backend has it (not if it could
+    /// not be read, or DDL this session ran has not been read back yet).
+    schema_trusted: bool,
+    /// This session ran DDL (or code that may run some) since it last read the catalog.
+    ran_ddl: bool,
+    /// How the session logged in to the backend: to read the catalog again on a
+    /// connection of its own.
+    target: BackendTarget,
 }
 
 /// Run an admitted session to its end.
@@ -226,12 +235,13 @@ pub(crate) async fn run<S: Store>(
         }
     };
 
-    let volatility = match deps.catalogs.get(&resource.name, &mut backend.conn).await {
-        Ok(v) => v,
+    let (catalog, schema_trusted) = match deps.catalogs.get(&resource.name, &mut backend.conn).await {
+        Ok(catalog) => (catalog, true),
         Err(e) => {
-            // Without the catalog every function call counts as having side effects.
-            tracing::warn!(resource = %resource.name, error = %e, "function catalog unavailable; every call counts as a write");
-            Arc::new(Volatility::default())
+            // Without the catalog every function call counts as having side effects, and
+            // result columns are judged from the statement text alone.
+            tracing::warn!(resource = %resource.name, error = %e, "catalog unavailable; every call counts as a write");
+            (Arc::new(Catalog::default()), false)
         }
     };
 
@@ -287,7 +297,10 @@ pub(crate) async fn run<S: Store>(
         batch: Vec::new(),
         batch_bytes: 0,
         hold_cancel,
-        volatility,
+        catalog,
+        schema_trusted,
+        ran_ddl: false,
+        target,
     };
     let result = session.serve(stop).await;
     // Tell the client why the connection ends, as Postgres does.
@@ -435,6 +448,7 @@ impl<S: Store> Session<'_, S> {
     /// Phases "classify" and "decide" for one SQL string: one policy request per
     /// statement, combined by the gate. An unclassifiable string is refused (recorded).
     async fn judge_sql(&mut self, work: &Work) -> Result<std::result::Result<JudgedSql, Refusal>> {
+        self.refresh_catalog().await;
         let statements = match classify_off_thread(work.text()).await {
             Ok(s) => s,
             Err(e) => {
@@ -455,7 +469,7 @@ impl<S: Store> Session<'_, S> {
                     StatementKind::Copy => st.copy_direction != Some(CopyDirection::ToClient),
                     _ => st.kind.writes(),
                 };
-                kind_writes || st.functions.iter().any(|f| !self.volatility.is_side_effect_free(f))
+                kind_writes || st.functions.iter().any(|f| !self.catalog.volatility.is_side_effect_free(f))
             })
             .collect();
         let requests: Vec<Request> = statements
@@ -474,9 +488,9 @@ impl<S: Store> Session<'_, S> {
                 locks_rows: st.select_for_update,
             })
             .collect();
-        if statements.iter().any(|st| st.kind == StatementKind::Ddl) {
-            // It may create or change functions: the next session reads the catalog anew.
-            self.deps.catalogs.forget(resource);
+        if statements.iter().any(|st| matches!(st.kind, StatementKind::Ddl | StatementKind::Do | StatementKind::Call)) {
+            // It may change relations or functions: the catalog is read again once it has run.
+            self.ran_ddl = true;
         }
         let mut judgement = self.gate.decide(&requests)?;
         // COPY ... TO STDOUT rows are masked as they stream (`copy_out`).
@@ -500,10 +514,43 @@ impl<S: Store> Session<'_, S> {
                     | StatementKind::Grant
                     | StatementKind::Other(_)
             ) || st.dynamic_sql
-                || st.functions.iter().any(|f| !self.volatility.is_builtin_side_effect_free(f))
+                || st.functions.iter().any(|f| !self.catalog.volatility.is_builtin_side_effect_free(f))
         });
         let lineages = statements.into_iter().map(|st| st.lineage).collect();
         Ok(Ok(JudgedSql { judgement, lineages, writes, runs_unseen_code, copy_out }))
+    }
+
+    /// Read the catalog again if this session's copy is no longer the one to use: it
+    /// expired, another session of the node ran DDL, or this one did (then once it has
+    /// committed, so that the new copy shows it; until then result columns are judged
+    /// from the statement text alone).
+    async fn refresh_catalog(&mut self) {
+        let resource = &self.gate.resource().name;
+        if self.ran_ddl {
+            if self.tx_status != TransactionStatus::Idle {
+                return;
+            }
+            self.deps.catalogs.forget(resource);
+        } else if self.deps.catalogs.is_current(resource, &self.catalog) {
+            return;
+        }
+        match self.deps.catalogs.get_fresh(resource, &self.target, self.deps.settings.backend_timeout).await {
+            Ok(catalog) => {
+                self.catalog = catalog;
+                self.schema_trusted = true;
+                self.ran_ddl = false;
+            }
+            Err(e) => {
+                // Keep the old copy for what functions do; judge columns by text alone.
+                tracing::warn!(resource = %resource, error = %e, "catalog unavailable; result columns judged from statement text");
+                self.schema_trusted = false;
+            }
+        }
+    }
+
+    /// The catalog result masking may go by (see `refresh_catalog`).
+    fn masking_catalog(&self) -> Option<Arc<Catalog>> {
+        (self.schema_trusted && !self.ran_ddl).then(|| self.catalog.clone())
     }
 
     /// Tell the client a statement was refused: the error and, for a finished

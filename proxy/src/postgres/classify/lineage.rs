@@ -11,8 +11,14 @@
 //! hides where its columns come from (subqueries or functions in FROM, WITH, set
 //! operations, column aliases on tables, RETURNING).
 //!
-//! Known limit: a view or a function can return a masked column under another name
-//! without the statement mentioning it; the value detectors are the net for those.
+//! With the backend's catalog at hand ([`masked_columns`] given a [`MaskedSchema`]), the
+//! rule is exact where Postgres can say where a result column comes from: a column of a
+//! plain read that `RowDescription` names as a table column is masked exactly when that
+//! column holds masked data (through views and generated columns: see
+//! `catalog::schema`), under whatever name it comes back. Computed columns are masked
+//! when the statement is sensitive, now also when it names a column that holds masked
+//! data under another name or calls a function that may return some. Without the
+//! catalog, the rule above is the rule.
 
 use std::collections::BTreeSet;
 
@@ -20,6 +26,7 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::{self, SetOperation};
 
 use crate::mask::MaskPlan;
+use crate::postgres::catalog::schema::{ColumnId, MaskedSchema, Origin, Schema};
 
 /// What masking needs to know about one statement's result columns.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -31,6 +38,12 @@ pub struct Lineage {
     /// may flow into a result under another name.
     pub whole_rows: bool,
     pub columns: ResultColumns,
+    /// Functions the statement calls (as `Statement::functions`).
+    pub calls: Vec<String>,
+    /// A plain read (a SELECT without data-modifying CTEs): Postgres's word on where a
+    /// result column comes from holds. A write's RETURNING reports the written row's
+    /// columns, which the write itself may have filled with masked data.
+    pub plain_read: bool,
 }
 
 /// The result columns of a statement, when each is known to be one real table column.
@@ -46,12 +59,53 @@ pub enum ResultColumns {
     Unknown,
 }
 
-/// Per result column (`names`, in order): whether its whole value is masked, given the
-/// lineage of the statements that produce it (several for a multi-statement query,
-/// whose results cannot be told apart here).
-pub fn masked_columns(plan: &MaskPlan, lineages: &[Lineage], names: &[String]) -> Vec<bool> {
-    let sensitive = !plan.columns.is_empty()
-        && lineages.iter().any(|l| l.whole_rows || l.mentions.iter().any(|c| plan.masks_column(c)));
+/// The catalog's view of a resource's schema under one mask plan.
+pub struct SchemaView<'a> {
+    pub schema: &'a Schema,
+    pub masked: &'a MaskedSchema,
+}
+
+/// Per result column (`names`, in order, with `origins`, the table and column
+/// `RowDescription` gives each): whether its whole value is masked, given the lineage
+/// of the statements that produce it (several for a multi-statement query, whose
+/// results cannot be told apart here) and, when known, the schema.
+pub fn masked_columns(
+    plan: &MaskPlan,
+    lineages: &[Lineage],
+    names: &[String],
+    origins: &[ColumnId],
+    schema: Option<SchemaView<'_>>,
+) -> Vec<bool> {
+    if plan.columns.is_empty() {
+        return vec![false; names.len()];
+    }
+    let Some(SchemaView { schema, masked }) = schema else {
+        return masked_by_statement(plan, lineages, names);
+    };
+    let sensitive = lineages.iter().any(|l| {
+        l.whole_rows
+            || l.mentions.iter().any(|c| plan.masks_column(c) || masked.is_derived_name(c))
+            || l.calls.iter().any(|f| masked.function_reads_masked(f))
+    });
+    let plain_read = lineages.iter().all(|l| l.plain_read);
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let computed = plan.masks_column(name) || sensitive;
+            match masked.origin(schema, origins.get(i).copied().unwrap_or((0, 0))) {
+                Origin::Masked => true,
+                Origin::Clear if plain_read => plan.masks_column(name),
+                Origin::Unknown => true,
+                Origin::Clear | Origin::Computed => computed,
+            }
+        })
+        .collect()
+}
+
+/// [`masked_columns`] from the statement text alone (the rule in the module docs).
+fn masked_by_statement(plan: &MaskPlan, lineages: &[Lineage], names: &[String]) -> Vec<bool> {
+    let sensitive = lineages.iter().any(|l| l.whole_rows || l.mentions.iter().any(|c| plan.masks_column(c)));
     names
         .iter()
         .enumerate()

@@ -200,7 +200,7 @@ fn masked(sql: &str, names: &[&str]) -> Vec<bool> {
     let plan = MaskPlan::new(vec![Glob::new("email"), Glob::new("ssn")], vec![]);
     let lineages: Vec<Lineage> = classify(sql).unwrap().into_iter().map(|s| s.lineage).collect();
     let names: Vec<String> = names.iter().map(|n| (*n).to_string()).collect();
-    masked_columns(&plan, &lineages, &names)
+    masked_columns(&plan, &lineages, &names, &[], None)
 }
 
 #[test]
@@ -239,7 +239,7 @@ fn without_column_masks_nothing_is_masked_whatever_the_shape() {
     let plan = MaskPlan::new(vec![], vec![crate::mask::Detector::Email]);
     let lineages: Vec<Lineage> =
         classify("SELECT reverse(email) FROM customers").unwrap().into_iter().map(|s| s.lineage).collect();
-    assert_eq!(masked_columns(&plan, &lineages, &["reverse".to_string()]), [false]);
+    assert_eq!(masked_columns(&plan, &lineages, &["reverse".to_string()], &[], None), [false]);
 }
 
 #[test]
@@ -486,7 +486,7 @@ fn column_aliases_of_functions_and_values_do_not_make_a_statement_read_whole_row
         let st = classify(sql).unwrap().remove(0);
         assert!(!st.lineage.whole_rows, "{sql}");
         let names: Vec<String> = vec!["x".into(), "id".into()];
-        assert_eq!(masked_columns(&plan, &[st.lineage], &names), vec![false, false], "{sql}");
+        assert_eq!(masked_columns(&plan, &[st.lineage], &names, &[], None), vec![false, false], "{sql}");
     }
     let st = classify("SELECT a FROM customers AS c(a, b, x)").unwrap().remove(0);
     assert!(st.lineage.whole_rows, "a table's columns renamed");
@@ -497,7 +497,7 @@ fn an_explain_plan_is_not_masked_whole_even_when_its_statement_mentions_masked_c
     let plan = MaskPlan::new(vec![Glob::new("email")], vec![]);
     for sql in ["EXPLAIN SELECT email FROM customers WHERE id = 1", "EXPLAIN ANALYZE SELECT email FROM customers"] {
         let st = classify(sql).unwrap().remove(0);
-        assert_eq!(masked_columns(&plan, &[st.lineage], &["QUERY PLAN".to_string()]), vec![false], "{sql}");
+        assert_eq!(masked_columns(&plan, &[st.lineage], &["QUERY PLAN".to_string()], &[], None), vec![false], "{sql}");
     }
 }
 
@@ -520,7 +520,7 @@ fn every_spelling_of_a_whole_row_read_masks_what_it_returns() {
     ] {
         let statements = classify(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
         let lineages: Vec<_> = statements.into_iter().map(|s| s.lineage).collect();
-        let masked = masked_columns(&plan, &lineages, &["x".to_string()]);
+        let masked = masked_columns(&plan, &lineages, &["x".to_string()], &[], None);
         assert_eq!(masked, vec![true], "{sql}");
     }
 }

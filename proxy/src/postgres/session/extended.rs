@@ -269,7 +269,13 @@ impl<S: Store> Session<'_, S> {
                     unseen_code_ran |= decided.runs_unseen_code;
                     executions.push(Execution { work, decided, approved });
                     outbound.push(msg);
-                    expects.push_back(Expect::Rows(Box::new(RowsContext::new(masks, lineages, columns, false))));
+                    expects.push_back(Expect::Rows(Box::new(RowsContext::new(
+                        masks,
+                        lineages,
+                        self.masking_catalog(),
+                        columns,
+                        false,
+                    ))));
                 }
                 F::Close(ref c) => {
                     let name = c.name.clone().unwrap_or_default();

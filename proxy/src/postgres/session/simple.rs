@@ -48,7 +48,7 @@ impl<S: Store> Session<'_, S> {
         }
         // --- mask (in the relay) and record.
         let ClearedSql { cleared, lineages, .. } = cleared;
-        let mut ctx = RowsContext::new(cleared.judgement.masks, lineages, None, true);
+        let mut ctx = RowsContext::new(cleared.judgement.masks, lineages, self.masking_catalog(), None, true);
         ctx.copy = copy;
         let expects = VecDeque::from([Expect::Rows(Box::new(ctx)), Expect::Ready { inject: false }]);
         let limits = self.limits();
