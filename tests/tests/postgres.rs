@@ -806,3 +806,58 @@ fn masked_data_is_followed_through_views_functions_and_generated_columns_and_cle
     assert!(o.status.success(), "{}", err(&o));
     assert!(!out(&o).contains("@example.com") && !out(&o).contains("-6789"), "leaked: {}", out(&o));
 }
+
+#[test]
+fn a_view_redefined_through_the_gateway_is_judged_by_its_new_definition_at_once() {
+    let c = Cluster::start_with_postgres(1);
+    c.backend_psql(
+        "CREATE VIEW reach AS SELECT id, name AS contact FROM customers; ALTER VIEW reach OWNER TO demo_app",
+    );
+    // DDL allowed, no detectors: only the column rule stands between the client and the data.
+    let file = c.path().join("demo.yaml");
+    std::fs::write(
+        &file,
+        "name: demo\nrules:\n  - match: { groups: [engineers], resources: [demo], kinds: [select, ddl, transaction] }\n    \
+         action: allow\n  - match: { resources: [demo] }\n    action: mask\n    mask: { columns: [email, ssn] }\n",
+    )
+    .unwrap();
+    c.cli_ok(1, &["policy", "apply", "-f", file.to_str().unwrap()]);
+    let token = c.engineer_token();
+    let redefine = |to: &str| format!("CREATE OR REPLACE VIEW reach AS SELECT id, {to} AS contact FROM customers");
+    // The rows psql printed, without the command tags.
+    let rows = |o: &std::process::Output| -> String {
+        let text = out(o);
+        text.lines().filter(|l| !["CREATE VIEW", "BEGIN", "COMMIT"].contains(l)).collect::<Vec<_>>().join("\n")
+    };
+    let o = c.psql(
+        1,
+        &token,
+        &[
+            "SELECT contact FROM reach WHERE id = 1",
+            &redefine("email"),
+            "SELECT contact FROM reach WHERE id = 1",
+            &redefine("name"),
+            "SELECT contact FROM reach WHERE id = 1",
+        ],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(rows(&o), "Ada Lovelace\n***\nAda Lovelace", "one session");
+    // Inside the transaction that redefines it, before the catalog can show it.
+    let o = c.psql(
+        1,
+        &token,
+        &[
+            "BEGIN",
+            &redefine("email"),
+            "SELECT contact FROM reach WHERE id = 1",
+            "SELECT id FROM customers WHERE id = 1",
+            "COMMIT",
+            "SELECT contact FROM reach WHERE id = 1",
+        ],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(rows(&o), "***\n1\n***", "one transaction");
+    // Another session of the node sees the new definition too.
+    let o = c.psql(1, &token, &["SELECT contact FROM reach WHERE id = 1"]);
+    assert_eq!(out(&o).trim(), "***", "{}", err(&o));
+}

@@ -241,7 +241,8 @@ fn every_statement_postgres_ran_was_decided_and_audited_with_the_same_text() {
     );
 
     // --- what Postgres ran
-    let internal = ["/* portcullis: function volatility */", "DO $portcullis$"];
+    // The gateway's own reads of the catalog, and its own DO blocks.
+    let internal = ["/* portcullis: ", "DO $portcullis$"];
     let ran: Vec<String> = executed(c.postgres_log().get(mark..).unwrap_or_default())
         .into_iter()
         .filter(|t| !internal.iter().any(|i| t.starts_with(i)))

@@ -51,7 +51,7 @@ const QUERIES: &str = concat!(
     // Every relation's live columns; whether it is a view of the database's users.
     "SELECT c.oid, c.relname, c.relkind IN ('v', 'm') AND c.oid >= 16384, a.attnum, a.attname \
      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
-     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped;",
+     WHERE c.relkind NOT IN ('i', 'I') AND a.attnum > 0 AND NOT a.attisdropped;",
     // The query of every user view, as Postgres prints it back.
     "SELECT c.oid, pg_catalog.pg_get_viewdef(c.oid) FROM pg_catalog.pg_class c \
      WHERE c.relkind IN ('v', 'm') AND c.oid >= 16384;",

@@ -63,6 +63,13 @@ impl Columns {
     }
 }
 
+/// The catalog result columns are judged by (see `SchemaView`).
+#[derive(Debug, Clone)]
+pub struct MaskingCatalog {
+    pub catalog: Arc<Catalog>,
+    pub settled: bool,
+}
+
 /// What one forwarded message will be answered with.
 #[derive(Debug)]
 pub enum Expect {
@@ -85,7 +92,7 @@ pub struct RowsContext {
     /// Where the statement's result columns come from (one per statement of the query).
     lineages: Vec<Lineage>,
     /// The resource's catalog, when the session can trust it.
-    catalog: Option<Arc<Catalog>>,
+    catalog: Option<MaskingCatalog>,
     columns: Option<Columns>,
     /// Per column of `columns`: whether its whole value is masked (`masked_columns`).
     masked: Vec<bool>,
@@ -108,7 +115,7 @@ impl RowsContext {
     pub fn new(
         masks: MaskPlan,
         lineages: Vec<Lineage>,
-        catalog: Option<Arc<Catalog>>,
+        catalog: Option<MaskingCatalog>,
         columns: Option<Columns>,
         until_ready: bool,
     ) -> Self {
@@ -122,8 +129,12 @@ impl RowsContext {
         self.masked = match &columns {
             Some(c) if self.masks.columns.is_empty() => vec![false; c.names.len()],
             Some(c) => {
-                let masked = self.catalog.as_ref().map(|catalog| (catalog, catalog.masked(&self.masks)));
-                let schema = masked.as_ref().map(|(catalog, masked)| SchemaView { schema: &catalog.schema, masked });
+                let masked = self.catalog.as_ref().map(|c| (c, c.catalog.masked(&self.masks)));
+                let schema = masked.as_ref().map(|(c, masked)| SchemaView {
+                    schema: &c.catalog.schema,
+                    masked,
+                    settled: c.settled,
+                });
                 masked_columns(&self.masks, &self.lineages, &c.names, &c.origins, schema)
             }
             None => Vec::new(),

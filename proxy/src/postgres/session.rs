@@ -36,7 +36,7 @@ use super::catalog::{Catalog, CatalogCache};
 use super::classify::{CopyDirection, DEFAULT_MAX_SQL_BYTES, Lineage, Statement, StatementKind, classify};
 use super::conn::{BackendConn, ClientConn, ClientMessage};
 use super::copy_out::CopyOut;
-use super::relay::{Columns, Limits, Outcome};
+use super::relay::{Columns, Limits, MaskingCatalog, Outcome};
 use super::reply;
 use super::settings::PgSettings;
 use super::startup::Admitted;
@@ -522,8 +522,8 @@ impl<S: Store> Session<'_, S> {
 
     /// Read the catalog again if this session's copy is no longer the one to use: it
     /// expired, another session of the node ran DDL, or this one did (then once it has
-    /// committed, so that the new copy shows it; until then result columns are judged
-    /// from the statement text alone).
+    /// committed, so that the new copy shows it; until then views and computed columns
+    /// are masked whole, see `SchemaView::settled`).
     async fn refresh_catalog(&mut self) {
         let resource = &self.gate.resource().name;
         if self.ran_ddl {
@@ -549,8 +549,8 @@ impl<S: Store> Session<'_, S> {
     }
 
     /// The catalog result masking may go by (see `refresh_catalog`).
-    fn masking_catalog(&self) -> Option<Arc<Catalog>> {
-        (self.schema_trusted && !self.ran_ddl).then(|| self.catalog.clone())
+    fn masking_catalog(&self) -> Option<MaskingCatalog> {
+        self.schema_trusted.then(|| MaskingCatalog { catalog: self.catalog.clone(), settled: !self.ran_ddl })
     }
 
     /// Tell the client a statement was refused: the error and, for a finished

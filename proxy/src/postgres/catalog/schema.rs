@@ -157,6 +157,11 @@ impl Schema {
         self.relations.iter().filter(|(_, r)| r.user_view).map(|(oid, _)| *oid)
     }
 
+    /// Whether `relation` is a view or materialized view of the database's users.
+    pub fn is_user_view(&self, relation: u32) -> bool {
+        self.relations.get(&relation).is_some_and(|r| r.user_view)
+    }
+
     pub fn knows(&self, relation: u32) -> bool {
         self.relations.contains_key(&relation)
     }
@@ -257,7 +262,8 @@ impl MaskedSchema {
             (0, _) | (_, 0) => Origin::Computed,
             id if self.columns.contains(&id) => Origin::Masked,
             (relation, attnum) => match schema.relations.get(&relation) {
-                Some(rel) if rel.columns.contains_key(&attnum) => Origin::Clear,
+                // A system column (`tableoid`, `ctid`, `xmin`, ...) holds no data of the row.
+                Some(rel) if attnum < 0 || rel.columns.contains_key(&attnum) => Origin::Clear,
                 _ => Origin::Unknown,
             },
         }

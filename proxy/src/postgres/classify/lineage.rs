@@ -63,6 +63,10 @@ pub enum ResultColumns {
 pub struct SchemaView<'a> {
     pub schema: &'a Schema,
     pub masked: &'a MaskedSchema,
+    /// False inside a transaction that ran DDL the catalog does not show yet: a view or
+    /// function may have been redefined, so only base-table columns are judged by it
+    /// and everything else is masked.
+    pub settled: bool,
 }
 
 /// Per result column (`names`, in order, with `origins`, the table and column
@@ -79,7 +83,7 @@ pub fn masked_columns(
     if plan.columns.is_empty() {
         return vec![false; names.len()];
     }
-    let Some(SchemaView { schema, masked }) = schema else {
+    let Some(SchemaView { schema, masked, settled }) = schema else {
         return masked_by_statement(plan, lineages, names);
     };
     let sensitive = lineages.iter().any(|l| {
@@ -92,9 +96,11 @@ pub fn masked_columns(
         .iter()
         .enumerate()
         .map(|(i, name)| {
-            let computed = plan.masks_column(name) || sensitive;
-            match masked.origin(schema, origins.get(i).copied().unwrap_or((0, 0))) {
+            let computed = plan.masks_column(name) || sensitive || !settled;
+            let origin = origins.get(i).copied().unwrap_or((0, 0));
+            match masked.origin(schema, origin) {
                 Origin::Masked => true,
+                Origin::Clear if !settled && schema.is_user_view(origin.0) => true,
                 Origin::Clear if plain_read => plan.masks_column(name),
                 Origin::Unknown => true,
                 Origin::Clear | Origin::Computed => computed,

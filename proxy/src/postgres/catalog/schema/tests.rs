@@ -103,6 +103,7 @@ fn computed_unknown_and_newer_relations_are_unknown_and_system_columns_go_by_nam
     assert_eq!(origin(&s, &m, (0, 0)), Origin::Computed);
     assert_eq!(origin(&s, &m, (16999, 1)), Origin::Unknown, "created after the catalog was read");
     assert_eq!(origin(&s, &m, (PG_CLASS, 2)), Origin::Clear);
+    assert_eq!(origin(&s, &m, (CUSTOMERS, -6)), Origin::Clear, "tableoid");
     let none = s.masked(&MaskPlan::default());
     assert_eq!(origin(&s, &none, (CUSTOMERS, 3)), Origin::Clear, "no column rule, nothing masked");
 }
