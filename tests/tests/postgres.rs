@@ -703,10 +703,16 @@ fn copy_to_stdout_streams_every_column_with_the_masked_ones_masked() {
     let o = c.psql(1, &token, &["COPY customers (name, email) TO STDOUT WITH (FORMAT csv, HEADER)"]);
     assert!(o.status.success(), "{}", err(&o));
     assert!(out(&o).starts_with("name,email\nAda Lovelace,***\n"), "{}", out(&o));
-    // A query's rows: masked whole where they may hold masked data.
-    let o = c.psql(1, &token, &["COPY (SELECT email, ssn FROM customers WHERE id = 1) TO STDOUT"]);
-    assert!(o.status.success(), "{}", err(&o));
-    assert_eq!(out(&o).trim(), "\\N\t\\N");
+    // A query's rows: its columns as Postgres describes them, judged like a SELECT's.
+    for (sql, want) in [
+        ("COPY (SELECT email, ssn FROM customers WHERE id = 1) TO STDOUT", "***\t***"),
+        ("COPY (SELECT id, name AS who, email AS e FROM customers WHERE id = 1) TO STDOUT", "1\tAda Lovelace\t***"),
+        ("COPY (SELECT upper(email), length(name) FROM customers WHERE id = 1) TO STDOUT (FORMAT csv)", "***,"),
+    ] {
+        let o = c.psql(1, &token, &[sql]);
+        assert!(o.status.success(), "{sql}: {}", err(&o));
+        assert_eq!(out(&o).trim(), want, "{sql}");
+    }
     // The binary format too, tuple by tuple.
     let o = c.psql(1, &token, &["COPY customers TO STDOUT (FORMAT binary)"]);
     assert!(o.status.success(), "{}", err(&o));

@@ -29,9 +29,10 @@ use pgwire::messages::simplequery::Query;
 
 use self::schema::{ColumnId, MaskedSchema, Schema};
 use super::backend::{self, BackendTarget};
+use super::classify::{Lineage, SchemaView, masked_columns};
 use super::conn::BackendConn;
 use super::copy_out::{CopyColumns, CopyOut};
-use super::relay::split_row;
+use super::relay::{Columns, MaskingCatalog, split_row};
 use crate::error::{Error, Result};
 use crate::mask::MaskPlan;
 use crate::policy::Glob;
@@ -241,59 +242,72 @@ async fn read(backend: &mut BackendConn) -> Result<Catalog> {
     }
     let views: Vec<(u32, String)> = views.iter().map(|r| (r.oid(0), r.text(1))).collect();
     for round in views.chunks(VIEWS_PER_ROUND) {
-        for (view, origins) in describe_views(backend, round).await? {
-            schema.set_view_origins(view, &origins);
+        let queries: Vec<&str> = round.iter().map(|(_, q)| q.as_str()).collect();
+        for ((view, _), columns) in round.iter().zip(describe(backend, &queries).await?) {
+            let Some(columns) = columns else { continue };
+            let origins: Vec<Option<ColumnId>> = columns
+                .origins
+                .iter()
+                .map(|&(table, column)| (table != 0 && column > 0).then_some((table, column)))
+                .collect();
+            schema.set_view_origins(*view, &origins);
         }
     }
     Ok(Catalog { volatility, schema, masked: Mutex::default() })
 }
 
-/// Where each result column of each view's query comes from, as Postgres resolves it
-/// (`RowDescription`'s table and column; `None` when computed). A view whose query
-/// cannot be described is left out: its columns then count as computed.
-async fn describe_views(
-    backend: &mut BackendConn,
-    views: &[(u32, String)],
-) -> Result<Vec<(u32, Vec<Option<ColumnId>>)>> {
-    for (_, query) in views {
-        backend.queue(&F::Parse(Parse::new(None, query.clone(), Vec::new())))?;
+/// The result columns of each of `queries` as Postgres describes them (names, types,
+/// and the table column each passes through), without running them; `None` for a
+/// query that cannot be described or returns no rows. Uses the unnamed statement: only
+/// on a connection whose client has none to lose.
+async fn describe(backend: &mut BackendConn, queries: &[&str]) -> Result<Vec<Option<Columns>>> {
+    for query in queries {
+        backend.queue(&F::Parse(Parse::new(None, (*query).to_string(), Vec::new())))?;
         backend.queue(&F::Describe(Describe::new(b'S', None)))?;
         backend.queue(&F::Sync(SyncMsg::new()))?;
     }
     backend.flush().await?;
-    let mut described = Vec::with_capacity(views.len());
-    let mut current: Option<Vec<Option<ColumnId>>> = None;
-    for (view, _) in views {
+    let mut described = Vec::with_capacity(queries.len());
+    for _ in queries {
+        let mut columns = None;
         loop {
             match backend.read().await? {
-                B::RowDescription(rows) => {
-                    current = Some(
-                        rows.fields
-                            .iter()
-                            .map(|f| match u32::try_from(f.table_id) {
-                                Ok(0) | Err(_) => None,
-                                Ok(table) => (f.column_id > 0).then_some((table, f.column_id)),
-                            })
-                            .collect(),
-                    );
-                }
+                B::RowDescription(rows) => columns = Some(Columns::from_fields(&rows.fields)),
                 B::ReadyForQuery(_) => break,
                 _ => {}
             }
         }
-        if let Some(origins) = current.take() {
-            described.push((*view, origins));
-        }
+        described.push(columns);
     }
     Ok(described)
 }
 
 /// The output columns of a `COPY ... TO STDOUT` under `masks`, read from the catalog
-/// through `backend` (idle). A COPY of a query, or one whose table the catalog does not
-/// answer for, has its fields masked whole when a column mask applies.
-pub(crate) async fn copy_columns(backend: &mut BackendConn, out: &CopyOut, masks: &MaskPlan) -> CopyColumns {
+/// through `backend` (idle, its client's unnamed statement already gone: a simple
+/// query drops it). A table's columns are masked by name; a query's are described by
+/// Postgres and judged like any result's (`lineages`: the COPY's, `catalog`: the
+/// session's). A COPY whose columns cannot be resolved has its fields masked whole when
+/// a column mask applies.
+pub(crate) async fn copy_columns(
+    backend: &mut BackendConn,
+    out: &CopyOut,
+    masks: &MaskPlan,
+    lineages: &[Lineage],
+    catalog: Option<&MaskingCatalog>,
+) -> CopyColumns {
     let unresolved = CopyColumns { columns: Vec::new(), all: !masks.columns.is_empty() };
-    let Some((schema, table)) = &out.table else { return unresolved };
+    let Some((schema, table)) = &out.table else {
+        let (Some(query), Some(catalog)) = (&out.query, catalog) else { return unresolved };
+        let Ok(described) = describe(backend, &[query.as_str()]).await else { return unresolved };
+        let Some(Some(columns)) = described.into_iter().next() else { return unresolved };
+        let masked = catalog.catalog.masked(masks);
+        let view = SchemaView { schema: &catalog.catalog.schema, masked: &masked, settled: catalog.settled };
+        let whole = masked_columns(masks, lineages, &columns.names, &columns.origins, Some(view));
+        return CopyColumns {
+            columns: whole.into_iter().zip(columns.types).map(|(whole, oid)| (whole, Some(oid))).collect(),
+            all: false,
+        };
+    };
     let quote_ident = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     let name = match schema {
         Some(schema) => format!("{}.{}", quote_ident(schema), quote_ident(table)),

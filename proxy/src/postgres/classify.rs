@@ -303,10 +303,14 @@ fn classify_raw(sql: &str, raw: &protobuf::RawStmt) -> Result<Statement> {
     let pinned_change = settings::set_statement(executed).or(walk.pinned_change.take());
     let functions: Vec<String> = walk.functions.into_iter().collect();
     lineage.calls = functions.clone();
-    lineage.plain_read = kind == StatementKind::Select && walk.cte_write.is_none();
+    // `COPY (SELECT ...) TO` reads like its SELECT (a COPY of a write takes the write's kind).
+    lineage.plain_read = matches!(kind, StatementKind::Select | StatementKind::Copy) && walk.cte_write.is_none();
     // `EXECUTE name` runs a statement prepared earlier, out of sight: its results may
     // hold anything.
     lineage.whole_rows |= matches!(executed, NodeEnum::ExecuteStmt(_));
+    let copy_out = (copy_direction == Some(CopyDirection::ToClient))
+        .then(|| super::copy_out::CopyOut::of(executed, &text))
+        .flatten();
     Ok(Statement {
         text,
         kind,
@@ -314,9 +318,7 @@ fn classify_raw(sql: &str, raw: &protobuf::RawStmt) -> Result<Statement> {
         missing_where,
         select_for_update: walk.locking,
         writes_in_cte: walk.cte_write.is_some(),
-        copy_out: (copy_direction == Some(CopyDirection::ToClient))
-            .then(|| super::copy_out::CopyOut::of(executed))
-            .flatten(),
+        copy_out,
         copy_direction,
         lineage,
         dynamic_sql: dynamic::runs_dynamic_sql(&functions),

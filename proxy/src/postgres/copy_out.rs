@@ -29,6 +29,8 @@ pub struct CopyOut {
     pub table: Option<(Option<String>, String)>,
     /// The column list, when the statement names one.
     pub columns: Vec<String>,
+    /// The query's text, when it copies a query's rows (`COPY (query) TO STDOUT`).
+    pub query: Option<String>,
     pub format: CopyFormat,
     pub delimiter: char,
     /// How NULL is written.
@@ -39,8 +41,9 @@ pub struct CopyOut {
 }
 
 impl CopyOut {
-    /// Read a COPY statement's target and options (`None` for anything but COPY).
-    pub fn of(node: &NodeEnum) -> Option<CopyOut> {
+    /// Read a COPY statement's target and options (`None` for anything but COPY);
+    /// `statement` is its text.
+    pub fn of(node: &NodeEnum, statement: &str) -> Option<CopyOut> {
         let NodeEnum::CopyStmt(copy) = node else { return None };
         let table = copy.relation.as_ref().map(|r| {
             let schema = Some(r.schemaname.clone()).filter(|s| !s.is_empty());
@@ -57,6 +60,7 @@ impl CopyOut {
         let mut out = CopyOut {
             table: if copy.query.is_some() { None } else { table },
             columns,
+            query: if copy.query.is_some() { inner_query(statement) } else { None },
             format: CopyFormat::Text,
             delimiter: '\t',
             null: "\\N".into(),
@@ -112,6 +116,31 @@ fn option_text(d: &protobuf::DefElem) -> Option<String> {
         None => Some("true".into()),
         _ => None,
     }
+}
+
+/// The text of a `COPY (query) TO` statement's query: between its first parenthesis
+/// and the matching one, as Postgres's own scanner reads the statement (strings,
+/// comments and dollar quotes included).
+fn inner_query(statement: &str) -> Option<String> {
+    let tokens = pg_query::scan(statement).ok()?.tokens;
+    let (open, close) = (protobuf::Token::Ascii40 as i32, protobuf::Token::Ascii41 as i32);
+    let mut depth = 0usize;
+    let mut start = None;
+    for token in tokens {
+        if token.token == open {
+            if depth == 0 {
+                start = Some(usize::try_from(token.end).ok()?);
+            }
+            depth += 1;
+        } else if token.token == close {
+            depth = depth.checked_sub(1)?;
+            if depth == 0 {
+                let end = usize::try_from(token.start).ok()?;
+                return statement.get(start?..end).map(str::to_string);
+            }
+        }
+    }
+    None
 }
 
 /// The output columns of a COPY, resolved from the catalog, and how to mask them.

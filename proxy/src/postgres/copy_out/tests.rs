@@ -8,7 +8,7 @@ use crate::postgres::classify::classify;
 fn copy_out(sql: &str) -> CopyOut {
     let parsed = pg_query::parse(sql, 0).unwrap();
     let node = parsed.protobuf.stmts[0].stmt.as_ref().unwrap().node.as_ref().unwrap().clone();
-    CopyOut::of(&node).unwrap()
+    CopyOut::of(&node, sql).unwrap()
 }
 
 /// id int, name text (plain), email text (masked), ssn text (masked).
@@ -18,6 +18,14 @@ fn columns() -> CopyColumns {
 
 fn masks() -> MaskPlan {
     MaskPlan::new(vec![], vec![Detector::Email])
+}
+
+#[test]
+fn a_query_copy_knows_its_querys_text_as_postgres_scans_it() {
+    let c = copy_out("COPY (SELECT ')', $$(()$$ /* ) */, f(x) FROM t) TO STDOUT");
+    assert_eq!(c.table, None);
+    assert_eq!(c.query.as_deref(), Some("SELECT ')', $$(()$$ /* ) */, f(x) FROM t"));
+    assert_eq!(copy_out("COPY t TO STDOUT").query, None);
 }
 
 #[test]

@@ -33,7 +33,9 @@ impl<S: Store> Session<'_, S> {
         // A COPY TO STDOUT under masks: its columns, from the catalog, before it runs.
         let copy = match &cleared.copy_out {
             Some(out) if !cleared.cleared.judgement.masks.is_empty() => {
-                let columns = copy_columns(&mut self.backend, out, &cleared.cleared.judgement.masks).await;
+                let catalog = self.masking_catalog();
+                let masks = &cleared.cleared.judgement.masks;
+                let columns = copy_columns(&mut self.backend, out, masks, &cleared.lineages, catalog.as_ref()).await;
                 Some(Box::new(CopyMasking { out: out.clone(), columns, rows: 0 }))
             }
             _ => None,
