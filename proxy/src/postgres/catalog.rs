@@ -11,8 +11,8 @@
 //!   generated column and function reads ([`schema`]): which result columns hold masked
 //!   data, whatever they are called.
 //!
-//! The door reads the catalog with the resource's credentials: at a session's start on
-//! its own backend connection, later on a connection of its own. A copy is trusted for
+//! The door reads the catalog with the resource's credentials, on a connection of its
+//! own, once for all the node's sessions of the resource. A copy is trusted for
 //! [`MAX_AGE`]; a DDL statement through the door drops the resource's copy once it has
 //! run, and every session of the node reads the new one before its next statement.
 
@@ -39,6 +39,9 @@ use crate::policy::Glob;
 
 /// How long a resource's catalog is trusted.
 pub const MAX_AGE: Duration = Duration::from_secs(60);
+
+/// The least time a catalog read is given (large schemas take a while).
+const MIN_READ_TIME: Duration = Duration::from_secs(30);
 
 /// Views whose queries are described per round trip.
 const VIEWS_PER_ROUND: usize = 64;
@@ -148,6 +151,9 @@ impl Volatility {
 pub(crate) struct CatalogCache {
     /// std mutex: never held across an await.
     by_resource: Mutex<HashMap<String, Kept>>,
+    /// Held while a catalog is read, so that sessions finding theirs expired at once
+    /// read it once, not once each.
+    reading: tokio::sync::Mutex<()>,
 }
 
 #[derive(Clone)]
@@ -157,30 +163,21 @@ struct Kept {
 }
 
 impl CatalogCache {
-    /// The catalog of `resource`, read through `backend` (idle, logged in, no state of
-    /// a client's) if the copy kept is missing or old.
-    pub(crate) async fn get(&self, resource: &str, backend: &mut BackendConn) -> Result<Arc<Catalog>> {
-        if let Some(kept) = self.current(resource) {
-            return Ok(kept);
-        }
-        let fresh = Arc::new(read(backend).await?);
-        self.keep(resource, fresh.clone());
-        Ok(fresh)
-    }
-
     /// The catalog of `resource`, read on a connection of its own to `target` if the
-    /// copy kept is missing or old (a session's connection carries its client's state).
-    pub(crate) async fn get_fresh(
-        &self,
-        resource: &str,
-        target: &BackendTarget,
-        timeout: Duration,
-    ) -> Result<Arc<Catalog>> {
+    /// copy kept is missing or old (never on a session's: a read cut short by a timeout
+    /// would leave answers in it, and later it carries its client's state).
+    pub(crate) async fn get(&self, resource: &str, target: &BackendTarget, timeout: Duration) -> Result<Arc<Catalog>> {
         if let Some(kept) = self.current(resource) {
             return Ok(kept);
         }
-        let mut own = backend::connect(target, timeout).await?;
-        let fresh = Arc::new(read(&mut own.conn).await?);
+        let _reading = self.reading.lock().await;
+        if let Some(kept) = self.current(resource) {
+            return Ok(kept);
+        }
+        // Without the client's startup settings: the copy is shared by every client.
+        let target = BackendTarget { settings: Vec::new(), ..target.clone() };
+        let mut own = backend::connect(&target, timeout).await?;
+        let fresh = Arc::new(read_within(&mut own.conn, timeout).await?);
         own.conn.terminate().await;
         self.keep(resource, fresh.clone());
         Ok(fresh)
@@ -207,6 +204,16 @@ impl CatalogCache {
             .unwrap_or_else(|p| p.into_inner())
             .insert(resource.to_string(), Kept { read_at: Instant::now(), catalog });
     }
+}
+
+/// [`read`], given at least [`MIN_READ_TIME`] (or `timeout` if longer): a backend that
+/// stops answering must not hold every session of the node waiting for the catalog.
+async fn read_within(backend: &mut BackendConn, timeout: Duration) -> Result<Catalog> {
+    let addr = backend.addr.clone();
+    let limit = timeout.max(MIN_READ_TIME);
+    tokio::time::timeout(limit, read(backend))
+        .await
+        .map_err(|_| Error::Backend { addr, detail: format!("the catalog was not read within {limit:?}") })?
 }
 
 async fn read(backend: &mut BackendConn) -> Result<Catalog> {

@@ -225,7 +225,7 @@ pub(crate) async fn run<S: Store>(
         },
         settings,
     };
-    let mut backend = match backend::connect(&target, deps.settings.backend_timeout).await {
+    let backend = match backend::connect(&target, deps.settings.backend_timeout).await {
         Ok(b) => b,
         Err(e) => {
             client
@@ -235,7 +235,11 @@ pub(crate) async fn run<S: Store>(
         }
     };
 
-    let (catalog, schema_trusted) = match deps.catalogs.get(&resource.name, &mut backend.conn).await {
+    let (catalog, schema_trusted) = match deps
+        .catalogs
+        .get(&resource.name, &target, deps.settings.backend_timeout)
+        .await
+    {
         Ok(catalog) => (catalog, true),
         Err(e) => {
             // Without the catalog every function call counts as having side effects, and
@@ -534,7 +538,7 @@ impl<S: Store> Session<'_, S> {
         } else if self.deps.catalogs.is_current(resource, &self.catalog) {
             return;
         }
-        match self.deps.catalogs.get_fresh(resource, &self.target, self.deps.settings.backend_timeout).await {
+        match self.deps.catalogs.get(resource, &self.target, self.deps.settings.backend_timeout).await {
             Ok(catalog) => {
                 self.catalog = catalog;
                 self.schema_trusted = true;
