@@ -93,6 +93,7 @@ fn request(kind: &str) -> Vec<Request> {
         kind: kind.into(),
         tables: vec![],
         functions: vec![],
+        commands: vec![],
         text: String::new(),
         missing_where: false,
         dynamic_sql: false,

@@ -38,7 +38,7 @@
 //! Globs know only `*` (any run of characters, `.` included) and `?` (one character).
 //! Lists may not be empty (write nothing to match anything). Kinds are lower-case names
 //! from [`KNOWN_KINDS`]: Postgres `select insert update delete merge ddl truncate copy set
-//! show transaction call explain grant other`, SSH `exec shell`, HTTP methods `get head
+//! show transaction call explain grant other`, SSH `exec shell scp sftp forward`, HTTP methods `get head
 //! post put patch delete options connect trace`, and `unknown` for what a door could not
 //! classify. A request's kind is free text; a kind no rule names (such as `unknown`)
 //! matches only rules that omit `kinds` or list it.
@@ -47,6 +47,11 @@
 //! matches `public.customers`); a request table without a schema is also tried as
 //! `public.<name>`, Postgres's default search path, so `deny public.secrets` cannot be
 //! dodged by writing `secrets`. Doors should qualify names when they know better.
+//!
+//! Commands (SSH): every program a command line runs, wherever it hides (pipelines,
+//! `;`/`&&`, subshells, `$(...)`, `sh -c '...'`, `sudo`, `env`, `xargs`, `find -exec`),
+//! by name (`rm`) and by the path it was written with (`/bin/rm`); globs, ASCII case
+//! ignored; a rule matches when any program matches any pattern.
 //!
 //! Functions (Postgres): every function a statement calls, anywhere in it, by the name
 //! Postgres's parser resolved (quoting, case and `U&"..."` escapes cannot disguise it,
@@ -115,6 +120,9 @@ pub const KNOWN_KINDS: &[&str] = &[
     // SSH
     "exec",
     "shell",
+    "scp",
+    "sftp",
+    "forward",
     // HTTP methods
     "get",
     "head",
@@ -154,6 +162,9 @@ pub struct Request {
     pub tables: Vec<String>,
     /// Functions the statement calls, `schema.name` where written so (Postgres).
     pub functions: Vec<String>,
+    /// Programs a command line runs (SSH), each by its name (`rm`) and, when written
+    /// with a path, by that path too (`/bin/rm`).
+    pub commands: Vec<String>,
     /// The statement, command line or `METHOD path` (+ body), for `match.text`.
     pub text: String,
     /// UPDATE or DELETE without a WHERE clause.

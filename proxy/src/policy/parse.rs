@@ -53,6 +53,7 @@ struct RawMatch {
     kinds: Option<Vec<String>>,
     tables: Option<Vec<String>>,
     functions: Option<Vec<String>>,
+    commands: Option<Vec<String>>,
     text: Option<String>,
     missing_where: Option<bool>,
     dynamic_sql: Option<bool>,
@@ -140,6 +141,7 @@ impl RuleCheck<'_> {
         let resources = self.globs("resources", raw.resources)?;
         let tables = self.globs("tables", raw.tables)?;
         let functions = self.globs("functions", raw.functions)?;
+        let commands = self.globs("commands", raw.commands)?;
         let protocols = match self.list("protocols", raw.protocols)? {
             None => None,
             Some(names) => Some(
@@ -191,6 +193,7 @@ impl RuleCheck<'_> {
             kinds,
             tables,
             functions,
+            commands,
             text,
             missing_where: raw.missing_where,
             dynamic_sql: raw.dynamic_sql,

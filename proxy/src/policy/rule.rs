@@ -32,6 +32,7 @@ pub struct Match {
     pub kinds: Option<Vec<String>>,
     pub tables: Option<Vec<Glob>>,
     pub functions: Option<Vec<Glob>>,
+    pub commands: Option<Vec<Glob>>,
     pub text: Option<Regex>,
     pub missing_where: Option<bool>,
     pub dynamic_sql: Option<bool>,
@@ -85,6 +86,7 @@ impl Match {
             && fits(&self.groups, |gs| gs.iter().any(|g| who.groups.contains(g)))
             && fits(&self.tables, |ts| req.tables.iter().any(|t| ts.iter().any(|g| table_matches(g, t))))
             && fits(&self.functions, |fs| req.functions.iter().any(|f| fs.iter().any(|g| function_matches(g, f))))
+            && fits(&self.commands, |cs| req.commands.iter().any(|c| cs.iter().any(|g| g.matches_ignore_ascii_case(c))))
             && fits(&self.text, |re| re.is_match(&req.text))
     }
 }

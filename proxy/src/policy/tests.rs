@@ -23,6 +23,7 @@ fn pg(resource: &str, kind: &str, tables: &[&str], text: &str) -> Request {
         kind: kind.to_owned(),
         tables: tables.iter().map(|t| (*t).to_owned()).collect(),
         functions: Vec::new(),
+        commands: Vec::new(),
         text: text.to_owned(),
         missing_where: false,
         dynamic_sql: false,
@@ -721,4 +722,35 @@ fn an_approval_covers_one_execution_unless_every_matching_review_rule_says_state
     assert!(e.to_string().contains("approval_covers"), "{e}");
     let e = parse("name: x\nrules:\n  - action: allow\n    approval_covers: statement\n").unwrap_err();
     assert!(e.to_string().contains("only to review"), "{e}");
+}
+
+#[test]
+fn a_command_rule_matches_any_program_of_a_command_line_by_name_or_path() {
+    let policy = set(&["
+name: hosts
+rules:
+  - name: read-only
+    match: { groups: [engineers], protocols: [ssh], kinds: [exec], commands: [ls, cat, grep, \"/usr/bin/*\"] }
+    action: allow
+  - name: no-destruction
+    match: { protocols: [ssh], commands: [rm, \"MKFS*\", shutdown] }
+    action: deny
+    reason: destructive commands are off limits
+"]);
+    let run = |programs: &[&str]| {
+        let req = Request {
+            protocol: Protocol::Ssh,
+            kind: "exec".into(),
+            commands: programs.iter().map(|p| (*p).to_owned()).collect(),
+            ..pg("demo-ssh", "exec", &[], &programs.join(" | "))
+        };
+        policy.decide(&engineer(), &req)
+    };
+    assert!(is_allow(&run(&["ls"])));
+    assert!(is_allow(&run(&["cat", "grep"])));
+    assert!(is_allow(&run(&["stat", "/usr/bin/stat"])), "by path");
+    assert_eq!(deny_reason(&run(&["ls", "rm", "/bin/rm"])), "destructive commands are off limits");
+    assert_eq!(deny_reason(&run(&["mkfs.ext4"])), "destructive commands are off limits", "case ignored");
+    assert!(!is_allow(&run(&["stat"])), "no rule allows stat");
+    assert!(!is_allow(&run(&[])), "a command rule needs a program to match");
 }

@@ -485,6 +485,7 @@ impl<S: Store> Session<'_, S> {
                 kind: st.kind.name().to_string(),
                 tables: st.tables.clone(),
                 functions: st.functions.clone(),
+                commands: Vec::new(),
                 text: st.text.clone(),
                 missing_where: st.missing_where,
                 dynamic_sql: st.dynamic_sql,
