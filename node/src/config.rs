@@ -130,6 +130,9 @@ pub struct Listen {
     /// The Postgres door (TLS required); off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pg: Option<String>,
+    /// The SSH door; off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

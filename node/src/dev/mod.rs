@@ -164,7 +164,7 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
                 pid: child.id(),
                 admin: format!("https://{}", c.listen.admin),
                 pg: c.listen.pg.clone(),
-                ssh: None,
+                ssh: c.listen.ssh.clone(),
                 http: None,
                 ops: format!("http://{}", c.listen.ops),
                 raft: c.listen.raft.clone(),
@@ -310,12 +310,13 @@ fn prepare(dir: &Path, nodes: u64) -> Result<Vec<(u64, PathBuf)>, NodeError> {
     }
     let mut listens = Vec::new();
     for _ in 1..=nodes {
-        let [raft, admin, ops, pg] = [free_port()?, free_port()?, free_port()?, free_port()?];
+        let [raft, admin, ops, pg, ssh] = [free_port()?, free_port()?, free_port()?, free_port()?, free_port()?];
         listens.push(Listen {
             raft: format!("127.0.0.1:{raft}"),
             admin: format!("127.0.0.1:{admin}"),
             ops: format!("127.0.0.1:{ops}"),
             pg: Some(format!("127.0.0.1:{pg}")),
+            ssh: Some(format!("127.0.0.1:{ssh}")),
         });
     }
     let peers: Vec<Peer> =
