@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Install what a fresh Debian machine lacks for building, the playground and the tests:
 # Debian packages (Postgres, libclang for pg_query, pgbouncer for benchmarks, haproxy for
-# the load-balancer tests and deploy checks) and the npm
+# the load-balancer tests and deploy checks, OpenSSH and sshpass for the SSH door) and the npm
 # packages of the test OIDC provider. Safe to run again: installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
 # Debian packages the build and the black-box tests need (iproute2 and iptables: the
-# chaos harness puts nodes in network namespaces and cuts links with iptables).
-packages=(build-essential pkg-config curl ca-certificates procps iproute2 iptables postgresql postgresql-contrib libclang-dev pgbouncer haproxy openssl libpostgresql-jdbc-java)
+# chaos harness puts nodes in network namespaces and cuts links with iptables;
+# openssh-server: the playground's throwaway sshd behind `dev --ssh`; openssh-client
+# (ssh, scp, sftp, ssh-keygen) and sshpass: the SSH tests' clients, which send a token
+# as the password).
+packages=(build-essential pkg-config curl ca-certificates procps iproute2 iptables postgresql postgresql-contrib libclang-dev pgbouncer haproxy openssl libpostgresql-jdbc-java openssh-server openssh-client sshpass)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -78,6 +78,9 @@ pub struct Cluster {
     pg_data: Option<PathBuf>,
     /// `lb` of cluster.json (`dev --lb`): HAProxy's addresses, pid and stats socket.
     pub lb: Option<Value>,
+    /// `sshd` of cluster.json (`dev --ssh`): the playground's OpenSSH server (`addr`,
+    /// `user`, `pid`, `client_key`, `host_key`, `log`), stopped on drop.
+    pub sshd: Option<Value>,
     /// Token of an admin, used by [`cli`](Cluster::cli); minted on first use unless set.
     admin_token: std::sync::Mutex<Option<String>>,
 }
@@ -93,8 +96,14 @@ impl Cluster {
         Self::start_with(n, &["--postgres"])
     }
 
+    /// A fresh `n`-node playground with a throwaway OpenSSH server as resource
+    /// `demo-ssh` (and no Postgres).
+    pub fn start_with_ssh(n: u64) -> Cluster {
+        Self::start_with(n, &["--ssh"])
+    }
+
     /// A fresh `n`-node playground started with extra `portcullis dev` flags
-    /// (`--postgres`, `--lb`).
+    /// (`--postgres`, `--ssh`, `--lb`).
     pub fn start_with(n: u64, extra: &[&str]) -> Cluster {
         Self::start_in(tempfile::tempdir().unwrap(), n, extra)
     }
@@ -119,6 +128,7 @@ impl Cluster {
             issuer_pid: None,
             pg_data: None,
             lb: None,
+            sshd: None,
             admin_token: std::sync::Mutex::new(None),
         };
         if cluster_json.exists() {
@@ -140,6 +150,7 @@ impl Cluster {
         self.issuer_pid = v["issuer_pid"].as_u64().map(|p| p as u32);
         self.pg_data = v["postgres"]["data_dir"].as_str().map(PathBuf::from);
         self.lb = Some(v["lb"].clone()).filter(|lb| lb.is_object());
+        self.sshd = Some(v["sshd"].clone()).filter(|s| s.is_object());
         for n in v["nodes"].as_array().unwrap() {
             let id = n["id"].as_u64().unwrap();
             if let Some(pid) = n["pid"].as_u64() {
@@ -470,6 +481,64 @@ impl Cluster {
             .unwrap()
     }
 
+    /// The SSH door address of node `id` (`host:port`, cluster.json `nodes[].ssh`).
+    pub fn ssh_addr(&self, id: u64) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("cluster.json")).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let node = v["nodes"].as_array().unwrap().iter().find(|n| n["id"].as_u64() == Some(id)).unwrap().clone();
+        node["ssh"].as_str().unwrap_or_else(|| panic!("node {id} has no ssh address")).to_string()
+    }
+
+    fn sshd_field(&self, field: &str) -> String {
+        let sshd = self.sshd.as_ref().expect("started with --ssh");
+        sshd[field].as_str().unwrap_or_else(|| panic!("cluster.json sshd.{field} missing")).to_string()
+    }
+
+    /// The account logins to the playground's sshd land in (`portcullis-demo` as root).
+    pub fn sshd_user(&self) -> String {
+        self.sshd_field("user")
+    }
+
+    /// The playground sshd's own address (the backend, not a door), `127.0.0.1:port`.
+    pub fn sshd_addr(&self) -> String {
+        self.sshd_field("addr")
+    }
+
+    /// The public host key line the resource pins (`ssh-ed25519 AAAA...`).
+    pub fn sshd_host_key(&self) -> String {
+        self.sshd_field("host_key")
+    }
+
+    /// The playground sshd's own log (LogLevel VERBOSE): logins and sessions that
+    /// reached the backend.
+    pub fn sshd_log(&self) -> String {
+        std::fs::read_to_string(self.sshd_field("log")).unwrap_or_default()
+    }
+
+    /// Run `cmd` on the host directly as the demo user, bypassing the gateway (setup
+    /// and ground truth for SSH tests), with the playground's client key; returns
+    /// stdout, panicking on a non-zero exit.
+    pub fn host_sh(&self, cmd: &str) -> String {
+        let o = self.host_ssh(cmd);
+        assert!(o.status.success(), "host_sh {cmd:?} failed ({}): {}", o.status, err(&o));
+        out(&o)
+    }
+
+    /// As [`host_sh`](Self::host_sh), returning the whole output whatever the exit.
+    pub fn host_ssh(&self, cmd: &str) -> Output {
+        let addr = self.sshd_addr();
+        let (host, port) = addr.rsplit_once(':').unwrap();
+        Command::new("ssh")
+            .args(["-F", "/dev/null", "-i", &self.sshd_field("client_key"), "-p", port])
+            .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10"])
+            .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+            .arg(format!("{}@{host}", self.sshd_user()))
+            .arg(cmd)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
     /// The playground Postgres's own log (log_statement = all): what reached the backend.
     pub fn postgres_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
@@ -513,7 +582,8 @@ impl Drop for Cluster {
             portcullis_chaos::postgres::stop(data);
         }
         let lb_pid = self.lb.as_ref().and_then(|lb| lb["pid"].as_u64()).map(|p| p as u32);
-        for pid in self.pids.values().chain(self.issuer_pid.iter()).chain(lb_pid.iter()) {
+        let sshd_pid = self.sshd.as_ref().and_then(|s| s["pid"].as_u64()).map(|p| p as u32);
+        for pid in self.pids.values().chain(self.issuer_pid.iter()).chain(lb_pid.iter()).chain(sshd_pid.iter()) {
             signal(*pid, "KILL");
         }
         for child in &mut self.children {

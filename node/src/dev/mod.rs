@@ -17,6 +17,7 @@ mod hosts;
 mod issuer;
 mod lb;
 mod postgres;
+mod sshd;
 
 use portcullis_raft::network::dev_ca as certs;
 
@@ -42,6 +43,10 @@ pub struct DevArgs {
     /// demo policy.
     #[arg(long)]
     pub postgres: bool,
+    /// Also start a throwaway OpenSSH server on loopback, register it as resource
+    /// `demo-ssh` and apply a demo policy.
+    #[arg(long)]
+    pub ssh: bool,
     /// Also start HAProxy in front of the nodes (config rendered from
     /// deploy/haproxy/haproxy.cfg.tmpl); its addresses go to cluster.json `lb`.
     #[arg(long)]
@@ -103,6 +108,9 @@ struct ClusterFile {
     /// The playground's Postgres (`--postgres`): address and data dir.
     #[serde(skip_serializing_if = "Option::is_none")]
     postgres: Option<serde_json::Value>,
+    /// The playground's sshd (`--ssh`): address, dir, log, login user, pid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sshd: Option<serde_json::Value>,
     issuer: Option<String>,
     issuer_pid: Option<u32>,
     resources: Vec<String>,
@@ -188,6 +196,21 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
             }
         }
     }
+    let mut sshd_info = None;
+    if args.ssh && ready.is_ok() {
+        match setup_ssh(&dir, &endpoint, &ca, &admin_token).await {
+            Ok(info) => {
+                resources.push("demo-ssh".to_string());
+                sshd_info = Some(info);
+            }
+            Err(e) => {
+                stop_all(&mut children).await;
+                let _ = issuer_child.kill().await;
+                stop_targets(pg_info.as_ref(), None);
+                return Err(e);
+            }
+        }
+    }
     let mut lb_info = None;
     if let (Some(haproxy), Ok(())) = (&haproxy, &ready) {
         match start_lb(&dir, haproxy, &configs).await {
@@ -206,9 +229,7 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
             Err(e) => {
                 stop_all(&mut children).await;
                 let _ = issuer_child.kill().await;
-                if let Some(info) = &pg_info {
-                    postgres::stop(info);
-                }
+                stop_targets(pg_info.as_ref(), sshd_info.as_ref());
                 return Err(e);
             }
         }
@@ -216,6 +237,17 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
     let file = ClusterFile {
         postgres: pg_info.as_ref().map(|p| {
             serde_json::json!({"addr": format!("127.0.0.1:{}", p.port), "data_dir": p.data_dir, "log": dir.join("postgres.log")})
+        }),
+        sshd: sshd_info.as_ref().map(|s| {
+            serde_json::json!({
+                "addr": format!("127.0.0.1:{}", s.port),
+                "dir": s.dir,
+                "log": s.log,
+                "user": s.user,
+                "pid": s.pid,
+                "client_key": s.dir.join("client_key"),
+                "host_key": s.host_key,
+            })
         }),
         ca: dir.join("ca.pem"),
         issuer: Some(issuer_info.issuer.clone()),
@@ -244,6 +276,9 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
     if let Some(info) = &pg_info {
         print_postgres_steps(&dir, &file, info);
     }
+    if let Some(info) = &sshd_info {
+        print_ssh_steps(&dir, &file, info);
+    }
     if args.detach {
         // The nodes outlive us; their pids are in cluster.json.
         return Ok(());
@@ -252,10 +287,18 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
     let _ = tokio::signal::ctrl_c().await;
     eprintln!("stopping nodes...");
     stop_all(&mut children).await;
-    if let Some(info) = &pg_info {
+    stop_targets(pg_info.as_ref(), sshd_info.as_ref());
+    Ok(())
+}
+
+/// Stop the playground's throwaway backends, whichever were started.
+fn stop_targets(pg: Option<&postgres::PgInfo>, sshd: Option<&sshd::SshdInfo>) {
+    if let Some(info) = pg {
         postgres::stop(info);
     }
-    Ok(())
+    if let Some(info) = sshd {
+        sshd::stop(info);
+    }
 }
 
 /// Render the HAProxy config for the nodes, check it, start HAProxy and wait until it
@@ -545,4 +588,69 @@ fn print_postgres_steps(dir: &Path, file: &ClusterFile, info: &postgres::PgInfo)
         dir.display()
     );
     println!("  ... {exe} approvals approve <id>");
+}
+
+/// Start the throwaway sshd, register it as `demo-ssh` and apply its demo policy.
+async fn setup_ssh(dir: &Path, endpoint: &str, ca: &[u8], token: &str) -> Result<sshd::SshdInfo, NodeError> {
+    let info = sshd::ensure_running(dir, free_port()?)?;
+    let registered = register_ssh(&info, endpoint, ca, token).await;
+    if registered.is_err() {
+        sshd::stop(&info);
+    }
+    registered.map(|()| info)
+}
+
+async fn register_ssh(info: &sshd::SshdInfo, endpoint: &str, ca: &[u8], token: &str) -> Result<(), NodeError> {
+    let client = portcullis_api::client::AdminClient::connect(endpoint, Some(ca), Some(token.to_string()))
+        .await
+        .map_err(|e| NodeError::Dev(e.to_string()))?;
+    use portcullis_api::proto::{AuditMode, Protocol, PutResourceRequest};
+    let resource = PutResourceRequest {
+        name: "demo-ssh".into(),
+        protocol: Protocol::Ssh as i32,
+        address: format!("127.0.0.1:{}", info.port),
+        username: Some(info.user.clone()),
+        secret: Some(info.client_key.clone()),
+        audit: AuditMode::Strict as i32,
+        options: [("host_key".to_string(), info.host_key.clone())].into_iter().collect(),
+        logins: vec![],
+    };
+    client.put_resource(resource).await.map_err(|e| NodeError::Dev(format!("register resource demo-ssh: {e}")))?;
+    client
+        .put_policy("demo-ssh", sshd::DEMO_SSH_POLICY)
+        .await
+        .map_err(|e| NodeError::Dev(format!("apply the demo-ssh policy: {e}")))?;
+    Ok(())
+}
+
+fn print_ssh_steps(dir: &Path, file: &ClusterFile, info: &sshd::SshdInfo) {
+    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "portcullis".into());
+    let Some(door) = file.nodes.first().and_then(|n| n.ssh.clone()) else { return };
+    let (host, port) = door.rsplit_once(':').unwrap_or(("127.0.0.1", "22"));
+    let token =
+        |sub: &str, groups: &str| format!("$({exe} dev token --dir {} --sub {sub} --groups {groups})", dir.display());
+    let ssh = format!("ssh -p {port} -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no demo-ssh@{host}");
+    println!();
+    println!(
+        "SSH resource `demo-ssh` (OpenSSH on 127.0.0.1:{}, logins land in user {}) with the demo-ssh policy:",
+        info.port, info.user
+    );
+    println!("  engineers may run read-only pipelines (ls, cat, grep, tail, wc, ps, df ... | sort | uniq);");
+    println!("  rm, mv, cp, kill, chmod, tee, find ... and interactive shells wait for one approver;");
+    println!("  shutdown, reboot, mkfs*, dd are denied; scp and sftp are allowed; port forwarding is denied.");
+    println!("Run commands as alice (an engineer); her password is her token: paste it at the prompt, or");
+    println!("  export SSHPASS={}", token("alice", "engineers"));
+    println!("  sshpass -e {ssh} 'ls -la'    # allowed");
+    println!("  sshpass -e {ssh} 'grep ERROR logs/app.log | wc -l'    # allowed");
+    println!("  sshpass -e {ssh} 'rm notes.txt'    # waits for approval");
+    println!("Approve it as bob (an approver), from another terminal:");
+    println!("  PORTCULLIS_TOKEN={} {exe} approvals list --pending", token("bob", "approvers"));
+    println!("  ... {exe} approvals approve <id>");
+    println!("The host itself, bypassing the gateway (for comparison):");
+    println!(
+        "  ssh -i {} -p {} -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no {}@127.0.0.1 'ls -la'",
+        info.dir.join("client_key").display(),
+        info.port,
+        info.user
+    );
 }

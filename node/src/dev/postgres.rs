@@ -82,9 +82,26 @@ pub fn find_bin_dir() -> Result<PathBuf, NodeError> {
     })
 }
 
-fn is_root() -> bool {
-    // SAFETY-free check: `id -u` avoids libc.
+pub(super) fn is_root() -> bool {
+    // `id -u` avoids libc (the workspace forbids unsafe code).
     Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
+
+/// Add search (x) permission for group and others to `dir` and every ancestor, so a
+/// server running as another user reaches its files there (a temp dir is 0700). Only
+/// traversal: nothing becomes listable or readable that was not.
+pub(super) fn let_others_traverse(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut p = dir.to_path_buf();
+    loop {
+        if let Ok(meta) = std::fs::metadata(&p) {
+            let mode = meta.permissions().mode() | 0o011;
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode));
+        }
+        if !p.pop() {
+            break;
+        }
+    }
 }
 
 /// Run a Postgres tool, as the `postgres` user when we are root.
@@ -98,7 +115,7 @@ fn pg_command(bin: &Path, tool: &str) -> Command {
     }
 }
 
-fn run(mut cmd: Command, what: &str) -> Result<String, NodeError> {
+pub(super) fn run(mut cmd: Command, what: &str) -> Result<String, NodeError> {
     let out = cmd.output().map_err(|e| err(format!("{what}: {e}")))?;
     if !out.status.success() {
         return Err(err(format!(
@@ -150,17 +167,7 @@ fn init(dir: &Path, info: &PgInfo) -> Result<(), NodeError> {
         let mut chown = Command::new("chown");
         chown.args(["-R", "postgres:postgres"]).arg(&info.data_dir).arg(&pwfile);
         run(chown, "chown pgdata")?;
-        let mut p = dir.to_path_buf();
-        loop {
-            use std::os::unix::fs::PermissionsExt;
-            if let Ok(meta) = std::fs::metadata(&p) {
-                let mode = meta.permissions().mode() | 0o011;
-                let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode));
-            }
-            if !p.pop() {
-                break;
-            }
-        }
+        let_others_traverse(dir);
     }
     let mut initdb = pg_command(&info.bin_dir, "initdb");
     initdb
