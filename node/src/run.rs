@@ -47,6 +47,10 @@ pub async fn run(config_path: &Path, unsafe_no_lease: bool) -> Result<(), NodeEr
         Some(addr) => Some(bind("postgres", addr).await?),
         None => None,
     };
+    let ssh_listener = match &config.listen.ssh {
+        Some(addr) => Some(bind("ssh", addr).await?),
+        None => None,
+    };
 
     let shutdown = CancellationToken::new();
     let retention = match config.raft.retention_days {
@@ -111,6 +115,13 @@ pub async fn run(config_path: &Path, unsafe_no_lease: bool) -> Result<(), NodeEr
         let settings = config.limits.postgres();
         let door = Arc::new(portcullis_proxy::postgres::PgDoor::new(gate.clone(), verifier, tls, settings));
         doors.spawn(portcullis_proxy::postgres::serve(listener, door, draining.clone()));
+    }
+    if let (Some(listener), Some(verifier)) = (ssh_listener, verifier.clone()) {
+        let key_path = config.data_dir.join("ssh_host_ed25519_key");
+        let host_key =
+            portcullis_proxy::ssh::host_key::load_or_create(&key_path).map_err(|e| NodeError::Server(e.to_string()))?;
+        let door = Arc::new(portcullis_proxy::ssh::SshDoor::new(gate.clone(), verifier, host_key, Default::default()));
+        doors.spawn(portcullis_proxy::ssh::serve(listener, door, draining.clone()));
     }
     let policy_check: portcullis_api::service::PolicyCheck =
         Arc::new(|source| portcullis_proxy::policy::parse(source).map(|doc| doc.name).map_err(|e| e.to_string()));

@@ -35,6 +35,10 @@ pub enum Error {
     #[error("backend {addr}: {detail}")]
     Backend { addr: String, detail: String },
 
+    /// The SSH protocol layer failed (a client's or host's connection).
+    #[error("ssh: {0}")]
+    Ssh(String),
+
     /// A client sent bytes that are not the Postgres protocol (or too large a message).
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -93,3 +97,9 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<russh::Error> for Error {
+    fn from(e: russh::Error) -> Self {
+        Error::Ssh(e.to_string())
+    }
+}

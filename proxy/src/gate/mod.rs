@@ -47,7 +47,7 @@ use std::sync::{Arc, Mutex};
 pub use audit::{Effect, Permit};
 pub use door::{Door, GaveUp, Waiting};
 pub use judgement::{Combined, Judgement, Review};
-pub use record::{ResultRecord, Work};
+pub use record::{OutputRecord, ResultRecord, Work};
 pub use refusal::{Refusal, Unclassified};
 pub use session::{Cleared, GateSession, IdentitySlot, Opening};
 

@@ -19,6 +19,9 @@ pub enum Work {
     /// A Postgres query string; `extended` when it came through Parse/Bind/Execute,
     /// with the parameters of one execution (as shown to people; empty for a Parse).
     Sql { sql: Arc<str>, extended: bool, params: Vec<Option<String>> },
+    /// An SSH channel's request: a command line (`exec`), an interactive `shell`, a
+    /// subsystem (`sftp`), a port forward; `line` is what an approver reads.
+    Ssh { line: Arc<str>, channel: &'static str, programs: Vec<String> },
 }
 
 impl Work {
@@ -36,6 +39,7 @@ impl Work {
     pub fn shared_text(&self) -> Arc<str> {
         match self {
             Work::Sql { sql, .. } => sql.clone(),
+            Work::Ssh { line, .. } => line.clone(),
         }
     }
 
@@ -43,6 +47,7 @@ impl Work {
     pub fn text(&self) -> &str {
         match self {
             Work::Sql { sql, .. } => sql,
+            Work::Ssh { line, .. } => line,
         }
     }
 
@@ -61,6 +66,7 @@ impl Work {
                 format!("{sql}\n-- with {}", shown.join(", "))
             }
             Work::Sql { sql, .. } => sql.to_string(),
+            Work::Ssh { line, channel, .. } => format!("{channel}: {line}"),
         }
     }
 }
@@ -98,19 +104,30 @@ pub struct Recorded<'a> {
 impl Serialize for Recorded<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let Work::Sql { sql, extended, params } = self.work;
-        let cut = bounded(sql, self.max);
         let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("sql", cut)?;
-        if cut.len() < sql.len() {
-            map.serialize_entry("sql_bytes", &sql.len())?;
-            map.serialize_entry("sql_sha256", &sha256_hex(sql))?;
+        let (field, text) = match self.work {
+            Work::Sql { sql, .. } => ("sql", sql),
+            Work::Ssh { line, .. } => ("command", line),
+        };
+        let cut = bounded(text, self.max);
+        map.serialize_entry(field, cut)?;
+        if cut.len() < text.len() {
+            map.serialize_entry(&format!("{field}_bytes"), &text.len())?;
+            map.serialize_entry(&format!("{field}_sha256"), &sha256_hex(text))?;
         }
-        if *extended {
-            map.serialize_entry("extended", &true)?;
-        }
-        if !params.is_empty() {
-            map.serialize_entry("params", params)?;
+        match self.work {
+            Work::Sql { extended, params, .. } => {
+                if *extended {
+                    map.serialize_entry("extended", &true)?;
+                }
+                if !params.is_empty() {
+                    map.serialize_entry("params", params)?;
+                }
+            }
+            Work::Ssh { channel, programs, .. } => {
+                map.serialize_entry("channel", channel)?;
+                map.serialize_entry("programs", programs)?;
+            }
         }
         map.end()
     }
@@ -159,6 +176,24 @@ pub struct ResultRecord {
     pub duration_ms: f64,
     /// First rows, masked.
     pub preview: Vec<Vec<Option<String>>>,
+    /// What a command printed (SSH), masked and bounded, with its whole size and digest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputRecord>,
+}
+
+/// A command's output as recorded: the first bytes (masked), and what identifies the rest.
+#[derive(Debug, Default, Serialize)]
+pub struct OutputRecord {
+    pub exit_status: Option<u32>,
+    /// `SIGTERM`... when the command was killed by a signal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_signal: Option<String>,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    /// Lowercase hex SHA-256 of everything sent to the client (stdout then stderr interleaved as sent).
+    pub sha256: String,
+    /// The first bytes of stdout and stderr as sent, masked, lossy UTF-8.
+    pub preview: String,
 }
 
 /// An event of `session` with `detail`, stamped now.

@@ -1,0 +1,360 @@
+//! One session channel's request, walked through the gate's phases: classify the
+//! command line (or the shell / subsystem asked for), decide, hold, audit, then relay
+//! between the client and a channel on the host, masking what comes back, and record.
+//!
+//! Runs in its own task, never in a russh callback: a hold or the host may take long,
+//! and the connection (keepalives, other channels) must go on meanwhile.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use russh::server::Msg;
+use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Pty, Sig};
+use tokio::sync::mpsc;
+
+use super::classify::{classify_command, scp_invocation};
+use super::client::SshClient;
+use super::connection::Shared;
+use super::output::{Output, Stream};
+use crate::error::{Error, Result};
+use crate::gate::{Combined, Effect, Refusal, ResultRecord, Unclassified, Work};
+use crate::policy::{Protocol, Request};
+use crate::store::Store;
+
+/// What the client asked the channel to run.
+#[derive(Debug, Clone)]
+pub enum Ask {
+    Exec(String),
+    Shell,
+    Subsystem(String),
+}
+
+/// A terminal the client asked for, passed on to the host as asked.
+#[derive(Debug, Clone)]
+pub struct PtyAsk {
+    pub term: String,
+    pub cols: u32,
+    pub rows: u32,
+    pub pix_width: u32,
+    pub pix_height: u32,
+    pub modes: Vec<(Pty, u32)>,
+}
+
+/// Requests that arrive through russh callbacks while the channel runs.
+#[derive(Debug)]
+pub enum Control {
+    WindowChange { cols: u32, rows: u32, pix_width: u32, pix_height: u32 },
+    Signal(Sig),
+}
+
+/// Exit status for work the gateway refused (126: "cannot execute", as shells say).
+const REFUSED: u32 = 126;
+/// Exit status when the gateway itself failed (as ssh reports its own errors).
+const GATEWAY_FAILED: u32 = 255;
+
+/// Run the channel's request to its end; the channel is closed when this returns.
+pub async fn run<S: Store>(
+    shared: Arc<Shared<S>>,
+    channel: Channel<Msg>,
+    ask: Ask,
+    pty: Option<PtyAsk>,
+    control: mpsc::Receiver<Control>,
+) {
+    let (mut from_client, to_client) = channel.split();
+    let status = match serve(&shared, &mut from_client, &to_client, ask, pty, control).await {
+        Ok(status) => status,
+        Err(e) => {
+            tracing::info!(peer = %shared.peer, error = %e, "ssh channel ended with an error");
+            let _ = say(&to_client, &e.to_string()).await;
+            Some(GATEWAY_FAILED)
+        }
+    };
+    if let Some(status) = status {
+        let _ = to_client.exit_status(status).await;
+    }
+    let _ = to_client.eof().await;
+    let _ = to_client.close().await;
+}
+
+/// The channel's phases; `Some(status)` when the gateway, not the host, decides the
+/// exit status the client sees.
+async fn serve<S: Store>(
+    shared: &Arc<Shared<S>>,
+    from_client: &mut ChannelReadHalf,
+    to_client: &ChannelWriteHalf<Msg>,
+    ask: Ask,
+    pty: Option<PtyAsk>,
+    control: mpsc::Receiver<Control>,
+) -> Result<Option<u32>> {
+    let gate = shared.gate().await?;
+    // --- classify
+    let (work, request) = classify(&shared.login.resource.name, &ask);
+    let mut client = SshClient {
+        to_client,
+        from_client,
+        held: Vec::new(),
+        held_max: shared.door.settings.held_input_max,
+        eof: false,
+        pty: pty.is_some(),
+    };
+    // --- decide, hold, audit (the gate session is this connection's; see `Shared::gate`)
+    let (judgement, mut permit) = {
+        let mut gate = gate.lock().await;
+        if let Err(refusal) = gate.check_lease() {
+            gate.refused(&work, None, &refusal).await;
+            return refuse(&client, &refusal).await;
+        }
+        if let Some(refusal) = unclassifiable(&request, &work) {
+            let judgement = gate.decide(std::slice::from_ref(&request))?;
+            if matches!(judgement.verdict, Combined::Deny { .. }) {
+                // Policy's own reason is clearer than ours.
+                let cleared = gate.clear(&mut client, &work, judgement).await?;
+                if let Err(refusal) = cleared {
+                    return refuse(&client, &refusal).await;
+                }
+            }
+            gate.refused(&work, None, &refusal).await;
+            return refuse(&client, &refusal).await;
+        }
+        let judgement = gate.decide(std::slice::from_ref(&request))?;
+        let cleared = match gate.clear(&mut client, &work, judgement).await? {
+            Ok(c) => c,
+            Err(refusal) => return refuse(&client, &refusal).await,
+        };
+        // Every command may change the host: strict audit commits before it runs.
+        match gate.audit(&[(&work, &cleared)], Effect::Writes).await {
+            Ok(permit) => (cleared.judgement, permit),
+            Err(refusal) => return refuse(&client, &refusal).await,
+        }
+    };
+    if let Err(refusal) = permit.results_may_leave().await {
+        return refuse(&client, &refusal).await;
+    }
+    // --- relay (with the permit: the record is committed)
+    let started = Instant::now();
+    let (held, client_eof) = (std::mem::take(&mut client.held), client.eof);
+    let upstream = shared.upstream().await?;
+    let host = upstream.open_session().await?;
+    if let Some(p) = &pty {
+        host.request_pty(false, &p.term, p.cols, p.rows, p.pix_width, p.pix_height, &p.modes)
+            .await
+            .map_err(|e| host_error(shared, format!("request a terminal: {e}")))?;
+    }
+    match &ask {
+        Ask::Exec(line) => host.exec(true, line.as_bytes()).await,
+        Ask::Shell => host.request_shell(true).await,
+        Ask::Subsystem(name) => host.request_subsystem(true, name.as_str()).await,
+    }
+    .map_err(|e| host_error(shared, format!("start the command: {e}")))?;
+    let by_line = matches!(ask, Ask::Exec(_)) && pty.is_none();
+    let mut output = Output::new(judgement.masks.clone(), by_line, shared.door.settings.preview_bytes);
+    let ended = relay(shared, from_client, to_client, host, &mut output, held, client_eof, control).await;
+    // --- record
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let status = ended.exit_status;
+    let result = ResultRecord {
+        tags: vec![match (&ended.exit_status, &ended.exit_signal) {
+            (Some(code), _) => format!("exit {code}"),
+            (None, Some(signal)) => format!("signal {signal}"),
+            (None, None) => "closed".to_string(),
+        }],
+        error: ended.cut_short.clone(),
+        duration_ms,
+        output: Some(output.record(ended.exit_status, ended.exit_signal)),
+        ..ResultRecord::default()
+    };
+    gate.lock().await.record(result).await;
+    if let Some(why) = ended.cut_short {
+        let _ = say(to_client, &why).await;
+        return Ok(Some(status.unwrap_or(GATEWAY_FAILED)));
+    }
+    // The host's own exit status was relayed as it came.
+    Ok(None)
+}
+
+/// The command's work record and its policy request.
+fn classify(resource: &str, ask: &Ask) -> (Work, Request) {
+    let (line, channel, kind, commands) = match ask {
+        Ask::Exec(line) => match scp_invocation(line) {
+            Some(_) => (line.clone(), "exec", "scp", vec!["scp".to_string()]),
+            None => {
+                let seen = classify_command(line);
+                let mut commands = Vec::new();
+                for program in &seen.programs {
+                    commands.push(program.name.clone());
+                    if program.path != program.name {
+                        commands.push(program.path.clone());
+                    }
+                }
+                let kind = if seen.opaque.is_some() { "unknown" } else { "exec" };
+                (line.clone(), "exec", kind, commands)
+            }
+        },
+        Ask::Shell => ("(interactive shell)".to_string(), "shell", "shell", Vec::new()),
+        Ask::Subsystem(name) if name == "sftp" => ("(sftp)".to_string(), "subsystem", "sftp", Vec::new()),
+        Ask::Subsystem(name) => (format!("(subsystem {name})"), "subsystem", "unknown", Vec::new()),
+    };
+    let programs: Vec<String> = commands.iter().filter(|c| !c.contains('/')).cloned().collect();
+    let work = Work::Ssh { line: line.as_str().into(), channel, programs };
+    let request = Request {
+        resource: resource.to_string(),
+        protocol: Protocol::Ssh,
+        kind: kind.to_string(),
+        tables: Vec::new(),
+        functions: Vec::new(),
+        commands,
+        text: line,
+        missing_where: false,
+        dynamic_sql: false,
+        locks_rows: false,
+        // A command line can change anything on the host.
+        writes: true,
+    };
+    (work, request)
+}
+
+/// Why a request the door could not read is refused (policy may still deny it first).
+fn unclassifiable(request: &Request, work: &Work) -> Option<Refusal> {
+    if request.kind != "unknown" {
+        return None;
+    }
+    let detail = match work {
+        Work::Ssh { line, .. } => match classify_command(line).opaque {
+            Some(opaque) => format!("the command line cannot be judged: {opaque}"),
+            None => format!("{} is not supported", request.text),
+        },
+        Work::Sql { .. } => "not a command".to_string(),
+    };
+    Some(Refusal::Unclassifiable { cause: Unclassified::Syntax, detail, position: None })
+}
+
+async fn refuse(client: &SshClient<'_>, refusal: &Refusal) -> Result<Option<u32>> {
+    client.say(&refusal.to_string()).await?;
+    Ok(Some(REFUSED))
+}
+
+async fn say(to_client: &ChannelWriteHalf<Msg>, line: &str) -> Result<()> {
+    let text = format!("portcullis: {line}\r\n");
+    to_client.extended_data_bytes(1, text.into_bytes()).await.map_err(|e| Error::ClientIo(format!("{e:?}")))
+}
+
+fn host_error<S: Store>(shared: &Shared<S>, detail: String) -> Error {
+    Error::Backend { addr: shared.login.resource.address.clone(), detail }
+}
+
+/// How the relay ended.
+struct Ended {
+    exit_status: Option<u32>,
+    exit_signal: Option<String>,
+    /// The gateway ended it (lease lost, node stopping): why.
+    cut_short: Option<String>,
+}
+
+/// Copy both ways until the host closes the channel (or the client does, or the node
+/// must stop serving). Each direction reads while the other writes.
+#[allow(clippy::too_many_arguments)]
+async fn relay<S: Store>(
+    shared: &Shared<S>,
+    from_client: &mut ChannelReadHalf,
+    to_client: &ChannelWriteHalf<Msg>,
+    host: Channel<russh::client::Msg>,
+    output: &mut Output,
+    held: Vec<u8>,
+    client_eof: bool,
+    mut control: mpsc::Receiver<Control>,
+) -> Ended {
+    let (mut from_host, to_host) = host.split();
+    let (mut exit_status, mut exit_signal) = (None, None);
+    let mut serving = shared.door.gate.store().serving();
+    let stop = shared.stop.clone();
+
+    let upload = async {
+        if !held.is_empty() && to_host.data_bytes(held).await.is_err() {
+            return;
+        }
+        if client_eof {
+            let _ = to_host.eof().await;
+        }
+        loop {
+            tokio::select! {
+                msg = from_client.wait() => match msg {
+                    Some(ChannelMsg::Data { data }) => {
+                        if to_host.data_bytes(data).await.is_err() { return; }
+                    }
+                    Some(ChannelMsg::Eof) => { let _ = to_host.eof().await; }
+                    Some(ChannelMsg::Close) | None => { let _ = to_host.close().await; return; }
+                    Some(_) => {}
+                },
+                c = control.recv() => match c {
+                    Some(Control::WindowChange { cols, rows, pix_width, pix_height }) => {
+                        let _ = to_host.window_change(cols, rows, pix_width, pix_height).await;
+                    }
+                    Some(Control::Signal(sig)) => { let _ = to_host.signal(sig).await; }
+                    None => std::future::pending::<()>().await,
+                },
+            }
+        }
+    };
+    let download = async {
+        while let Some(msg) = from_host.wait().await {
+            let sent = match msg {
+                ChannelMsg::Data { data } => {
+                    let out = output.pass(Stream::Stdout, &data);
+                    out.is_empty() || to_client.data_bytes(out).await.is_ok()
+                }
+                ChannelMsg::ExtendedData { data, ext } => {
+                    let out = output.pass(Stream::Stderr, &data);
+                    out.is_empty() || to_client.extended_data_bytes(ext, out).await.is_ok()
+                }
+                ChannelMsg::Eof => {
+                    flush(output, to_client).await;
+                    to_client.eof().await.is_ok()
+                }
+                ChannelMsg::ExitStatus { exit_status: code } => {
+                    flush(output, to_client).await;
+                    exit_status = Some(code);
+                    to_client.exit_status(code).await.is_ok()
+                }
+                ChannelMsg::ExitSignal { signal_name, .. } => {
+                    exit_signal = Some(format!("{signal_name:?}"));
+                    true
+                }
+                ChannelMsg::Close => break,
+                _ => true,
+            };
+            if !sent {
+                break;
+            }
+        }
+        flush(output, to_client).await;
+    };
+    let cut_short = async {
+        tokio::select! {
+            _ = stop.cancelled() => "this Portcullis node is shutting down; the channel is closed".to_string(),
+            _ = serving.wait_for(|s| !*s) => {
+                "this Portcullis node lost its quorum lease; the channel is closed (retry another node)".to_string()
+            }
+        }
+    };
+    let mut cut = None;
+    tokio::select! {
+        // The host ends the channel; what the client still sends is moot.
+        () = download => {}
+        // The client is gone: close the host's side too.
+        () = upload => {}
+        why = cut_short => cut = Some(why),
+    }
+    let _ = to_host.close().await;
+    Ended { exit_status, exit_signal, cut_short: cut }
+}
+
+async fn flush(output: &mut Output, to_client: &ChannelWriteHalf<Msg>) {
+    let out = output.flush(Stream::Stdout);
+    if !out.is_empty() {
+        let _ = to_client.data_bytes(out).await;
+    }
+    let err = output.flush(Stream::Stderr);
+    if !err.is_empty() {
+        let _ = to_client.extended_data_bytes(1, err).await;
+    }
+}

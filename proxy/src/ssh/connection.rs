@@ -1,0 +1,416 @@
+//! One client connection: the russh [`Handler`]. Callbacks only record what the
+//! client asked and reply at once (every `want_reply` gets an answer); anything that
+//! waits (a hold, the host, the store) runs in the channel's own task ([`channel::run`]).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, Response, Session};
+use russh::{Channel, ChannelId, MethodKind, MethodSet, Pty, Sig};
+use tokio::sync::{Mutex, OnceCell, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::channel::{self, Ask, Control, PtyAsk};
+use super::door::SshDoor;
+use super::login::{self, Login};
+use super::upstream::Upstream;
+use crate::error::{Error, Result};
+use crate::gate::{GateSession, IdentitySlot, Opening, Refusal, Work};
+use crate::policy::Protocol;
+use crate::store::Store;
+
+/// What a connection's channels share once the client has logged in.
+pub struct Shared<S: Store> {
+    pub door: Arc<SshDoor<S>>,
+    pub login: Login,
+    pub peer: SocketAddr,
+    pub stop: CancellationToken,
+    slot: std::sync::Mutex<Option<IdentitySlot>>,
+    /// The session in the index, opened when the first channel asks for something (a
+    /// store commit never runs in a callback). Channels take turns through its phases:
+    /// a held command holds the connection's next decisions (not its running channels).
+    gate: OnceCell<Arc<Mutex<GateSession<S>>>>,
+    upstream: OnceCell<Upstream>,
+}
+
+impl<S: Store> Shared<S> {
+    pub async fn gate(&self) -> Result<Arc<Mutex<GateSession<S>>>> {
+        self.gate
+            .get_or_try_init(|| async {
+                let slot = self
+                    .slot
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .ok_or_else(|| Error::Protocol("the session slot was already used".into()))?;
+                let opening = Opening {
+                    identity: self.login.identity.clone(),
+                    resource: self.login.resource.clone(),
+                    protocol: Protocol::Ssh,
+                    client_addr: self.peer.to_string(),
+                };
+                let mut session = self.door.gate.open(opening, slot).await.map_err(|e| {
+                    Error::Refused(format!("the session could not be recorded, so it may not start: {e}"))
+                })?;
+                session.note_start(&self.login.host_user, &[]);
+                Ok(Arc::new(Mutex::new(session)))
+            })
+            .await
+            .cloned()
+    }
+
+    pub async fn upstream(&self) -> Result<&Upstream> {
+        self.upstream.get_or_try_init(|| Upstream::connect(&self.login, self.door.settings.upstream_timeout)).await
+    }
+
+    /// The connection ended: its session closes in the index, its host connection ends.
+    pub async fn close(&self, status: portcullis_raft::model::SessionStatus) {
+        if let Some(upstream) = self.upstream.get() {
+            upstream.close().await;
+        }
+        if let Some(gate) = self.gate.get() {
+            // The last channel task has ended, so this is the only holder left.
+            if let Some(gate) = Arc::into_inner(gate.clone()) {
+                gate.into_inner().close(status).await;
+            } else {
+                tracing::warn!(peer = %self.peer, "ssh session still in use at close; its end is not recorded");
+            }
+        }
+    }
+}
+
+/// A channel the client opened, until a request claims it.
+struct Opened {
+    channel: Option<Channel<Msg>>,
+    pty: Option<PtyAsk>,
+    control: Option<mpsc::Sender<Control>>,
+}
+
+/// The russh handler of one connection.
+pub struct Connection<S: Store> {
+    pub door: Arc<SshDoor<S>>,
+    pub peer: SocketAddr,
+    pub stop: CancellationToken,
+    /// Set once the client has logged in (read by the login timer in `door`).
+    pub logged_in: Arc<AtomicBool>,
+    /// The connection's shared state once logged in (read by `door` at the end).
+    pub shared: Arc<std::sync::Mutex<Option<Arc<Shared<S>>>>>,
+    channels: HashMap<ChannelId, Opened>,
+    /// Channel tasks still running (the connection's session closes after them).
+    pub tasks: tokio::task::JoinSet<()>,
+}
+
+impl<S: Store> Connection<S> {
+    pub fn new(door: Arc<SshDoor<S>>, peer: SocketAddr, stop: CancellationToken) -> Self {
+        Connection {
+            door,
+            peer,
+            stop,
+            logged_in: Arc::new(AtomicBool::new(false)),
+            shared: Arc::default(),
+            channels: HashMap::new(),
+            tasks: tokio::task::JoinSet::new(),
+        }
+    }
+
+    /// Phase "authenticate": the token, then the resource and host login it may use.
+    async fn log_in(&mut self, name: &str, token: &str) -> Auth {
+        let store = self.door.gate.store();
+        let identity = match self.door.verifier.verify(token.trim()).await {
+            Ok(identity) => identity,
+            Err(e) => {
+                tracing::info!(peer = %self.peer, user = %name, reason = %e, "ssh login refused");
+                return Auth::reject();
+            }
+        };
+        if !store.is_serving() {
+            tracing::info!(peer = %self.peer, "ssh login refused: no quorum lease");
+            return Auth::reject();
+        }
+        let login = match login::resolve(store.as_ref(), name, identity) {
+            Ok(login) => login,
+            Err(e) => {
+                tracing::info!(peer = %self.peer, user = %name, reason = %e, "ssh login refused");
+                return Auth::reject();
+            }
+        };
+        let slot = match self.door.gate.reserve(&login.identity.subject) {
+            Ok(slot) => slot,
+            Err(e) => {
+                tracing::info!(peer = %self.peer, reason = %e, "ssh login refused");
+                return Auth::reject();
+            }
+        };
+        tracing::info!(peer = %self.peer, subject = %login.identity.subject, resource = %login.resource.name, "ssh login");
+        let shared = Arc::new(Shared {
+            door: self.door.clone(),
+            login,
+            peer: self.peer,
+            stop: self.stop.clone(),
+            slot: std::sync::Mutex::new(Some(slot)),
+            gate: OnceCell::new(),
+            upstream: OnceCell::new(),
+        });
+        *self.shared.lock().unwrap_or_else(|p| p.into_inner()) = Some(shared);
+        self.logged_in.store(true, Ordering::SeqCst);
+        Auth::Accept
+    }
+
+    fn logged_in_shared(&self) -> Option<Arc<Shared<S>>> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Hand channel `id`'s request to its own task; `false` if there is no such channel.
+    fn start(&mut self, id: ChannelId, ask: Ask) -> bool {
+        let Some(shared) = self.logged_in_shared() else { return false };
+        let Some(opened) = self.channels.get_mut(&id) else { return false };
+        let Some(channel) = opened.channel.take() else { return false };
+        let (tx, rx) = mpsc::channel(16);
+        opened.control = Some(tx);
+        let pty = opened.pty.clone();
+        self.tasks.spawn(channel::run(shared, channel, ask, pty, rx));
+        true
+    }
+
+    /// Record a refused request that has no channel task (a forward, X11, an agent).
+    fn refuse_in_background(&mut self, what: String) {
+        let Some(shared) = self.logged_in_shared() else { return };
+        self.tasks.spawn(async move {
+            let Ok(gate) = shared.gate().await else { return };
+            let work = Work::Ssh { line: what.as_str().into(), channel: "forward", programs: Vec::new() };
+            let refusal = Refusal::Unsupported {
+                detail: format!("{what}: port, X11 and agent forwarding are not relayed by this gateway"),
+            };
+            gate.lock().await.refused(&work, None, &refusal).await;
+        });
+    }
+}
+
+impl<S: Store> Handler for Connection<S> {
+    type Error = Error;
+
+    async fn authentication_banner(&mut self) -> std::result::Result<Option<String>, Self::Error> {
+        // Said before any login, so a client of a node without the lease learns why it fails.
+        Ok((!self.door.gate.store().is_serving()).then(|| {
+            "portcullis: this node does not hold the quorum lease and refuses new sessions; retry another node\r\n"
+                .to_string()
+        }))
+    }
+
+    async fn auth_none(&mut self, _user: &str) -> std::result::Result<Auth, Self::Error> {
+        let mut methods = MethodSet::empty();
+        methods.push(MethodKind::KeyboardInteractive);
+        methods.push(MethodKind::Password);
+        Ok(Auth::Reject { proceed_with_methods: Some(methods), partial_success: false })
+    }
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> std::result::Result<Auth, Self::Error> {
+        Ok(self.log_in(user, password).await)
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        response: Option<Response<'a>>,
+    ) -> std::result::Result<Auth, Self::Error> {
+        let Some(mut response) = response else {
+            return Ok(Auth::Partial {
+                name: "Portcullis".into(),
+                instructions: "".into(),
+                // "password" in the prompt: tools that type passwords (sshpass) find it.
+                prompts: vec![("Password (your access token): ".into(), false)].into(),
+            });
+        };
+        let token = response.next().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+        Ok(self.log_in(user, &token).await)
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> std::result::Result<(), Self::Error> {
+        if self.channels.len() >= self.door.settings.max_channels {
+            tracing::info!(peer = %self.peer, "ssh: too many channels; refusing another");
+            reply.reject(russh::ChannelOpenFailure::ResourceShortage).await;
+            return Ok(());
+        }
+        self.channels.insert(channel.id(), Opened { channel: Some(channel), pty: None, control: None });
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> std::result::Result<(), Self::Error> {
+        self.channels.remove(&channel);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        term: &str,
+        cols: u32,
+        rows: u32,
+        pix_width: u32,
+        pix_height: u32,
+        modes: &[(Pty, u32)],
+        session: &mut Session,
+    ) -> std::result::Result<(), Self::Error> {
+        match self.channels.get_mut(&channel) {
+            Some(opened) if opened.channel.is_some() => {
+                let term = term.chars().take(64).collect();
+                opened.pty = Some(PtyAsk { term, cols, rows, pix_width, pix_height, modes: modes.to_vec() });
+                session.channel_success(channel)?;
+            }
+            _ => session.channel_failure(channel)?,
+        }
+        Ok(())
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        _name: &str,
+        _value: &str,
+        session: &mut Session,
+    ) -> std::result::Result<(), Self::Error> {
+        // The host's environment is the gateway's login's; a client's variables could
+        // change what a decided command does (LD_PRELOAD, PATH...).
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> std::result::Result<(), Self::Error> {
+        let line = String::from_utf8_lossy(data).into_owned();
+        if self.start(channel, Ask::Exec(line)) {
+            session.channel_success(channel)?;
+        } else {
+            session.channel_failure(channel)?;
+        }
+        Ok(())
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> std::result::Result<(), Self::Error> {
+        if self.start(channel, Ask::Shell) {
+            session.channel_success(channel)?;
+        } else {
+            session.channel_failure(channel)?;
+        }
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> std::result::Result<(), Self::Error> {
+        if self.start(channel, Ask::Subsystem(name.to_string())) {
+            session.channel_success(channel)?;
+        } else {
+            session.channel_failure(channel)?;
+        }
+        Ok(())
+    }
+
+    async fn window_change_request(
+        &mut self,
+        channel: ChannelId,
+        cols: u32,
+        rows: u32,
+        pix_width: u32,
+        pix_height: u32,
+        _session: &mut Session,
+    ) -> std::result::Result<(), Self::Error> {
+        if let Some(opened) = self.channels.get_mut(&channel) {
+            match (&opened.control, &mut opened.pty) {
+                (Some(control), _) => {
+                    let _ = control.try_send(Control::WindowChange { cols, rows, pix_width, pix_height });
+                }
+                (None, Some(pty)) => (pty.cols, pty.rows) = (cols, rows),
+                (None, None) => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn signal(
+        &mut self,
+        channel: ChannelId,
+        signal: Sig,
+        _session: &mut Session,
+    ) -> std::result::Result<(), Self::Error> {
+        if let Some(control) = self.channels.get(&channel).and_then(|o| o.control.as_ref()) {
+            let _ = control.try_send(Control::Signal(signal));
+        }
+        Ok(())
+    }
+
+    async fn agent_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> std::result::Result<bool, Self::Error> {
+        self.refuse_in_background("agent forwarding".into());
+        session.channel_failure(channel)?;
+        Ok(false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut Session,
+    ) -> std::result::Result<(), Self::Error> {
+        self.refuse_in_background("X11 forwarding".into());
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        _session: &mut Session,
+    ) -> std::result::Result<bool, Self::Error> {
+        self.refuse_in_background(format!("remote forward {address}:{port}"));
+        Ok(false)
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> std::result::Result<(), Self::Error> {
+        self.refuse_in_background(format!("local forward to {host_to_connect}:{port_to_connect}"));
+        reply.reject(russh::ChannelOpenFailure::AdministrativelyProhibited).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,119 @@
+//! The SSH door itself: accept connections, run each through russh with a
+//! [`Connection`] handler, and close its session in the index when it ends.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use russh::keys::PrivateKey;
+use russh::server::Config;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::connection::Connection;
+use super::settings::SshSettings;
+use crate::gate::Gate;
+use crate::identity::Verifier;
+use crate::store::Store;
+
+/// Everything the SSH door needs; shared by its connections.
+pub struct SshDoor<S: Store> {
+    pub gate: Arc<Gate<S>>,
+    pub verifier: Arc<Verifier>,
+    pub settings: SshSettings,
+    config: Arc<Config>,
+}
+
+impl<S: Store> SshDoor<S> {
+    /// `host_key`: the key this node proves itself with.
+    pub fn new(gate: Arc<Gate<S>>, verifier: Arc<Verifier>, host_key: PrivateKey, settings: SshSettings) -> Self {
+        let config = Config {
+            keys: vec![host_key],
+            // Keepalives find dead clients; the inactivity timeout bounds silent ones.
+            keepalive_interval: Some(settings.keepalive),
+            keepalive_max: 3,
+            inactivity_timeout: Some(settings.inactivity_timeout),
+            auth_rejection_time: std::time::Duration::from_millis(500),
+            auth_rejection_time_initial: Some(std::time::Duration::ZERO),
+            max_auth_attempts: 6,
+            nodelay: true,
+            ..Config::default()
+        };
+        SshDoor { gate, verifier, settings, config: Arc::new(config) }
+    }
+}
+
+/// Serve the SSH door on `listener` until `shutdown`.
+pub async fn serve<S: Store>(listener: TcpListener, door: Arc<SshDoor<S>>, shutdown: CancellationToken) {
+    let limit = Arc::new(Semaphore::new(door.settings.max_connections));
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "ssh door: accept failed");
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "ssh door: connection limit reached; refusing");
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let door = door.clone();
+        let stop = shutdown.child_token();
+        tokio::spawn(async move {
+            handle(door, tcp, peer, stop).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let all = u32::try_from(door.settings.max_connections).unwrap_or(u32::MAX);
+    let _ = limit.acquire_many(all).await;
+    door.gate.audit_flushed().await;
+}
+
+async fn handle<S: Store>(
+    door: Arc<SshDoor<S>>,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    stop: CancellationToken,
+) {
+    let connection = Connection::new(door.clone(), peer, stop.clone());
+    let logged_in = connection.logged_in.clone();
+    let shared = connection.shared.clone();
+    let running = match russh::server::run_stream(door.config.clone(), tcp, connection).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "ssh handshake failed");
+            return;
+        }
+    };
+    let handle = running.handle();
+    // A client that does not finish logging in is disconnected (slow-login floods).
+    let login_timeout = door.settings.login_timeout;
+    let watchdog = tokio::spawn(async move {
+        tokio::time::sleep(login_timeout).await;
+        if !logged_in.load(Ordering::SeqCst) {
+            let _ = handle
+                .disconnect(russh::Disconnect::ByApplication, format!("no login within {login_timeout:?}"), "en".into())
+                .await;
+        }
+    });
+    let ended = running.await;
+    watchdog.abort();
+    let status = match &ended {
+        Ok(()) => portcullis_raft::model::SessionStatus::Closed,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "ssh connection ended with an error");
+            portcullis_raft::model::SessionStatus::Closed
+        }
+    };
+    let shared = shared.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(shared) = shared {
+        shared.close(status).await;
+    }
+}
