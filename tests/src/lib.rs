@@ -494,6 +494,39 @@ impl Cluster {
         sshd[field].as_str().unwrap_or_else(|| panic!("cluster.json sshd.{field} missing")).to_string()
     }
 
+    /// An OpenSSH `ssh` through node `id`'s SSH door to `login` (`demo-ssh`), with
+    /// `token` as the password (sshpass, from the environment: never on a command line),
+    /// and `args` after the destination (`-t`, the command...). Stdin is `input`.
+    pub fn ssh_via(&self, id: u64, token: &str, login: &str, opts: &[&str], args: &[&str], input: &[u8]) -> Output {
+        let child = self.spawn_ssh(id, token, login, opts, args);
+        write_and_wait(child, input)
+    }
+
+    /// As [`ssh_via`](Self::ssh_via) for `demo-ssh` and one command line, no input.
+    pub fn ssh(&self, id: u64, token: &str, cmd: &str) -> Output {
+        self.ssh_via(id, token, "demo-ssh", &[], &[cmd], b"")
+    }
+
+    /// `ssh` through node `id`'s door, started and left running (stdin, stdout and
+    /// stderr piped), e.g. for a command that will be held for approval.
+    pub fn spawn_ssh(&self, id: u64, token: &str, login: &str, opts: &[&str], args: &[&str]) -> Child {
+        let addr = self.ssh_addr(id);
+        let (host, port) = addr.rsplit_once(':').unwrap();
+        Command::new("sshpass")
+            .args(["-e", "ssh", "-F", "/dev/null", "-p", port])
+            .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+            .args(["-o", "PubkeyAuthentication=no", "-o", "ConnectTimeout=10"])
+            .args(opts)
+            .arg(format!("{login}@{host}"))
+            .args(args)
+            .env("SSHPASS", token)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// The account logins to the playground's sshd land in (`portcullis-demo` as root).
     pub fn sshd_user(&self) -> String {
         self.sshd_field("user")
@@ -671,4 +704,13 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("no free port found");
+}
+
+/// Write `input` to `child`'s stdin, close it, and wait for its output.
+pub fn write_and_wait(mut child: Child, input: &[u8]) -> Output {
+    use std::io::Write;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input);
+    }
+    child.wait_with_output().unwrap()
 }

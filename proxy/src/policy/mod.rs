@@ -51,7 +51,11 @@
 //! Commands (SSH): every program a command line runs, wherever it hides (pipelines,
 //! `;`/`&&`, subshells, `$(...)`, `sh -c '...'`, `sudo`, `env`, `xargs`, `find -exec`),
 //! by name (`rm`) and by the path it was written with (`/bin/rm`); globs, ASCII case
-//! ignored; a rule matches when any program matches any pattern.
+//! ignored; a rule matches when any program matches any pattern. `only_commands` is
+//! its counterpart for allow rules: it matches when the line runs at least one program
+//! and every program matches a pattern (`ls | grep x` fits `[ls, grep]`; `ls; python3`
+//! does not); there a bare name means the system's program (`ls`, `/bin/ls`), not a
+//! file of that name elsewhere (`./ls`, `/tmp/ls`).
 //!
 //! Functions (Postgres): every function a statement calls, anywhere in it, by the name
 //! Postgres's parser resolved (quoting, case and `U&"..."` escapes cannot disguise it,
@@ -162,9 +166,8 @@ pub struct Request {
     pub tables: Vec<String>,
     /// Functions the statement calls, `schema.name` where written so (Postgres).
     pub functions: Vec<String>,
-    /// Programs a command line runs (SSH), each by its name (`rm`) and, when written
-    /// with a path, by that path too (`/bin/rm`).
-    pub commands: Vec<String>,
+    /// Programs a command line runs (SSH).
+    pub commands: Vec<Command>,
     /// The statement, command line or `METHOD path` (+ body), for `match.text`.
     pub text: String,
     /// UPDATE or DELETE without a WHERE clause.
@@ -176,6 +179,37 @@ pub struct Request {
     /// It may change state: a writing kind, or (Postgres) a call of a function with
     /// side effects, per the backend's catalog.
     pub writes: bool,
+}
+
+/// A program a command line runs: its name (`rm`) and the path it was written with
+/// (`/bin/rm`, or the name again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub name: String,
+    pub path: String,
+}
+
+/// Where a program written with a path may be and still count as the system's own.
+const SYSTEM_DIRS: &[&str] = &["/bin/", "/usr/bin/", "/sbin/", "/usr/sbin/", "/usr/local/bin/", "/usr/local/sbin/"];
+
+impl Command {
+    /// `commands`: the program by its name wherever it lives (`rm` fits `/tmp/x/rm`:
+    /// a deny by name cannot be dodged by a copy), or by its path.
+    pub(crate) fn matches(&self, glob: &Glob) -> bool {
+        glob.matches_ignore_ascii_case(&self.name) || glob.matches_ignore_ascii_case(&self.path)
+    }
+
+    /// `only_commands`: a bare-name pattern fits only the system's program (looked up
+    /// on the PATH, or written with a system directory), so `ls` does not allow `./ls`
+    /// or `/tmp/ls`; a pattern with a `/` fits the path as written.
+    pub(crate) fn is_the_listed(&self, glob: &Glob) -> bool {
+        if glob.as_str().contains('/') {
+            return glob.matches_ignore_ascii_case(&self.path);
+        }
+        let systems = self.path == self.name
+            || SYSTEM_DIRS.iter().any(|d| self.path.strip_prefix(d).is_some_and(|rest| rest == self.name));
+        systems && glob.matches_ignore_ascii_case(&self.name)
+    }
 }
 
 /// What to do with one request.

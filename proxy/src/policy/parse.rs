@@ -54,6 +54,7 @@ struct RawMatch {
     tables: Option<Vec<String>>,
     functions: Option<Vec<String>>,
     commands: Option<Vec<String>>,
+    only_commands: Option<Vec<String>>,
     text: Option<String>,
     missing_where: Option<bool>,
     dynamic_sql: Option<bool>,
@@ -142,6 +143,7 @@ impl RuleCheck<'_> {
         let tables = self.globs("tables", raw.tables)?;
         let functions = self.globs("functions", raw.functions)?;
         let commands = self.globs("commands", raw.commands)?;
+        let only_commands = self.globs("only_commands", raw.only_commands)?;
         let protocols = match self.list("protocols", raw.protocols)? {
             None => None,
             Some(names) => Some(
@@ -194,6 +196,7 @@ impl RuleCheck<'_> {
             tables,
             functions,
             commands,
+            only_commands,
             text,
             missing_where: raw.missing_where,
             dynamic_sql: raw.dynamic_sql,

@@ -33,6 +33,7 @@ pub struct Match {
     pub tables: Option<Vec<Glob>>,
     pub functions: Option<Vec<Glob>>,
     pub commands: Option<Vec<Glob>>,
+    pub only_commands: Option<Vec<Glob>>,
     pub text: Option<Regex>,
     pub missing_where: Option<bool>,
     pub dynamic_sql: Option<bool>,
@@ -86,7 +87,10 @@ impl Match {
             && fits(&self.groups, |gs| gs.iter().any(|g| who.groups.contains(g)))
             && fits(&self.tables, |ts| req.tables.iter().any(|t| ts.iter().any(|g| table_matches(g, t))))
             && fits(&self.functions, |fs| req.functions.iter().any(|f| fs.iter().any(|g| function_matches(g, f))))
-            && fits(&self.commands, |cs| req.commands.iter().any(|c| cs.iter().any(|g| g.matches_ignore_ascii_case(c))))
+            && fits(&self.commands, |gs| req.commands.iter().any(|c| gs.iter().any(|g| c.matches(g))))
+            && fits(&self.only_commands, |gs| {
+                !req.commands.is_empty() && req.commands.iter().all(|c| gs.iter().any(|g| c.is_the_listed(g)))
+            })
             && fits(&self.text, |re| re.is_match(&req.text))
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::glob::Glob;
-use super::{ApprovalCovers, Decision, PolicySet, Protocol, Request, Verdict, Who, parse};
+use super::{ApprovalCovers, Command, Decision, PolicySet, Protocol, Request, Verdict, Who, parse};
 use crate::error::Error;
 use crate::mask::Detector;
 
@@ -741,16 +741,47 @@ rules:
         let req = Request {
             protocol: Protocol::Ssh,
             kind: "exec".into(),
-            commands: programs.iter().map(|p| (*p).to_owned()).collect(),
+            commands: programs
+                .iter()
+                .map(|p| Command { name: p.rsplit('/').next().unwrap().to_owned(), path: (*p).to_owned() })
+                .collect(),
             ..pg("demo-ssh", "exec", &[], &programs.join(" | "))
         };
         policy.decide(&engineer(), &req)
     };
     assert!(is_allow(&run(&["ls"])));
     assert!(is_allow(&run(&["cat", "grep"])));
-    assert!(is_allow(&run(&["stat", "/usr/bin/stat"])), "by path");
-    assert_eq!(deny_reason(&run(&["ls", "rm", "/bin/rm"])), "destructive commands are off limits");
+    assert!(is_allow(&run(&["/usr/bin/stat"])), "by path");
+    assert_eq!(deny_reason(&run(&["ls", "/bin/rm"])), "destructive commands are off limits", "by name");
     assert_eq!(deny_reason(&run(&["mkfs.ext4"])), "destructive commands are off limits", "case ignored");
     assert!(!is_allow(&run(&["stat"])), "no rule allows stat");
     assert!(!is_allow(&run(&[])), "a command rule needs a program to match");
+}
+
+#[test]
+fn an_only_commands_rule_matches_when_every_program_of_the_line_is_listed() {
+    let policy = set(&["
+name: hosts
+rules:
+  - match: { groups: [engineers], kinds: [exec], only_commands: [ls, grep, \"/usr/bin/*\"] }
+    action: allow
+"]);
+    let run = |programs: &[&str]| {
+        let req = Request {
+            protocol: Protocol::Ssh,
+            commands: programs
+                .iter()
+                .map(|p| Command { name: p.rsplit('/').next().unwrap().to_owned(), path: (*p).to_owned() })
+                .collect(),
+            ..pg("demo-ssh", "exec", &[], &programs.join(" | "))
+        };
+        policy.decide(&engineer(), &req)
+    };
+    assert!(is_allow(&run(&["ls", "grep"])));
+    assert!(is_allow(&run(&["ls", "/usr/bin/python3"])), "each by name or by path");
+    assert!(!is_allow(&run(&["ls", "python3"])), "one unlisted program is enough to fall through");
+    assert!(is_allow(&run(&["/bin/ls", "/usr/bin/grep"])), "the system's own, written with their paths");
+    assert!(!is_allow(&run(&["/tmp/ls"])), "a file named ls elsewhere is not the listed ls");
+    assert!(!is_allow(&run(&["./grep"])));
+    assert!(!is_allow(&run(&[])), "no program, no match");
 }

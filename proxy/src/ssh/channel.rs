@@ -18,7 +18,7 @@ use super::connection::Shared;
 use super::output::{Output, Stream};
 use crate::error::{Error, Result};
 use crate::gate::{Combined, Effect, Refusal, ResultRecord, Unclassified, Work};
-use crate::policy::{Protocol, Request};
+use crate::policy::{Command, Protocol, Request};
 use crate::store::Store;
 
 /// What the client asked the channel to run.
@@ -172,29 +172,26 @@ async fn serve<S: Store>(
     Ok(None)
 }
 
-/// The command's work record and its policy request.
-fn classify(resource: &str, ask: &Ask) -> (Work, Request) {
-    let (line, channel, kind, commands) = match ask {
+/// Phase "classify": the request's work record and its policy request.
+pub fn classify(resource: &str, ask: &Ask) -> (Work, Request) {
+    // `writes` (policy `match.writes`): the line writes files by redirection; a shell,
+    // a file transfer or a line the door cannot read may change anything.
+    let (line, channel, kind, commands, writes) = match ask {
         Ask::Exec(line) => match scp_invocation(line) {
-            Some(_) => (line.clone(), "exec", "scp", vec!["scp".to_string()]),
+            Some(_) => (line.clone(), "exec", "scp", vec![named("scp")], true),
             None => {
                 let seen = classify_command(line);
-                let mut commands = Vec::new();
-                for program in &seen.programs {
-                    commands.push(program.name.clone());
-                    if program.path != program.name {
-                        commands.push(program.path.clone());
-                    }
-                }
+                let commands: Vec<Command> =
+                    seen.programs.iter().map(|p| Command { name: p.name.clone(), path: p.path.clone() }).collect();
                 let kind = if seen.opaque.is_some() { "unknown" } else { "exec" };
-                (line.clone(), "exec", kind, commands)
+                (line.clone(), "exec", kind, commands, seen.opaque.is_some() || !seen.writes.is_empty())
             }
         },
-        Ask::Shell => ("(interactive shell)".to_string(), "shell", "shell", Vec::new()),
-        Ask::Subsystem(name) if name == "sftp" => ("(sftp)".to_string(), "subsystem", "sftp", Vec::new()),
-        Ask::Subsystem(name) => (format!("(subsystem {name})"), "subsystem", "unknown", Vec::new()),
+        Ask::Shell => ("(interactive shell)".to_string(), "shell", "shell", Vec::new(), true),
+        Ask::Subsystem(name) if name == "sftp" => ("(sftp)".to_string(), "subsystem", "sftp", Vec::new(), true),
+        Ask::Subsystem(name) => (format!("(subsystem {name})"), "subsystem", "unknown", Vec::new(), true),
     };
-    let programs: Vec<String> = commands.iter().filter(|c| !c.contains('/')).cloned().collect();
+    let programs: Vec<String> = commands.iter().map(|c| c.name.clone()).collect();
     let work = Work::Ssh { line: line.as_str().into(), channel, programs };
     let request = Request {
         resource: resource.to_string(),
@@ -207,10 +204,13 @@ fn classify(resource: &str, ask: &Ask) -> (Work, Request) {
         missing_where: false,
         dynamic_sql: false,
         locks_rows: false,
-        // A command line can change anything on the host.
-        writes: true,
+        writes,
     };
     (work, request)
+}
+
+fn named(name: &str) -> Command {
+    Command { name: name.to_string(), path: name.to_string() }
 }
 
 /// Why a request the door could not read is refused (policy may still deny it first).

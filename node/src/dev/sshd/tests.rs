@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 //! The demo SSH policy parses and decides what the playground's steps promise.
 
-use portcullis_proxy::policy::{Decision, PolicySet, Protocol, Request, Verdict, Who, parse};
+use portcullis_proxy::policy::{Decision, PolicySet, Request, Verdict, Who, parse};
+use portcullis_proxy::ssh::channel::{Ask, classify};
 
 use super::{DEMO_SSH_POLICY, public_key_line, render_config};
 
@@ -13,25 +14,13 @@ fn alice() -> Who {
     Who { subject: "alice".into(), groups: vec!["engineers".into()] }
 }
 
-/// `programs` stands in for what the SSH door extracts from `line`.
-fn ssh(kind: &str, line: &str, programs: &[&str]) -> Request {
-    Request {
-        resource: "demo-ssh".into(),
-        protocol: Protocol::Ssh,
-        kind: kind.into(),
-        tables: vec![],
-        functions: vec![],
-        commands: programs.iter().map(|p| (*p).to_owned()).collect(),
-        text: line.into(),
-        missing_where: false,
-        dynamic_sql: false,
-        writes: false,
-        locks_rows: false,
-    }
+/// A request of `kind` as the SSH door reads it (its own classifier).
+fn ssh(ask: Ask) -> Request {
+    classify("demo-ssh", &ask).1
 }
 
-fn exec(line: &str, programs: &[&str]) -> Decision {
-    policy().decide(&alice(), &ssh("exec", line, programs))
+fn exec(line: &str) -> Decision {
+    policy().decide(&alice(), &ssh(Ask::Exec(line.into())))
 }
 
 fn is_review(d: &Decision) -> bool {
@@ -50,59 +39,47 @@ fn demo_ssh_policy_parses() {
 
 #[test]
 fn engineers_run_read_only_pipelines() {
-    for (line, programs) in [
-        ("ls -la", &["ls"][..]),
-        ("cat notes.txt", &["cat"]),
-        ("tail -n 2 logs/app.log", &["tail"]),
-        ("grep -i 'upstream timed' logs/*.log | wc -l", &["grep", "wc"]),
-        ("cat logs/app.log | sort -r | uniq -c", &["cat", "sort", "uniq"]),
-        ("echo hi", &["echo"]),
-    ] {
-        let d = exec(line, programs);
+    for line in
+        ["ls -la", "cat notes.txt", "tail -n 2 logs/app.log", "grep -i 'upstream timed' logs/*.log | wc -l", "echo hi"]
+    {
+        let d = exec(line);
         assert_eq!(d.verdict, Verdict::Allow, "{line}: {d:?}");
     }
 }
 
 #[test]
 fn a_listed_program_does_not_carry_an_unlisted_one() {
-    for (line, programs) in [
-        ("ls; python3 x.py", &["ls", "python3"][..]),
-        ("ls && curl example.com", &["ls", "curl"]),
-        ("ls\npython3 x.py", &["ls", "python3"]),
-        ("cat $(python3 x.py)", &["cat", "python3"]),
-        ("echo hi > notes.txt", &["echo"]),
-        ("ls | sh", &["ls", "sh"]),
-        ("cat notes.txt | sort -o out", &["cat", "sort"]),
-        ("cat notes.txt | sort --compress-program=sh", &["cat", "sort"]),
-        ("env python3 x.py", &["env", "python3"]),
-        ("lsblk", &["lsblk"]),
+    for line in [
+        "$X notes.txt",
+        "/tmp/ls",
+        "ls; python3 x.py",
+        "ls && curl example.com",
+        "ls\npython3 x.py",
+        "cat $(python3 x.py)",
+        "echo hi > notes.txt",
+        "ls | sh",
+        "cat notes.txt | sort -o out",
+        "cat notes.txt | sort --compress-program=sh",
+        "env python3 x.py",
+        "lsblk",
     ] {
-        let d = exec(line, programs);
+        let d = exec(line);
         assert!(is_deny(&d), "{line}: {d:?}");
     }
 }
 
 #[test]
 fn changes_wait_for_an_approver() {
-    for (line, programs) in [
-        ("rm notes.txt", &["rm"][..]),
-        ("ls && rm -rf logs", &["ls", "rm"]),
-        ("find . -delete", &["find"]),
-        ("tee out", &["tee"]),
-    ] {
-        let d = exec(line, programs);
+    for line in ["rm notes.txt", "ls && rm -rf logs", "find . -delete", "tee out"] {
+        let d = exec(line);
         assert!(is_review(&d), "{line}: {d:?}");
     }
 }
 
 #[test]
 fn power_and_raw_disk_commands_are_denied_even_behind_a_review() {
-    for (line, programs) in [
-        ("sudo shutdown -h now", &["sudo", "shutdown"][..]),
-        ("rm x; mkfs.ext4 /dev/sda", &["rm", "mkfs.ext4"]),
-        ("dd if=/dev/zero of=x", &["dd"]),
-    ] {
-        let d = exec(line, programs);
+    for line in ["sudo shutdown -h now", "rm x; mkfs.ext4 /dev/sda", "dd if=/dev/zero of=x"] {
+        let d = exec(line);
         assert!(is_deny(&d), "{line}: {d:?}");
     }
 }
@@ -110,12 +87,11 @@ fn power_and_raw_disk_commands_are_denied_even_behind_a_review() {
 #[test]
 fn shells_are_reviewed_files_copy_and_forwarding_is_denied() {
     let p = policy();
-    assert!(is_review(&p.decide(&alice(), &ssh("shell", "", &[]))));
-    assert_eq!(p.decide(&alice(), &ssh("scp", "scp -f notes.txt", &[])).verdict, Verdict::Allow);
-    assert_eq!(p.decide(&alice(), &ssh("sftp", "", &[])).verdict, Verdict::Allow);
-    assert!(is_deny(&p.decide(&alice(), &ssh("forward", "127.0.0.1:5432", &[]))));
+    assert!(is_review(&p.decide(&alice(), &ssh(Ask::Shell))));
+    assert_eq!(p.decide(&alice(), &ssh(Ask::Exec("scp -f notes.txt".into()))).verdict, Verdict::Allow);
+    assert_eq!(p.decide(&alice(), &ssh(Ask::Subsystem("sftp".into()))).verdict, Verdict::Allow);
     let stranger = Who { subject: "eve".into(), groups: vec![] };
-    assert!(is_deny(&p.decide(&stranger, &ssh("exec", "ls", &["ls"]))));
+    assert!(is_deny(&p.decide(&stranger, &ssh(Ask::Exec("ls".into())))));
 }
 
 #[test]
