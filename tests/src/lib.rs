@@ -512,7 +512,11 @@ impl Cluster {
     pub fn spawn_ssh(&self, id: u64, token: &str, login: &str, opts: &[&str], args: &[&str]) -> Child {
         let addr = self.ssh_addr(id);
         let (host, port) = addr.rsplit_once(':').unwrap();
+        // Its own process group: sshpass runs ssh as a child, and "the client goes
+        // away" must take both (see `kill_group`).
+        use std::os::unix::process::CommandExt;
         Command::new("sshpass")
+            .process_group(0)
             .args(["-e", "ssh", "-F", "/dev/null", "-p", port])
             .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
             .args(["-o", "PubkeyAuthentication=no", "-o", "ConnectTimeout=10"])
@@ -713,4 +717,10 @@ pub fn write_and_wait(mut child: Child, input: &[u8]) -> Output {
         let _ = stdin.write_all(input);
     }
     child.wait_with_output().unwrap()
+}
+
+/// SIGKILL `child`'s whole process group (it was started as a group leader).
+pub fn kill_group(child: &mut Child) {
+    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
+    let _ = child.wait();
 }

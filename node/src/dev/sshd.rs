@@ -61,7 +61,7 @@ rules:
       groups: [engineers]
       resources: [demo-ssh]
       kinds: [exec]
-      only_commands: [ls, cat, head, tail, grep, ps, df, du, uptime, whoami, id, echo, pwd, wc, stat, uname, date, hostname, free, printenv, "true"]
+      only_commands: [ls, cat, head, tail, grep, ps, df, du, uptime, whoami, id, echo, pwd, wc, stat, uname, date, hostname, free, printenv, tty, "true"]
       writes: false
     action: allow
   - name: changes-need-approval

@@ -103,7 +103,7 @@ impl Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Refusal::LeaseLost => f.write_str("this Portcullis node lost its quorum lease; statement not run"),
+            Refusal::LeaseLost => f.write_str("this Portcullis node lost its quorum lease; nothing was run"),
             Refusal::Unclassifiable { detail, .. } => f.write_str(detail),
             Refusal::Denied { reason } => f.write_str(reason),
             Refusal::HoldNotRecorded { detail } => {
@@ -113,7 +113,7 @@ impl fmt::Display for Refusal {
                 write!(f, "approval {approval} denied by {by}: {reason}")
             }
             Refusal::ApprovalExpired { approval, after } => {
-                write!(f, "approval {approval} expired after {after:?} without a decision; statement not run")
+                write!(f, "approval {approval} expired after {after:?} without a decision; not run")
             }
             Refusal::CanceledWhileHeld { approval } => {
                 write!(f, "canceling statement due to user request while it waited for approval {approval}; not run")
@@ -125,7 +125,7 @@ impl fmt::Display for Refusal {
                 write!(f, "this node lost its quorum lease while statement waited for approval {approval}; not run")
             }
             Refusal::AuditNotCommitted { results_withheld: false } => {
-                f.write_str("the audit record could not be committed (no quorum); statement not run")
+                f.write_str("the audit record could not be committed (no quorum); not run")
             }
             Refusal::AuditNotCommitted { results_withheld: true } => {
                 f.write_str("the audit record could not be committed (no quorum); results withheld")

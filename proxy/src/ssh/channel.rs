@@ -86,6 +86,12 @@ async fn serve<S: Store>(
     pty: Option<PtyAsk>,
     control: mpsc::Receiver<Control>,
 ) -> Result<Option<u32>> {
+    // Without the lease nothing is decided (the login went through so that the client
+    // hears why; `ssh -q` hides the banner that says it before the login).
+    if !shared.door.gate.store().is_serving() {
+        say(to_client, &Refusal::LeaseLost.to_string()).await?;
+        return Ok(Some(REFUSED));
+    }
     let gate = shared.gate().await?;
     // --- classify
     let (work, request) = classify(&shared.login.resource.name, &ask);
@@ -106,8 +112,8 @@ async fn serve<S: Store>(
         }
         if let Some(refusal) = unclassifiable(&request, &work) {
             let judgement = gate.decide(std::slice::from_ref(&request))?;
-            if matches!(judgement.verdict, Combined::Deny { .. }) {
-                // Policy's own reason is clearer than ours.
+            if matches!(judgement.verdict, Combined::Deny { .. }) && !judgement.rules.is_empty() {
+                // A deny rule's own reason is clearer than ours.
                 let cleared = gate.clear(&mut client, &work, judgement).await?;
                 if let Err(refusal) = cleared {
                     return refuse(&client, &refusal).await;

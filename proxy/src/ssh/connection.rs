@@ -65,18 +65,16 @@ impl<S: Store> Shared<S> {
         self.upstream.get_or_try_init(|| Upstream::connect(&self.login, self.door.settings.upstream_timeout)).await
     }
 
-    /// The connection ended: its session closes in the index, its host connection ends.
-    pub async fn close(&self, status: portcullis_raft::model::SessionStatus) {
+    /// The connection ended and its channel tasks with it: its session closes in the
+    /// index (its last records first), its host connection ends.
+    pub async fn close(self, status: portcullis_raft::model::SessionStatus) {
         if let Some(upstream) = self.upstream.get() {
             upstream.close().await;
         }
-        if let Some(gate) = self.gate.get() {
-            // The last channel task has ended, so this is the only holder left.
-            if let Some(gate) = Arc::into_inner(gate.clone()) {
-                gate.into_inner().close(status).await;
-            } else {
-                tracing::warn!(peer = %self.peer, "ssh session still in use at close; its end is not recorded");
-            }
+        let Some(gate) = self.gate.into_inner() else { return };
+        match Arc::into_inner(gate) {
+            Some(gate) => gate.into_inner().close(status).await,
+            None => tracing::warn!(peer = %self.peer, "ssh session still in use at close; its end is not recorded"),
         }
     }
 }
@@ -98,8 +96,9 @@ pub struct Connection<S: Store> {
     /// The connection's shared state once logged in (read by `door` at the end).
     pub shared: Arc<std::sync::Mutex<Option<Arc<Shared<S>>>>>,
     channels: HashMap<ChannelId, Opened>,
-    /// Channel tasks still running (the connection's session closes after them).
-    pub tasks: tokio::task::JoinSet<()>,
+    /// Channel tasks; outlive this handler (russh drops it when the connection ends),
+    /// so `door` can let them finish their records before the session closes.
+    pub tasks: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
 }
 
 impl<S: Store> Connection<S> {
@@ -111,7 +110,7 @@ impl<S: Store> Connection<S> {
             logged_in: Arc::new(AtomicBool::new(false)),
             shared: Arc::default(),
             channels: HashMap::new(),
-            tasks: tokio::task::JoinSet::new(),
+            tasks: Arc::default(),
         }
     }
 
@@ -125,10 +124,6 @@ impl<S: Store> Connection<S> {
                 return Auth::reject();
             }
         };
-        if !store.is_serving() {
-            tracing::info!(peer = %self.peer, "ssh login refused: no quorum lease");
-            return Auth::reject();
-        }
         let login = match login::resolve(store.as_ref(), name, identity) {
             Ok(login) => login,
             Err(e) => {
@@ -170,14 +165,14 @@ impl<S: Store> Connection<S> {
         let (tx, rx) = mpsc::channel(16);
         opened.control = Some(tx);
         let pty = opened.pty.clone();
-        self.tasks.spawn(channel::run(shared, channel, ask, pty, rx));
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).spawn(channel::run(shared, channel, ask, pty, rx));
         true
     }
 
     /// Record a refused request that has no channel task (a forward, X11, an agent).
     fn refuse_in_background(&mut self, what: String) {
         let Some(shared) = self.logged_in_shared() else { return };
-        self.tasks.spawn(async move {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).spawn(async move {
             let Ok(gate) = shared.gate().await else { return };
             let work = Work::Ssh { line: what.as_str().into(), channel: "forward", programs: Vec::new() };
             let refusal = Refusal::Unsupported {

@@ -17,6 +17,9 @@ use crate::gate::Gate;
 use crate::identity::Verifier;
 use crate::store::Store;
 
+/// How long a closed connection's channels get to finish (their result records).
+const CHANNELS_FINISH: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Everything the SSH door needs; shared by its connections.
 pub struct SshDoor<S: Store> {
     pub gate: Arc<Gate<S>>,
@@ -85,6 +88,7 @@ async fn handle<S: Store>(
     let connection = Connection::new(door.clone(), peer, stop.clone());
     let logged_in = connection.logged_in.clone();
     let shared = connection.shared.clone();
+    let tasks = connection.tasks.clone();
     let running = match russh::server::run_stream(door.config.clone(), tcp, connection).await {
         Ok(r) => r,
         Err(e) => {
@@ -112,8 +116,17 @@ async fn handle<S: Store>(
             portcullis_raft::model::SessionStatus::Closed
         }
     };
+    // Its channels' tasks end as their channels close; let them write their records.
+    let mut tasks = std::mem::take(&mut *tasks.lock().unwrap_or_else(|p| p.into_inner()));
+    let finished = tokio::time::timeout(CHANNELS_FINISH, async { while tasks.join_next().await.is_some() {} }).await;
+    if finished.is_err() {
+        tracing::warn!(%peer, "ssh channel tasks still running after the connection ended; stopping them");
+        tasks.shutdown().await;
+    }
     let shared = shared.lock().unwrap_or_else(|p| p.into_inner()).take();
-    if let Some(shared) = shared {
-        shared.close(status).await;
+    match shared.map(Arc::into_inner) {
+        Some(Some(shared)) => shared.close(status).await,
+        Some(None) => tracing::warn!(%peer, "ssh connection state still in use at close; its end is not recorded"),
+        None => {}
     }
 }

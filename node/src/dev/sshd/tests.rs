@@ -39,9 +39,16 @@ fn demo_ssh_policy_parses() {
 
 #[test]
 fn engineers_run_read_only_pipelines() {
-    for line in
-        ["ls -la", "cat notes.txt", "tail -n 2 logs/app.log", "grep -i 'upstream timed' logs/*.log | wc -l", "echo hi"]
-    {
+    for line in [
+        "ls -la",
+        "cat notes.txt",
+        "tail -n 2 logs/app.log",
+        "grep -i 'upstream timed' logs/*.log | wc -l",
+        "echo hi",
+        "wc -c",
+        "grep no-such-text notes.txt",
+        "tty",
+    ] {
         let d = exec(line);
         assert_eq!(d.verdict, Verdict::Allow, "{line}: {d:?}");
     }
