@@ -7,7 +7,7 @@ use portcullis_proxy::store::{Committed, Store};
 use portcullis_raft::Error as RaftError;
 use portcullis_raft::audit_batch::EventBatcher;
 use portcullis_raft::command::{Op, Response};
-use portcullis_raft::model::{Approval, Event, Policy, Resource, SealedSecret};
+use portcullis_raft::model::{Approval, Event, Policy, Resource, SealedSecret, SshAuthority};
 use portcullis_raft::node::ClusterNode;
 use tokio::sync::watch;
 
@@ -55,6 +55,14 @@ impl Store for NodeStore {
 
     fn open_secret(&self, sealed: &SealedSecret) -> Result<String, ProxyError> {
         self.node.open_secret(sealed).map_err(map)
+    }
+
+    fn seal_secret(&self, plaintext: &str) -> Result<SealedSecret, ProxyError> {
+        self.node.seal_secret(plaintext).map_err(map)
+    }
+
+    fn ssh_authority(&self) -> Result<Option<SshAuthority>, ProxyError> {
+        self.node.view().ssh_authority().map_err(map)
     }
 
     async fn submit(&self, op: Op) -> Result<Response, ProxyError> {

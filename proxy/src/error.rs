@@ -35,6 +35,11 @@ pub enum Error {
     #[error("backend {addr}: {detail}")]
     Backend { addr: String, detail: String },
 
+    /// An SSH certificate (or a key sent to be certified) is not acceptable; the reason
+    /// names what to fix.
+    #[error("ssh certificate refused: {0}")]
+    CertificateRefused(String),
+
     /// The SSH protocol layer failed (a client's or host's connection).
     #[error("ssh: {0}")]
     Ssh(String),

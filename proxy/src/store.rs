@@ -8,7 +8,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use portcullis_raft::command::{Op, Response};
-use portcullis_raft::model::{Approval, Event, Policy, Resource, SealedSecret};
+use portcullis_raft::model::{Approval, Event, Policy, Resource, SealedSecret, SshAuthority};
 use tokio::sync::watch;
 
 use crate::error::Result;
@@ -33,6 +33,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Decrypt a backend secret with the cluster data key.
     fn open_secret(&self, sealed: &SealedSecret) -> Result<String>;
+
+    /// Encrypt a secret with the cluster data key before it is replicated (the SSH
+    /// authority's keys, made by whichever node first finds none).
+    fn seal_secret(&self, plaintext: &str) -> Result<SealedSecret>;
+
+    /// The cluster's SSH authority (CA and host key, sealed), once a node has made it.
+    fn ssh_authority(&self) -> Result<Option<SshAuthority>>;
 
     /// A replicated write (committed by a quorum, or an error within its deadline).
     fn submit(&self, op: Op) -> impl Future<Output = Result<Response>> + Send;

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Approval, Event, Millis, Policy, Resource, Session, SessionStatus};
+use crate::model::{Approval, Event, Millis, Policy, Resource, Session, SessionStatus, SshAuthority};
 
 /// A replicated write with its idempotency key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +95,11 @@ pub enum Op {
     /// be retried), so remembered answers do not pile up.
     ForgetRequests {
         before: Millis,
+    },
+    /// Set the cluster's SSH authority if it has none; otherwise nothing changes (first
+    /// writer wins, so nodes racing to make one all end up using the same).
+    SetSshAuthority {
+        authority: SshAuthority,
     },
     /// One part of a backup being restored (`portcullis restore`): kept aside, invisible
     /// to readers, until [`Op::RestoreCommit`].

@@ -77,6 +77,30 @@ pub struct SealedSecret {
     pub ciphertext: String,
 }
 
+/// The cluster's SSH authority: one CA key that certifies users and the gateway's host
+/// key, and that host key, which every node's SSH door presents (so one
+/// `@cert-authority` line in a client's known_hosts trusts every node).
+///
+/// Made once by the first node that serves and finds none ([`Op::SetSshAuthority`]:
+/// first writer wins); the private keys are sealed with the cluster data key like
+/// resource secrets. Not part of backups: it belongs to the cluster, like its membership.
+///
+/// [`Op::SetSshAuthority`]: crate::command::Op::SetSshAuthority
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshAuthority {
+    /// The CA's private key, OpenSSH format, sealed.
+    pub ca_key: SealedSecret,
+    /// The CA's public key, an OpenSSH line (`ssh-ed25519 AAAA...`).
+    pub ca_public_key: String,
+    /// The gateway's host key, OpenSSH format, sealed.
+    pub host_key: SealedSecret,
+    /// The host key's public half, an OpenSSH line.
+    pub host_public_key: String,
+    pub created_at: Millis,
+    /// The node that made it.
+    pub created_by: u64,
+}
+
 /// A backend the gateway guards.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resource {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use portcullis_raft::command::{Op, Response};
 use portcullis_raft::model::{
-    Approval, ApprovalStatus, ApprovalVote, Event, Policy, Resource, SealedSecret, Session, now_millis,
+    Approval, ApprovalStatus, ApprovalVote, Event, Policy, Resource, SealedSecret, Session, SshAuthority, now_millis,
 };
 use tokio::sync::watch;
 
@@ -26,6 +26,7 @@ struct State {
     events: Vec<Event>,
     /// Handed over, not committed yet.
     queued: Vec<Event>,
+    ssh_authority: Option<SshAuthority>,
 }
 
 pub struct MemoryStore {
@@ -160,6 +161,14 @@ impl Store for MemoryStore {
         Ok(sealed.ciphertext.clone())
     }
 
+    fn seal_secret(&self, plaintext: &str) -> Result<SealedSecret> {
+        Ok(SealedSecret { nonce: String::new(), ciphertext: plaintext.to_string() })
+    }
+
+    fn ssh_authority(&self) -> Result<Option<SshAuthority>> {
+        Ok(self.state().ssh_authority.clone())
+    }
+
     async fn submit(&self, op: Op) -> Result<Response> {
         match op {
             Op::OpenSession { session } => {
@@ -179,6 +188,9 @@ impl Store for MemoryStore {
                 self.finish_pending(&id, Some(reason.unwrap_or_else(|| "withdrawn".into())))
             }
             Op::ExpireApproval { id, .. } => self.finish_pending(&id, None),
+            Op::SetSshAuthority { authority } => {
+                self.state().ssh_authority.get_or_insert(authority);
+            }
             other => return Err(Error::Store(format!("the memory store does not apply {other:?}"))),
         }
         Ok(Response::Done)

@@ -151,6 +151,12 @@ fn apply_op(tx: &mut Overlay<'_>, op: Op, changes: &mut Changes) -> Result<Respo
             prune(tx, before)
         }
         Op::ForgetRequests { before } => forget_requests(tx, before),
+        Op::SetSshAuthority { authority } => {
+            if tx.get_raw(keys::SSH_AUTHORITY)?.is_none() {
+                tx.put(keys::SSH_AUTHORITY.to_vec(), &authority)?;
+            }
+            Ok(Response::Done)
+        }
         Op::RestoreStage { restore_id, part, records } => super::restore::stage(tx, &restore_id, part, &records),
         Op::RestoreCommit { restore_id, parts, sha256 } => {
             changes.next_seqs.clear();

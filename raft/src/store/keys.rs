@@ -34,6 +34,8 @@ pub const REQUEST: &[u8] = b"q/";
 /// Remembered request ids by submission time, `qt/<at be><request id>`: forgetting the
 /// old ones reads only those.
 pub const REQUEST_BY_TIME: &[u8] = b"qt/";
+/// The cluster's SSH authority (one record; not backed up, not restored).
+pub const SSH_AUTHORITY: &[u8] = b"k/ssh_authority";
 /// The tables a restore fills, which must all be empty before it (it never merges).
 pub const RESTORE_TARGET: [&[u8]; 5] = [RESOURCE, POLICY, APPROVAL, SESSION, EVENT];
 

@@ -13,7 +13,9 @@ use super::overlay::storage_err;
 use super::state_machine::Shared;
 use crate::backup::BackupWriter;
 use crate::error::{Error, Result};
-use crate::model::{Approval, ApprovalStatus, Event, Policy, Resource, Session, SessionFilter, SessionStatus};
+use crate::model::{
+    Approval, ApprovalStatus, Event, Policy, Resource, Session, SessionFilter, SessionStatus, SshAuthority,
+};
 
 /// Cheap, cloneable read handle.
 #[derive(Clone)]
@@ -70,6 +72,11 @@ impl StateView {
 
     pub fn policies(&self) -> Result<Vec<Policy>> {
         self.list(keys::POLICY)
+    }
+
+    /// The cluster's SSH authority, once a node has made it.
+    pub fn ssh_authority(&self) -> Result<Option<SshAuthority>> {
+        self.get(keys::SSH_AUTHORITY)
     }
 
     pub fn approval(&self, id: &str) -> Result<Option<Approval>> {

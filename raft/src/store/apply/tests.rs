@@ -856,3 +856,27 @@ fn retention_drops_decided_approvals_created_before_the_horizon_and_keeps_pendin
     let index: Vec<Vec<u8>> = t.scan_prefix(keys::APPROVAL_BY_TIME).keys().map(|k| k.unwrap().to_vec()).collect();
     assert_eq!(index, [keys::approval_by_time(200, "old-pending"), keys::approval_by_time(5_000, "new-decided")]);
 }
+
+fn ssh_authority(tag: &str) -> crate::model::SshAuthority {
+    let sealed = |s: &str| crate::model::SealedSecret { nonce: format!("n-{s}"), ciphertext: format!("c-{s}") };
+    crate::model::SshAuthority {
+        ca_key: sealed(&format!("ca-{tag}")),
+        ca_public_key: format!("ssh-ed25519 CA{tag}"),
+        host_key: sealed(&format!("host-{tag}")),
+        host_public_key: format!("ssh-ed25519 HOST{tag}"),
+        created_at: 1,
+        created_by: 1,
+    }
+}
+
+#[test]
+fn the_first_ssh_authority_wins_and_later_ones_change_nothing() {
+    let tree = tree();
+    let first = ssh_authority("one");
+    assert_eq!(apply(&tree, cmd("a1", Op::SetSshAuthority { authority: first.clone() })), Response::Done);
+    assert_eq!(apply(&tree, cmd("a2", Op::SetSshAuthority { authority: ssh_authority("two") })), Response::Done);
+    let stored: crate::model::SshAuthority = get(&tree, keys::SSH_AUTHORITY).unwrap();
+    assert_eq!(stored, first);
+    // It belongs to the cluster: not in a backup, so a restore never replaces it.
+    assert!(!crate::backup::is_backed_up(keys::SSH_AUTHORITY));
+}
