@@ -16,6 +16,14 @@ pub struct Caller {
     pub subject: String,
     /// Groups the subject belongs to.
     pub groups: Vec<String>,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    /// Who vouched for the caller (the token's issuer).
+    pub issuer: String,
+    /// When the caller's credential expires (the token's `exp`, seconds since the
+    /// epoch); `None` for callers without one. What it vouches for (an SSH
+    /// certificate) never outlives it.
+    pub expires_at: Option<u64>,
 }
 
 /// Authenticates admin API callers from gRPC metadata.
@@ -101,6 +109,13 @@ pub struct TrustEveryone;
 #[tonic::async_trait]
 impl Authenticator for TrustEveryone {
     async fn authenticate(&self, _metadata: &MetadataMap) -> Result<Caller, Status> {
-        Ok(Caller { subject: "anonymous".to_string(), groups: vec!["admin".to_string(), "auditor".to_string()] })
+        Ok(Caller {
+            subject: "anonymous".to_string(),
+            groups: vec!["admin".to_string(), "auditor".to_string()],
+            email: None,
+            name: None,
+            issuer: String::new(),
+            expires_at: None,
+        })
     }
 }

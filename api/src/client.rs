@@ -201,6 +201,14 @@ impl AdminClient {
         Ok(out)
     }
 
+    /// A certificate of the cluster's SSH CA for `public_key` (an OpenSSH line), naming
+    /// the caller (whose token this client sends).
+    pub async fn issue_ssh_certificate(&self, public_key: &str) -> Result<proto::IssueSshCertificateReply, ApiError> {
+        let req = proto::IssueSshCertificateRequest { public_key: public_key.to_string() };
+        let reply = self.inner.clone().issue_ssh_certificate(req).await.map_err(|s| self.error(s))?;
+        Ok(reply.into_inner())
+    }
+
     /// Send a backup file to restore into this (new, empty) cluster.
     pub async fn restore(&self, bytes: Vec<u8>) -> Result<proto::RestoreReply, ApiError> {
         let chunks: Vec<proto::BackupChunk> =

@@ -49,3 +49,15 @@ pub fn server(
 ) -> proto::admin_server::AdminServer<AdminService> {
     proto::admin_server::AdminServer::new(AdminService::new(node, auth, roles, policy_check))
 }
+
+/// As [`server`], also issuing SSH certificates with `ssh_issuer`.
+pub fn server_with_ssh(
+    node: ClusterNode,
+    auth: Arc<dyn Authenticator>,
+    roles: Roles,
+    policy_check: service::PolicyCheck,
+    ssh_issuer: service::SshIssuer,
+) -> proto::admin_server::AdminServer<AdminService> {
+    let service = AdminService::new(node, auth, roles, policy_check).with_ssh_issuer(ssh_issuer);
+    proto::admin_server::AdminServer::new(service)
+}

@@ -35,10 +35,29 @@ pub struct AdminService {
     /// Validates a policy document and returns its name; the policy language lives
     /// with the decision point (proxy), which this crate does not depend on.
     policy_check: PolicyCheck,
+    /// Signs SSH user certificates with the cluster's SSH CA; `None` on a node without
+    /// one (then `IssueSshCertificate` is unavailable).
+    ssh_issuer: Option<SshIssuer>,
 }
 
 /// Validates policy source text: `Ok(name)` or the reason with its line.
 pub type PolicyCheck = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+
+/// Certifies `public_key` (an OpenSSH line) for the caller with the cluster's SSH CA,
+/// valid until the caller's credential expires. Lives with the SSH door (proxy), which
+/// this crate does not depend on; refusals come back as the status to send.
+pub type SshIssuer = Arc<dyn Fn(&Caller, &str) -> Result<IssuedSshCertificate, Status> + Send + Sync>;
+
+/// A certificate [`SshIssuer`] made.
+#[derive(Debug, Clone)]
+pub struct IssuedSshCertificate {
+    pub certificate: String,
+    pub ca_public_key: String,
+    /// Fingerprint of the certified key, for the audit log.
+    pub key_fingerprint: String,
+    /// Seconds since the epoch.
+    pub valid_before: u64,
+}
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -46,7 +65,13 @@ type Reply<T> = Result<Response<T>, Status>;
 
 impl AdminService {
     pub fn new(node: ClusterNode, auth: Arc<dyn Authenticator>, roles: Roles, policy_check: PolicyCheck) -> Self {
-        AdminService { node, auth, roles, policy_check }
+        AdminService { node, auth, roles, policy_check, ssh_issuer: None }
+    }
+
+    /// Serve `IssueSshCertificate` with `issuer`.
+    pub fn with_ssh_issuer(mut self, issuer: SshIssuer) -> Self {
+        self.ssh_issuer = Some(issuer);
+        self
     }
 
     async fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
@@ -322,5 +347,35 @@ impl Admin for AdminService {
     async fn restore(&self, req: Request<tonic::Streaming<proto::BackupChunk>>) -> Reply<proto::RestoreReply> {
         self.authorize(&req, &[Role::Admin]).await?;
         Ok(Response::new(crate::backup::restore(&self.node, req.into_inner()).await?))
+    }
+
+    async fn issue_ssh_certificate(
+        &self,
+        req: Request<proto::IssueSshCertificateRequest>,
+    ) -> Reply<proto::IssueSshCertificateReply> {
+        // No role: every identity may get a certificate, for itself only (the caller's).
+        let caller = self.caller(&req).await?;
+        let Some(issuer) = &self.ssh_issuer else {
+            return Err(Status::unimplemented("this node issues no SSH certificates"));
+        };
+        if caller.expires_at.is_none() {
+            return Err(Status::failed_precondition(
+                "your credential has no expiry, and an SSH certificate must expire with it",
+            ));
+        }
+        let issued = issuer(&caller, &req.get_ref().public_key)?;
+        // The audit trail of certificates: who, which key, until when (never the token).
+        tracing::info!(
+            subject = %caller.subject,
+            groups = ?caller.groups,
+            key = %issued.key_fingerprint,
+            valid_before = issued.valid_before,
+            "issued an SSH user certificate"
+        );
+        Ok(Response::new(proto::IssueSshCertificateReply {
+            certificate: issued.certificate,
+            ca_public_key: issued.ca_public_key,
+            valid_before: issued.valid_before,
+        }))
     }
 }

@@ -25,7 +25,14 @@ impl Authenticator for OidcAuthenticator {
         match self.verifier.verify(token).await {
             Ok(identity) => {
                 tracing::debug!(subject = %identity.subject, "admin caller authenticated");
-                Ok(Caller { subject: identity.subject, groups: identity.groups })
+                Ok(Caller {
+                    subject: identity.subject,
+                    groups: identity.groups,
+                    email: identity.email,
+                    name: identity.name,
+                    issuer: identity.issuer,
+                    expires_at: Some(identity.expires_at),
+                })
             }
             Err(e @ ProxyError::IdentityUnavailable { .. }) => Err(Status::unavailable(e.to_string())),
             Err(e) => {
