@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::walk::{MAX_OPENERS, nesting_openers};
+use super::walk::{MAX_OPENERS, MAX_PARENS, nesting_openers};
 use super::*;
 
 fn names(line: &str) -> Vec<String> {
@@ -268,6 +268,39 @@ fn nesting_within_the_bound_fits_a_small_stack() {
     }
 }
 
+/// Found by the fuzz target (the bytes it wrote, read lossily as it reads them): on
+/// unbalanced parentheses brush-parser backtracks exponentially, twice the time per `(`
+/// (this one took 325 s), so the count of `(` is bounded before parsing.
+#[test]
+fn unbalanced_parentheses_are_bounded_before_parsing() {
+    let data = b"\xe8\n\xcb|(\n(\xe8\n\xcb|(\n((((((((((((((((((((((((\x01|\x98\xfe(\xe8\n\xcb|(\n\xc3(\n\n||\n\n|\n(\n(\n\n||]";
+    let line = String::from_utf8_lossy(data);
+    let start = Instant::now();
+    assert_eq!(opaque(&line), Opaque::TooNested);
+    assert!(start.elapsed() < Duration::from_secs(1));
+    // At the bound the worst case found so far stays quick.
+    let line = format!("|(\n(|(\n{}|x(x|(\n", "( ".repeat(MAX_PARENS - 6));
+    let start = Instant::now();
+    let _ = classify_command(&line);
+    assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
+    runs(&"echo $(date); ".repeat(MAX_PARENS), &["date", "echo"].repeat(MAX_PARENS));
+}
+
+/// Found by the fuzz target: `<<` then a carriage return or form feed and a blank makes
+/// brush-parser's tokenizer loop, allocating without end.
+#[test]
+fn control_characters_are_opaque_before_parsing() {
+    for line in ["cat <<\r\t", "cat <<-\r\t\t", "cat <<\x0c ", "echo a\rb", "echo '\x1b[31m'"] {
+        assert!(matches!(opaque(line), Opaque::Unsupported { .. }), "{line:?}");
+    }
+    runs("echo\ta\nls", &["echo", "ls"]);
+    // Also found by it: `<<` with no delimiter word after it.
+    for line in ["(\n$(i <<  #x", "cat << #", "cat <<-", "cat <<\n"] {
+        assert!(matches!(opaque(line), Opaque::Unparseable { .. }), "{line:?}");
+    }
+    runs("cat <<< x; cat <<-EOF\n\tx\n\tEOF\n", &["cat", "cat"]);
+}
+
 #[test]
 fn json_braces_do_not_count_as_nesting() {
     let payload = format!("curl -d '{}' http://x", r#"{"a":{"b":[1,2]}}"#.repeat(100));
@@ -343,21 +376,5 @@ fn odd_inputs_never_panic() {
     ] {
         let _ = classify_command(line);
         let _ = scp_invocation(line);
-    }
-}
-
-#[test]
-#[ignore = "probe"]
-fn probe_time() {
-    let data =
-        std::fs::read("/work/main/fuzz/artifacts/ssh_exec/slow-unit-fc49d53e82e660301107be3adc5ed4fd9693900c").unwrap();
-    let full = String::from_utf8_lossy(&data).to_string();
-    let run = "(".repeat(22);
-    for (n, sep) in [(8, ""), (16, ""), (8, "x"), (8, " "), (8, "\n"), (8, "$"), (4, "x"), (6, "x")] {
-        let chunk = "(".repeat(n);
-        let line = full.replacen(&run, &format!("{chunk}{sep}{chunk}"), 1);
-        let start = Instant::now();
-        let _ = classify_command(&line);
-        eprintln!("{n}: {sep:?} {:?}", start.elapsed());
     }
 }

@@ -15,6 +15,11 @@ use super::{CommandLine, MAX_DEPTH, MAX_PROGRAMS, Opaque, Program};
 /// debug build; a release build needs several times less.
 pub(super) const MAX_OPENERS: usize = 64;
 
+/// How many `(` one parsed text may hold, quoted or not. On unbalanced parentheses
+/// brush-parser backtracks exponentially (twice the time per `(`; found by the fuzz
+/// target), so this bounds the parse time; it still allows ten `$(...)` in a line.
+pub(super) const MAX_PARENS: usize = 20;
+
 /// How many texts may be parsed for one line (each substitution, script string and
 /// expansion holding one is one), so work stays proportional to the line.
 const MAX_PARSES: usize = 512;
@@ -64,8 +69,19 @@ impl Walker {
 
     /// Parses `text` as a shell program one level deeper and walks it.
     pub(super) fn script(&mut self, text: &str) {
-        if nesting_openers(text) > MAX_OPENERS {
+        if nesting_openers(text) > MAX_OPENERS || text.matches('(').count() > MAX_PARENS {
             self.opaque(Opaque::TooNested);
+            return;
+        }
+        // `<<` without a delimiter word (then a blank and `#`, a `\r` or a form feed) sends
+        // brush-parser's tokenizer into an endless, allocating loop (found by the fuzz
+        // target); no command needs control characters other than tab and newline.
+        if text.chars().any(|c| c.is_ascii_control() && c != '\t' && c != '\n') {
+            self.opaque(Opaque::Unsupported { what: "control characters" });
+            return;
+        }
+        if has_here_doc_without_delimiter(text) {
+            self.opaque(Opaque::Unparseable { detail: "here-document without a delimiter".to_owned() });
             return;
         }
         if !self.enter() {
@@ -336,6 +352,25 @@ fn has_huge_fd_number(text: &str) -> bool {
             }
             digits = 0;
         }
+    }
+    false
+}
+
+/// `<<` or `<<-` (not `<<<`) not followed, after blanks, by the start of a delimiter
+/// word. Quotes are ignored: a quoted `<< #` is refused too.
+fn has_here_doc_without_delimiter(text: &str) -> bool {
+    let mut rest = text;
+    while let Some(at) = rest.find("<<") {
+        let after = rest.get(at + 2..).unwrap_or_default();
+        if let Some(more) = after.strip_prefix('<') {
+            rest = more;
+            continue;
+        }
+        let word = after.strip_prefix('-').unwrap_or(after).trim_start_matches([' ', '\t']);
+        if word.is_empty() || word.starts_with(['#', '\n']) {
+            return true;
+        }
+        rest = after;
     }
     false
 }
