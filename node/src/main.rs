@@ -18,6 +18,7 @@ mod door_store;
 mod error;
 mod ops;
 mod run;
+mod ssh_issuer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,6 +68,9 @@ enum Cmd {
     Backup(cli::BackupArgs),
     /// Restore a backup into a new, empty cluster: all of it or nothing (admin).
     Restore(cli::RestoreArgs),
+    /// SSH with a certificate of the cluster's SSH CA instead of a token.
+    #[command(subcommand)]
+    Ssh(cli::SshCmd),
 }
 
 fn init_logging() {
@@ -105,6 +109,7 @@ fn main() -> ExitCode {
             Cmd::Login(a) => cli::login(a, g).await.map_err(|e| (e.exit_code(), e.to_string())),
             Cmd::Backup(a) => cli::backup(a, g).await.map_err(|e| (e.exit_code(), e.to_string())),
             Cmd::Restore(a) => cli::restore(a, g).await.map_err(|e| (e.exit_code(), e.to_string())),
+            Cmd::Ssh(c) => cli::ssh(c, g).await.map_err(|e| (e.exit_code(), e.to_string())),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

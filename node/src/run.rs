@@ -109,7 +109,9 @@ pub async fn run(config_path: &Path, unsafe_no_lease: bool) -> Result<(), NodeEr
     // share the policy cache and the bound on audit records in flight.
     let batcher = portcullis_raft::audit_batch::EventBatcher::spawn(node.clone(), 256, audit_stop.clone());
     let store = Arc::new(crate::door_store::NodeStore::new(node.clone(), batcher));
-    let gate = Arc::new(portcullis_proxy::gate::Gate::new(store, config.limits.gate()));
+    let gate = Arc::new(portcullis_proxy::gate::Gate::new(store.clone(), config.limits.gate()));
+    // The cluster's SSH CA and host key: made by the first node that serves and finds none.
+    tokio::spawn(portcullis_proxy::ssh::authority::ensure(store.clone(), shutdown.child_token()));
     if let (Some(listener), Some(verifier)) = (pg_listener, verifier.clone()) {
         let tls = tokio_rustls::TlsAcceptor::from(tls.rustls_server_config()?);
         let settings = config.limits.postgres();
@@ -117,15 +119,14 @@ pub async fn run(config_path: &Path, unsafe_no_lease: bool) -> Result<(), NodeEr
         doors.spawn(portcullis_proxy::postgres::serve(listener, door, draining.clone()));
     }
     if let (Some(listener), Some(verifier)) = (ssh_listener, verifier.clone()) {
-        let key_path = config.data_dir.join("ssh_host_ed25519_key");
-        let host_key =
-            portcullis_proxy::ssh::host_key::load_or_create(&key_path).map_err(|e| NodeError::Server(e.to_string()))?;
-        let door = Arc::new(portcullis_proxy::ssh::SshDoor::new(gate.clone(), verifier, host_key, Default::default()));
+        let door = Arc::new(portcullis_proxy::ssh::SshDoor::new(gate.clone(), verifier, Default::default()));
         doors.spawn(portcullis_proxy::ssh::serve(listener, door, draining.clone()));
     }
     let policy_check: portcullis_api::service::PolicyCheck =
         Arc::new(|source| portcullis_proxy::policy::parse(source).map(|doc| doc.name).map_err(|e| e.to_string()));
-    let admin = portcullis_api::server(node.clone(), authenticator, config.authz.clone(), policy_check);
+    let ssh_issuer = crate::ssh_issuer::issuer(store);
+    let admin =
+        portcullis_api::server_with_ssh(node.clone(), authenticator, config.authz.clone(), policy_check, ssh_issuer);
     let admin_server = tonic::transport::Server::builder()
         .tls_config(tls.server())
         .map_err(|e| NodeError::Server(format!("admin TLS: {e}")))?

@@ -241,3 +241,156 @@ fn forwarding_is_refused_and_garbage_or_a_silent_client_cost_the_node_nothing() 
     drop(idle);
     assert_eq!(c.readyz(1), Some(200));
 }
+
+#[test]
+fn a_terminal_session_is_recorded_masked_and_replays_as_asciicast_v2() {
+    let c = Cluster::start_with_ssh(1);
+    let token = c.engineer_token();
+    let policy = c.path().join("shells.yaml");
+    std::fs::write(
+        &policy,
+        "name: shells\nrules:\n  - match: { groups: [engineers], resources: [demo-ssh], kinds: [shell] }\n    action: allow\n  \
+         - match: { resources: [demo-ssh] }\n    action: mask\n    mask: { detectors: [ssn] }\n",
+    )
+    .unwrap();
+    c.cli_ok(1, &["policy", "apply", "-f", policy.to_str().unwrap()]);
+    // The demo document reviews shells, and review beats allow: take it away.
+    c.cli_ok(1, &["policy", "delete", "demo-ssh"]);
+    let o = c.ssh_via(1, &token, "demo-ssh", &["-tt"], &[], b"echo rec-$((40+2)) 123-45-6789\nexit\n");
+    assert_eq!(code(&o), 0, "{} {}", out(&o), err(&o));
+    assert!(out(&o).contains("rec-42"), "{}", out(&o));
+    assert!(!out(&o).contains("123-45-6789"), "the terminal showed an unmasked SSN: {}", out(&o));
+    let list: Value =
+        serde_json::from_str(&c.cli_ok(1, &["sessions", "list", "--json", "--resource", "demo-ssh"])).unwrap();
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    let cast_file = c.path().join("shell.cast");
+    wait_for("the recording to be on record", READY, || {
+        let o = c.cli(1, &["sessions", "replay", &id, "--out", cast_file.to_str().unwrap()]);
+        (o.status.success() && std::fs::read_to_string(&cast_file).unwrap().contains("rec-42")).then_some(())
+    });
+    let cast = std::fs::read_to_string(&cast_file).unwrap();
+    let mut lines = cast.lines();
+    let header: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2, "{header}");
+    assert!(header["width"].as_u64().unwrap() > 0 && header["height"].as_u64().unwrap() > 0, "{header}");
+    let events: Vec<Value> = lines.map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(events.iter().any(|e| e[1] == "o" && e[2].as_str().unwrap().contains("rec-42")), "{cast}");
+    assert!(events.iter().any(|e| e[1] == "i"), "input is recorded: {cast}");
+    assert!(events.windows(2).all(|w| w[0][0].as_f64() <= w[1][0].as_f64()), "times go forward: {cast}");
+    assert!(!cast.contains("123-45-6789") && cast.contains("***-**-6789"), "the recording is masked: {cast}");
+    // asciinema itself accepts the file (installed beside the test drivers by
+    // scripts/install-deps.sh).
+    let asciinema = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))
+        .unwrap()
+        .join("portcullis-ci/drivers/bin/asciinema");
+    assert!(asciinema.exists(), "{} is missing: run scripts/install-deps.sh", asciinema.display());
+    let o = std::process::Command::new(&asciinema)
+        .args(["play", "-s", "100"])
+        .arg(&cast_file)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success() && out(&o).contains("rec-42"), "asciinema play: {} {}", out(&o), err(&o));
+    // Played back in the terminal (fast).
+    let o = c.cli(1, &["sessions", "replay", &id, "--speed", "100"]);
+    assert!(o.status.success() && out(&o).contains("rec-42"), "{}", err(&o));
+}
+
+/// `sshpass -e <tool> <args>` with the token as password, common ssh options, `input`
+/// on stdin.
+fn tool(c: &Cluster, token: &str, tool: &str, port_flag: &str, args: &[&str], input: &[u8]) -> std::process::Output {
+    let addr = c.ssh_addr(1);
+    let (_, port) = addr.rsplit_once(':').unwrap();
+    let child = std::process::Command::new("sshpass")
+        .args(["-e", tool, "-F", "/dev/null", port_flag, port])
+        .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+        .args(["-o", "PubkeyAuthentication=no"])
+        .args(args)
+        .env("SSHPASS", token)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    portcullis_tests::write_and_wait(child, input)
+}
+
+#[test]
+fn scp_and_sftp_move_files_and_each_file_is_on_record_with_path_direction_and_size() {
+    let c = Cluster::start_with_ssh(1);
+    let token = c.engineer_token();
+    let local = c.path().join("local.txt");
+    std::fs::write(&local, "twelve bytes").unwrap();
+    let (sftp_up, scp_up, legacy_up) = (unique("sftp-up"), unique("scp-up"), unique("legacy-up"));
+    // sftp, commands on stdin.
+    let down = c.path().join("down.txt");
+    let script = format!("put {} {sftp_up}\nget notes.txt {}\n", local.display(), down.display());
+    let o = tool(&c, &token, "sftp", "-P", &["demo-ssh@127.0.0.1"], script.as_bytes());
+    assert!(o.status.success(), "sftp: {} {}", out(&o), err(&o));
+    assert_eq!(std::fs::read_to_string(&down).unwrap(), c.host_sh("cat notes.txt"));
+    // scp (over SFTP, OpenSSH's default) and legacy scp (-O: `scp -t` on the host).
+    let to = |name: &str| format!("demo-ssh@127.0.0.1:{name}");
+    let o = tool(&c, &token, "scp", "-P", &[local.to_str().unwrap(), &to(&scp_up)], b"");
+    assert!(o.status.success(), "scp: {}", err(&o));
+    let o = tool(&c, &token, "scp", "-P", &["-O", local.to_str().unwrap(), &to(&legacy_up)], b"");
+    assert!(o.status.success(), "scp -O: {}", err(&o));
+    for name in [&sftp_up, &scp_up, &legacy_up] {
+        assert_eq!(c.host_sh(&format!("cat {name}")), "twelve bytes", "{name}");
+    }
+    let export = wait_for("the transfers to be on record", READY, || {
+        let export = c.cli_ok(1, &["sessions", "export", "--json", "--resource", "demo-ssh"]);
+        (export.matches("\"kind\":\"file\"").count() >= 4).then_some(export)
+    });
+    let files: Vec<Value> = export
+        .lines()
+        .flat_map(|l| serde_json::from_str::<Value>(l).unwrap()["events"].as_array().unwrap().clone())
+        .filter(|e| e["kind"] == "file")
+        .map(|e| e["detail"].clone())
+        .collect();
+    let find = |op: &str, path_end: &str| {
+        files.iter().find(|f| f["op"] == op && f["path"].as_str().unwrap().ends_with(path_end)).cloned()
+    };
+    assert_eq!(find("upload", &sftp_up).unwrap()["bytes"], 12, "{files:?}");
+    assert_eq!(find("upload", &scp_up).unwrap()["bytes"], 12, "{files:?}");
+    assert!(find("upload", &legacy_up).unwrap()["bytes"].as_u64().unwrap() >= 12, "{files:?}");
+    assert!(find("download", "notes.txt").unwrap()["bytes"].as_u64().unwrap() > 0, "{files:?}");
+    c.host_sh(&format!("rm -f {sftp_up} {scp_up} {legacy_up}"));
+}
+
+#[test]
+fn a_held_command_stalls_nothing_else_on_its_connection() {
+    let c = Cluster::start_with_ssh(1);
+    let token = c.engineer_token();
+    let bob = c.token("bob", &["approvers"]);
+    // One connection (OpenSSH's ControlMaster), several channels over it.
+    let socket = c.path().join("mux");
+    let mux = |extra: &[&str]| -> Vec<String> {
+        let mut v = vec!["-o".to_string(), format!("ControlPath={}", socket.display())];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let master_opts = mux(&["-M", "-N", "-o", "ControlPersist=no"]);
+    let master_refs: Vec<&str> = master_opts.iter().map(String::as_str).collect();
+    let mut master = c.spawn_ssh(1, &token, "demo-ssh", &master_refs, &[]);
+    wait_for("the master connection", READY, || socket.exists().then_some(()));
+    let file = unique("muxed");
+    let held_opts = mux(&[]);
+    let held_refs: Vec<&str> = held_opts.iter().map(String::as_str).collect();
+    let held_cmd = format!("touch {file}");
+    let held_child = c.spawn_ssh(1, &token, "demo-ssh", &held_refs, &[&held_cmd]);
+    let id = held(&c, 1, &bob, &file);
+    // While that channel waits for a human, the same connection runs another command.
+    let started = Instant::now();
+    let o = c.ssh_via(1, &token, "demo-ssh", &held_refs, &["echo meanwhile"], b"");
+    assert_eq!(out(&o).trim(), "meanwhile", "{}", err(&o));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let o = c.cli_as(1, Some(&bob), &["approvals", "approve", &id]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = held_child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(exists_on_host(&c, &file));
+    portcullis_tests::kill_group(&mut master);
+    c.host_sh(&format!("rm -f {file}"));
+}

@@ -38,6 +38,10 @@ pub enum CliError {
 
     #[error("cannot write output: {0}")]
     Output(std::io::Error),
+
+    /// Work on this machine failed (making a key pair).
+    #[error("{0}")]
+    Local(String),
 }
 
 impl CliError {
@@ -53,7 +57,7 @@ impl CliError {
                 ApiError::InvalidInput(_) | ApiError::Tls(_) => 2,
                 _ => 1,
             },
-            CliError::Output(_) => 1,
+            CliError::Output(_) | CliError::Local(_) => 1,
         }
     }
 }

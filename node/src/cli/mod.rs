@@ -9,6 +9,7 @@
 //! - [`cluster`], [`resource`], [`policy`], [`approvals`], [`sessions`]: one file per
 //!   command group, each with its clap subcommand enum and its output.
 //! - `backup`: `portcullis backup` / `restore` (files checked on both sides).
+//! - `ssh`: `portcullis ssh login` (a key pair and a certificate of the cluster's SSH CA).
 //! - [`login`]: `portcullis login` (device flow) and the token cache the other commands
 //!   fall back on when no `--token` is given.
 //! - `files`: resource and policy files (YAML or JSON).
@@ -24,8 +25,10 @@ mod files;
 mod login;
 mod output;
 mod policy;
+mod replay;
 mod resource;
 mod sessions;
+mod ssh;
 mod time;
 
 #[cfg(test)]
@@ -43,6 +46,7 @@ pub use login::{LoginArgs, login};
 pub use policy::{PolicyCmd, policy};
 pub use resource::{ResourceCmd, resource};
 pub use sessions::{SessionsCmd, sessions};
+pub use ssh::{SshCmd, ssh};
 
 /// Flags every client subcommand understands.
 #[derive(clap::Args, Debug, Clone)]

@@ -33,6 +33,8 @@ pub enum SessionsCmd {
     Show { id: String },
     /// Sessions with their events as JSON lines on stdout, newest first.
     Export(SessionFilterArgs),
+    /// Play a recorded terminal (SSH), or write it as an asciicast v2 file (--out).
+    Replay(super::replay::ReplayArgs),
 }
 
 impl SessionFilterArgs {
@@ -63,6 +65,7 @@ pub async fn sessions(cmd: SessionsCmd, g: &Globals) -> Result<(), CliError> {
             let record = connect(g).await?.show_session(&id).await?;
             if g.json { emit_json(&record_json(&record)) } else { emit(&record_text(&record)) }
         }
+        SessionsCmd::Replay(args) => super::replay::replay(args, g).await,
         SessionsCmd::Export(filter) => {
             let filter = filter.to_proto(now_millis())?;
             let mut export = connect(g).await?.export_sessions(filter).await?;

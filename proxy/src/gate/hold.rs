@@ -25,7 +25,7 @@ impl<S: Store> GateSession<S> {
     /// client, and wait. `Ok(Ok(id))`: approved by approval `id`; `Ok(Err(_))`: refused
     /// (not yet recorded: [`clear`](Self::clear) does that); `Err`: the door failed.
     pub(super) async fn hold<D: Door>(
-        &mut self,
+        &self,
         door: &mut D,
         action: &str,
         review: &Review,

@@ -49,7 +49,7 @@ pub use door::{Door, GaveUp, Waiting};
 pub use judgement::{Combined, Judgement, Review};
 pub use record::{OutputRecord, ResultRecord, Work};
 pub use refusal::{Refusal, Unclassified};
-pub use session::{Cleared, GateSession, IdentitySlot, Opening};
+pub use session::{Cleared, GateSession, IdentitySlot, Opening, Recorder};
 
 use crate::error::Result;
 use crate::policy::{PolicySet, parse};

@@ -52,10 +52,38 @@ pub struct GateSession<S: Store> {
     /// unit instead of two), or go alone when the door finds the session idle
     /// ([`flush_pending`](Self::flush_pending)) or it ends. Everything a session hands
     /// over is queued in call order, so its records keep their order.
-    pending: Vec<Event>,
+    /// std mutex: never held across an await. The methods take `&self`, so a door whose
+    /// session runs several units of work at once (SSH channels) can share it.
+    pending: Mutex<Vec<Event>>,
+    /// Held while records are handed to the store, so that they queue in call order.
+    order: tokio::sync::Mutex<()>,
     meters: metrics::SessionMeters,
     _open: metrics::OpenSession,
     _slot: IdentitySlot,
+}
+
+/// Appends records to one session from anywhere (see [`GateSession::recorder`]). Its
+/// records are queued in call order with the session's others, and bounded by the same
+/// backlog; their commit is awaited in the background.
+pub struct Recorder<S: Store> {
+    gate: Arc<Gate<S>>,
+    session: String,
+    meter: metrics::CommitMeter,
+}
+
+impl<S: Store> Clone for Recorder<S> {
+    fn clone(&self) -> Self {
+        Recorder { gate: self.gate.clone(), session: self.session.clone(), meter: self.meter.clone() }
+    }
+}
+
+impl<S: Store> Recorder<S> {
+    /// Queue one record of `kind`; the handle resolves with its commit.
+    pub async fn append(&self, kind: &'static str, detail: &impl serde::Serialize) -> JoinHandle<Result<()>> {
+        let events = vec![record::event(&self.session, kind, detail)];
+        let room = self.gate.backlog.reserve(1).await;
+        audit::commit(self.gate.store.as_ref(), events, self.meter.clone(), room).await
+    }
 }
 
 /// One of an identity's session slots on this node, given back on drop.
@@ -117,7 +145,8 @@ impl<S: Store> Gate<S> {
             identity,
             resource,
             protocol,
-            pending: Vec::new(),
+            pending: Mutex::new(Vec::new()),
+            order: tokio::sync::Mutex::new(()),
             meters,
             _open: metrics::OpenSession::start(protocol),
             _slot: slot,
@@ -185,7 +214,7 @@ impl<S: Store> GateSession<S> {
     /// human decides; an allow passes. The outer error ends the session (the door could
     /// not talk to its client); the inner one refuses this unit of work, already recorded.
     pub async fn clear<D: Door>(
-        &mut self,
+        &self,
         door: &mut D,
         work: &Work,
         judgement: Judgement,
@@ -213,7 +242,7 @@ impl<S: Store> GateSession<S> {
     /// the previous result record riding along) and return the permit the relay needs.
     /// Strict mode: for [`Effect::Writes`] the records are committed before this returns;
     /// for [`Effect::Reads`] the permit carries the commit, and results wait for it.
-    pub async fn audit(&mut self, cleared: &[(&Work, &Cleared)], effect: Effect) -> Result<Permit, Refusal> {
+    pub async fn audit(&self, cleared: &[(&Work, &Cleared)], effect: Effect) -> Result<Permit, Refusal> {
         let max = self.gate.settings.record_text_max;
         let records = cleared.iter().map(|(work, c)| {
             let j = &c.judgement;
@@ -227,10 +256,9 @@ impl<S: Store> GateSession<S> {
             };
             record::event(&self.id, "statement", &statement)
         });
-        let events: Vec<Event> = std::mem::take(&mut self.pending).into_iter().chain(records).collect();
+        let records: Vec<Event> = records.collect();
         let mode = self.resource.audit;
-        let room = self.gate.backlog.reserve(events.len()).await;
-        let commit = audit::commit(self.gate.store.as_ref(), events, self.meters.commits.clone(), room).await;
+        let commit = self.hand_over(records).await;
         match (mode, effect) {
             (AuditMode::Fast, _) => {
                 tokio::spawn(async move {
@@ -257,7 +285,7 @@ impl<S: Store> GateSession<S> {
     /// is on record, whichever phase refused. Refusals that say the cluster is out of
     /// reach (the lease is lost, an audit commit failed) are counted but not recorded:
     /// their record could not commit either, and the client is told at once.
-    pub async fn refused(&mut self, work: &Work, judgement: Option<&Judgement>, refusal: &Refusal) {
+    pub async fn refused(&self, work: &Work, judgement: Option<&Judgement>, refusal: &Refusal) {
         metrics::refused(self.protocol, refusal.label());
         if matches!(refusal, Refusal::LeaseLost | Refusal::AuditNotCommitted { .. }) {
             return;
@@ -270,13 +298,8 @@ impl<S: Store> GateSession<S> {
         let reason = record::bounded(&refusal.to_string(), max).to_string();
         let work = Recorded { work, max };
         let detail = RefusalRecord { work, kinds, rules, approval: refusal.approval(), reason };
-        let events: Vec<Event> = std::mem::take(&mut self.pending)
-            .into_iter()
-            .chain([record::event(&self.id, "refused", &detail)])
-            .collect();
         let mode = self.resource.audit;
-        let room = self.gate.backlog.reserve(events.len()).await;
-        let commit = audit::commit(self.gate.store.as_ref(), events, self.meters.commits.clone(), room).await;
+        let commit = self.hand_over(vec![record::event(&self.id, "refused", &detail)]).await;
         // Without the lease the commit cannot succeed soon; do not keep the client waiting for it.
         if mode == AuditMode::Strict && self.serving() {
             if let Ok(Err(e)) = commit.await {
@@ -293,15 +316,15 @@ impl<S: Store> GateSession<S> {
 
     /// Record how the session started: the backend login it runs as, and the client's
     /// settings (e.g. its `application_name`); rides along with the session's first record.
-    pub fn note_start(&mut self, backend_user: &str, settings: &[(String, String)]) {
+    pub fn note_start(&self, backend_user: &str, settings: &[(String, String)]) {
         let settings = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let start = StartRecord { backend_user, settings };
-        self.pending.push(record::event(&self.id, "start", &start));
+        self.pending().push(record::event(&self.id, "start", &start));
     }
 
     /// Phase "record": what came back. Kept back briefly so that it commits with the
     /// next unit's record.
-    pub async fn record(&mut self, mut result: ResultRecord) {
+    pub async fn record(&self, mut result: ResultRecord) {
         let max = self.gate.settings.record_text_max;
         if let Some(error) = &mut result.error {
             error.truncate(record::bounded(error, max).len());
@@ -309,26 +332,37 @@ impl<S: Store> GateSession<S> {
         for tag in &mut result.tags {
             tag.truncate(record::bounded(tag, max).len());
         }
-        if self.pending.len() >= MAX_PENDING {
+        if self.pending().len() >= MAX_PENDING {
             self.flush_pending().await;
         }
-        self.pending.push(record::event(&self.id, "result", &result));
+        self.pending().push(record::event(&self.id, "result", &result));
     }
 
     /// Whether records wait to ride along (the door flushes them when idle).
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        !self.pending().is_empty()
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<Event>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hand the pending records and then `records` to the store, in call order with
+    /// every other hand-over of this session; the handle resolves with their commit.
+    async fn hand_over(&self, records: Vec<Event>) -> JoinHandle<Result<()>> {
+        let _order = self.order.lock().await;
+        let events: Vec<Event> = std::mem::take(&mut *self.pending()).into_iter().chain(records).collect();
+        let room = self.gate.backlog.reserve(events.len()).await;
+        audit::commit(self.gate.store.as_ref(), events, self.meters.commits.clone(), room).await
     }
 
     /// Hand the pending records (if any) to the store now, on their own; their commit
     /// is awaited in the background (the handle says when).
-    pub async fn flush_pending(&mut self) -> Option<JoinHandle<()>> {
-        if self.pending.is_empty() {
+    pub async fn flush_pending(&self) -> Option<JoinHandle<()>> {
+        if self.pending().is_empty() {
             return None;
         }
-        let events = std::mem::take(&mut self.pending);
-        let room = self.gate.backlog.reserve(events.len()).await;
-        let commit = audit::commit(self.gate.store.as_ref(), events, self.meters.commits.clone(), room).await;
+        let commit = self.hand_over(Vec::new()).await;
         Some(tokio::spawn(async move {
             if let Ok(Err(e)) = commit.await {
                 tracing::warn!(error = %e, "result record could not be committed");
@@ -336,8 +370,14 @@ impl<S: Store> GateSession<S> {
         }))
     }
 
+    /// A handle that appends records to this session without borrowing it (a
+    /// terminal's recording, written while other units of work are decided).
+    pub fn recorder(&self) -> Recorder<S> {
+        Recorder { gate: self.gate.clone(), session: self.id.clone(), meter: self.meters.commits.clone() }
+    }
+
     /// The session ends: its last result record is committed, then its end.
-    pub async fn close(mut self, status: SessionStatus) {
+    pub async fn close(self, status: SessionStatus) {
         if let Some(handle) = self.flush_pending().await {
             let _ = handle.await;
         }

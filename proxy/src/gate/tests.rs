@@ -104,7 +104,7 @@ fn request(kind: &str) -> Vec<Request> {
 
 /// Clear `kind` work in the background, the way a door would.
 fn spawn_clear(
-    mut session: GateSession<MemoryStore>,
+    session: GateSession<MemoryStore>,
     mut door: TestDoor,
     kind: &'static str,
 ) -> tokio::task::JoinHandle<(GateSession<MemoryStore>, TestDoor, Result<Cleared, Refusal>)> {
@@ -162,7 +162,7 @@ async fn a_denied_approval_refuses_the_work_with_the_approvers_reason_and_record
 
 #[tokio::test(start_paused = true)]
 async fn policy_deny_is_refused_without_a_hold_and_recorded_with_its_rule() {
-    let (store, mut session) = session(AuditMode::Strict).await;
+    let (store, session) = session(AuditMode::Strict).await;
     let judgement = session.decide(&request("ddl")).unwrap();
     let mut door = TestDoor::default();
     let refusal = session.clear(&mut door, &work("DROP TABLE x"), judgement).await.unwrap().unwrap_err();
@@ -217,7 +217,7 @@ async fn a_client_that_goes_away_while_held_withdraws_the_approval() {
 
 #[tokio::test(start_paused = true)]
 async fn strict_writes_get_their_permit_only_after_the_record_is_committed() {
-    let (store, mut session) = session(AuditMode::Strict).await;
+    let (store, session) = session(AuditMode::Strict).await;
     let judgement = session.decide(&request("select")).unwrap();
     let cleared = Cleared { judgement, approval: None };
     let w = work("UPDATE t SET x = 1");
@@ -238,7 +238,7 @@ async fn strict_writes_get_their_permit_only_after_the_record_is_committed() {
 
 #[tokio::test(start_paused = true)]
 async fn strict_reads_run_at_once_but_their_results_wait_for_the_record() {
-    let (store, mut session) = session(AuditMode::Strict).await;
+    let (store, session) = session(AuditMode::Strict).await;
     let judgement = session.decide(&request("select")).unwrap();
     let cleared = Cleared { judgement, approval: None };
     let w = work("SELECT 1");
@@ -259,7 +259,7 @@ async fn strict_reads_run_at_once_but_their_results_wait_for_the_record() {
 
 #[tokio::test(start_paused = true)]
 async fn fast_mode_permits_do_not_wait_for_the_cluster() {
-    let (store, mut session) = session(AuditMode::Fast).await;
+    let (store, session) = session(AuditMode::Fast).await;
     let judgement = session.decide(&request("select")).unwrap();
     let cleared = Cleared { judgement, approval: None };
     let w = work("UPDATE t SET x = 1");
@@ -271,7 +271,7 @@ async fn fast_mode_permits_do_not_wait_for_the_cluster() {
 
 #[tokio::test(start_paused = true)]
 async fn in_strict_mode_a_refusal_is_told_only_once_its_record_is_committed() {
-    let (store, mut session) = session(AuditMode::Strict).await;
+    let (store, session) = session(AuditMode::Strict).await;
     let refusal =
         Refusal::Unclassifiable { cause: Unclassified::Syntax, detail: "cannot parse SQL".into(), position: None };
     store.let_commits_flow(false);
@@ -289,7 +289,7 @@ async fn in_strict_mode_a_refusal_is_told_only_once_its_record_is_committed() {
 
 #[tokio::test(start_paused = true)]
 async fn a_result_record_rides_along_with_the_next_statement_and_keeps_its_order() {
-    let (store, mut session) = session(AuditMode::Strict).await;
+    let (store, session) = session(AuditMode::Strict).await;
     let judgement = session.decide(&request("select")).unwrap();
     let cleared = Cleared { judgement, approval: None };
     let w = work("SELECT 1");
@@ -310,7 +310,7 @@ async fn a_result_record_rides_along_with_the_next_statement_and_keeps_its_order
 
 #[tokio::test(start_paused = true)]
 async fn huge_texts_are_recorded_cut_with_their_length_and_digest_and_so_are_held_ones() {
-    let (store, mut session) = session(AuditMode::Strict).await;
+    let (store, session) = session(AuditMode::Strict).await;
     let huge = format!("SELECT '{}' /* é */", "x".repeat(200_000));
     let refusal = Refusal::Unclassifiable { cause: Unclassified::TooLarge, detail: "too large".into(), position: None };
     session.refused(&work(&huge), None, &refusal).await;
@@ -337,7 +337,7 @@ async fn huge_texts_are_recorded_cut_with_their_length_and_digest_and_so_are_hel
 
 #[tokio::test(start_paused = true)]
 async fn a_sessions_records_commit_in_the_order_it_handed_them_over_however_their_commits_go() {
-    let (store, mut session) = session(AuditMode::Fast).await;
+    let (store, session) = session(AuditMode::Fast).await;
     let judgement = session.decide(&request("select")).unwrap();
     let cleared = Cleared { judgement, approval: None };
     store.let_commits_flow(false);

@@ -251,7 +251,7 @@ pub(crate) async fn run<S: Store>(
 
     // --- the session opens in the index before the client may do anything.
     let opening = Opening { identity, resource, protocol: Protocol::Postgres, client_addr: peer.to_string() };
-    let mut gate = match deps.gate.open(opening, slot).await {
+    let gate = match deps.gate.open(opening, slot).await {
         Ok(g) => g,
         Err(e) => {
             client

@@ -12,14 +12,17 @@ use russh::server::Msg;
 use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Pty, Sig};
 use tokio::sync::mpsc;
 
-use super::classify::{classify_command, scp_invocation};
+use super::classify::{Scp, ScpDirection, classify_command, scp_invocation};
 use super::client::SshClient;
 use super::connection::Shared;
 use super::output::{Output, Stream};
+use super::recording::{Header, Recorded, Recording, Tape};
+use super::sftp::{Direction, FileEvent, SftpObserver};
 use crate::error::{Error, Result};
 use crate::gate::{Combined, Effect, Refusal, ResultRecord, Unclassified, Work};
 use crate::policy::{Command, Protocol, Request};
 use crate::store::Store;
+use portcullis_raft::model::{AuditMode, now_millis};
 
 /// What the client asked the channel to run.
 #[derive(Debug, Clone)]
@@ -93,6 +96,7 @@ async fn serve<S: Store>(
         return Ok(Some(REFUSED));
     }
     let gate = shared.gate().await?;
+    let recorder = gate.recorder();
     // --- classify
     let (work, request) = classify(&shared.login.resource.name, &ask);
     let mut client = SshClient {
@@ -103,9 +107,8 @@ async fn serve<S: Store>(
         eof: false,
         pty: pty.is_some(),
     };
-    // --- decide, hold, audit (the gate session is this connection's; see `Shared::gate`)
+    // --- decide, hold, audit (in the connection's session, shared with its other channels)
     let (judgement, mut permit) = {
-        let mut gate = gate.lock().await;
         if let Err(refusal) = gate.check_lease() {
             gate.refused(&work, None, &refusal).await;
             return refuse(&client, &refusal).await;
@@ -154,7 +157,34 @@ async fn serve<S: Store>(
     .map_err(|e| host_error(shared, format!("start the command: {e}")))?;
     let by_line = matches!(ask, Ask::Exec(_)) && pty.is_none();
     let mut output = Output::new(judgement.masks.clone(), by_line, shared.door.settings.preview_bytes);
-    let ended = relay(shared, from_client, to_client, host, &mut output, held, client_eof, control).await;
+    // A terminal is recorded (asciicast v2), masked like what the client sees.
+    let tape = pty.as_ref().map(|p| {
+        // A client without a terminal of its own (`ssh -tt` from a script) says 0x0.
+        let (width, height) = (if p.cols == 0 { 80 } else { p.cols }, if p.rows == 0 { 24 } else { p.rows });
+        let header = Header { width, height, timestamp: now_millis() / 1000, term: p.term.clone() };
+        let settings = &shared.door.settings;
+        let recording =
+            Recording::new(shared.next_channel(), header, judgement.masks.clone(), settings.recording_max_bytes);
+        let strict = shared.login.resource.audit == AuditMode::Strict;
+        Tape::new(recording, recorder.clone(), strict)
+    });
+    // File transfers are followed: each file's path, direction and size on record.
+    let files = match &ask {
+        Ask::Subsystem(name) if name == "sftp" => Some(Files::Sftp(std::sync::Mutex::default())),
+        Ask::Exec(line) => scp_invocation(line).map(|scp| Files::Scp(scp, std::sync::Mutex::new((0, 0)))),
+        _ => None,
+    };
+    let watch = Watch { tape: tape.as_ref(), files: files.as_ref(), recorder: &recorder };
+    let io = Io { from_client, to_client, held, client_eof, control };
+    let ended = relay(shared, io, host, &mut output, watch).await;
+    if let Some(files) = &files {
+        for event in files.finish() {
+            record_file(&recorder, &event).await;
+        }
+    }
+    if let Some(tape) = &tape {
+        tape.finish().await;
+    }
     // --- record
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let status = ended.exit_status;
@@ -169,7 +199,7 @@ async fn serve<S: Store>(
         output: Some(output.record(ended.exit_status, ended.exit_signal)),
         ..ResultRecord::default()
     };
-    gate.lock().await.record(result).await;
+    gate.record(result).await;
     if let Some(why) = ended.cut_short {
         let _ = say(to_client, &why).await;
         return Ok(Some(status.unwrap_or(GATEWAY_FAILED)));
@@ -256,27 +286,126 @@ struct Ended {
     cut_short: Option<String>,
 }
 
-/// Copy both ways until the host closes the channel (or the client does, or the node
-/// must stop serving). Each direction reads while the other writes.
-#[allow(clippy::too_many_arguments)]
-async fn relay<S: Store>(
-    shared: &Shared<S>,
-    from_client: &mut ChannelReadHalf,
-    to_client: &ChannelWriteHalf<Msg>,
-    host: Channel<russh::client::Msg>,
-    output: &mut Output,
+/// A file transfer being followed.
+enum Files {
+    Sftp(std::sync::Mutex<SftpObserver>),
+    /// Legacy scp (`scp -O`): one exec, its bytes each way (to host, to client).
+    Scp(Scp, std::sync::Mutex<(u64, u64)>),
+}
+
+impl Files {
+    fn saw(&self, way: Direction, data: &[u8]) -> Vec<FileEvent> {
+        match self {
+            Files::Sftp(observer) => observer.lock().unwrap_or_else(|p| p.into_inner()).feed(way, data),
+            Files::Scp(_, bytes) => {
+                let mut bytes = bytes.lock().unwrap_or_else(|p| p.into_inner());
+                match way {
+                    Direction::ToHost => bytes.0 += data.len() as u64,
+                    Direction::ToClient => bytes.1 += data.len() as u64,
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    fn finish(&self) -> Vec<FileEvent> {
+        match self {
+            Files::Sftp(observer) => {
+                let mut observer = observer.lock().unwrap_or_else(|p| p.into_inner());
+                let mut events = observer.finish();
+                if let Some(lost) = observer.lost.take() {
+                    events.push(FileEvent { op: "unfollowed", path: lost, to: None, bytes: 0 });
+                }
+                events
+            }
+            Files::Scp(scp, bytes) => {
+                let (up, down) = *bytes.lock().unwrap_or_else(|p| p.into_inner());
+                let (op, bytes) = match scp.direction {
+                    ScpDirection::Upload => ("upload", up),
+                    ScpDirection::Download => ("download", down),
+                };
+                // The scp protocol's own framing is counted in: close to the file sizes.
+                vec![FileEvent { op, path: scp.path.clone(), to: None, bytes }]
+            }
+        }
+    }
+}
+
+/// What watches the bytes as they are relayed: a terminal's recording, file transfers.
+struct Watch<'a, S: Store> {
+    tape: Option<&'a Tape<S>>,
+    files: Option<&'a Files>,
+    recorder: &'a crate::gate::Recorder<S>,
+}
+
+impl<S: Store> Watch<'_, S> {
+    async fn files(&self, way: Direction, data: &[u8]) {
+        let Some(files) = self.files else { return };
+        for event in files.saw(way, data) {
+            record_file(self.recorder, &event).await;
+        }
+    }
+}
+
+/// Queue a `file` record; its commit is awaited in the background.
+async fn record_file<S: Store>(recorder: &crate::gate::Recorder<S>, event: &FileEvent) {
+    let commit = recorder.append("file", event).await;
+    tokio::spawn(async move {
+        if let Ok(Err(e)) = commit.await {
+            tracing::warn!(error = %e, "a file transfer's record could not be committed");
+        }
+    });
+}
+
+/// The client's side of the channel, as the relay gets it.
+struct Io<'a> {
+    from_client: &'a mut ChannelReadHalf,
+    to_client: &'a ChannelWriteHalf<Msg>,
+    /// Input that arrived while the request was held, and whether EOF did.
     held: Vec<u8>,
     client_eof: bool,
-    mut control: mpsc::Receiver<Control>,
+    control: mpsc::Receiver<Control>,
+}
+
+/// Copy both ways until the host closes the channel (or the client does, or the node
+/// must stop serving, or a strict recording reaches its bound). Each direction reads
+/// while the other writes.
+async fn relay<S: Store>(
+    shared: &Shared<S>,
+    io: Io<'_>,
+    host: Channel<russh::client::Msg>,
+    output: &mut Output,
+    watch: Watch<'_, S>,
 ) -> Ended {
+    let tape = watch.tape;
+    let Io { from_client, to_client, held, client_eof, mut control } = io;
     let (mut from_host, to_host) = host.split();
     let (mut exit_status, mut exit_signal) = (None, None);
     let mut serving = shared.door.gate.store().serving();
     let stop = shared.stop.clone();
+    // Set when a strict recording is full: nothing more may be shown.
+    let full = tokio::sync::Notify::new();
+    let keep = |f: Box<dyn FnOnce(&mut Recording) -> Recorded + Send>| {
+        let full = &full;
+        async move {
+            if let Some(tape) = tape
+                && !tape.keep(f).await
+            {
+                full.notify_one();
+                return false;
+            }
+            true
+        }
+    };
 
     let upload = async {
-        if !held.is_empty() && to_host.data_bytes(held).await.is_err() {
-            return;
+        if !held.is_empty() {
+            let typed = held.clone();
+            keep(Box::new(move |r| r.input(&typed))).await;
+            watch.files(Direction::ToHost, &held).await;
+            if to_host.data_bytes(held).await.is_err() {
+                return;
+            }
         }
         if client_eof {
             let _ = to_host.eof().await;
@@ -285,6 +414,9 @@ async fn relay<S: Store>(
             tokio::select! {
                 msg = from_client.wait() => match msg {
                     Some(ChannelMsg::Data { data }) => {
+                        let typed = data.to_vec();
+                        if !keep(Box::new(move |r| r.input(&typed))).await { return; }
+                        watch.files(Direction::ToHost, &data).await;
                         if to_host.data_bytes(data).await.is_err() { return; }
                     }
                     Some(ChannelMsg::Eof) => { let _ = to_host.eof().await; }
@@ -293,6 +425,7 @@ async fn relay<S: Store>(
                 },
                 c = control.recv() => match c {
                     Some(Control::WindowChange { cols, rows, pix_width, pix_height }) => {
+                        keep(Box::new(move |r| r.resize(cols, rows))).await;
                         let _ = to_host.window_change(cols, rows, pix_width, pix_height).await;
                     }
                     Some(Control::Signal(sig)) => { let _ = to_host.signal(sig).await; }
@@ -305,11 +438,20 @@ async fn relay<S: Store>(
         while let Some(msg) = from_host.wait().await {
             let sent = match msg {
                 ChannelMsg::Data { data } => {
+                    watch.files(Direction::ToClient, &data).await;
                     let out = output.pass(Stream::Stdout, &data);
+                    let shown = out.clone();
+                    if !keep(Box::new(move |r| r.output(&shown))).await {
+                        break;
+                    }
                     out.is_empty() || to_client.data_bytes(out).await.is_ok()
                 }
                 ChannelMsg::ExtendedData { data, ext } => {
                     let out = output.pass(Stream::Stderr, &data);
+                    let shown = out.clone();
+                    if !keep(Box::new(move |r| r.output(&shown))).await {
+                        break;
+                    }
                     out.is_empty() || to_client.extended_data_bytes(ext, out).await.is_ok()
                 }
                 ChannelMsg::Eof => {
@@ -340,6 +482,7 @@ async fn relay<S: Store>(
             _ = serving.wait_for(|s| !*s) => {
                 "this Portcullis node lost its quorum lease; the channel is closed (retry another node)".to_string()
             }
+            _ = full.notified() => "this terminal's recording reached its bound; strict audit ends the channel".to_string(),
         }
     };
     let mut cut = None;

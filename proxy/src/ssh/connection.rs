@@ -7,17 +7,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, Response, Session};
+use russh::keys::Certificate;
+use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Response, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, MethodKind, MethodSet, Pty, Sig};
-use tokio::sync::{Mutex, OnceCell, mpsc};
+use tokio::sync::{OnceCell, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::channel::{self, Ask, Control, PtyAsk};
 use super::door::SshDoor;
 use super::login::{self, Login};
 use super::upstream::Upstream;
+use super::{authority, certs};
 use crate::error::{Error, Result};
 use crate::gate::{GateSession, IdentitySlot, Opening, Refusal, Work};
+use crate::identity::Identity;
 use crate::policy::Protocol;
 use crate::store::Store;
 
@@ -29,14 +32,16 @@ pub struct Shared<S: Store> {
     pub stop: CancellationToken,
     slot: std::sync::Mutex<Option<IdentitySlot>>,
     /// The session in the index, opened when the first channel asks for something (a
-    /// store commit never runs in a callback). Channels take turns through its phases:
-    /// a held command holds the connection's next decisions (not its running channels).
-    gate: OnceCell<Arc<Mutex<GateSession<S>>>>,
+    /// store commit never runs in a callback). Its channels walk the phases each on
+    /// their own: a held command holds nothing else of the connection.
+    gate: OnceCell<Arc<GateSession<S>>>,
     upstream: OnceCell<Upstream>,
+    /// Numbers the connection's recorded terminals.
+    channels: std::sync::atomic::AtomicU32,
 }
 
 impl<S: Store> Shared<S> {
-    pub async fn gate(&self) -> Result<Arc<Mutex<GateSession<S>>>> {
+    pub async fn gate(&self) -> Result<Arc<GateSession<S>>> {
         self.gate
             .get_or_try_init(|| async {
                 let slot = self
@@ -51,14 +56,19 @@ impl<S: Store> Shared<S> {
                     protocol: Protocol::Ssh,
                     client_addr: self.peer.to_string(),
                 };
-                let mut session = self.door.gate.open(opening, slot).await.map_err(|e| {
+                let session = self.door.gate.open(opening, slot).await.map_err(|e| {
                     Error::Refused(format!("the session could not be recorded, so it may not start: {e}"))
                 })?;
                 session.note_start(&self.login.host_user, &[]);
-                Ok(Arc::new(Mutex::new(session)))
+                Ok(Arc::new(session))
             })
             .await
             .cloned()
+    }
+
+    /// The next terminal's number within the session.
+    pub fn next_channel(&self) -> u32 {
+        self.channels.fetch_add(1, Ordering::SeqCst)
     }
 
     pub async fn upstream(&self) -> Result<&Upstream> {
@@ -73,7 +83,7 @@ impl<S: Store> Shared<S> {
         }
         let Some(gate) = self.gate.into_inner() else { return };
         match Arc::into_inner(gate) {
-            Some(gate) => gate.into_inner().close(status).await,
+            Some(gate) => gate.close(status).await,
             None => tracing::warn!(peer = %self.peer, "ssh session still in use at close; its end is not recorded"),
         }
     }
@@ -114,16 +124,33 @@ impl<S: Store> Connection<S> {
         }
     }
 
-    /// Phase "authenticate": the token, then the resource and host login it may use.
+    /// Phase "authenticate" with a token (password or keyboard-interactive).
     async fn log_in(&mut self, name: &str, token: &str) -> Auth {
-        let store = self.door.gate.store();
-        let identity = match self.door.verifier.verify(token.trim()).await {
-            Ok(identity) => identity,
+        match self.door.verifier.verify(token.trim()).await {
+            Ok(identity) => self.admit(name, identity, "token"),
             Err(e) => {
                 tracing::info!(peer = %self.peer, user = %name, reason = %e, "ssh login refused");
-                return Auth::reject();
+                Auth::reject()
             }
-        };
+        }
+    }
+
+    /// Phase "authenticate" with a user certificate of the cluster's SSH CA (`certs`).
+    fn log_in_with_certificate(&mut self, name: &str, certificate: &Certificate) -> Auth {
+        let Some(keys) = self.door.keys() else { return Auth::reject() };
+        match certs::verify_user(certificate, &keys.ca, authority::unix_now()) {
+            Ok(identity) => self.admit(name, identity, "certificate"),
+            Err(e) => {
+                tracing::info!(peer = %self.peer, user = %name, reason = %e, "ssh login refused");
+                Auth::reject()
+            }
+        }
+    }
+
+    /// The rest of "authenticate", however the identity was proven: the resource and
+    /// host login it may use, and a session slot.
+    fn admit(&mut self, name: &str, identity: Identity, method: &'static str) -> Auth {
+        let store = self.door.gate.store();
         let login = match login::resolve(store.as_ref(), name, identity) {
             Ok(login) => login,
             Err(e) => {
@@ -138,7 +165,7 @@ impl<S: Store> Connection<S> {
                 return Auth::reject();
             }
         };
-        tracing::info!(peer = %self.peer, subject = %login.identity.subject, resource = %login.resource.name, "ssh login");
+        tracing::info!(peer = %self.peer, subject = %login.identity.subject, resource = %login.resource.name, method, "ssh login");
         let shared = Arc::new(Shared {
             door: self.door.clone(),
             login,
@@ -147,6 +174,7 @@ impl<S: Store> Connection<S> {
             slot: std::sync::Mutex::new(Some(slot)),
             gate: OnceCell::new(),
             upstream: OnceCell::new(),
+            channels: std::sync::atomic::AtomicU32::new(0),
         });
         *self.shared.lock().unwrap_or_else(|p| p.into_inner()) = Some(shared);
         self.logged_in.store(true, Ordering::SeqCst);
@@ -178,7 +206,7 @@ impl<S: Store> Connection<S> {
             let refusal = Refusal::Unsupported {
                 detail: format!("{what}: port, X11 and agent forwarding are not relayed by this gateway"),
             };
-            gate.lock().await.refused(&work, None, &refusal).await;
+            gate.refused(&work, None, &refusal).await;
         });
     }
 }
@@ -196,9 +224,38 @@ impl<S: Store> Handler for Connection<S> {
 
     async fn auth_none(&mut self, _user: &str) -> std::result::Result<Auth, Self::Error> {
         let mut methods = MethodSet::empty();
+        methods.push(MethodKind::PublicKey);
         methods.push(MethodKind::KeyboardInteractive);
         methods.push(MethodKind::Password);
         Ok(Auth::Reject { proceed_with_methods: Some(methods), partial_success: false })
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        _user: &str,
+        _offer: PublicKeyOffer<'_>,
+    ) -> std::result::Result<Auth, Self::Error> {
+        // russh offers a certificate here as its bare key, so plain keys cannot be told
+        // apart yet: both go on to prove ownership, and a plain key is refused then.
+        Ok(Auth::Accept)
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> std::result::Result<Auth, Self::Error> {
+        let fingerprint = certs::fingerprint(key.public_key);
+        tracing::info!(peer = %self.peer, %user, %fingerprint, reason = "a plain key names no identity; use a certificate from `portcullis ssh login`", "ssh login refused");
+        Ok(Auth::reject())
+    }
+
+    async fn auth_openssh_certificate(
+        &mut self,
+        user: &str,
+        certificate: &Certificate,
+    ) -> std::result::Result<Auth, Self::Error> {
+        Ok(self.log_in_with_certificate(user, certificate))
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> std::result::Result<Auth, Self::Error> {

@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use russh::keys::PrivateKey;
+use russh::keys::{Certificate, PrivateKey};
 use russh::server::Config;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::authority::{DoorKeys, DoorLoaded};
 use super::connection::Connection;
 use super::settings::SshSettings;
 use crate::gate::Gate;
@@ -25,25 +26,49 @@ pub struct SshDoor<S: Store> {
     pub gate: Arc<Gate<S>>,
     pub verifier: Arc<Verifier>,
     pub settings: SshSettings,
-    config: Arc<Config>,
+    /// The cluster's host key and certificate, and the CA user certificates must carry
+    /// (see `authority`): one for every node.
+    keys: DoorKeys,
 }
 
 impl<S: Store> SshDoor<S> {
-    /// `host_key`: the key this node proves itself with.
-    pub fn new(gate: Arc<Gate<S>>, verifier: Arc<Verifier>, host_key: PrivateKey, settings: SshSettings) -> Self {
-        let config = Config {
-            keys: vec![host_key],
-            // Keepalives find dead clients; the inactivity timeout bounds silent ones.
-            keepalive_interval: Some(settings.keepalive),
-            keepalive_max: 3,
-            inactivity_timeout: Some(settings.inactivity_timeout),
-            auth_rejection_time: std::time::Duration::from_millis(500),
-            auth_rejection_time_initial: Some(std::time::Duration::ZERO),
-            max_auth_attempts: 6,
-            nodelay: true,
-            ..Config::default()
-        };
-        SshDoor { gate, verifier, settings, config: Arc::new(config) }
+    pub fn new(gate: Arc<Gate<S>>, verifier: Arc<Verifier>, settings: SshSettings) -> Self {
+        SshDoor { gate, verifier, settings, keys: DoorKeys::default() }
+    }
+
+    /// The cluster's keys as this door uses them; `None` (and logged) while the cluster
+    /// has no SSH authority yet or it cannot be opened: the door then cannot prove
+    /// itself, and refuses connections.
+    pub fn keys(&self) -> Option<Arc<DoorLoaded>> {
+        let store = self.gate.store();
+        match self.keys.current(store.as_ref(), |host, cert| config(&self.settings, host, cert)) {
+            Ok(Some(keys)) => Some(keys),
+            Ok(None) => {
+                tracing::info!("ssh door: the cluster has no SSH host key yet (no quorum since it started); refusing");
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "ssh door: cannot open the cluster's SSH keys; refusing");
+                None
+            }
+        }
+    }
+}
+
+/// The russh configuration: the cluster's host key and its certificate, and the door's bounds.
+fn config(settings: &SshSettings, host_key: PrivateKey, host_certificate: Certificate) -> Config {
+    Config {
+        keys: vec![host_key],
+        certificates: vec![host_certificate],
+        // Keepalives find dead clients; the inactivity timeout bounds silent ones.
+        keepalive_interval: Some(settings.keepalive),
+        keepalive_max: 3,
+        inactivity_timeout: Some(settings.inactivity_timeout),
+        auth_rejection_time: std::time::Duration::from_millis(500),
+        auth_rejection_time_initial: Some(std::time::Duration::ZERO),
+        max_auth_attempts: 6,
+        nodelay: true,
+        ..Config::default()
     }
 }
 
@@ -85,11 +110,12 @@ async fn handle<S: Store>(
     peer: SocketAddr,
     stop: CancellationToken,
 ) {
+    let Some(keys) = door.keys() else { return };
     let connection = Connection::new(door.clone(), peer, stop.clone());
     let logged_in = connection.logged_in.clone();
     let shared = connection.shared.clone();
     let tasks = connection.tasks.clone();
-    let running = match russh::server::run_stream(door.config.clone(), tcp, connection).await {
+    let running = match russh::server::run_stream(keys.config.clone(), tcp, connection).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "ssh handshake failed");

@@ -7,14 +7,17 @@
 
 pub mod classify;
 
+pub mod authority;
+pub mod certs;
 pub mod channel;
 pub mod client;
 pub mod connection;
 pub mod door;
-pub mod host_key;
 pub mod login;
 pub mod output;
+pub mod recording;
 pub mod settings;
+pub mod sftp;
 pub mod upstream;
 
 pub use door::{SshDoor, serve};

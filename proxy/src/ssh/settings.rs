@@ -21,6 +21,9 @@ pub struct SshSettings {
     /// Bytes a client may send to a command while it is held for approval (replayed to
     /// it once approved); past this the door stops reading until the hold ends.
     pub held_input_max: usize,
+    /// Bytes of one terminal's recording (asciicast events, masked); past it a strict
+    /// resource ends the channel, a fast one marks the recording truncated.
+    pub recording_max_bytes: usize,
 }
 
 impl Default for SshSettings {
@@ -34,6 +37,7 @@ impl Default for SshSettings {
             upstream_timeout: Duration::from_secs(10),
             preview_bytes: 4096,
             held_input_max: 1 << 20,
+            recording_max_bytes: 16 << 20,
         }
     }
 }
