@@ -394,3 +394,27 @@ fn a_held_command_stalls_nothing_else_on_its_connection() {
     portcullis_tests::kill_group(&mut master);
     c.host_sh(&format!("rm -f {file}"));
 }
+
+#[test]
+fn haproxy_in_front_carries_ssh_to_a_serving_node() {
+    let c = Cluster::start_with(3, &["--ssh", "--lb"]);
+    let token = c.engineer_token();
+    let cluster: Value =
+        serde_json::from_str(&std::fs::read_to_string(c.path().join("cluster.json")).unwrap()).unwrap();
+    let lb = cluster["lb"]["ssh"].as_str().unwrap_or_else(|| panic!("no lb.ssh in {cluster}"));
+    let (_, port) = lb.rsplit_once(':').unwrap();
+    for _ in 0..3 {
+        let child = std::process::Command::new("sshpass")
+            .args(["-e", "ssh", "-F", "/dev/null", "-p", port])
+            .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+            .args(["-o", "PubkeyAuthentication=no", "demo-ssh@127.0.0.1", "whoami"])
+            .env("SSHPASS", &token)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let o = portcullis_tests::write_and_wait(child, b"");
+        assert_eq!(out(&o).trim(), c.sshd_user(), "{}", err(&o));
+    }
+}

@@ -88,6 +88,9 @@ impl HostArgs {
             if let Some(pg) = &config.listen.pg {
                 config.listen.pg = Some(rehost(pg, host)?);
             }
+            if let Some(ssh) = &config.listen.ssh {
+                config.listen.ssh = Some(rehost(ssh, host)?);
+            }
             for peer in &mut config.peers {
                 let h = self.host(peer.id).ok_or_else(|| dev_err(format!("no address for node {}", peer.id)))?;
                 peer.raft = rehost(&peer.raft, h)?;

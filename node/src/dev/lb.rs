@@ -57,7 +57,7 @@ pub fn render(nodes: &[(u64, NodeConfig)], lb: &LbAddrs) -> Result<String, NodeE
     let mut values: Vec<(&str, String)> = vec![
         ("pg_servers", servers(|c| c.listen.pg.clone())?),
         ("admin_servers", servers(|c| Some(c.listen.admin.clone()))?),
-        ("ssh_servers", String::new()),
+        ("ssh_servers", servers(|c| c.listen.ssh.clone())?),
         ("http_servers", String::new()),
         ("lb_admin", lb.admin.clone()),
         ("stats_socket", lb.stats_socket.display().to_string()),

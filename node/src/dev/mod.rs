@@ -309,9 +309,10 @@ async fn start_lb(dir: &Path, haproxy: &Path, configs: &[(u64, PathBuf)]) -> Res
         .map(|(id, path)| Ok((*id, NodeConfig::load(path, std::iter::empty())?)))
         .collect::<Result<Vec<_>, NodeError>>()?;
     let serves_pg = nodes.iter().any(|(_, c)| c.listen.pg.is_some());
+    let serves_ssh = nodes.iter().any(|(_, c)| c.listen.ssh.is_some());
     let addrs = lb::LbAddrs {
         pg: if serves_pg { Some(format!("127.0.0.1:{}", free_port()?)) } else { None },
-        ssh: None,
+        ssh: if serves_ssh { Some(format!("127.0.0.1:{}", free_port()?)) } else { None },
         http: None,
         admin: format!("127.0.0.1:{}", free_port()?),
         stats_socket: dir.join("haproxy.sock"),
