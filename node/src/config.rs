@@ -66,12 +66,20 @@ pub struct DoorLimits {
     pub record_text_max_bytes: usize,
     /// Sessions one identity may have open on this node at once.
     pub max_sessions_per_identity: usize,
+    /// SSH: seconds a client has to log in; channels per connection; bytes of a
+    /// command's output kept (masked) in its record; bytes of one terminal's recording
+    /// (past it strict audit ends the channel, fast marks the recording truncated).
+    pub ssh_login_timeout_secs: u64,
+    pub ssh_max_channels: usize,
+    pub ssh_output_preview_bytes: usize,
+    pub ssh_recording_max_bytes: usize,
 }
 
 impl Default for DoorLimits {
     fn default() -> Self {
         let pg = portcullis_proxy::postgres::PgSettings::default();
         let gate = portcullis_proxy::gate::GateSettings::default();
+        let ssh = portcullis_proxy::ssh::SshSettings::default();
         DoorLimits {
             max_message_bytes: pg.max_message,
             max_batch_bytes: pg.max_batch_bytes,
@@ -79,6 +87,10 @@ impl Default for DoorLimits {
             idle_in_transaction_secs: pg.idle_in_transaction.as_secs(),
             record_text_max_bytes: gate.record_text_max,
             max_sessions_per_identity: gate.max_sessions_per_identity,
+            ssh_login_timeout_secs: ssh.login_timeout.as_secs(),
+            ssh_max_channels: ssh.max_channels,
+            ssh_output_preview_bytes: ssh.preview_bytes,
+            ssh_recording_max_bytes: ssh.recording_max_bytes,
         }
     }
 }
@@ -98,6 +110,16 @@ impl DoorLimits {
             max_batch_bytes: self.max_batch_bytes,
             max_batch_messages: self.max_batch_messages,
             idle_in_transaction: Duration::from_secs(self.idle_in_transaction_secs),
+            ..Default::default()
+        }
+    }
+
+    pub fn ssh(&self) -> portcullis_proxy::ssh::SshSettings {
+        portcullis_proxy::ssh::SshSettings {
+            login_timeout: Duration::from_secs(self.ssh_login_timeout_secs),
+            max_channels: self.ssh_max_channels,
+            preview_bytes: self.ssh_output_preview_bytes,
+            recording_max_bytes: self.ssh_recording_max_bytes,
             ..Default::default()
         }
     }

@@ -119,7 +119,7 @@ pub async fn run(config_path: &Path, unsafe_no_lease: bool) -> Result<(), NodeEr
         doors.spawn(portcullis_proxy::postgres::serve(listener, door, draining.clone()));
     }
     if let (Some(listener), Some(verifier)) = (ssh_listener, verifier.clone()) {
-        let door = Arc::new(portcullis_proxy::ssh::SshDoor::new(gate.clone(), verifier, Default::default()));
+        let door = Arc::new(portcullis_proxy::ssh::SshDoor::new(gate.clone(), verifier, config.limits.ssh()));
         doors.spawn(portcullis_proxy::ssh::serve(listener, door, draining.clone()));
     }
     let policy_check: portcullis_api::service::PolicyCheck =

@@ -12,7 +12,7 @@
 //! - [`store`]: the [`store::Store`] seam to the replicated state (with an in-memory
 //!   store for tests behind the `test-util` feature).
 //! - [`postgres`]: the Postgres door.
-//! - [`ssh`]: the SSH door; for now the classifier of `exec` command lines.
+//! - [`ssh`]: the SSH door.
 //! - [`policy`]: YAML policy documents and the `decide` phase: every door's request,
 //!   described protocol-agnostically, gets allow / deny / review and a mask plan.
 //! - [`mask`]: the `mask` phase: column and detector masking of result values.

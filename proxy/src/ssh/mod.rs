@@ -1,9 +1,14 @@
-//! The SSH door. For now only its classifier of `exec` command lines ([`classify`]):
-//! the door itself (russh server, sessions, relaying) comes later.
+//! The SSH door: OpenSSH clients through the gateway, a decision per command.
 //!
-//! An `exec` request carries one string that the user's login shell on the host runs
-//! with `-c`. The door decides over what that string runs, read the way a POSIX/bash
-//! shell reads it, with every program judged as if it were run alone.
+//! - [`door`] accepts connections; [`connection`] is the russh handler: it logs the
+//!   client in ([`login`]: a token as password or keyboard-interactive answer, or a
+//!   certificate of the cluster CA, [`certs`], [`authority`]) and hands every channel
+//!   request to its own task, never awaiting anything slow in a callback.
+//! - [`channel`] walks one request through the gate's phases: classify ([`classify`]:
+//!   an `exec` line is read the way a POSIX/bash shell reads it, every program judged
+//!   as if it were run alone), decide, hold ([`client`] tells the client on stderr),
+//!   audit, relay to the host ([`upstream`], its key pinned by the resource), mask
+//!   ([`output`]), record ([`recording`] for terminals, [`sftp`] for file transfers).
 
 pub mod classify;
 
