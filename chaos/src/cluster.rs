@@ -1,4 +1,4 @@
-//! The playground under test: `portcullis dev --postgres --detach` in the run
+//! The playground under test: `portcullis dev --postgres [--ssh] --detach` in the run
 //! directory, its node processes (kill -9, SIGSTOP/SIGCONT, restart), the admin CLI
 //! and the backend Postgres. With [`Hosts`] (root only) every node lives in its own
 //! network namespace and is (re)started there. Everything it started is torn down
@@ -24,6 +24,8 @@ pub struct NodeInfo {
     pub id: u64,
     /// Postgres door, `host:port`.
     pub pg: String,
+    /// SSH door, `host:port` (with `dev --ssh`).
+    pub ssh: Option<String>,
     pub admin: String,
     /// Node-to-node listener, `host:port`.
     pub raft: String,
@@ -43,11 +45,28 @@ pub struct Backend {
     pub log: PathBuf,
 }
 
+/// The playground's OpenSSH server (from cluster.json `sshd`, with `dev --ssh`): the
+/// host behind resource `demo-ssh`, on the root namespace's loopback.
+#[derive(Debug, Clone)]
+pub struct Sshd {
+    pub port: u16,
+    /// The account every login lands in.
+    pub user: String,
+    /// A private key that logs in to the host directly, bypassing the gateway (the
+    /// gateway's own login: the resource's secret).
+    pub client_key: PathBuf,
+    /// The host's public key line, pinned by the resource.
+    pub host_key: String,
+    /// sshd's pid, killed on teardown.
+    pid: Option<u32>,
+}
+
 pub struct Playground {
     pub dir: PathBuf,
     bin: PathBuf,
     pub nodes: Vec<NodeInfo>,
     pub backend: Backend,
+    pub sshd: Option<Sshd>,
     pub ca: PathBuf,
     admin_token: Mutex<Option<String>>,
     unsafe_no_lease: Mutex<bool>,
@@ -96,12 +115,15 @@ fn str_field(v: &Value, key: &str) -> anyhow::Result<String> {
 }
 
 impl Playground {
-    /// Run `portcullis dev --postgres --detach` in `dir` and load what it started.
-    /// With `hosts`, each node binds its namespace address and runs in its namespace.
-    pub fn start(dir: &Path, bin: &Path, nodes: u64, hosts: Option<Hosts>) -> anyhow::Result<Playground> {
+    /// Run `portcullis dev --postgres --detach` (and `--ssh` with `ssh`) in `dir` and
+    /// load what it started. With `hosts`, each node binds its namespace address and
+    /// runs in its namespace.
+    pub fn start(dir: &Path, bin: &Path, nodes: u64, hosts: Option<Hosts>, ssh: bool) -> anyhow::Result<Playground> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let out = Command::new(bin)
-            .args(["dev", "--postgres", "--detach", "--nodes", &nodes.to_string(), "--dir"])
+            .args(["dev", "--postgres", "--detach", "--nodes", &nodes.to_string()])
+            .args(if ssh { &["--ssh"][..] } else { &[][..] })
+            .arg("--dir")
             .arg(dir)
             .args(hosts.as_ref().map(Hosts::dev_args).unwrap_or_default())
             .stdin(Stdio::null())
@@ -127,6 +149,7 @@ impl Playground {
             nodes.push(NodeInfo {
                 id,
                 pg: str_field(n, "pg")?,
+                ssh: n.get("ssh").and_then(Value::as_str).map(String::from),
                 admin: str_field(n, "admin")?,
                 raft: str_field(n, "raft")?,
                 config: PathBuf::from(str_field(n, "config")?),
@@ -146,11 +169,29 @@ impl Playground {
             data_dir: pg.get("data_dir").and_then(Value::as_str).map(PathBuf::from),
             log: dir.join("postgres.log"),
         };
+        let sshd = match v.get("sshd").filter(|s| !s.is_null()) {
+            Some(s) => {
+                let addr = str_field(s, "addr")?;
+                let port = addr
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| p.parse().ok())
+                    .ok_or_else(|| anyhow!("cluster.json: sshd addr {addr:?} has no port"))?;
+                Some(Sshd {
+                    port,
+                    user: str_field(s, "user")?,
+                    client_key: PathBuf::from(str_field(s, "client_key")?),
+                    host_key: str_field(s, "host_key")?,
+                    pid: s.get("pid").and_then(Value::as_u64).and_then(|p| u32::try_from(p).ok()),
+                })
+            }
+            None => None,
+        };
         Ok(Playground {
             dir: dir.to_path_buf(),
             bin: bin.to_path_buf(),
             nodes,
             backend,
+            sshd,
             ca: dir.join("ca.pem"),
             admin_token: Mutex::new(None),
             unsafe_no_lease: Mutex::new(false),
@@ -357,7 +398,8 @@ impl Playground {
             *done = true;
         }
         let pids: Vec<u32> = self.pids.lock().unwrap_or_else(|p| p.into_inner()).values().copied().collect();
-        for pid in pids.iter().chain(self.issuer_pid.iter()) {
+        let sshd = self.sshd.as_ref().and_then(|s| s.pid);
+        for pid in pids.iter().chain(self.issuer_pid.iter()).chain(sshd.iter()) {
             signal(*pid, "KILL");
         }
         for c in self.children.lock().unwrap_or_else(|p| p.into_inner()).iter_mut() {

@@ -23,6 +23,8 @@ pub enum OpKind {
     Read,
     /// An insert into `gated`: held until an approver decides (or it expires).
     Gated,
+    /// A command through an SSH door (appends its op id to the host's log).
+    Ssh,
 }
 
 /// One completed operation.

@@ -1,15 +1,18 @@
 //! # portcullis-chaos
 //!
-//! Jepsen-style chaos for Portcullis (issue 5): real node processes from a
-//! `portcullis dev --postgres` playground, real faults, a recorded history, and a
-//! checker against the backend's own ground truth.
+//! Jepsen-style chaos for Portcullis (issues 5 and 15): real node processes from a
+//! `portcullis dev --postgres --ssh` playground, real faults, a recorded history, and
+//! a checker against the backends' own ground truth (the Postgres database and its
+//! statement log; the SSH host's own file).
 //!
 //! ## Layout
 //! - `netns`: one network namespace per node (root only), iptables link rules.
 //! - `cluster`: the playground (processes, admin CLI, teardown).
 //! - `relay`, `links`: delaying TCP relays on node-to-node raft links.
 //! - `backend`: the backend Postgres (ground-truth tables, forwarder).
+//! - `host`: the SSH host (its log of the SSH workload, forwarder).
 //! - `workload`: long-lived sessions per node on `ledger` and `gated`.
+//! - `ssh_load`: long-lived SSH connections per node running logged commands.
 //! - `approver`: approvers deciding gated statements through random nodes.
 //! - `nemesis`: the seeded fault schedule and its runner.
 //! - `history`: `RUN_DIR/history.jsonl`.
@@ -23,11 +26,13 @@ mod backend;
 mod checker;
 mod cluster;
 mod history;
+mod host;
 mod links;
 mod nemesis;
 mod netns;
 mod relay;
 mod rng;
+mod ssh_load;
 use portcullis_chaos::tls;
 mod workload;
 
@@ -78,6 +83,10 @@ struct RunArgs {
     /// Concurrent sessions per node.
     #[arg(long, default_value_t = 3)]
     clients: usize,
+    /// Long-lived SSH connections per node running commands through its SSH door
+    /// (0: no SSH workload, and the playground runs without `--ssh`).
+    #[arg(long, default_value_t = 1)]
+    ssh_clients: usize,
     /// Restart every node with the planted fault (`--unsafe-no-lease`): the checker
     /// must then report violations.
     #[arg(long)]
@@ -111,6 +120,16 @@ rules:
     match: { resources: [demo], kinds: [truncate, ddl] }
     action: deny
     reason: "TRUNCATE, DROP and other DDL are never allowed on demo"
+"#;
+
+/// The playground's SSH policy, replaced (same name) by one that lets engineers run
+/// exactly the workload's command line (`echo <op> $(date +%s%3N) >> <log>`: the
+/// programs echo and date, writing by redirection) and nothing else.
+const CHAOS_SSH_POLICY: &str = r#"name: demo-ssh
+rules:
+  - name: chaos-ssh-log
+    match: { groups: [engineers], resources: [demo-ssh], kinds: [exec], only_commands: [echo, date] }
+    action: allow
 "#;
 
 fn main() -> ExitCode {
@@ -182,7 +201,9 @@ async fn run(args: RunArgs) -> anyhow::Result<Value> {
     eprintln!("chaos: starting a {}-node playground with Postgres", args.nodes);
     let play_dir = dir.join("playground");
     let nodes = args.nodes;
-    let pg = Arc::new(tokio::task::spawn_blocking(move || Playground::start(&play_dir, &bin, nodes, hosts)).await??);
+    let ssh = args.ssh_clients > 0;
+    let pg =
+        Arc::new(tokio::task::spawn_blocking(move || Playground::start(&play_dir, &bin, nodes, hosts, ssh)).await??);
 
     let outcome = exercise(&args, &dir, &pg, duration, netns, why_not).await;
     pg.teardown();
@@ -194,21 +215,38 @@ async fn run(args: RunArgs) -> anyhow::Result<Value> {
     Ok(summary)
 }
 
-/// Backend, policy and (planted fault, relays) node setup, then a converged cluster.
-async fn setup(
-    args: &RunArgs,
-    dir: &Path,
-    pg: &Arc<Playground>,
-) -> anyhow::Result<(Option<relay::Relay>, Option<Links>)> {
-    backend::prepare(pg).await?;
-    let forwarder = backend::expose(pg, dir).await?;
-    let policy = dir.join("chaos-policy.yaml");
-    std::fs::write(&policy, CHAOS_POLICY)?;
+/// What `setup` starts that must outlive the checks.
+struct Setup {
+    /// The backend Postgres on the bridge (nodes reach it through this).
+    _backend: Option<relay::Relay>,
+    /// The SSH host on the bridge.
+    _host: Option<relay::Relay>,
+    links: Option<Links>,
+}
+
+async fn apply_policy(pg: &Playground, dir: &Path, file: &str, text: &str) -> anyhow::Result<()> {
+    let policy = dir.join(file);
+    std::fs::write(&policy, text)?;
     let path = policy.display().to_string();
     let out = pg.cli(1, &["policy", "apply", "-f", &path], Duration::from_secs(20)).await?;
     if !out.status.success() {
-        bail!("policy apply failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!("policy apply -f {file} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
+    Ok(())
+}
+
+/// Backends, policies and (planted fault, relays) node setup, then a converged cluster.
+async fn setup(args: &RunArgs, dir: &Path, pg: &Arc<Playground>) -> anyhow::Result<Setup> {
+    backend::prepare(pg).await?;
+    let forwarder = backend::expose(pg, dir).await?;
+    apply_policy(pg, dir, "chaos-policy.yaml", CHAOS_POLICY).await?;
+    let host_forwarder = if pg.sshd.is_some() {
+        host::prepare(pg).await?;
+        apply_policy(pg, dir, "chaos-ssh-policy.yaml", CHAOS_SSH_POLICY).await?;
+        host::expose(pg, dir).await?
+    } else {
+        None
+    };
     if args.unsafe_no_lease {
         eprintln!("chaos: restarting every node with --unsafe-no-lease (the planted fault)");
         pg.set_unsafe_no_lease();
@@ -230,7 +268,7 @@ async fn setup(
     };
     // Equal applied indexes: the chaos policy is in force on every node.
     checker::converge::applied(pg, Duration::from_secs(20)).await.map_err(|e| anyhow!("before the run: {e}"))?;
-    Ok((forwarder, links))
+    Ok(Setup { _backend: forwarder, _host: host_forwarder, links })
 }
 
 async fn exercise(
@@ -241,9 +279,9 @@ async fn exercise(
     netns: bool,
     why_not: Option<String>,
 ) -> anyhow::Result<Value> {
-    // The forwarder must outlive the checks (nodes reach the backend through it).
-    let (_forwarder, links) = setup(args, dir, pg).await?;
-    let links = links.map(Arc::new);
+    // The forwarders must outlive the checks (nodes reach the backends through them).
+    let mut set = setup(args, dir, pg).await?;
+    let links = set.links.take().map(Arc::new);
     let kinds = args.nemesis.kinds(netns);
     if kinds.is_empty() {
         eprintln!(
@@ -278,12 +316,33 @@ async fn exercise(
     let stop_load = CancellationToken::new();
     let stop_nemesis = CancellationToken::new();
     eprintln!(
-        "chaos: workload ({} sessions per node) and nemesis {} for {duration:?}",
+        "chaos: workload ({} sessions and {} SSH connections per node) and nemesis {} for {duration:?}",
         args.clients,
+        if pg.sshd.is_some() { args.ssh_clients } else { 0 },
         args.nemesis.word()
     );
-    let started = Instant::now();
     let mut clients = load.spawn(history.clone(), stop_load.clone());
+    if pg.sshd.is_some() {
+        let targets = pg
+            .nodes
+            .iter()
+            .map(|n| {
+                let addr = n.ssh.clone().ok_or_else(|| anyhow!("node {} has no SSH door", n.id))?;
+                Ok(ssh_load::Target { node: n.id, addr })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let ssh = ssh_load::SshWorkload {
+            targets,
+            clients: args.ssh_clients,
+            token: pg.token("chaos-engineer", "engineers")?,
+            log: host::log_name(),
+            seed: args.seed,
+        };
+        // Connected before the first fault: a node without its quorum cannot record
+        // a new session, so only these connections can show whether it keeps relaying.
+        ssh.spawn(history.clone(), stop_load.clone(), &mut clients).await;
+    }
+    let started = Instant::now();
     let approving = tokio::spawn(approver.run(stop_load.clone()));
     let nemesis = tokio::spawn(nemesis::run(pg.clone(), links.clone(), history.clone(), plan, stop_nemesis.clone()));
     tokio::time::sleep(duration).await;
@@ -350,6 +409,21 @@ async fn check(
     }));
     violations.extend(checker::gated::check(&ops, &runs, &approvals, &audited));
     violations.extend(checker::gated::overdue(&approval_list, listed_at_ms));
+    let ssh = if pg.sshd.is_some() {
+        let export = pg.cli(1, &["sessions", "export", "--resource", "demo-ssh"], Duration::from_secs(120)).await?;
+        if !export.status.success() {
+            bail!("sessions export --resource demo-ssh failed: {}", String::from_utf8_lossy(&export.stderr));
+        }
+        std::fs::write(dir.join("audit-ssh.jsonl"), &export.stdout)?;
+        let log = host::take_log(pg).await?;
+        std::fs::write(dir.join("ssh-host.log"), &log)?;
+        let runs = checker::ssh::host_runs(&log);
+        let audited = checker::ssh::audited_ops(&String::from_utf8_lossy(&export.stdout));
+        violations.extend(checker::ssh::check(&ops, &faults, &runs, &audited));
+        checker::ssh::summary(&ops, &runs, &audited)
+    } else {
+        Value::Null
+    };
     let mut file = std::fs::File::create(dir.join("violations.jsonl"))?;
     for v in &violations {
         writeln!(file, "{v}")?;
@@ -358,6 +432,7 @@ async fn check(
     let mut failover = checker::failovers(&ops, &faults);
     failover.sort_unstable();
     let ok = ops.iter().filter(|o| o.ok).count();
+    eprintln!("chaos: ssh {ssh}");
     let tally = checker::gated::tally(&approvals);
     let mut kinds: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for f in &faults {
@@ -384,6 +459,7 @@ async fn check(
         "failover_ms_max": failover.last(),
         "faults": kinds,
         "approvals": tally,
+        "ssh": ssh,
         "netns": netns,
         "skipped": why_not,
         "run_dir": dir,

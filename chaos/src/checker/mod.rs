@@ -9,11 +9,14 @@
 //!   than a lease (plus slack) after that node was left without a quorum;
 //! - `gated-*` ([`gated`]): an approved statement ran exactly once, a denied or
 //!   expired one never;
+//! - `ssh-*` ([`ssh`]): every command that ran on the SSH host has a committed
+//!   audit record, none ran through a node past its lease without a quorum;
 //! - `no-convergence` / `digest-mismatch` ([`converge`]): after healing, nodes
 //!   disagree on the applied index or on policies, approvals or the session index.
 
 pub mod converge;
 pub mod gated;
+pub mod ssh;
 
 use std::collections::{BTreeMap, BTreeSet};
 
