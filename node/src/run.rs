@@ -47,6 +47,10 @@ pub async fn run(config_path: &Path, unsafe_no_lease: bool) -> Result<(), NodeEr
         Some(addr) => Some(bind("postgres", addr).await?),
         None => None,
     };
+    let http_listener = match &config.listen.http {
+        Some(addr) => Some(bind("http", addr).await?),
+        None => None,
+    };
     let ssh_listener = match &config.listen.ssh {
         Some(addr) => Some(bind("ssh", addr).await?),
         None => None,
@@ -121,6 +125,18 @@ pub async fn run(config_path: &Path, unsafe_no_lease: bool) -> Result<(), NodeEr
     if let (Some(listener), Some(verifier)) = (ssh_listener, verifier.clone()) {
         let door = Arc::new(portcullis_proxy::ssh::SshDoor::new(gate.clone(), verifier, config.limits.ssh()));
         doors.spawn(portcullis_proxy::ssh::serve(listener, door, draining.clone()));
+    }
+    if let (Some(listener), Some(verifier)) = (http_listener, verifier.clone()) {
+        // The node's certificate, offering HTTP/2 and HTTP/1.1.
+        let mut server = (*tls.rustls_server_config()?).clone();
+        server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let door = Arc::new(portcullis_proxy::http::HttpDoor {
+            gate: gate.clone(),
+            verifier,
+            tls: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+            settings: portcullis_proxy::http::HttpSettings::default(),
+        });
+        doors.spawn(portcullis_proxy::http::serve(listener, door, draining.clone()));
     }
     let policy_check: portcullis_api::service::PolicyCheck =
         Arc::new(|source| portcullis_proxy::policy::parse(source).map(|doc| doc.name).map_err(|e| e.to_string()));

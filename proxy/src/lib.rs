@@ -13,6 +13,7 @@
 //!   store for tests behind the `test-util` feature).
 //! - [`postgres`]: the Postgres door.
 //! - [`ssh`]: the SSH door.
+//! - [`http`]: the HTTP door.
 //! - [`policy`]: YAML policy documents and the `decide` phase: every door's request,
 //!   described protocol-agnostically, gets allow / deny / review and a mask plan.
 //! - [`mask`]: the `mask` phase: column and detector masking of result values.
@@ -20,6 +21,7 @@
 
 pub mod error;
 pub mod gate;
+pub mod http;
 pub mod identity;
 pub mod mask;
 pub mod policy;

@@ -91,6 +91,9 @@ impl HostArgs {
             if let Some(ssh) = &config.listen.ssh {
                 config.listen.ssh = Some(rehost(ssh, host)?);
             }
+            if let Some(http) = &config.listen.http {
+                config.listen.http = Some(rehost(http, host)?);
+            }
             for peer in &mut config.peers {
                 let h = self.host(peer.id).ok_or_else(|| dev_err(format!("no address for node {}", peer.id)))?;
                 peer.raft = rehost(&peer.raft, h)?;

@@ -173,7 +173,7 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
                 admin: format!("https://{}", c.listen.admin),
                 pg: c.listen.pg.clone(),
                 ssh: c.listen.ssh.clone(),
-                http: None,
+                http: c.listen.http.clone(),
                 ops: format!("http://{}", c.listen.ops),
                 raft: c.listen.raft.clone(),
                 data_dir: c.data_dir.clone(),
@@ -354,13 +354,15 @@ fn prepare(dir: &Path, nodes: u64) -> Result<Vec<(u64, PathBuf)>, NodeError> {
     }
     let mut listens = Vec::new();
     for _ in 1..=nodes {
-        let [raft, admin, ops, pg, ssh] = [free_port()?, free_port()?, free_port()?, free_port()?, free_port()?];
+        let [raft, admin, ops, pg, ssh, http] =
+            [free_port()?, free_port()?, free_port()?, free_port()?, free_port()?, free_port()?];
         listens.push(Listen {
             raft: format!("127.0.0.1:{raft}"),
             admin: format!("127.0.0.1:{admin}"),
             ops: format!("127.0.0.1:{ops}"),
             pg: Some(format!("127.0.0.1:{pg}")),
             ssh: Some(format!("127.0.0.1:{ssh}")),
+            http: Some(format!("127.0.0.1:{http}")),
         });
     }
     let peers: Vec<Peer> =

@@ -22,6 +22,9 @@ pub enum Work {
     /// An SSH channel's request: a command line (`exec`), an interactive `shell`, a
     /// subsystem (`sftp`), a port forward; `line` is what an approver reads.
     Ssh { line: Arc<str>, channel: &'static str, programs: Vec<String> },
+    /// An HTTP request: `METHOD /path?query` under the resource, and its body as
+    /// recorded (size, digest, a masked preview).
+    Http { line: Arc<str>, body_bytes: u64, body_sha256: String, body_preview: String },
 }
 
 impl Work {
@@ -39,7 +42,7 @@ impl Work {
     pub fn shared_text(&self) -> Arc<str> {
         match self {
             Work::Sql { sql, .. } => sql.clone(),
-            Work::Ssh { line, .. } => line.clone(),
+            Work::Ssh { line, .. } | Work::Http { line, .. } => line.clone(),
         }
     }
 
@@ -47,7 +50,7 @@ impl Work {
     pub fn text(&self) -> &str {
         match self {
             Work::Sql { sql, .. } => sql,
-            Work::Ssh { line, .. } => line,
+            Work::Ssh { line, .. } | Work::Http { line, .. } => line,
         }
     }
 
@@ -67,6 +70,10 @@ impl Work {
             }
             Work::Sql { sql, .. } => sql.to_string(),
             Work::Ssh { line, channel, .. } => format!("{channel}: {line}"),
+            Work::Http { line, body_bytes: 0, .. } => line.to_string(),
+            Work::Http { line, body_bytes, body_sha256, body_preview } => {
+                format!("{line}\n\n{body_preview}\n[body: {body_bytes} bytes, sha256 {body_sha256}]")
+            }
         }
     }
 }
@@ -108,6 +115,7 @@ impl Serialize for Recorded<'_> {
         let (field, text) = match self.work {
             Work::Sql { sql, .. } => ("sql", sql),
             Work::Ssh { line, .. } => ("command", line),
+            Work::Http { line, .. } => ("request", line),
         };
         let cut = bounded(text, self.max);
         map.serialize_entry(field, cut)?;
@@ -127,6 +135,13 @@ impl Serialize for Recorded<'_> {
             Work::Ssh { channel, programs, .. } => {
                 map.serialize_entry("channel", channel)?;
                 map.serialize_entry("programs", programs)?;
+            }
+            Work::Http { body_bytes, body_sha256, body_preview, .. } => {
+                if *body_bytes > 0 {
+                    map.serialize_entry("body_bytes", body_bytes)?;
+                    map.serialize_entry("body_sha256", body_sha256)?;
+                    map.serialize_entry("body_preview", bounded(body_preview, self.max))?;
+                }
             }
         }
         map.end()

@@ -57,6 +57,10 @@
 //! does not); there a bare name means the system's program (`ls`, `/bin/ls`), not a
 //! file of that name elsewhere (`./ls`, `/tmp/ls`).
 //!
+//! Paths (HTTP): a glob on the request's path under the resource (`/v1/orders/*/refund`;
+//! `*` also spans `/`), ASCII case kept; the query string is not part of it (match it
+//! with `text`, which is `METHOD /path?query`).
+//!
 //! Functions (Postgres): every function a statement calls, anywhere in it, by the name
 //! Postgres's parser resolved (quoting, case and `U&"..."` escapes cannot disguise it,
 //! unlike with `text`). Patterns work as for tables; an unqualified call is also tried
@@ -168,6 +172,8 @@ pub struct Request {
     pub functions: Vec<String>,
     /// Programs a command line runs (SSH).
     pub commands: Vec<Command>,
+    /// The request's path under the resource (HTTP: `/v1/orders/7/refund`).
+    pub path: Option<String>,
     /// The statement, command line or `METHOD path` (+ body), for `match.text`.
     pub text: String,
     /// UPDATE or DELETE without a WHERE clause.

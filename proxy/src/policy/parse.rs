@@ -55,6 +55,7 @@ struct RawMatch {
     functions: Option<Vec<String>>,
     commands: Option<Vec<String>>,
     only_commands: Option<Vec<String>>,
+    paths: Option<Vec<String>>,
     text: Option<String>,
     missing_where: Option<bool>,
     dynamic_sql: Option<bool>,
@@ -144,6 +145,7 @@ impl RuleCheck<'_> {
         let functions = self.globs("functions", raw.functions)?;
         let commands = self.globs("commands", raw.commands)?;
         let only_commands = self.globs("only_commands", raw.only_commands)?;
+        let paths = self.globs("paths", raw.paths)?;
         let protocols = match self.list("protocols", raw.protocols)? {
             None => None,
             Some(names) => Some(
@@ -197,6 +199,7 @@ impl RuleCheck<'_> {
             functions,
             commands,
             only_commands,
+            paths,
             text,
             missing_where: raw.missing_where,
             dynamic_sql: raw.dynamic_sql,

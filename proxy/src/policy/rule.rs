@@ -34,6 +34,7 @@ pub struct Match {
     pub functions: Option<Vec<Glob>>,
     pub commands: Option<Vec<Glob>>,
     pub only_commands: Option<Vec<Glob>>,
+    pub paths: Option<Vec<Glob>>,
     pub text: Option<Regex>,
     pub missing_where: Option<bool>,
     pub dynamic_sql: Option<bool>,
@@ -88,6 +89,7 @@ impl Match {
             && fits(&self.tables, |ts| req.tables.iter().any(|t| ts.iter().any(|g| table_matches(g, t))))
             && fits(&self.functions, |fs| req.functions.iter().any(|f| fs.iter().any(|g| function_matches(g, f))))
             && fits(&self.commands, |gs| req.commands.iter().any(|c| gs.iter().any(|g| c.matches(g))))
+            && fits(&self.paths, |gs| req.path.as_deref().is_some_and(|p| gs.iter().any(|g| g.matches(p))))
             && fits(&self.only_commands, |gs| {
                 !req.commands.is_empty() && req.commands.iter().all(|c| gs.iter().any(|g| c.is_the_listed(g)))
             })

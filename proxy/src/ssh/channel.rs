@@ -240,6 +240,7 @@ pub fn classify(resource: &str, ask: &Ask) -> (Work, Request) {
         missing_where: false,
         dynamic_sql: false,
         locks_rows: false,
+        path: None,
         writes,
     };
     (work, request)
@@ -259,7 +260,7 @@ fn unclassifiable(request: &Request, work: &Work) -> Option<Refusal> {
             Some(opaque) => format!("the command line cannot be judged: {opaque}"),
             None => format!("{} is not supported", request.text),
         },
-        Work::Sql { .. } => "not a command".to_string(),
+        Work::Sql { .. } | Work::Http { .. } => "not a command".to_string(),
     };
     Some(Refusal::Unclassifiable { cause: Unclassified::Syntax, detail, position: None })
 }

@@ -1,0 +1,363 @@
+//! One request through the gate's phases: authenticate, classify, decide, hold, audit,
+//! relay, mask, record.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use portcullis_raft::command::Op;
+use portcullis_raft::model::{Protocol as ResourceProtocol, Resource, SessionStatus, now_millis};
+
+use super::body::{self, ChannelBody, Masking};
+use super::credential::Credential;
+use super::door::HttpDoor;
+use super::headers;
+use super::reply::{self, ResponseBody, problem};
+use super::route;
+use super::upstream::{self, Base};
+use crate::gate::{Door, Effect, GateSession, GaveUp, OutputRecord, Refusal, ResultRecord, Waiting, Work};
+use crate::identity::Identity;
+use crate::policy::{Protocol, Request as PolicyRequest};
+use crate::store::Store;
+
+/// A client connection's state: its sessions in the index, one per identity and
+/// resource it used.
+pub struct Connection<S: Store> {
+    pub door: Arc<HttpDoor<S>>,
+    pub peer: SocketAddr,
+    sessions: tokio::sync::Mutex<HashMap<(String, String), Arc<GateSession<S>>>>,
+}
+
+impl<S: Store> Connection<S> {
+    pub fn new(door: Arc<HttpDoor<S>>, peer: SocketAddr) -> Self {
+        Connection { door, peer, sessions: tokio::sync::Mutex::default() }
+    }
+
+    async fn session(&self, identity: &Identity, resource: &Resource) -> crate::error::Result<Arc<GateSession<S>>> {
+        let key = (identity.subject.clone(), resource.name.clone());
+        let mut sessions = self.sessions.lock().await;
+        if let Some(s) = sessions.get(&key) {
+            return Ok(s.clone());
+        }
+        let slot = self.door.gate.reserve(&identity.subject)?;
+        let opening = crate::gate::Opening {
+            identity: identity.clone(),
+            resource: resource.clone(),
+            protocol: Protocol::Http,
+            client_addr: self.peer.to_string(),
+        };
+        let session = Arc::new(self.door.gate.open(opening, slot).await?);
+        sessions.insert(key, session.clone());
+        Ok(session)
+    }
+
+    /// The connection ended: its sessions close in the index once their responses are
+    /// done (each response's relay task holds its session until it has recorded).
+    pub async fn close(&self) {
+        let sessions: Vec<_> = self.sessions.lock().await.drain().map(|(_, s)| s).collect();
+        for session in sessions {
+            let mut session = session;
+            // Wait (bounded) for responses still streaming.
+            for _ in 0..600 {
+                match Arc::try_unwrap(session) {
+                    Ok(s) => {
+                        s.close(SessionStatus::Closed).await;
+                        break;
+                    }
+                    Err(still) => {
+                        session = still;
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Methods that only read (their results wait for the record in strict mode; others are
+/// recorded before they are relayed).
+fn reads(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The client side of a hold: an HTTP client cannot be told anything before the
+/// response, and hyper drops the request's future when the client goes away; the guard
+/// below then withdraws the approval.
+struct HttpClient {
+    approval: Arc<Mutex<Option<String>>>,
+}
+
+impl Door for HttpClient {
+    async fn tell_waiting(&mut self, waiting: &Waiting<'_>) -> crate::error::Result<()> {
+        *self.approval.lock().unwrap_or_else(|p| p.into_inner()) = Some(waiting.approval.to_string());
+        Ok(())
+    }
+
+    async fn gave_up(&mut self) -> GaveUp {
+        std::future::pending().await
+    }
+}
+
+/// Withdraws a pending approval if the request's future is dropped while it is held.
+struct WithdrawOnDrop<S: Store> {
+    store: Arc<S>,
+    approval: Arc<Mutex<Option<String>>>,
+    armed: bool,
+}
+
+impl<S: Store> Drop for WithdrawOnDrop<S> {
+    fn drop(&mut self) {
+        let held = self.approval.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let (true, Some(id)) = (self.armed, held) {
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                let withdraw = Op::WithdrawApproval {
+                    id: id.clone(),
+                    at: now_millis(),
+                    reason: Some("the client went away".into()),
+                };
+                if let Err(e) = store.submit(withdraw).await {
+                    tracing::warn!(approval = %id, error = %e, "could not withdraw an abandoned approval");
+                }
+            });
+        }
+    }
+}
+
+/// Handle one request.
+pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) -> Response<ResponseBody> {
+    let door = &conn.door;
+    let settings = &door.settings;
+    let store = door.gate.store();
+    // --- authenticate (and the checks that need no identity)
+    if !store.is_serving() {
+        return reply::refusal(&Refusal::LeaseLost);
+    }
+    if let Some(why) = headers::ambiguous_framing(req.headers()) {
+        return problem(StatusCode::BAD_REQUEST, &format!("refused: {why} (ambiguous message framing)"), None);
+    }
+    let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+    if req.headers().len() > settings.max_headers || header_bytes > settings.max_header_bytes {
+        return problem(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            &format!("at most {} headers and {} bytes of them", settings.max_headers, settings.max_header_bytes),
+            None,
+        );
+    }
+    let Some((resource_name, under)) = route::resource_of(req.uri().path()) else {
+        return problem(StatusCode::NOT_FOUND, "requests go to /r/<resource>/<path>", None);
+    };
+    let (resource_name, under) = (resource_name.to_string(), under.to_string());
+    let token = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_string();
+    let identity = match door.verifier.verify(&token).await {
+        Ok(identity) => identity,
+        Err(e) => {
+            let mut r = problem(StatusCode::UNAUTHORIZED, &e.to_string(), None);
+            r.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer realm=\"portcullis\""));
+            return r;
+        }
+    };
+    let resource = match store.resource(&resource_name) {
+        Ok(Some(r)) if r.protocol == ResourceProtocol::Http => r,
+        _ => return problem(StatusCode::NOT_FOUND, &format!("no HTTP resource named {resource_name}"), None),
+    };
+    let session = match conn.session(&identity, &resource).await {
+        Ok(s) => s,
+        Err(e) => {
+            return problem(StatusCode::SERVICE_UNAVAILABLE, &format!("the session could not be recorded: {e}"), None);
+        }
+    };
+    // --- the body, bounded
+    let (parts, body) = req.into_parts();
+    let max = resource
+        .options
+        .get("max_body_bytes")
+        .and_then(|m| m.parse::<usize>().ok())
+        .map_or(settings.max_body_bytes, |m| m.min(settings.max_body_bytes));
+    let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request bodies are limited to {max} bytes here"),
+            None,
+        );
+    }
+    let body = match Limited::new(body, max).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("request bodies are limited to {max} bytes here"),
+                None,
+            );
+        }
+        Err(e) => return problem(StatusCode::BAD_REQUEST, &format!("the request body could not be read: {e}"), None),
+    };
+    // --- classify
+    let method = parts.method.clone();
+    let query = parts.uri.query().unwrap_or_default().to_string();
+    let line = if query.is_empty() { format!("{method} {under}") } else { format!("{method} {under}?{query}") };
+    let body_text = String::from_utf8_lossy(body.get(..body.len().min(64 * 1024)).unwrap_or_default()).into_owned();
+    let request = PolicyRequest {
+        resource: resource.name.clone(),
+        protocol: Protocol::Http,
+        kind: method.as_str().to_ascii_lowercase(),
+        tables: Vec::new(),
+        functions: Vec::new(),
+        commands: Vec::new(),
+        path: Some(under.clone()),
+        text: if body.is_empty() { line.clone() } else { format!("{line}\n{body_text}") },
+        missing_where: false,
+        dynamic_sql: false,
+        locks_rows: false,
+        writes: !reads(&method),
+    };
+    // --- decide, hold, audit
+    if let Err(refusal) = session.check_lease() {
+        return reply::refusal(&refusal);
+    }
+    let judgement = match session.decide(std::slice::from_ref(&request)) {
+        Ok(j) => j,
+        Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string(), None),
+    };
+    let preview = body_text.get(..body_text.len().min(settings.preview_bytes)).unwrap_or_default();
+    let work = Work::Http {
+        line: line.as_str().into(),
+        body_bytes: body.len() as u64,
+        body_sha256: crate::gate::record::sha256_hex(&String::from_utf8_lossy(&body)),
+        body_preview: judgement.masks.detect(preview).unwrap_or_else(|| preview.to_string()),
+    };
+    let approval = Arc::new(Mutex::new(None));
+    let mut guard = WithdrawOnDrop { store: store.clone(), approval: approval.clone(), armed: true };
+    let mut client = HttpClient { approval };
+    let cleared = match session.clear(&mut client, &work, judgement).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(refusal)) => {
+            guard.armed = false;
+            return reply::refusal(&refusal);
+        }
+        Err(e) => {
+            guard.armed = false;
+            return problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string(), None);
+        }
+    };
+    guard.armed = false;
+    let effect = if reads(&method) { Effect::Reads } else { Effect::Writes };
+    let mut permit = match session.audit(&[(&work, &cleared)], effect).await {
+        Ok(p) => p,
+        Err(refusal) => return reply::refusal(&refusal),
+    };
+    // --- relay (with the permit)
+    let started = Instant::now();
+    let secret = match resource.secret.as_ref().map(|s| store.open_secret(s)).transpose() {
+        Ok(s) => s,
+        Err(e) => return problem(StatusCode::BAD_GATEWAY, &format!("the resource's credential: {e}"), None),
+    };
+    let relayed = async {
+        let credential = Credential::of(&resource, secret)?;
+        let base = Base::parse(&resource.address)?;
+        let client_host = parts.headers.get(HOST).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let mut backend_headers = headers::for_backend(
+            &parts.headers,
+            &base.authority(),
+            &conn.peer.ip().to_string(),
+            client_host.as_deref(),
+        );
+        let mut backend_query = query.clone();
+        credential.apply(&mut backend_headers, &mut backend_query)?;
+        let target = if backend_query.is_empty() {
+            format!("{}{under}", base.prefix)
+        } else {
+            format!("{}{under}?{backend_query}", base.prefix)
+        };
+        let mut upstream_req = http::Request::new(Full::new(body.clone()));
+        *upstream_req.method_mut() = method.clone();
+        *upstream_req.uri_mut() = target
+            .parse()
+            .map_err(|_| crate::error::Error::Protocol(format!("cannot form the backend URI {target:?}")))?;
+        *upstream_req.headers_mut() = backend_headers;
+        let response = upstream::send(
+            &base,
+            resource.options.get("ca_pem").map(String::as_str),
+            upstream_req,
+            settings.upstream_timeout,
+        )
+        .await?;
+        Ok::<_, crate::error::Error>((response, credential))
+    }
+    .await;
+    let (response, credential) = match relayed {
+        Ok(r) => r,
+        Err(e) => {
+            session
+                .record(ResultRecord {
+                    tags: vec!["502".into()],
+                    error: Some(e.to_string()),
+                    duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    ..ResultRecord::default()
+                })
+                .await;
+            return problem(StatusCode::BAD_GATEWAY, &format!("the backend could not be reached: {e}"), None);
+        }
+    };
+    if let Err(refusal) = permit.results_may_leave().await {
+        return reply::refusal(&refusal);
+    }
+    // --- mask (as the body streams) and record (when it ends)
+    let (mut head, backend_body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut head.headers);
+    let json = head
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.contains("application/json") || t.contains("+json"));
+    let masking = Masking {
+        masks: cleared.judgement.masks.clone(),
+        secrets: credential.secrets(),
+        json,
+        max_json: settings.max_masked_json_bytes,
+    };
+    if masking.is_active() {
+        head.headers.remove(CONTENT_LENGTH);
+    }
+    if let Some(Ok(v)) = cleared.approval.as_deref().map(HeaderValue::from_str) {
+        head.headers.insert("portcullis-approval", v);
+    }
+    let status = head.status;
+    let (tx, client_body) = ChannelBody::new();
+    let preview_max = settings.preview_bytes;
+    tokio::spawn(async move {
+        let sent = body::pump(backend_body, masking, tx, preview_max).await;
+        let result = ResultRecord {
+            tags: vec![status.as_u16().to_string()],
+            error: sent.error,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            output: Some(OutputRecord {
+                exit_status: None,
+                exit_signal: None,
+                stdout_bytes: sent.bytes,
+                stderr_bytes: 0,
+                sha256: sent.sha256,
+                preview: sent.preview,
+            }),
+            ..ResultRecord::default()
+        };
+        session.record(result).await;
+        if let Some(handle) = session.flush_pending().await {
+            let _ = handle.await;
+        }
+    });
+    Response::from_parts(head, client_body.boxed())
+}

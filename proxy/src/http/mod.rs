@@ -1,0 +1,27 @@
+//! The HTTP door: APIs through the gateway, a decision per request.
+//!
+//! A client calls `https://<node>/r/<resource>/<path>` with `Authorization: Bearer
+//! <token>`. The door walks the gate's phases for each request ([`exchange`]):
+//! authenticate (the token; the header never reaches the backend), classify (method,
+//! path, query, body), decide, hold (a review waits for an approver), audit (strict: the
+//! request's record is committed before a write is relayed, before a read's response is
+//! released), relay to the resource's base URL with the resource's own credential
+//! injected ([`credential`], [`upstream`]), mask what comes back ([`body`]), record.
+//!
+//! - [`door`]: TLS (ALPN `h2`, `http/1.1`) and hyper's server, per connection.
+//! - [`route`]: which resource a request is for, and the path under it.
+//! - [`headers`]: hop-by-hop headers removed, `X-Forwarded-*` set, framing checked.
+//! - [`reply`]: refusals as `application/problem+json`.
+
+pub mod body;
+pub mod credential;
+pub mod door;
+pub mod exchange;
+pub mod headers;
+pub mod reply;
+pub mod route;
+pub mod settings;
+pub mod upstream;
+
+pub use door::{HttpDoor, serve};
+pub use settings::HttpSettings;

@@ -1,0 +1,40 @@
+//! The HTTP door's tunables.
+
+use std::time::Duration;
+
+/// How the HTTP door bounds what one client can cost.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Open connections per node.
+    pub max_connections: usize,
+    /// The TLS handshake and a request's head must arrive within this.
+    pub header_timeout: Duration,
+    /// Request headers: how many, and their bytes in all (431 past either).
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+    /// A request body larger than this is refused with 413 (a resource may lower it
+    /// with the option `max_body_bytes`).
+    pub max_body_bytes: usize,
+    /// A response body masked as a whole (JSON) is read up to this; a larger one is
+    /// masked line by line instead.
+    pub max_masked_json_bytes: usize,
+    /// Bytes of request and response bodies kept (masked) in the records.
+    pub preview_bytes: usize,
+    /// Connecting to the backend.
+    pub upstream_timeout: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            max_connections: 4096,
+            header_timeout: Duration::from_secs(10),
+            max_headers: 100,
+            max_header_bytes: 64 * 1024,
+            max_body_bytes: 10 << 20,
+            max_masked_json_bytes: 16 << 20,
+            preview_bytes: 4096,
+            upstream_timeout: Duration::from_secs(10),
+        }
+    }
+}
