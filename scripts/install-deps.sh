@@ -11,7 +11,8 @@ export DEBIAN_FRONTEND=noninteractive
 # chaos harness puts nodes in network namespaces and cuts links with iptables;
 # openssh-server: the playground's throwaway sshd behind `dev --ssh`; openssh-client
 # (ssh, scp, sftp, ssh-keygen) and sshpass: the SSH tests' clients, which send a token
-# as the password).
+# as the password; curl: the HTTP tests' client, through the HTTP door and straight at
+# the playground's demo API).
 packages=(build-essential pkg-config curl ca-certificates procps iproute2 iptables postgresql postgresql-contrib libclang-dev pgbouncer haproxy openssl libpostgresql-jdbc-java openssh-server openssh-client sshpass)
 missing=()
 for p in "${packages[@]}"; do

@@ -81,6 +81,9 @@ pub struct Cluster {
     /// `sshd` of cluster.json (`dev --ssh`): the playground's OpenSSH server (`addr`,
     /// `user`, `pid`, `client_key`, `host_key`, `log`), stopped on drop.
     pub sshd: Option<Value>,
+    /// `http_api` of cluster.json (`dev --http`): the playground's demo HTTP API
+    /// (`addr`, `url`, `log`, `pid`, `key_file`), stopped on drop.
+    pub http_api: Option<Value>,
     /// Token of an admin, used by [`cli`](Cluster::cli); minted on first use unless set.
     admin_token: std::sync::Mutex<Option<String>>,
 }
@@ -102,8 +105,14 @@ impl Cluster {
         Self::start_with(n, &["--ssh"])
     }
 
+    /// A fresh `n`-node playground with the demo HTTP API as resource `demo-api` (and
+    /// no Postgres).
+    pub fn start_with_http(n: u64) -> Cluster {
+        Self::start_with(n, &["--http"])
+    }
+
     /// A fresh `n`-node playground started with extra `portcullis dev` flags
-    /// (`--postgres`, `--ssh`, `--lb`).
+    /// (`--postgres`, `--ssh`, `--http`, `--lb`).
     pub fn start_with(n: u64, extra: &[&str]) -> Cluster {
         Self::start_in(tempfile::tempdir().unwrap(), n, extra)
     }
@@ -129,6 +138,7 @@ impl Cluster {
             pg_data: None,
             lb: None,
             sshd: None,
+            http_api: None,
             admin_token: std::sync::Mutex::new(None),
         };
         if cluster_json.exists() {
@@ -151,6 +161,7 @@ impl Cluster {
         self.pg_data = v["postgres"]["data_dir"].as_str().map(PathBuf::from);
         self.lb = Some(v["lb"].clone()).filter(|lb| lb.is_object());
         self.sshd = Some(v["sshd"].clone()).filter(|s| s.is_object());
+        self.http_api = Some(v["http_api"].clone()).filter(|s| s.is_object());
         for n in v["nodes"].as_array().unwrap() {
             let id = n["id"].as_u64().unwrap();
             if let Some(pid) = n["pid"].as_u64() {
@@ -576,6 +587,45 @@ impl Cluster {
             .unwrap()
     }
 
+    /// The HTTP door address of node `id` (`host:port`, cluster.json `nodes[].http`).
+    pub fn http_addr(&self, id: u64) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("cluster.json")).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let node = v["nodes"].as_array().unwrap().iter().find(|n| n["id"].as_u64() == Some(id)).unwrap().clone();
+        node["http"].as_str().unwrap_or_else(|| panic!("node {id} has no http address")).to_string()
+    }
+
+    fn http_api_field(&self, field: &str) -> String {
+        let api = self.http_api.as_ref().expect("started with --http");
+        api[field].as_str().unwrap_or_else(|| panic!("cluster.json http_api.{field} missing")).to_string()
+    }
+
+    /// The demo HTTP API's own address (the backend, not a door), `127.0.0.1:port`.
+    pub fn api_addr(&self) -> String {
+        self.http_api_field("addr")
+    }
+
+    /// The demo API's key: the credential the gateway injects (a backend secret:
+    /// tests compare with it, never print it).
+    pub fn api_key(&self) -> String {
+        std::fs::read_to_string(self.http_api_field("key_file")).unwrap().trim().to_string()
+    }
+
+    /// The demo API's request log, one JSON object per request that reached it, in
+    /// arrival order: `time_ms`, `method`, `path`, `query`, `version`, `headers`
+    /// (`[name, value]` pairs; the key shows as `[demo-api key]`, any other
+    /// Authorization as `<scheme> [other sha256:…]`), `credential` (`bearer` when the
+    /// key came as a bearer token; `none`, `other`, ...), `body_bytes`, `body_sha256`.
+    pub fn api_log(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.http_api_field("log")).unwrap_or_default();
+        // A line being appended right now is not whole yet: leave it for the next read.
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        whole
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("demo API log line {l:?}: {e}")))
+            .collect()
+    }
+
     /// The playground Postgres's own log (log_statement = all): what reached the backend.
     pub fn postgres_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
@@ -620,7 +670,9 @@ impl Drop for Cluster {
         }
         let lb_pid = self.lb.as_ref().and_then(|lb| lb["pid"].as_u64()).map(|p| p as u32);
         let sshd_pid = self.sshd.as_ref().and_then(|s| s["pid"].as_u64()).map(|p| p as u32);
-        for pid in self.pids.values().chain(self.issuer_pid.iter()).chain(lb_pid.iter()).chain(sshd_pid.iter()) {
+        let api_pid = self.http_api.as_ref().and_then(|s| s["pid"].as_u64()).map(|p| p as u32);
+        let backends = lb_pid.iter().chain(sshd_pid.iter()).chain(api_pid.iter());
+        for pid in self.pids.values().chain(self.issuer_pid.iter()).chain(backends) {
             signal(*pid, "KILL");
         }
         for child in &mut self.children {

@@ -42,6 +42,7 @@ pub use approvals::{ApprovalsCmd, approvals};
 pub use backup::{BackupArgs, RestoreArgs, backup, restore};
 pub use cluster::{ClusterCmd, cluster};
 pub use error::CliError;
+pub use files::HttpCredential;
 pub use login::{LoginArgs, login};
 pub use policy::{PolicyCmd, policy};
 pub use resource::{ResourceCmd, resource};

@@ -27,7 +27,9 @@ pub async fn resource(cmd: ResourceCmd, g: &Globals) -> Result<(), CliError> {
         ResourceCmd::Apply { file } => {
             // Parse the whole file before sending anything.
             let text = files::read(&file)?;
-            let requests = files::parse_resources(&text)
+            // Relative `ca:` paths are read next to the file (stdin: the current dir).
+            let base = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            let requests = files::parse_resources_at(&text, base)
                 .map_err(|detail| CliError::File { path: file.display().to_string(), detail })?;
             let client = connect(g).await?;
             let mut applied = Vec::new();

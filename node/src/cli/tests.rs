@@ -4,7 +4,7 @@ use portcullis_api::{ApiError, proto};
 
 use super::CliError;
 use super::cluster::status_json;
-use super::files::parse_resources;
+use super::files::{parse_resources, parse_resources_at};
 use super::output::{cell, table};
 use super::time::{format_ms, parse_since};
 
@@ -67,6 +67,93 @@ fn duplicate_and_empty_resource_lists_are_refused() {
     assert!(parse_resources(dup).unwrap_err().contains("twice"));
     assert!(parse_resources("resources: []\n").is_err());
     assert!(parse_resources("- 1\n- 2\n").is_err());
+}
+
+#[test]
+fn http_credentials_map_onto_secret_username_and_options() {
+    let one = |credential: &str| {
+        let text = format!("name: api\nprotocol: http\naddress: https://api.internal/v1\ncredential: {credential}\n");
+        parse_resources(&text).unwrap().remove(0)
+    };
+    let r = one("{ bearer: t0ken }");
+    assert_eq!((r.secret.as_deref(), r.username.as_deref()), (Some("t0ken"), None));
+    assert_eq!(r.options.len(), 1);
+    assert_eq!(r.options["credential"], "bearer");
+
+    let r = one("{ basic: { username: svc, password: pw } }");
+    assert_eq!((r.secret.as_deref(), r.username.as_deref()), (Some("pw"), Some("svc")));
+    assert_eq!(r.options["credential"], "basic");
+    assert!(!r.options.contains_key("credential_name"));
+
+    let r = one("{ header: X-Api-Key, value: k }");
+    assert_eq!(r.secret.as_deref(), Some("k"));
+    assert_eq!((r.options["credential"].as_str(), r.options["credential_name"].as_str()), ("header", "X-Api-Key"));
+
+    let r = one("{ query: api_key, value: k }");
+    assert_eq!(r.secret.as_deref(), Some("k"));
+    assert_eq!((r.options["credential"].as_str(), r.options["credential_name"].as_str()), ("query", "api_key"));
+}
+
+#[test]
+fn http_credential_mistakes_name_the_field() {
+    let parse = |rest: &str| parse_resources(&format!("name: api\nprotocol: http\naddress: http://h:80\n{rest}"));
+    let cases: [(&str, &[&str]); 9] = [
+        ("credential: { bearer: a, value: b }\n", &["credential.value"]),
+        ("credential: { bearer: t }\npassword: p\n", &["`credential` or `password`"]),
+        ("credential: { bearer: t }\nusername: u\n", &["`username`", "credential: { basic"]),
+        ("credential: { basic: { username: u } }\n", &["credential.basic.password is missing"]),
+        ("credential: { header: \"Bad Name\", value: v }\n", &["credential.header", "not a header name"]),
+        ("credential: { header: Host, value: v }\n", &["credential.header", "set by the gateway"]),
+        ("credential: { query: q }\n", &["credential.value is missing"]),
+        ("credential: s3cret\n", &["`credential` is one of"]),
+        ("credential: { bearer: t }\noptions: { credential: query }\n", &["options.credential"]),
+    ];
+    for (rest, words) in cases {
+        let err = parse(rest).unwrap_err();
+        assert!(err.contains("resource api"), "{rest}: {err}");
+        for word in words {
+            assert!(err.contains(word), "{rest}: {err:?} should mention {word:?}");
+        }
+        assert!(!err.contains("s3cret"), "{rest}: a secret is never repeated in an error: {err}");
+    }
+}
+
+#[test]
+fn credential_and_ca_are_refused_for_other_protocols() {
+    for protocol in ["postgres", "ssh"] {
+        let text = format!("name: db\nprotocol: {protocol}\naddress: h:1\ncredential: {{ bearer: t }}\n");
+        let err = parse_resources(&text).unwrap_err();
+        assert!(err.contains("`credential` is for protocol http only") && err.contains(protocol), "{err}");
+        let text = format!("name: db\nprotocol: {protocol}\naddress: h:1\nca: x.pem\n");
+        assert!(parse_resources(&text).unwrap_err().contains("`ca` is for protocol http only"));
+    }
+    let err = parse_resources("name: api\nprotocol: http\naddress: api.internal:443\n").unwrap_err();
+    assert!(err.contains("http(s)://"), "{err}");
+}
+
+#[test]
+fn ca_is_read_from_a_file_next_to_the_resource_file_or_given_inline() {
+    let dir = std::env::temp_dir().join(format!("portcullis-ca-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = rcgen::CertificateParams::new(vec!["ca.test".to_string()])
+        .unwrap()
+        .self_signed(&rcgen::KeyPair::generate().unwrap())
+        .unwrap()
+        .pem();
+    std::fs::write(dir.join("backend-ca.pem"), &ca).unwrap();
+    let text = "name: api\nprotocol: https\naddress: https://h:8443\ncredential: { bearer: t }\nca: backend-ca.pem\n";
+    let r = parse_resources_at(text, &dir).unwrap().remove(0);
+    assert_eq!(r.options["ca_pem"], ca);
+
+    let inline = serde_json::json!({"name": "api", "protocol": "http", "address": "https://h", "ca": ca}).to_string();
+    assert_eq!(parse_resources(&inline).unwrap()[0].options["ca_pem"], ca);
+
+    let missing = parse_resources_at("name: api\nprotocol: http\naddress: https://h\nca: nope.pem\n", &dir);
+    assert!(missing.unwrap_err().contains("ca: cannot read"));
+    std::fs::write(dir.join("junk.pem"), "not a certificate").unwrap();
+    let junk = parse_resources_at("name: api\nprotocol: http\naddress: https://h\nca: junk.pem\n", &dir);
+    assert!(junk.unwrap_err().contains("ca: no certificate"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 // === time ===

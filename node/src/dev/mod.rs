@@ -13,7 +13,9 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::process::{Child, Command};
 
+mod demo_api;
 mod hosts;
+mod http_api;
 mod issuer;
 mod lb;
 mod postgres;
@@ -47,6 +49,10 @@ pub struct DevArgs {
     /// `demo-ssh` and apply a demo policy.
     #[arg(long)]
     pub ssh: bool,
+    /// Also start a small demo HTTP API on loopback, register it as resource
+    /// `demo-api` (its key as the injected credential) and apply a demo policy.
+    #[arg(long)]
+    pub http: bool,
     /// Also start HAProxy in front of the nodes (config rendered from
     /// deploy/haproxy/haproxy.cfg.tmpl); its addresses go to cluster.json `lb`.
     #[arg(long)]
@@ -85,6 +91,9 @@ pub enum DevCmd {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Serve the playground's demo HTTP API (started by `portcullis dev --http`).
+    #[command(hide = true)]
+    DemoApi(demo_api::DemoApiArgs),
 }
 
 /// One node's line in cluster.json.
@@ -111,6 +120,9 @@ struct ClusterFile {
     /// The playground's sshd (`--ssh`): address, dir, log, login user, pid.
     #[serde(skip_serializing_if = "Option::is_none")]
     sshd: Option<serde_json::Value>,
+    /// The playground's demo HTTP API (`--http`): address, URL, request log, pid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_api: Option<serde_json::Value>,
     issuer: Option<String>,
     issuer_pid: Option<u32>,
     resources: Vec<String>,
@@ -127,6 +139,7 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
             return Ok(());
         }
         Some(DevCmd::Issuer { dir }) => return issuer::serve(&dir).await,
+        Some(DevCmd::DemoApi(api)) => return demo_api::run(api).await,
         None => {}
     }
     if args.nodes == 0 || args.nodes > 9 {
@@ -206,7 +219,22 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
             Err(e) => {
                 stop_all(&mut children).await;
                 let _ = issuer_child.kill().await;
-                stop_targets(pg_info.as_ref(), None);
+                stop_targets(pg_info.as_ref(), None, None);
+                return Err(e);
+            }
+        }
+    }
+    let mut api_info = None;
+    if args.http && ready.is_ok() {
+        match http_api::setup(&dir, &endpoint, &ca, &admin_token).await {
+            Ok(info) => {
+                resources.push("demo-api".to_string());
+                api_info = Some(info);
+            }
+            Err(e) => {
+                stop_all(&mut children).await;
+                let _ = issuer_child.kill().await;
+                stop_targets(pg_info.as_ref(), sshd_info.as_ref(), None);
                 return Err(e);
             }
         }
@@ -229,7 +257,7 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
             Err(e) => {
                 stop_all(&mut children).await;
                 let _ = issuer_child.kill().await;
-                stop_targets(pg_info.as_ref(), sshd_info.as_ref());
+                stop_targets(pg_info.as_ref(), sshd_info.as_ref(), api_info.as_ref());
                 return Err(e);
             }
         }
@@ -249,6 +277,7 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
                 "host_key": s.host_key,
             })
         }),
+        http_api: api_info.as_ref().map(http_api::ApiInfo::json),
         ca: dir.join("ca.pem"),
         issuer: Some(issuer_info.issuer.clone()),
         issuer_pid: issuer_child.id(),
@@ -279,6 +308,9 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
     if let Some(info) = &sshd_info {
         print_ssh_steps(&dir, &file, info);
     }
+    if let Some(info) = &api_info {
+        http_api::print_steps(&dir, file.nodes.first().and_then(|n| n.http.as_deref()), info);
+    }
     if args.detach {
         // The nodes outlive us; their pids are in cluster.json.
         return Ok(());
@@ -287,17 +319,20 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
     let _ = tokio::signal::ctrl_c().await;
     eprintln!("stopping nodes...");
     stop_all(&mut children).await;
-    stop_targets(pg_info.as_ref(), sshd_info.as_ref());
+    stop_targets(pg_info.as_ref(), sshd_info.as_ref(), api_info.as_ref());
     Ok(())
 }
 
 /// Stop the playground's throwaway backends, whichever were started.
-fn stop_targets(pg: Option<&postgres::PgInfo>, sshd: Option<&sshd::SshdInfo>) {
+fn stop_targets(pg: Option<&postgres::PgInfo>, sshd: Option<&sshd::SshdInfo>, api: Option<&http_api::ApiInfo>) {
     if let Some(info) = pg {
         postgres::stop(info);
     }
     if let Some(info) = sshd {
         sshd::stop(info);
+    }
+    if let Some(info) = api {
+        http_api::stop(info);
     }
 }
 
