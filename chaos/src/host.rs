@@ -54,16 +54,22 @@ pub async fn sh(pg: &Playground, cmd: &str) -> anyhow::Result<String> {
 /// Nodes in namespaces cannot reach the host on the root namespace's loopback, where
 /// `portcullis dev --ssh` registered it: forward the bridge to it and register
 /// `demo-ssh` again at the bridge address (same login, key and pinned host key). The
-/// relay must live as long as the run.
-pub async fn expose(pg: &Playground, dir: &std::path::Path) -> anyhow::Result<Option<Relay>> {
-    let (Some(hosts), Some(s)) = (&pg.hosts, &pg.sshd) else { return Ok(None) };
+/// relay must live as long as the run. `audit` other than strict (the planted
+/// `--ssh-audit fast`) registers the resource again in any case.
+pub async fn expose(pg: &Playground, dir: &std::path::Path, audit: &str) -> anyhow::Result<Option<Relay>> {
+    let Some(s) = &pg.sshd else { return Ok(None) };
     let target: SocketAddr = ([127, 0, 0, 1], s.port).into();
-    let relay = Relay::start(SocketAddr::new(hosts.bridge_ip.into(), 0), target).await?;
+    let relay = match &pg.hosts {
+        Some(hosts) => Some(Relay::start(SocketAddr::new(hosts.bridge_ip.into(), 0), target).await?),
+        None if audit == "strict" => return Ok(None),
+        None => None,
+    };
+    let address = relay.as_ref().map_or(target, |r| r.addr);
     let key = std::fs::read_to_string(&s.client_key).with_context(|| format!("read {}", s.client_key.display()))?;
     let file = dir.join("demo-ssh-resource.json");
     let spec = serde_json::json!({
-        "name": "demo-ssh", "protocol": "ssh", "address": relay.addr.to_string(),
-        "username": s.user, "secret": key, "audit": "strict",
+        "name": "demo-ssh", "protocol": "ssh", "address": address.to_string(),
+        "username": s.user, "secret": key, "audit": audit,
         "options": {"host_key": s.host_key},
     });
     std::fs::write(&file, spec.to_string())?;
@@ -72,9 +78,9 @@ pub async fn expose(pg: &Playground, dir: &std::path::Path) -> anyhow::Result<Op
     let _ = std::fs::remove_file(&file);
     let out = out?;
     if !out.status.success() {
-        bail!("re-registering demo-ssh at {}: {}", relay.addr, String::from_utf8_lossy(&out.stderr));
+        bail!("re-registering demo-ssh at {address}: {}", String::from_utf8_lossy(&out.stderr));
     }
-    Ok(Some(relay))
+    Ok(relay)
 }
 
 /// Start from an empty log (a stale file of an earlier run with the same pid).

@@ -87,6 +87,19 @@ struct RunArgs {
     /// (0: no SSH workload, and the playground runs without `--ssh`).
     #[arg(long, default_value_t = 1)]
     ssh_clients: usize,
+    /// Audit mode of resource `demo-ssh`. `fast` (records written after the command
+    /// ran) is a planted fault for the SSH checks: with `--unsafe-no-lease` a node cut
+    /// off keeps running commands whose records never commit, and the checker must say
+    /// so (`ssh-unaudited-command`, `ssh-without-lease`).
+    #[arg(long, value_enum, default_value_t = SshAudit::Strict)]
+    ssh_audit: SshAudit,
+    /// Channels per SSH connection (`[limits] ssh_max_channels`), written into every
+    /// node's config before the run (the nodes are restarted with it); 0 keeps the
+    /// playground's (16). The door counts every channel a connection ever opened
+    /// against it (CHAOS.md, "Bugs found"), so with 16 no connection outlives 16
+    /// commands, and connections opened before a fault would not last through it.
+    #[arg(long, default_value_t = 1_000_000)]
+    ssh_max_channels: usize,
     /// Restart every node with the planted fault (`--unsafe-no-lease`): the checker
     /// must then report violations.
     #[arg(long)]
@@ -121,6 +134,12 @@ rules:
     action: deny
     reason: "TRUNCATE, DROP and other DDL are never allowed on demo"
 "#;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SshAudit {
+    Strict,
+    Fast,
+}
 
 /// The playground's SSH policy, replaced (same name) by one that lets engineers run
 /// exactly the workload's command line (`echo <op> $(date +%s%3N) >> <log>`: the
@@ -243,13 +262,28 @@ async fn setup(args: &RunArgs, dir: &Path, pg: &Arc<Playground>) -> anyhow::Resu
     let host_forwarder = if pg.sshd.is_some() {
         host::prepare(pg).await?;
         apply_policy(pg, dir, "chaos-ssh-policy.yaml", CHAOS_SSH_POLICY).await?;
-        host::expose(pg, dir).await?
+        let audit = match args.ssh_audit {
+            SshAudit::Strict => "strict",
+            SshAudit::Fast => "fast",
+        };
+        host::expose(pg, dir, audit).await?
     } else {
         None
     };
+    let mut restart = false;
+    if pg.sshd.is_some() && args.ssh_max_channels > 0 {
+        eprintln!("chaos: restarting every node with ssh_max_channels = {}", args.ssh_max_channels);
+        for n in &pg.nodes {
+            set_ssh_max_channels(&n.config, args.ssh_max_channels)?;
+        }
+        restart = true;
+    }
     if args.unsafe_no_lease {
         eprintln!("chaos: restarting every node with --unsafe-no-lease (the planted fault)");
         pg.set_unsafe_no_lease();
+        restart = true;
+    }
+    if restart {
         for id in pg.ids() {
             pg.stop(id).await;
         }
@@ -269,6 +303,28 @@ async fn setup(args: &RunArgs, dir: &Path, pg: &Arc<Playground>) -> anyhow::Resu
     // Equal applied indexes: the chaos policy is in force on every node.
     checker::converge::applied(pg, Duration::from_secs(20)).await.map_err(|e| anyhow!("before the run: {e}"))?;
     Ok(Setup { _backend: forwarder, _host: host_forwarder, links })
+}
+
+/// Rewrite the `ssh_max_channels = N` line of a node config's `[limits]`.
+fn set_ssh_max_channels(config: &Path, n: usize) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(config).with_context(|| format!("read {}", config.display()))?;
+    let line = format!("ssh_max_channels = {n}");
+    let mut found = false;
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("ssh_max_channels") {
+                found = true;
+                line.clone()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    if !found {
+        bail!("{} has no ssh_max_channels line (portcullis dev writes every limit)", config.display());
+    }
+    std::fs::write(config, out.join("\n") + "\n").with_context(|| format!("write {}", config.display()))
 }
 
 async fn exercise(
@@ -373,6 +429,7 @@ async fn check(
     if let Err(e) = pg.wait_all_serving(Duration::from_secs(60)).await {
         violations.push(json!({"check": "no-recovery", "detail": e.to_string()}));
     }
+    let serving_since_ms = history::now_ms();
     let digests = match checker::converge::states(pg, Duration::from_secs(60)).await {
         Ok(d) => json!(d),
         Err(e) => {
@@ -387,6 +444,10 @@ async fn check(
         bail!("sessions export failed: {}", String::from_utf8_lossy(&export.stderr));
     }
     std::fs::write(dir.join("audit.jsonl"), &export.stdout)?;
+    // The leader has had the grace since it served again to expire what fell due
+    // while nobody could (see `overdue`).
+    let ready_ms = serving_since_ms + checker::gated::OVERDUE_GRACE_MS + 1000;
+    tokio::time::sleep(Duration::from_millis(ready_ms.saturating_sub(history::now_ms()))).await;
     let listed = pg.cli(1, &["approvals", "list", "--json"], Duration::from_secs(30)).await?;
     if !listed.status.success() {
         bail!("approvals list failed: {}", String::from_utf8_lossy(&listed.stderr));
@@ -408,7 +469,7 @@ async fn check(
         relays: &relays,
     }));
     violations.extend(checker::gated::check(&ops, &runs, &approvals, &audited));
-    violations.extend(checker::gated::overdue(&approval_list, listed_at_ms));
+    violations.extend(checker::gated::overdue(&approval_list, listed_at_ms, serving_since_ms));
     let ssh = if pg.sshd.is_some() {
         let export = pg.cli(1, &["sessions", "export", "--resource", "demo-ssh"], Duration::from_secs(120)).await?;
         if !export.status.success() {

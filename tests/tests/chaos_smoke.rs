@@ -1,7 +1,9 @@
-//! Chaos smoke (issue 5): `portcullis-chaos` against a real playground. A run of
-//! every nemesis (kills and pauses; as root also partitions, leader isolation, lossy
-//! and slow links in network namespaces) must find no violations; the same harness
-//! with the planted fault (`--unsafe-no-lease`) must find some — the checker can fail.
+//! Chaos smoke (issues 5 and 15): `portcullis-chaos` against a real playground. A run
+//! of every nemesis (kills and pauses; as root also partitions, leader isolation, lossy
+//! and slow links in network namespaces) must find no violations, with the Postgres
+//! and the SSH workloads (every command that ran on the SSH host audited, none through
+//! a node without its lease); the same harness with the planted fault
+//! (`--unsafe-no-lease`) must find some — the checker can fail.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
@@ -87,6 +89,9 @@ fn every_nemesis_leaves_no_violation_and_the_workload_makes_progress() {
     assert_eq!(s["seed"], 7);
     assert!(s["faults"].as_object().is_some_and(|f| !f.is_empty()), "no fault was injected: {s}");
     assert!(s["approvals"].as_object().is_some_and(|a| !a.is_empty()), "no statement waited for approval: {s}");
+    // The SSH workload ran, and the host's own log (the oracle) saw its commands.
+    assert!(s["ssh"]["ok"].as_u64().unwrap() > 20, "too few SSH commands succeeded: {s}");
+    assert!(s["ssh"]["host_runs"].as_u64().unwrap() >= s["ssh"]["ok"].as_u64().unwrap(), "{s}");
     // As root (CI) the nodes run in network namespaces and the network nemeses run.
     assert_eq!(s["netns"], is_root(), "{s}");
 }

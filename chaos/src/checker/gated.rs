@@ -46,14 +46,18 @@ pub fn approvals(list: &Value) -> BTreeMap<String, Approval> {
 pub const OVERDUE_GRACE_MS: u64 = 5_000;
 
 /// Approvals in an `approvals list --json` document still pending `OVERDUE_GRACE_MS`
-/// after their deadline, as of `now_ms`.
-pub fn overdue(list: &Value, now_ms: u64) -> Vec<Value> {
+/// after their deadline, as of `now_ms`. A deadline that passed while the cluster had
+/// no leader to sweep it counts from `serving_since_ms` (when the harness saw every
+/// node serving again after healing): nothing can expire an approval without a quorum.
+pub fn overdue(list: &Value, now_ms: u64, serving_since_ms: u64) -> Vec<Value> {
     list.as_array()
         .into_iter()
         .flatten()
         .filter(|a| a.get("status").and_then(Value::as_str) == Some("pending"))
         .filter(|a| {
-            a.get("expires_at_ms").and_then(Value::as_u64).is_some_and(|e| e.saturating_add(OVERDUE_GRACE_MS) < now_ms)
+            a.get("expires_at_ms")
+                .and_then(Value::as_u64)
+                .is_some_and(|e| e.max(serving_since_ms).saturating_add(OVERDUE_GRACE_MS) < now_ms)
         })
         .map(|a| {
             json!({"check": "overdue-pending", "approval": a.get("id"), "expires_at_ms": a.get("expires_at_ms"),
@@ -175,8 +179,11 @@ mod overdue_tests {
             {"id": "decided", "status": "expired", "expires_at_ms": 1_000},
             {"id": "future", "status": "pending", "expires_at_ms": 20_000},
         ]);
-        let v = overdue(&list, 10_000);
+        let v = overdue(&list, 10_000, 0);
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v.first().and_then(|x| x.get("approval")), Some(&json!("late")));
+        // The cluster served again only at 6 s: the sweep has had 4 s, not enough yet.
+        assert!(overdue(&list, 10_000, 6_000).is_empty());
+        assert_eq!(overdue(&list, 11_001, 6_000).len(), 1);
     }
 }
