@@ -248,7 +248,7 @@ impl Tally {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::{Masking, mask_json};
     use crate::mask::{Detector, MaskPlan};
     use crate::policy::Glob;

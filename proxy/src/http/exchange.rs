@@ -30,8 +30,11 @@ use crate::store::Store;
 pub struct Connection<S: Store> {
     pub door: Arc<HttpDoor<S>>,
     pub peer: SocketAddr,
-    sessions: tokio::sync::Mutex<HashMap<(String, String), Arc<GateSession<S>>>>,
+    sessions: tokio::sync::Mutex<Sessions<S>>,
 }
+
+/// By identity (subject) and resource.
+type Sessions<S> = HashMap<(String, String), Arc<GateSession<S>>>;
 
 impl<S: Store> Connection<S> {
     pub fn new(door: Arc<HttpDoor<S>>, peer: SocketAddr) -> Self {

@@ -18,8 +18,8 @@ pub fn problem(status: StatusCode, detail: &str, approval: Option<&str>) -> Resp
         "status": status.as_u16(),
         "detail": detail,
     });
-    if let Some(id) = approval {
-        doc["approval"] = json!(id);
+    if let (Some(id), Some(map)) = (approval, doc.as_object_mut()) {
+        map.insert("approval".into(), json!(id));
     }
     let body = Full::new(Bytes::from(doc.to_string())).map_err(|never| match never {}).boxed();
     let mut response = Response::new(body);

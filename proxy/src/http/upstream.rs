@@ -73,7 +73,7 @@ pub async fn send(
         .map_err(|e| err(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
     if base.https {
-        let tls = tls_connector(ca_pem).map_err(|e| err(e))?;
+        let tls = tls_connector(ca_pem).map_err(err)?;
         let name = ServerName::try_from(base.host.clone()).map_err(|e| err(format!("server name: {e}")))?;
         let stream = tokio::time::timeout(timeout, tls.connect(name, tcp))
             .await
