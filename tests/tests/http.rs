@@ -1,0 +1,291 @@
+//! The HTTP door end to end: real node processes, the playground's demo API as the
+//! backend (its own request log is the oracle of what reached it), real clients (curl
+//! over HTTP/1.1 and HTTP/2, Python's requests and httpx, raw bytes over TLS).
+//! The demo-api policy: engineers may GET; POST/PUT/PATCH wait for an approver; DELETE
+//! is denied; emails, API keys and JWTs in responses are masked.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use portcullis_tests::{Cluster, err, wait_for};
+use serde_json::Value;
+
+const READY: Duration = Duration::from_secs(30);
+
+/// curl through node `id`'s door; the token goes in a header file, never on a command
+/// line. Returns (status, body).
+fn curl(c: &Cluster, id: u64, token: &str, args: &[&str], path: &str) -> (u16, String) {
+    let o = curl_cmd(c, id, token, args, path).stdin(Stdio::null()).output().unwrap();
+    assert!(o.status.success(), "curl failed: {}", err(&o));
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.trim().parse().unwrap(), body.to_string())
+}
+
+fn curl_cmd(c: &Cluster, id: u64, token: &str, args: &[&str], path: &str) -> Command {
+    let header = c.path().join(format!("auth-{}.header", std::process::id()));
+    std::fs::write(&header, format!("Authorization: Bearer {token}\n")).unwrap();
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "60", "-w", "\n%{http_code}", "--cacert"])
+        .arg(c.path().join("ca.pem"))
+        .arg("-H")
+        .arg(format!("@{}", header.display()))
+        .args(args)
+        .arg(format!("https://{}{path}", c.http_addr(id)));
+    cmd
+}
+
+fn spawn_curl(c: &Cluster, id: u64, token: &str, args: &[&str], path: &str) -> Child {
+    curl_cmd(c, id, token, args, path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn status_of(o: &Output) -> u16 {
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    text.rsplit_once('\n').map(|(_, s)| s.trim().parse().unwrap_or(0)).unwrap_or(0)
+}
+
+/// Requests the demo API received whose path and method match.
+fn reached(c: &Cluster, method: &str, path_start: &str) -> Vec<Value> {
+    c.api_log()
+        .into_iter()
+        .filter(|l| l["method"] == method && l["path"].as_str().unwrap().starts_with(path_start))
+        .collect()
+}
+
+fn pending(c: &Cluster, via: u64, token: &str) -> Vec<Value> {
+    let o = c.cli_as(via, Some(token), &["approvals", "list", "--pending", "--json"]);
+    if !o.status.success() {
+        return vec![];
+    }
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    v.as_array().cloned().or_else(|| v["approvals"].as_array().cloned()).unwrap_or_default()
+}
+
+fn held(c: &Cluster, via: u64, token: &str, marker: &str) -> String {
+    let a = wait_for(&format!("{marker} to be held"), READY, || {
+        pending(c, via, token).into_iter().find(|a| a["action"].as_str().is_some_and(|t| t.contains(marker)))
+    });
+    a["id"].as_str().unwrap().to_string()
+}
+
+fn python() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap();
+    let python = cache.join("portcullis-ci/drivers/bin/python");
+    assert!(python.exists(), "{} is missing: run scripts/install-deps.sh", python.display());
+    python
+}
+
+#[test]
+fn clients_read_through_every_node_with_the_credential_injected_and_the_token_kept_back() {
+    let c = Cluster::start_with_http(3);
+    let token = c.engineer_token();
+    for node in 1..=3 {
+        let (status, body) = curl(&c, node, &token, &[], "/r/demo-api/orders");
+        assert_eq!(status, 200, "node {node}: {body}");
+        let orders: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(orders.as_array().map(Vec::len), Some(10), "{body}");
+        assert!(!body.contains("@example.com") || body.contains("***@"), "emails come back masked: {body}");
+    }
+    let o = curl_cmd(
+        &c,
+        2,
+        &token,
+        &["--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}"],
+        "/r/demo-api/orders",
+    )
+    .output()
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "2 200", "HTTP/2 by ALPN: {}", err(&o));
+    // The backend saw its own key, never the client's token; the client never sees the key.
+    let (status, body) = curl(&c, 1, &token, &[], "/r/demo-api/echo/hello?x=1");
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains(&c.api_key()), "the backend's credential came back to the client: {body}");
+    let echo = reached(&c, "GET", "/echo/hello");
+    assert_eq!(echo.len(), 1, "{echo:?}");
+    assert_eq!(echo[0]["credential"], "bearer", "the injected credential: {}", echo[0]);
+    let log = std::fs::read_to_string(c.path().join("demo-api-requests.log")).unwrap_or_default();
+    assert!(!log.contains(&token), "the client's token reached the backend");
+    let headers = echo[0]["headers"].to_string();
+    assert!(headers.contains("x-forwarded-for") && headers.contains("x-forwarded-proto"), "{headers}");
+    // Python clients, HTTP/1.1 (requests) and HTTP/2 (httpx).
+    let script = format!(
+        "import requests, httpx, sys\n\
+         url = 'https://{addr}/r/demo-api/orders/3'\n\
+         h = {{'Authorization': 'Bearer ' + sys.stdin.read().strip()}}\n\
+         r = requests.get(url, headers=h, verify='{ca}')\n\
+         x = httpx.Client(http2=True, verify='{ca}').get(url, headers=h)\n\
+         print(r.status_code, r.json()['id'], x.status_code, x.http_version, x.json()['id'])\n",
+        addr = c.http_addr(3),
+        ca = c.path().join("ca.pem").display()
+    );
+    let mut child = Command::new(python())
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(token.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "200 3 200 HTTP/2 3", "{}", err(&o));
+    // Every request is on record.
+    let export = c.cli_ok(1, &["sessions", "export", "--json", "--resource", "demo-api"]);
+    assert!(export.contains("GET /orders") && export.contains("GET /echo/hello?x=1"), "{export}");
+}
+
+#[test]
+fn a_held_request_approved_through_another_node_is_relayed_exactly_once() {
+    let c = Cluster::start_with_http(3);
+    let token = c.engineer_token();
+    let bob = c.token("bob", &["approvers"]);
+    let marker = format!("held-{}", std::process::id());
+    let body = format!(r#"{{"customer":"{marker}","email":"x@example.com","amount":5}}"#);
+    let child = spawn_curl(
+        &c,
+        1,
+        &token,
+        &["-X", "POST", "-H", "content-type: application/json", "-d", &body],
+        "/r/demo-api/orders",
+    );
+    let id = held(&c, 2, &bob, &marker);
+    assert!(reached(&c, "POST", "/orders").is_empty(), "it reached the backend before the approval");
+    let o = c.cli_as(3, Some(&bob), &["approvals", "approve", &id]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(status_of(&o), 201, "{} {}", String::from_utf8_lossy(&o.stdout), err(&o));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(reached(&c, "POST", "/orders").len(), 1, "relayed exactly once");
+}
+
+#[test]
+fn deny_expiry_and_a_client_gone_while_held_never_reach_the_backend() {
+    let c = Cluster::start_with_http(1);
+    let token = c.engineer_token();
+    let bob = c.token("bob", &["approvers"]);
+    let (status, body) = curl(&c, 1, &token, &["-X", "DELETE"], "/r/demo-api/orders/2");
+    assert_eq!(status, 403, "{body}");
+    let problem: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(problem["status"], 403);
+    assert!(problem["detail"].as_str().unwrap().contains("demo-api/"), "names the rule: {problem}");
+    assert!(reached(&c, "DELETE", "/orders").is_empty());
+    // A client that goes away while held withdraws the approval.
+    let marker = format!("gone-{}", std::process::id());
+    let mut child = spawn_curl(
+        &c,
+        1,
+        &token,
+        &["-X", "PATCH", "-H", "content-type: application/json", "-d", &format!(r#"{{"status":"{marker}"}}"#)],
+        "/r/demo-api/orders/4",
+    );
+    let id = held(&c, 1, &bob, &marker);
+    child.kill().unwrap();
+    let _ = child.wait();
+    wait_for("the approval to be withdrawn", READY, || {
+        let o = c.cli_as(1, Some(&bob), &["approvals", "list", "--json"]);
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        (text.contains(&id) && !pending(&c, 1, &bob).iter().any(|a| a["id"] == id.as_str())).then_some(())
+    });
+    let o = c.cli_as(1, Some(&bob), &["approvals", "approve", &id]);
+    assert!(!o.status.success(), "a withdrawn approval was approved");
+    assert!(reached(&c, "PATCH", "/orders").is_empty(), "the abandoned request reached the backend");
+}
+
+#[test]
+fn smuggling_and_oversized_requests_are_refused_and_reach_no_backend() {
+    let c = Cluster::start_with_http(1);
+    let token = c.engineer_token();
+    let (host, port) = {
+        let addr = c.http_addr(1);
+        let (h, p) = addr.rsplit_once(':').unwrap();
+        (h.to_string(), p.to_string())
+    };
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/raw_http.py");
+    let raw = |request: String| -> String {
+        let mut child = Command::new(python())
+            .arg(&script)
+            .args([&host, &port, c.path().join("ca.pem").to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(request.as_bytes()).unwrap();
+        let o = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let head = |extra: &str| {
+        format!("POST /r/demo-api/echo/smuggle HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n{extra}")
+    };
+    for attempt in [
+        head("Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        head("Content-Length: 4\r\nContent-Length: 5\r\n\r\nabcde"),
+        head("Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n"),
+        head("Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
+        head("X-Folded: a\r\n b\r\nContent-Length: 0\r\n\r\n"),
+        head("Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"),
+        head("Content-Length: -1\r\n\r\n"),
+    ] {
+        let status = raw(attempt.clone());
+        assert!(status.contains(" 400") || status == "(closed)", "{attempt:?} got {status}");
+    }
+    assert!(reached(&c, "POST", "/echo/smuggle").is_empty(), "a smuggling attempt reached the backend");
+    // Too many or too large headers: 431; too large a body: 413.
+    let many: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let status =
+        raw(format!("GET /r/demo-api/orders HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n{many}\r\n"));
+    assert!(status.contains(" 431"), "{status}");
+    let status = raw(head(&format!("Content-Length: {}\r\n\r\nabc", 11 << 20)).replace("echo/smuggle", "echo/big"));
+    assert!(status.contains(" 413"), "{status}");
+    assert!(reached(&c, "POST", "/echo/big").is_empty());
+}
+
+#[test]
+fn server_sent_events_stream_through_as_they_are_produced() {
+    let c = Cluster::start_with_http(1);
+    let token = c.engineer_token();
+    let started = Instant::now();
+    let mut child = spawn_curl(&c, 1, &token, &["-N"], "/r/demo-api/events?n=4&every_ms=700");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    use std::io::Read;
+    stdout.read_exact(&mut first).unwrap();
+    let first_at = started.elapsed();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let _ = child.wait();
+    let all_at = started.elapsed();
+    assert!(all_at >= Duration::from_millis(2000), "the stream took {all_at:?}");
+    assert!(
+        first_at + Duration::from_millis(1500) < all_at,
+        "the first event waited for the rest: {first_at:?} of {all_at:?}"
+    );
+    assert!(rest.contains("data:"), "{rest}");
+}
+
+#[test]
+fn with_the_quorum_gone_every_request_gets_503_and_nothing_reaches_the_backend() {
+    let mut c = Cluster::start_with_http(3);
+    let token = c.engineer_token();
+    assert_eq!(curl(&c, 1, &token, &[], "/r/demo-api/orders/1").0, 200);
+    c.kill9(2);
+    c.kill9(3);
+    wait_for("node 1 to stop serving", Duration::from_secs(10), || (c.readyz(1) == Some(503)).then_some(()));
+    let before = c.api_log().len();
+    let (status, body) = curl(&c, 1, &token, &["-i"], "/r/demo-api/orders/1");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.to_lowercase().contains("retry-after") && body.contains("quorum lease"), "{body}");
+    assert_eq!(c.api_log().len(), before, "a request reached the backend without the quorum");
+}
