@@ -391,6 +391,12 @@ fn a_held_command_stalls_nothing_else_on_its_connection() {
     let o = held_child.wait_with_output().unwrap();
     assert_eq!(code(&o), 0, "{}", err(&o));
     assert!(exists_on_host(&c, &file));
+    // Channels end and make room: a connection runs more commands in its life than it
+    // may have open at once (16).
+    for i in 0..20 {
+        let o = c.ssh_via(1, &token, "demo-ssh", &held_refs, &[&format!("echo run-{i}")], b"");
+        assert_eq!(out(&o).trim(), format!("run-{i}"), "{}", err(&o));
+    }
     portcullis_tests::kill_group(&mut master);
     c.host_sh(&format!("rm -f {file}"));
 }

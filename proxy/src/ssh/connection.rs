@@ -44,12 +44,13 @@ impl<S: Store> Shared<S> {
     pub async fn gate(&self) -> Result<Arc<GateSession<S>>> {
         self.gate
             .get_or_try_init(|| async {
-                let slot = self
-                    .slot
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take()
-                    .ok_or_else(|| Error::Protocol("the session slot was already used".into()))?;
+                // The slot taken at login; a new one if an earlier attempt to open the
+                // session failed (its slot went back when that attempt ended).
+                let kept = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let slot = match kept {
+                    Some(slot) => slot,
+                    None => self.door.gate.reserve(&self.login.identity.subject)?,
+                };
                 let opening = Opening {
                     identity: self.login.identity.clone(),
                     resource: self.login.resource.clone(),
@@ -286,6 +287,10 @@ impl<S: Store> Handler for Connection<S> {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> std::result::Result<(), Self::Error> {
+        // A channel whose task has ended is gone, whoever closed it first (russh tells
+        // the handler only when the client does).
+        self.channels
+            .retain(|_, opened| opened.channel.is_some() || opened.control.as_ref().is_some_and(|c| !c.is_closed()));
         if self.channels.len() >= self.door.settings.max_channels {
             tracing::info!(peer = %self.peer, "ssh: too many channels; refusing another");
             reply.reject(russh::ChannelOpenFailure::ResourceShortage).await;
