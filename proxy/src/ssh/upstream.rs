@@ -11,6 +11,9 @@ use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use super::login::Login;
 use crate::error::{Error, Result};
 
+const UPSTREAM_CIPHERS: &[russh::cipher::Name] =
+    &[russh::cipher::AES_256_GCM, russh::cipher::AES_128_GCM, russh::cipher::CHACHA20_POLY1305];
+
 /// One logged-in connection to a host; channels are opened on it per client channel.
 pub struct Upstream {
     handle: Handle<PinnedHost>,
@@ -51,6 +54,14 @@ impl Upstream {
             keepalive_interval: Some(Duration::from_secs(15)),
             keepalive_max: 4,
             nodelay: true,
+            window_size: super::door::WINDOW,
+            maximum_packet_size: super::door::MAX_PACKET,
+            // AES-GCM first on the gateway's own leg: with AES instructions it costs a
+            // fraction of ChaCha20 here, and the relay pays for two legs.
+            preferred: russh::Preferred {
+                cipher: std::borrow::Cow::Borrowed(UPSTREAM_CIPHERS),
+                ..russh::Preferred::DEFAULT
+            },
             ..client::Config::default()
         });
         let connecting = async {
