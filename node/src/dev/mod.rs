@@ -154,7 +154,7 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
 
     // Missing HAProxy is a usage problem: say so before anything starts.
     let haproxy = if args.lb { Some(lb::find_haproxy()?) } else { None };
-    let configs = prepare(&dir, args.nodes)?;
+    let configs = prepare(&dir, args.nodes, Doors { ssh: args.ssh, http: args.http })?;
     args.hosts.apply(&dir, &configs)?;
     let exe = std::env::current_exe().map_err(|e| NodeError::io("locate the portcullis binary", e))?;
     let issuer_info = issuer::IssuerInfo::load(&dir)?;
@@ -364,7 +364,14 @@ async fn start_lb(dir: &Path, haproxy: &Path, configs: &[(u64, PathBuf)]) -> Res
 }
 
 /// Write CA, certificates, key and node configs unless they exist; return each node's config path.
-fn prepare(dir: &Path, nodes: u64) -> Result<Vec<(u64, PathBuf)>, NodeError> {
+/// Which doors besides Postgres the playground's nodes open (each one's listener is
+/// another port to find; parallel playgrounds on one machine compete for them).
+struct Doors {
+    ssh: bool,
+    http: bool,
+}
+
+fn prepare(dir: &Path, nodes: u64, doors: Doors) -> Result<Vec<(u64, PathBuf)>, NodeError> {
     let existing: Vec<(u64, PathBuf)> =
         (1..=nodes).map(|id| (id, dir.join(format!("node{id}.toml")))).filter(|(_, p)| p.exists()).collect();
     if existing.len() as u64 == nodes {
@@ -389,15 +396,16 @@ fn prepare(dir: &Path, nodes: u64) -> Result<Vec<(u64, PathBuf)>, NodeError> {
     }
     let mut listens = Vec::new();
     for _ in 1..=nodes {
-        let [raft, admin, ops, pg, ssh, http] =
-            [free_port()?, free_port()?, free_port()?, free_port()?, free_port()?, free_port()?];
+        let [raft, admin, ops, pg] = [free_port()?, free_port()?, free_port()?, free_port()?];
+        let ssh = if doors.ssh { Some(free_port()?) } else { None };
+        let http = if doors.http { Some(free_port()?) } else { None };
         listens.push(Listen {
             raft: format!("127.0.0.1:{raft}"),
             admin: format!("127.0.0.1:{admin}"),
             ops: format!("127.0.0.1:{ops}"),
             pg: Some(format!("127.0.0.1:{pg}")),
-            ssh: Some(format!("127.0.0.1:{ssh}")),
-            http: Some(format!("127.0.0.1:{http}")),
+            ssh: ssh.map(|p| format!("127.0.0.1:{p}")),
+            http: http.map(|p| format!("127.0.0.1:{p}")),
         });
     }
     let peers: Vec<Peer> =

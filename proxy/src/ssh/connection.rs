@@ -458,16 +458,26 @@ impl<S: Store> Handler for Connection<S> {
 
     async fn channel_open_direct_tcpip(
         &mut self,
-        _channel: Channel<Msg>,
+        channel: Channel<Msg>,
         host_to_connect: &str,
         port_to_connect: u32,
-        _originator_address: &str,
-        _originator_port: u32,
+        originator_address: &str,
+        originator_port: u32,
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> std::result::Result<(), Self::Error> {
-        self.refuse_in_background(format!("local forward to {host_to_connect}:{port_to_connect}"));
-        reply.reject(russh::ChannelOpenFailure::AdministrativelyProhibited).await;
+        // Decided (and possibly held) in its own task; the open is answered from there.
+        let Some(shared) = self.logged_in_shared() else {
+            reply.reject(russh::ChannelOpenFailure::AdministrativelyProhibited).await;
+            return Ok(());
+        };
+        let target = super::forward::Target {
+            host: host_to_connect.chars().take(255).collect(),
+            port: port_to_connect,
+            from_host: originator_address.chars().take(255).collect(),
+            from_port: originator_port,
+        };
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).spawn(super::forward::run(shared, channel, reply, target));
         Ok(())
     }
 }

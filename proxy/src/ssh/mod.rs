@@ -18,6 +18,7 @@ pub mod channel;
 pub mod client;
 pub mod connection;
 pub mod door;
+pub mod forward;
 pub mod login;
 pub mod output;
 pub mod recording;

@@ -106,6 +106,17 @@ impl Upstream {
             .map_err(|e| Error::Backend { addr: self.addr.clone(), detail: format!("open a channel: {e}") })
     }
 
+    /// A `direct-tcpip` channel: the host connects to `target` for the client.
+    pub async fn open_direct_tcpip(&self, target: &super::forward::Target) -> Result<russh::Channel<client::Msg>> {
+        self.handle
+            .channel_open_direct_tcpip(target.host.clone(), target.port, target.from_host.clone(), target.from_port)
+            .await
+            .map_err(|e| Error::Backend {
+                addr: self.addr.clone(),
+                detail: format!("the host refused the forward to {}:{}: {e}", target.host, target.port),
+            })
+    }
+
     pub async fn close(&self) {
         let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "session ended", "en").await;
     }
