@@ -31,6 +31,8 @@ pub struct Connection<S: Store> {
     pub door: Arc<HttpDoor<S>>,
     pub peer: SocketAddr,
     sessions: tokio::sync::Mutex<Sessions<S>>,
+    /// Responses still streaming (each records its result when its body ends).
+    relays: Mutex<tokio::task::JoinSet<()>>,
 }
 
 /// By identity (subject) and resource.
@@ -38,7 +40,7 @@ type Sessions<S> = HashMap<(String, String), Arc<GateSession<S>>>;
 
 impl<S: Store> Connection<S> {
     pub fn new(door: Arc<HttpDoor<S>>, peer: SocketAddr) -> Self {
-        Connection { door, peer, sessions: tokio::sync::Mutex::default() }
+        Connection { door, peer, sessions: tokio::sync::Mutex::default(), relays: Mutex::default() }
     }
 
     async fn session(&self, identity: &Identity, resource: &Resource) -> crate::error::Result<Arc<GateSession<S>>> {
@@ -59,28 +61,29 @@ impl<S: Store> Connection<S> {
         Ok(session)
     }
 
-    /// The connection ended: its sessions close in the index once their responses are
-    /// done (each response's relay task holds its session until it has recorded).
+    /// The connection ended: its responses finish streaming and record (bounded), then
+    /// its sessions close in the index.
     pub async fn close(&self) {
+        let mut relays = std::mem::take(&mut *self.relays.lock().unwrap_or_else(|p| p.into_inner()));
+        let finished = tokio::time::timeout(RELAYS_FINISH, async { while relays.join_next().await.is_some() {} }).await;
+        if finished.is_err() {
+            tracing::warn!(peer = %self.peer, "http responses still streaming after the connection ended; stopping them");
+            relays.shutdown().await;
+        }
         let sessions: Vec<_> = self.sessions.lock().await.drain().map(|(_, s)| s).collect();
         for session in sessions {
-            let mut session = session;
-            // Wait (bounded) for responses still streaming.
-            for _ in 0..600 {
-                match Arc::try_unwrap(session) {
-                    Ok(s) => {
-                        s.close(SessionStatus::Closed).await;
-                        break;
-                    }
-                    Err(still) => {
-                        session = still;
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    }
+            match Arc::into_inner(session) {
+                Some(s) => s.close(SessionStatus::Closed).await,
+                None => {
+                    tracing::warn!(peer = %self.peer, "http session still in use at close; its end is not recorded")
                 }
             }
         }
     }
 }
+
+/// How long a closed connection's responses get to finish (their result records).
+const RELAYS_FINISH: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Methods that only read (their results wait for the record in strict mode; others are
 /// recorded before they are relayed).
@@ -341,7 +344,7 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
     let status = head.status;
     let (tx, client_body) = ChannelBody::new();
     let preview_max = settings.preview_bytes;
-    tokio::spawn(async move {
+    conn.relays.lock().unwrap_or_else(|p| p.into_inner()).spawn(async move {
         let sent = body::pump(backend_body, masking, tx, preview_max).await;
         let result = ResultRecord {
             tags: vec![status.as_u16().to_string()],
