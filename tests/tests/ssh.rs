@@ -461,3 +461,52 @@ fn a_local_forward_is_denied_by_default_and_relayed_by_the_host_once_policy_allo
     let export = c.cli_ok(1, &["sessions", "export", "--json", "--resource", "demo-ssh"]);
     assert!(export.contains(&format!("forward to 127.0.0.1:{sshd_port}")), "{export}");
 }
+
+#[test]
+fn a_channel_flood_is_bounded_per_connection_and_a_client_that_never_logs_in_is_cut_off() {
+    let mut c = Cluster::start_with_ssh(1);
+    let token = c.engineer_token();
+    // A short login deadline for node 1 (the default is 30 s).
+    let config = c.nodes[&1].config.clone();
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("ssh_login_timeout_secs = 30"), "{text}");
+    std::fs::write(&config, text.replace("ssh_login_timeout_secs = 30", "ssh_login_timeout_secs = 2")).unwrap();
+    c.kill9(1);
+    c.restart(1);
+    wait_for("node 1 to serve again", READY, || (c.readyz(1) == Some(200)).then_some(()));
+    // A client that says hello and then nothing is disconnected at the deadline.
+    let started = Instant::now();
+    let mut silent = std::net::TcpStream::connect(c.ssh_addr(1)).unwrap();
+    silent.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    use std::io::Write;
+    silent.write_all(b"SSH-2.0-SlowClient\r\n").unwrap();
+    let mut sink = Vec::new();
+    let _ = silent.read_to_end(&mut sink);
+    assert!(started.elapsed() < Duration::from_secs(15), "the silent client was kept {:?}", started.elapsed());
+    // Twenty channels at once over one connection: at most 16 are open at a time, the
+    // rest are refused, and the node goes on serving.
+    let socket = c.path().join("flood");
+    let path_opt = format!("ControlPath={}", socket.display());
+    let mut master = c.spawn_ssh(1, &token, "demo-ssh", &["-o", &path_opt, "-M", "-N", "-o", "ControlPersist=no"], &[]);
+    wait_for("the master connection", READY, || socket.exists().then_some(()));
+    let marker = unique("flood");
+    let flood: Vec<_> = (0..20)
+        .map(|_| c.spawn_ssh(1, &token, "demo-ssh", &["-o", &path_opt], &[&format!("tail -f notes.txt {marker}")]))
+        .collect();
+    // The host's sshd allows 10 sessions per connection (MaxSessions) and the door 16
+    // channels per client connection: of 20, at least 4 end at once, refused.
+    let mut flood = flood;
+    let ended = wait_for("the refused channels to end", READY, || {
+        let ended = flood.iter_mut().map(|ch| ch.try_wait().unwrap().is_some()).filter(|done| *done).count();
+        (ended >= 4).then_some(ended)
+    });
+    let running = c.host_sh(&format!("ps -eo args | grep -c '^tail -f notes.txt {marker}' || true"));
+    let running: usize = running.trim().parse().unwrap();
+    assert!(running <= 16 && ended + running <= 20, "{running} running on the host, {ended} ended");
+    let o = c.ssh(1, &token, "echo still serving");
+    assert_eq!(out(&o).trim(), "still serving", "{}", err(&o));
+    portcullis_tests::kill_group(&mut master);
+    for mut child in flood {
+        portcullis_tests::kill_group(&mut child);
+    }
+}

@@ -18,6 +18,54 @@ use crate::gate::Gate;
 use crate::identity::Verifier;
 use crate::store::Store;
 
+/// A client's socket that fails its reads once the login deadline passes, unless the
+/// client has logged in by then.
+struct LoginDeadline {
+    inner: tokio::net::TcpStream,
+    logged_in: Arc<std::sync::atomic::AtomicBool>,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl tokio::io::AsyncRead for LoginDeadline {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.logged_in.load(Ordering::SeqCst) && self.deadline.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no login before the deadline",
+            )));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for LoginDeadline {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// How long a closed connection's channels get to finish (their result records).
 const CHANNELS_FINISH: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -129,26 +177,18 @@ async fn handle<S: Store>(
     let logged_in = connection.logged_in.clone();
     let shared = connection.shared.clone();
     let tasks = connection.tasks.clone();
-    let running = match russh::server::run_stream(keys.config.clone(), tcp, connection).await {
+    // A client that does not finish logging in is cut off at the socket (a silent one
+    // would otherwise hold its task and a connection permit for good).
+    let stream =
+        LoginDeadline { inner: tcp, logged_in, deadline: Box::pin(tokio::time::sleep(door.settings.login_timeout)) };
+    let running = match russh::server::run_stream(keys.config.clone(), stream, connection).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "ssh handshake failed");
             return;
         }
     };
-    let handle = running.handle();
-    // A client that does not finish logging in is disconnected (slow-login floods).
-    let login_timeout = door.settings.login_timeout;
-    let watchdog = tokio::spawn(async move {
-        tokio::time::sleep(login_timeout).await;
-        if !logged_in.load(Ordering::SeqCst) {
-            let _ = handle
-                .disconnect(russh::Disconnect::ByApplication, format!("no login within {login_timeout:?}"), "en".into())
-                .await;
-        }
-    });
     let ended = running.await;
-    watchdog.abort();
     let status = match &ended {
         Ok(()) => portcullis_raft::model::SessionStatus::Closed,
         Err(e) => {
