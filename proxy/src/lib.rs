@@ -17,12 +17,14 @@
 //! - [`policy`]: YAML policy documents and the `decide` phase: every door's request,
 //!   described protocol-agnostically, gets allow / deny / review and a mask plan.
 //! - [`mask`]: the `mask` phase: column and detector masking of result values.
+//! - [`listen`]: the bounded accept loop every door serves its listener with.
 //! - [`error`]: the crate's one error type.
 
 pub mod error;
 pub mod gate;
 pub mod http;
 pub mod identity;
+pub mod listen;
 pub mod mask;
 pub mod policy;
 pub mod postgres;

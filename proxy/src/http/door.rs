@@ -6,8 +6,9 @@ use std::sync::Arc;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use std::net::SocketAddr;
+
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -28,69 +29,52 @@ pub struct HttpDoor<S: Store> {
 
 /// Serve the HTTP door on `listener` until `shutdown`.
 pub async fn serve<S: Store>(listener: TcpListener, door: Arc<HttpDoor<S>>, shutdown: CancellationToken) {
-    let limit = Arc::new(Semaphore::new(door.settings.max_connections));
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "http door: accept failed");
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "http door: connection limit reached; refusing");
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
-        let door = door.clone();
-        let stop = shutdown.child_token();
-        tokio::spawn(async move {
-            let timeout = door.settings.header_timeout;
-            let tls = match tokio::time::timeout(timeout, door.tls.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "http door: TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let conn = Arc::new(Connection::new(door.clone(), peer));
-            let service = {
-                let conn = conn.clone();
-                service_fn(move |req| {
-                    let conn = conn.clone();
-                    async move { Ok::<_, std::convert::Infallible>(exchange::handle(conn, req).await) }
-                })
-            };
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(timeout)
-                .max_buf_size(door.settings.max_header_bytes.max(8192) + 8192);
-            builder.http2().max_header_list_size(u32::try_from(door.settings.max_header_bytes).unwrap_or(u32::MAX));
-            let serving = builder.serve_connection(TokioIo::new(tls), service);
-            tokio::pin!(serving);
-            tokio::select! {
-                result = serving.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(%peer, error = %e, "http connection ended with an error");
-                    }
-                }
-                _ = stop.cancelled() => {
-                    serving.as_mut().graceful_shutdown();
-                    let _ = serving.await;
-                }
-            }
-            conn.close().await;
-            drop(permit);
-        });
-    }
-    drop(listener);
-    let all = u32::try_from(door.settings.max_connections).unwrap_or(u32::MAX);
-    let _ = limit.acquire_many(all).await;
+    let max = door.settings.max_connections;
+    crate::listen::accept_until("http", listener, max, shutdown, |tcp, peer, stop| {
+        handle(door.clone(), tcp, peer, stop)
+    })
+    .await;
     door.gate.audit_flushed().await;
+}
+
+/// One client connection: TLS, then hyper's server until it ends or the node stops.
+async fn handle<S: Store>(door: Arc<HttpDoor<S>>, tcp: TcpStream, peer: SocketAddr, stop: CancellationToken) {
+    let timeout = door.settings.header_timeout;
+    let tls = match tokio::time::timeout(timeout, door.tls.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "http door: TLS handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let conn = Arc::new(Connection::new(door.clone(), peer));
+    let service = {
+        let conn = conn.clone();
+        service_fn(move |req| {
+            let conn = conn.clone();
+            async move { Ok::<_, std::convert::Infallible>(exchange::handle(conn, req).await) }
+        })
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(timeout)
+        .max_buf_size(door.settings.max_header_bytes.max(8192) + 8192);
+    builder.http2().max_header_list_size(u32::try_from(door.settings.max_header_bytes).unwrap_or(u32::MAX));
+    let serving = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(serving);
+    tokio::select! {
+        result = serving.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "http connection ended with an error");
+            }
+        }
+        _ = stop.cancelled() => {
+            serving.as_mut().graceful_shutdown();
+            let _ = serving.await;
+        }
+    }
+    conn.close().await;
 }

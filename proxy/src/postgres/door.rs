@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -42,38 +41,15 @@ impl<S: Store> PgDoor<S> {
     }
 }
 
-/// Serve the Postgres door on `listener` until `shutdown`.
+/// Serve the Postgres door on `listener` until `shutdown`. Draining: every session
+/// closes at its next statement boundary (57P01); this returns once all have ended and
+/// their audit is committed (the caller bounds it with its grace period).
 pub async fn serve<S: Store>(listener: TcpListener, door: Arc<PgDoor<S>>, shutdown: CancellationToken) {
-    let limit = Arc::new(Semaphore::new(door.settings.max_connections));
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "postgres door: accept failed");
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "postgres door: connection limit reached; refusing");
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
-        let door = door.clone();
-        let stop = shutdown.child_token();
-        tokio::spawn(async move {
-            handle(door, tcp, peer, stop).await;
-            drop(permit);
-        });
-    }
-    // Draining: no new connections; every session closes at its next statement
-    // boundary (57P01). Return once all have ended and their audit is committed; the
-    // caller bounds this with its grace period.
-    drop(listener);
-    let all = u32::try_from(door.settings.max_connections).unwrap_or(u32::MAX);
-    let _ = limit.acquire_many(all).await;
+    let max = door.settings.max_connections;
+    crate::listen::accept_until("postgres", listener, max, shutdown, |tcp, peer, stop| {
+        handle(door.clone(), tcp, peer, stop)
+    })
+    .await;
     door.gate.audit_flushed().await;
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use russh::keys::{Certificate, PrivateKey};
 use russh::server::Config;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+
 use tokio_util::sync::CancellationToken;
 
 use super::authority::{DoorKeys, DoorLoaded};
@@ -136,33 +136,11 @@ const CIPHERS: &[russh::cipher::Name] = &[russh::cipher::AES_256_GCM, russh::cip
 
 /// Serve the SSH door on `listener` until `shutdown`.
 pub async fn serve<S: Store>(listener: TcpListener, door: Arc<SshDoor<S>>, shutdown: CancellationToken) {
-    let limit = Arc::new(Semaphore::new(door.settings.max_connections));
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "ssh door: accept failed");
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "ssh door: connection limit reached; refusing");
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
-        let door = door.clone();
-        let stop = shutdown.child_token();
-        tokio::spawn(async move {
-            handle(door, tcp, peer, stop).await;
-            drop(permit);
-        });
-    }
-    drop(listener);
-    let all = u32::try_from(door.settings.max_connections).unwrap_or(u32::MAX);
-    let _ = limit.acquire_many(all).await;
+    let max = door.settings.max_connections;
+    crate::listen::accept_until("ssh", listener, max, shutdown, |tcp, peer, stop| {
+        handle(door.clone(), tcp, peer, stop)
+    })
+    .await;
     door.gate.audit_flushed().await;
 }
 
