@@ -456,12 +456,33 @@ fn free_port() -> Result<u16, NodeError> {
         if handed.contains(&port) {
             continue;
         }
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() && reserve_across_processes(port) {
             handed.push(port);
             return Ok(port);
         }
     }
     Err(NodeError::Dev("no free port found in 20000-31999 on 127.0.0.1".into()))
+}
+
+/// Claim `port` for this playground against other playgrounds on the machine: a
+/// port that binds now may be a stopped node's (a test kills and restarts nodes), and
+/// another playground starting meanwhile must not take it. A claim is a file in the
+/// temp dir, created exclusively; claims older than a day are given up.
+fn reserve_across_processes(port: u16) -> bool {
+    let dir = std::env::temp_dir().join("portcullis-dev-ports");
+    if std::fs::create_dir_all(&dir).is_err() {
+        return true;
+    }
+    let claim = dir.join(port.to_string());
+    let stale = std::fs::metadata(&claim)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > Duration::from_secs(24 * 3600));
+    if stale {
+        let _ = std::fs::remove_file(&claim);
+    }
+    std::fs::OpenOptions::new().write(true).create_new(true).open(&claim).is_ok()
 }
 
 fn random_u16() -> u16 {
