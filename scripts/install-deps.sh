@@ -13,7 +13,7 @@ export DEBIAN_FRONTEND=noninteractive
 # (ssh, scp, sftp, ssh-keygen) and sshpass: the SSH tests' clients, which send a token
 # as the password; curl: the HTTP tests' client, through the HTTP door and straight at
 # the playground's demo API).
-packages=(build-essential pkg-config curl ca-certificates procps iproute2 iptables postgresql postgresql-contrib libclang-dev pgbouncer haproxy openssl libpostgresql-jdbc-java openssh-server openssh-client sshpass)
+packages=(build-essential pkg-config curl ca-certificates procps iproute2 iptables postgresql postgresql-contrib libclang-dev pgbouncer haproxy openssl libpostgresql-jdbc-java openssh-server openssh-client sshpass xauth)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -521,6 +521,20 @@ impl Cluster {
     /// `ssh` through node `id`'s door, started and left running (stdin, stdout and
     /// stderr piped), e.g. for a command that will be held for approval.
     pub fn spawn_ssh(&self, id: u64, token: &str, login: &str, opts: &[&str], args: &[&str]) -> Child {
+        self.spawn_ssh_with(id, token, login, opts, args, &[])
+    }
+
+    /// As [`spawn_ssh`](Self::spawn_ssh), with variables added to the client's
+    /// environment (`SSH_AUTH_SOCK`, `DISPLAY`).
+    pub fn spawn_ssh_with(
+        &self,
+        id: u64,
+        token: &str,
+        login: &str,
+        opts: &[&str],
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Child {
         let addr = self.ssh_addr(id);
         let (host, port) = addr.rsplit_once(':').unwrap();
         // Its own process group: sshpass runs ssh as a child, and "the client goes
@@ -535,6 +549,7 @@ impl Cluster {
             .arg(format!("{login}@{host}"))
             .args(args)
             .env("SSHPASS", token)
+            .envs(envs.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

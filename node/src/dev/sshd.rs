@@ -192,7 +192,9 @@ UsePAM no
 StrictModes no
 Subsystem sftp internal-sftp
 AllowTcpForwarding yes
-X11Forwarding no
+# The gateway decides forwarding (kind `forward`); the host offers all of it.
+AllowAgentForwarding yes
+X11Forwarding yes
 PermitUserEnvironment no
 PrintMotd no
 LogLevel VERBOSE

@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 use super::classify::{Scp, ScpDirection, classify_command, scp_invocation};
 use super::client::SshClient;
 use super::connection::Shared;
+use super::forward::Hold;
+use super::inbound::Grant;
 use super::output::{Output, Stream};
 use super::recording::{Header, Recorded, Recording, Tape};
 use super::sftp::{Direction, FileEvent, SftpObserver};
@@ -43,6 +45,53 @@ pub struct PtyAsk {
     pub modes: Vec<(Pty, u32)>,
 }
 
+/// Forwarding the client asked for with the channel, before its command: each is a
+/// request of kind `forward` of its own, decided before the command starts.
+#[derive(Debug, Clone, Default)]
+pub struct Forwards {
+    pub agent: bool,
+    pub x11: Option<X11Ask>,
+}
+
+/// An X11 forwarding request, passed on to the host as asked.
+#[derive(Clone)]
+pub struct X11Ask {
+    pub single_connection: bool,
+    pub protocol: String,
+    /// The client's cookie for the host (OpenSSH sends a fake one and checks it on the
+    /// connections that come back). Never logged.
+    pub cookie: String,
+    pub screen: u32,
+}
+
+impl std::fmt::Debug for X11Ask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("X11Ask").field("protocol", &self.protocol).field("screen", &self.screen).finish_non_exhaustive()
+    }
+}
+
+impl Forwards {
+    /// What was asked, with its text for policy.
+    fn asked(&self) -> Vec<(Grant, &'static str)> {
+        let mut asked = Vec::new();
+        if self.agent {
+            asked.push((Grant::Agent, "agent forwarding"));
+        }
+        if self.x11.is_some() {
+            asked.push((Grant::X11, "X11 forwarding"));
+        }
+        asked
+    }
+}
+
+/// Everything the client asked of one channel.
+#[derive(Debug)]
+pub struct Asked {
+    pub ask: Ask,
+    pub pty: Option<PtyAsk>,
+    pub forwards: Forwards,
+}
+
 /// Requests that arrive through russh callbacks while the channel runs.
 #[derive(Debug)]
 pub enum Control {
@@ -59,12 +108,11 @@ const GATEWAY_FAILED: u32 = 255;
 pub async fn run<S: Store>(
     shared: Arc<Shared<S>>,
     channel: Channel<Msg>,
-    ask: Ask,
-    pty: Option<PtyAsk>,
+    asked: Asked,
     control: mpsc::Receiver<Control>,
 ) {
     let (mut from_client, to_client) = channel.split();
-    let status = match serve(&shared, &mut from_client, &to_client, ask, pty, control).await {
+    let status = match serve(&shared, &mut from_client, &to_client, asked, control).await {
         Ok(status) => status,
         Err(e) => {
             tracing::info!(peer = %shared.peer, error = %e, "ssh channel ended with an error");
@@ -85,10 +133,10 @@ async fn serve<S: Store>(
     shared: &Arc<Shared<S>>,
     from_client: &mut ChannelReadHalf,
     to_client: &ChannelWriteHalf<Msg>,
-    ask: Ask,
-    pty: Option<PtyAsk>,
+    asked: Asked,
     control: mpsc::Receiver<Control>,
 ) -> Result<Option<u32>> {
+    let Asked { ask, pty, forwards } = asked;
     // Without the lease nothing is decided (the login went through so that the client
     // hears why; `ssh -q` hides the banner that says it before the login).
     if !shared.door.gate.store().is_serving() {
@@ -139,6 +187,15 @@ async fn serve<S: Store>(
     if let Err(refusal) = permit.results_may_leave().await {
         return refuse(&client, &refusal).await;
     }
+    // Forwarding asked with the channel: decided each on its own; a refused one is
+    // said on stderr and the command runs without it (as OpenSSH does).
+    let mut granted = Vec::new();
+    for (grant, line) in forwards.asked() {
+        match super::forward::clear(shared, &gate, &mut client, line, Hold::May).await {
+            Ok(()) => granted.push(grant),
+            Err(refusal) => say(to_client, &format!("{line} refused: {refusal}")).await?,
+        }
+    }
     // --- relay (with the permit: the record is committed)
     let started = Instant::now();
     let (held, client_eof) = (std::mem::take(&mut client.held), client.eof);
@@ -148,6 +205,17 @@ async fn serve<S: Store>(
         host.request_pty(false, &p.term, p.cols, p.rows, p.pix_width, p.pix_height, &p.modes)
             .await
             .map_err(|e| host_error(shared, format!("request a terminal: {e}")))?;
+    }
+    for grant in granted {
+        match (&grant, &forwards.x11) {
+            (Grant::Agent, _) => host.agent_forward(false).await,
+            (Grant::X11, Some(x)) => {
+                host.request_x11(false, x.single_connection, &x.protocol, &x.cookie, x.screen).await
+            }
+            _ => Ok(()),
+        }
+        .map_err(|e| host_error(shared, format!("ask for forwarding: {e}")))?;
+        shared.grant(grant);
     }
     match &ask {
         Ask::Exec(line) => host.exec(true, line.as_bytes()).await,

@@ -13,13 +13,15 @@ use russh::{Channel, ChannelId, MethodKind, MethodSet, Pty, Sig};
 use tokio::sync::{OnceCell, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::channel::{self, Ask, Control, PtyAsk};
+use super::channel::{self, Ask, Asked, Control, Forwards, PtyAsk, X11Ask};
 use super::door::SshDoor;
+use super::forward;
+use super::inbound::{self, Grant, Grants, Inbound};
 use super::login::{self, Login};
 use super::upstream::Upstream;
 use super::{authority, certs};
 use crate::error::{Error, Result};
-use crate::gate::{GateSession, IdentitySlot, Opening, Refusal, Work};
+use crate::gate::{GateSession, IdentitySlot, Opening};
 use crate::identity::Identity;
 use crate::policy::Protocol;
 use crate::store::Store;
@@ -38,6 +40,12 @@ pub struct Shared<S: Store> {
     upstream: OnceCell<Upstream>,
     /// Numbers the connection's recorded terminals.
     channels: std::sync::atomic::AtomicU32,
+    /// What the host may open back toward the client (`inbound`).
+    grants: std::sync::Mutex<Grants>,
+    /// The client connection's handle, for channels opened toward the client.
+    front: std::sync::OnceLock<russh::server::Handle>,
+    /// The connection's tasks (see [`Connection::tasks`]).
+    pub tasks: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
 }
 
 impl<S: Store> Shared<S> {
@@ -72,6 +80,27 @@ impl<S: Store> Shared<S> {
         self.channels.fetch_add(1, Ordering::SeqCst)
     }
 
+    /// Let the host open `grant` back toward the client, and serve what it opens (from
+    /// the first grant on). The host connection must be up.
+    pub fn grant(self: &Arc<Self>, grant: Grant) {
+        self.grants.lock().unwrap_or_else(|p| p.into_inner()).grant(grant);
+        if let Some(opened) = self.upstream.get().and_then(Upstream::take_host_opened) {
+            tokio::spawn(inbound::serve(Arc::downgrade(self), opened));
+        }
+    }
+
+    pub fn granted(&self, what: &Inbound) -> bool {
+        self.grants.lock().unwrap_or_else(|p| p.into_inner()).covers(what)
+    }
+
+    pub fn revoke_remote(&self, address: &str, port: u32) -> bool {
+        self.grants.lock().unwrap_or_else(|p| p.into_inner()).revoke_remote(address, port)
+    }
+
+    pub fn front(&self) -> Option<&russh::server::Handle> {
+        self.front.get()
+    }
+
     pub async fn upstream(&self) -> Result<&Upstream> {
         self.upstream.get_or_try_init(|| Upstream::connect(&self.login, self.door.settings.upstream_timeout)).await
     }
@@ -94,8 +123,12 @@ impl<S: Store> Shared<S> {
 struct Opened {
     channel: Option<Channel<Msg>>,
     pty: Option<PtyAsk>,
+    forwards: Forwards,
     control: Option<mpsc::Sender<Control>>,
 }
+
+/// Longer than the host's own bound: the decision and the record come first.
+const REMOTE_FORWARD_SLACK: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The russh handler of one connection.
 pub struct Connection<S: Store> {
@@ -176,6 +209,9 @@ impl<S: Store> Connection<S> {
             gate: OnceCell::new(),
             upstream: OnceCell::new(),
             channels: std::sync::atomic::AtomicU32::new(0),
+            grants: std::sync::Mutex::default(),
+            front: std::sync::OnceLock::new(),
+            tasks: self.tasks.clone(),
         });
         *self.shared.lock().unwrap_or_else(|p| p.into_inner()) = Some(shared);
         self.logged_in.store(true, Ordering::SeqCst);
@@ -193,22 +229,9 @@ impl<S: Store> Connection<S> {
         let Some(channel) = opened.channel.take() else { return false };
         let (tx, rx) = mpsc::channel(16);
         opened.control = Some(tx);
-        let pty = opened.pty.clone();
-        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).spawn(channel::run(shared, channel, ask, pty, rx));
+        let asked = Asked { ask, pty: opened.pty.clone(), forwards: std::mem::take(&mut opened.forwards) };
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).spawn(channel::run(shared, channel, asked, rx));
         true
-    }
-
-    /// Record a refused request that has no channel task (a forward, X11, an agent).
-    fn refuse_in_background(&mut self, what: String) {
-        let Some(shared) = self.logged_in_shared() else { return };
-        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).spawn(async move {
-            let Ok(gate) = shared.gate().await else { return };
-            let work = Work::Ssh { line: what.as_str().into(), channel: "forward", programs: Vec::new() };
-            let refusal = Refusal::Unsupported {
-                detail: format!("{what}: port, X11 and agent forwarding are not relayed by this gateway"),
-            };
-            gate.refused(&work, None, &refusal).await;
-        });
     }
 }
 
@@ -285,8 +308,11 @@ impl<S: Store> Handler for Connection<S> {
         &mut self,
         channel: Channel<Msg>,
         reply: ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> std::result::Result<(), Self::Error> {
+        if let Some(shared) = self.logged_in_shared() {
+            let _ = shared.front.set(session.handle());
+        }
         // A channel whose task has ended is gone, whoever closed it first (russh tells
         // the handler only when the client does).
         self.channels
@@ -296,7 +322,10 @@ impl<S: Store> Handler for Connection<S> {
             reply.reject(russh::ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         }
-        self.channels.insert(channel.id(), Opened { channel: Some(channel), pty: None, control: None });
+        self.channels.insert(
+            channel.id(),
+            Opened { channel: Some(channel), pty: None, forwards: Forwards::default(), control: None },
+        );
         reply.accept().await;
         Ok(())
     }
@@ -424,25 +453,44 @@ impl<S: Store> Handler for Connection<S> {
     async fn agent_request(
         &mut self,
         channel: ChannelId,
-        session: &mut Session,
+        _session: &mut Session,
     ) -> std::result::Result<bool, Self::Error> {
-        self.refuse_in_background("agent forwarding".into());
-        session.channel_failure(channel)?;
-        Ok(false)
+        // Decided with the channel's command (its own request of kind `forward`); the
+        // answer here only says the channel can still take it. russh answers from the
+        // returned value.
+        Ok(match self.channels.get_mut(&channel) {
+            Some(opened) if opened.channel.is_some() => {
+                opened.forwards.agent = true;
+                true
+            }
+            _ => false,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
     async fn x11_request(
         &mut self,
         channel: ChannelId,
-        _single_connection: bool,
-        _x11_auth_protocol: &str,
-        _x11_auth_cookie: &str,
-        _x11_screen_number: u32,
+        single_connection: bool,
+        x11_auth_protocol: &str,
+        x11_auth_cookie: &str,
+        x11_screen_number: u32,
         session: &mut Session,
     ) -> std::result::Result<(), Self::Error> {
-        self.refuse_in_background("X11 forwarding".into());
-        session.channel_failure(channel)?;
+        match self.channels.get_mut(&channel) {
+            Some(opened) if opened.channel.is_some() => {
+                // The client's (fake) cookie goes to the host as it is, so the client
+                // can check the X11 connections that come back, as with OpenSSH.
+                opened.forwards.x11 = Some(X11Ask {
+                    single_connection,
+                    protocol: x11_auth_protocol.chars().take(64).collect(),
+                    cookie: x11_auth_cookie.chars().take(256).collect(),
+                    screen: x11_screen_number,
+                });
+                session.channel_success(channel)?;
+            }
+            _ => session.channel_failure(channel)?,
+        }
         Ok(())
     }
 
@@ -450,10 +498,45 @@ impl<S: Store> Handler for Connection<S> {
         &mut self,
         address: &str,
         port: &mut u32,
+        session: &mut Session,
+    ) -> std::result::Result<bool, Self::Error> {
+        let Some(shared) = self.logged_in_shared() else { return Ok(false) };
+        let _ = shared.front.set(session.handle());
+        // russh writes a global request's answer when this returns (they are answered
+        // in order), so a remote forward is decided here, within a bound, and is never
+        // held for an approval. It runs in a task of its own: the bound cutting it
+        // short leaves no commit half done.
+        let address: String = address.chars().take(255).collect();
+        let deciding = tokio::spawn(forward::open_remote(shared, address, *port));
+        let bound = self.door.settings.upstream_timeout + REMOTE_FORWARD_SLACK;
+        Ok(match tokio::time::timeout(bound, deciding).await {
+            Ok(Ok(Some(listening))) => {
+                *port = listening;
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn cancel_tcpip_forward(
+        &mut self,
+        address: &str,
+        port: u32,
         _session: &mut Session,
     ) -> std::result::Result<bool, Self::Error> {
-        self.refuse_in_background(format!("remote forward {address}:{port}"));
-        Ok(false)
+        let Some(shared) = self.logged_in_shared() else { return Ok(false) };
+        if !shared.revoke_remote(address, port) {
+            return Ok(false);
+        }
+        let address = address.to_string();
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).spawn(async move {
+            if let Ok(upstream) = shared.upstream().await
+                && let Err(e) = upstream.cancel_tcpip_forward(&address, port).await
+            {
+                tracing::info!(error = %e, "remote forward not canceled on the host");
+            }
+        });
+        Ok(true)
     }
 
     async fn channel_open_direct_tcpip(

@@ -1,10 +1,17 @@
-//! Local port forwarding (`ssh -L`): a `direct-tcpip` channel is a request like any other,
-//! of the kind `forward` with the text `forward to HOST:PORT`. Denied by default; when
-//! policy allows it (or an approver does: the client's channel open waits), the host
-//! opens the connection (so the target is reached from the host, as with OpenSSH) and
-//! the bytes are relayed as they are, counted and digested but not masked (they are a
-//! protocol the door does not read). Remote forwarding (`ssh -R`), X11 and agent
-//! forwarding are refused and recorded (`connection.rs`).
+//! Forwarding: each forward is a request like any other, of kind `forward`, denied by
+//! default and decided on its own text:
+//! - local (`ssh -L`): a `direct-tcpip` channel, `forward to HOST:PORT`; when policy
+//!   allows it (or an approver does: the client's channel open waits), the host opens
+//!   the connection (so the target is reached from the host, as with OpenSSH);
+//! - remote (`ssh -R`): `remote forward from ADDR:PORT` (`*` for any address); the host
+//!   listens and its connections come back through `inbound`. Never held: the client's
+//!   request must be answered before anything else on its connection moves, so a review
+//!   is refused (a rule must allow it);
+//! - agent (`ssh -A`) and X11 (`ssh -X`): `agent forwarding`, `X11 forwarding`, decided
+//!   with the channel that asks for them, before its command (`channel`).
+//!
+//! The bytes are relayed as they are, counted but not masked (they are a protocol the
+//! door does not read).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,7 +20,8 @@ use russh::server::{ChannelOpenHandle, Msg};
 use russh::{Channel, ChannelMsg, ChannelOpenFailure};
 
 use super::connection::Shared;
-use crate::gate::{Door, Effect, GaveUp, OutputRecord, Refusal, ResultRecord, Waiting, Work};
+use super::inbound::Grant;
+use crate::gate::{Combined, Door, Effect, GateSession, GaveUp, OutputRecord, Refusal, ResultRecord, Waiting, Work};
 use crate::policy::{Protocol, Request};
 use crate::store::Store;
 
@@ -40,6 +48,70 @@ impl Door for Opening {
     }
 }
 
+/// A forward as policy sees it: kind `forward`, `line` its text.
+fn request<S: Store>(shared: &Shared<S>, line: &str) -> Request {
+    Request {
+        resource: shared.login.resource.name.clone(),
+        protocol: Protocol::Ssh,
+        kind: "forward".into(),
+        tables: Vec::new(),
+        functions: Vec::new(),
+        commands: Vec::new(),
+        path: None,
+        text: line.to_string(),
+        missing_where: false,
+        dynamic_sql: false,
+        locks_rows: false,
+        writes: true,
+    }
+}
+
+/// Whether a review may be held for this forward, or must be refused at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// The client can wait (its channel open, its command).
+    May,
+    /// The answer is due before anything else on the connection moves (a global
+    /// request is answered in order): a review is refused, an allow rule is needed.
+    MustNot,
+}
+
+/// Phases decide, hold and audit for one forward (`line` is its text): `Ok` once it is
+/// allowed (or approved) and its record committed (strict), else the refusal, already
+/// recorded. The decision is the forward's own, whatever else the connection runs.
+pub async fn clear<S: Store, D: Door>(
+    shared: &Shared<S>,
+    gate: &GateSession<S>,
+    door: &mut D,
+    line: &str,
+    hold: Hold,
+) -> Result<(), Refusal> {
+    let work = Work::Ssh { line: line.into(), channel: "forward", programs: Vec::new() };
+    if let Err(refusal) = gate.check_lease() {
+        gate.refused(&work, None, &refusal).await;
+        return Err(refusal);
+    }
+    let request = request(shared, line);
+    let judgement = gate
+        .decide(std::slice::from_ref(&request))
+        .map_err(|e| Refusal::Undecided { detail: format!("no policy to decide {line}: {e}") })?;
+    if hold == Hold::MustNot && matches!(judgement.verdict, Combined::Review(_)) {
+        let refusal = Refusal::Unsupported {
+            detail: format!(
+                "{line} needs an approval, and it cannot wait for one (SSH answers it at once); a rule must allow it"
+            ),
+        };
+        gate.refused(&work, Some(&judgement), &refusal).await;
+        return Err(refusal);
+    }
+    let cleared = match gate.clear(door, &work, judgement).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(refusal)) => return Err(refusal),
+        Err(e) => return Err(Refusal::Undecided { detail: e.to_string() }),
+    };
+    gate.audit(&[(&work, &cleared)], Effect::Writes).await.map(|_| ())
+}
+
 /// Decide the forward, open it on the host, and relay until either side closes.
 pub async fn run<S: Store>(shared: Arc<Shared<S>>, channel: Channel<Msg>, reply: ChannelOpenHandle, target: Target) {
     let line = format!("forward to {}:{}", target.host, target.port);
@@ -51,38 +123,7 @@ pub async fn run<S: Store>(shared: Arc<Shared<S>>, channel: Channel<Msg>, reply:
         reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
         return;
     };
-    let work = Work::Ssh { line: line.as_str().into(), channel: "forward", programs: Vec::new() };
-    let request = Request {
-        resource: shared.login.resource.name.clone(),
-        protocol: Protocol::Ssh,
-        kind: "forward".into(),
-        tables: Vec::new(),
-        functions: Vec::new(),
-        commands: Vec::new(),
-        path: None,
-        text: line.clone(),
-        missing_where: false,
-        dynamic_sql: false,
-        locks_rows: false,
-        writes: true,
-    };
-    if let Err(refusal) = gate.check_lease() {
-        gate.refused(&work, None, &refusal).await;
-        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
-        return;
-    }
-    let Ok(judgement) = gate.decide(std::slice::from_ref(&request)) else {
-        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
-        return;
-    };
-    let cleared = match gate.clear(&mut Opening, &work, judgement).await {
-        Ok(Ok(c)) => c,
-        _ => {
-            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
-            return;
-        }
-    };
-    if gate.audit(&[(&work, &cleared)], Effect::Writes).await.is_err() {
+    if clear(&shared, &gate, &mut Opening, &line, Hold::May).await.is_err() {
         reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
         return;
     }
@@ -123,9 +164,43 @@ pub async fn run<S: Store>(shared: Arc<Shared<S>>, channel: Channel<Msg>, reply:
     gate.record(result).await;
 }
 
+/// A remote forward (`ssh -R`): decided (never held: see [`Hold::MustNot`]), then the
+/// host listens on `address:port` and opens a channel back for each connection
+/// (`inbound`); the port it listens on, or `None` when refused.
+pub async fn open_remote<S: Store>(shared: Arc<Shared<S>>, address: String, port: u32) -> Option<u32> {
+    let shown = if address.is_empty() { "*" } else { address.as_str() };
+    let line = format!("remote forward from {shown}:{port}");
+    if !shared.door.gate.store().is_serving() {
+        return None;
+    }
+    let gate = shared.gate().await.ok()?;
+    clear(&shared, &gate, &mut Opening, &line, Hold::MustNot).await.ok()?;
+    let listening = match shared.upstream().await {
+        Ok(upstream) => upstream.tcpip_forward(&address, port).await,
+        Err(e) => Err(e),
+    };
+    match listening {
+        Ok(bound) => {
+            shared.grant(Grant::Remote { address: address.clone(), port: bound });
+            gate.record(ResultRecord { tags: vec![format!("host listens on {shown}:{bound}")], ..Default::default() })
+                .await;
+            Some(bound)
+        }
+        Err(e) => {
+            let result = ResultRecord {
+                tags: vec!["refused by the host".into()],
+                error: Some(e.to_string()),
+                ..Default::default()
+            };
+            gate.record(result).await;
+            None
+        }
+    }
+}
+
 /// Bytes both ways until either side closes (or the node must stop serving): returns
 /// (bytes to the host, bytes to the client, why the gateway cut it).
-async fn relay<S: Store>(
+pub async fn relay<S: Store>(
     shared: &Shared<S>,
     client: Channel<Msg>,
     host: Channel<russh::client::Msg>,

@@ -7,22 +7,41 @@ use std::time::Duration;
 
 use russh::client::{self, Handle};
 use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use tokio::sync::mpsc;
 
+use super::inbound::{HostOpened, Inbound};
 use super::login::Login;
 use crate::error::{Error, Result};
 
 const UPSTREAM_CIPHERS: &[russh::cipher::Name] =
     &[russh::cipher::AES_256_GCM, russh::cipher::AES_128_GCM, russh::cipher::CHACHA20_POLY1305];
 
+/// Channels the host may have opened and not yet had served; more are refused.
+const HOST_OPENED_QUEUE: usize = 64;
+
 /// One logged-in connection to a host; channels are opened on it per client channel.
 pub struct Upstream {
     handle: Handle<PinnedHost>,
     addr: String,
+    /// The channels the host opens back (remote forwards, X11, the agent), until the
+    /// connection's first grant takes them to serve them ([`inbound::serve`]).
+    host_opened: std::sync::Mutex<Option<mpsc::Receiver<HostOpened>>>,
 }
 
-/// Accepts exactly the host key the resource pins.
+/// Accepts exactly the host key the resource pins, and passes on the channels the host
+/// opens (never decided here: a callback must not wait).
 pub struct PinnedHost {
     pinned: PublicKey,
+    host_opened: mpsc::Sender<HostOpened>,
+}
+
+impl PinnedHost {
+    /// Queue a channel the host opened; refused (dropped) when the queue is full.
+    fn pass_on(&self, what: Inbound, channel: russh::Channel<client::Msg>, reply: client::ChannelOpenHandle) {
+        if let Err(e) = self.host_opened.try_send(HostOpened { what, channel, reply }) {
+            tracing::info!(reason = %e, "a channel the host opened is refused: none is being served");
+        }
+    }
 }
 
 impl client::Handler for PinnedHost {
@@ -34,6 +53,50 @@ impl client::Handler for PinnedHost {
             PublicKeyOrCertificate::PublicKey { key, .. } => key.key_data() == self.pinned.key_data(),
             PublicKeyOrCertificate::Certificate(_) => false,
         })
+    }
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: russh::Channel<client::Msg>,
+        connected_address: &str,
+        connected_port: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> std::result::Result<(), Self::Error> {
+        let what = Inbound::Forwarded {
+            address: connected_address.chars().take(255).collect(),
+            port: connected_port,
+            from: format!("{}:{originator_port}", originator_address.chars().take(255).collect::<String>()),
+        };
+        self.pass_on(what, channel, reply);
+        Ok(())
+    }
+
+    async fn server_channel_open_x11(
+        &mut self,
+        channel: russh::Channel<client::Msg>,
+        originator_address: &str,
+        originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> std::result::Result<(), Self::Error> {
+        let what = Inbound::X11 {
+            from: format!("{}:{originator_port}", originator_address.chars().take(255).collect::<String>()),
+        };
+        self.pass_on(what, channel, reply);
+        Ok(())
+    }
+
+    async fn server_channel_open_agent_forward(
+        &mut self,
+        channel: russh::Channel<client::Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> std::result::Result<(), Self::Error> {
+        self.pass_on(Inbound::Agent, channel, reply);
+        Ok(())
     }
 }
 
@@ -64,13 +127,15 @@ impl Upstream {
             },
             ..client::Config::default()
         });
+        let (host_opened, opened_by_host) = mpsc::channel(HOST_OPENED_QUEUE);
         let connecting = async {
             let tcp = tokio::net::TcpStream::connect(&addr).await.map_err(|e| err(e.to_string()))?;
             let _ = tcp.set_nodelay(true);
-            let mut handle = client::connect_stream(config, tcp, PinnedHost { pinned }).await.map_err(|e| match e {
-                russh::Error::UnknownKey => err("the host's key is not the one the resource pins".into()),
-                other => err(format!("ssh handshake: {other}")),
-            })?;
+            let mut handle =
+                client::connect_stream(config, tcp, PinnedHost { pinned, host_opened }).await.map_err(|e| match e {
+                    russh::Error::UnknownKey => err("the host's key is not the one the resource pins".into()),
+                    other => err(format!("ssh handshake: {other}")),
+                })?;
             let user = login.host_user.clone();
             let accepted = match login.secret.as_deref() {
                 Some(secret) if secret.trim_start().starts_with("-----BEGIN") => {
@@ -95,7 +160,7 @@ impl Upstream {
         let handle = tokio::time::timeout(timeout, connecting)
             .await
             .map_err(|_| err(format!("no login within {timeout:?}")))??;
-        Ok(Upstream { handle, addr: addr.clone() })
+        Ok(Upstream { handle, addr: addr.clone(), host_opened: std::sync::Mutex::new(Some(opened_by_host)) })
     }
 
     /// A new session channel on the host.
@@ -115,6 +180,29 @@ impl Upstream {
                 addr: self.addr.clone(),
                 detail: format!("the host refused the forward to {}:{}: {e}", target.host, target.port),
             })
+    }
+
+    /// Ask the host to listen on `address:port` (0: a port of its choosing) and open a
+    /// channel back for each connection; the port it listens on.
+    pub async fn tcpip_forward(&self, address: &str, port: u32) -> Result<u32> {
+        let bound = self.handle.tcpip_forward(address, port).await.map_err(|e| Error::Backend {
+            addr: self.addr.clone(),
+            detail: format!("the host refused to listen on {address}:{port}: {e}"),
+        })?;
+        // The host names the port only when it chose one.
+        Ok(if port == 0 { bound } else { port })
+    }
+
+    pub async fn cancel_tcpip_forward(&self, address: &str, port: u32) -> Result<()> {
+        self.handle.cancel_tcpip_forward(address, port).await.map_err(|e| Error::Backend {
+            addr: self.addr.clone(),
+            detail: format!("the host did not stop listening on {address}:{port}: {e}"),
+        })
+    }
+
+    /// The channels the host opens back, once (the first grant serves them).
+    pub fn take_host_opened(&self) -> Option<mpsc::Receiver<HostOpened>> {
+        self.host_opened.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     pub async fn close(&self) {
