@@ -64,6 +64,7 @@ pub async fn run<S: Store>(shared: Arc<Shared<S>>, channel: Channel<Msg>, reply:
         missing_where: false,
         dynamic_sql: false,
         locks_rows: false,
+        json: Default::default(),
         writes: true,
     };
     if let Err(refusal) = gate.check_lease() {
