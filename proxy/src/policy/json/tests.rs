@@ -194,3 +194,29 @@ fn a_bad_pointer_or_operator_is_refused_naming_the_rule() {
     let (_, reason) = invalid("name: p\nrules:\n  - match: { json: {} }\n    action: deny\n");
     assert!(reason.contains("match.json is empty"), "{reason}");
 }
+
+#[test]
+fn the_documented_example_parses() {
+    let source = r#"
+name: docs
+rules:
+  - name: large-refunds
+    match:
+      kinds: [post]
+      paths: ["/orders/*/refund"]
+      json:
+        "/amount": ">1000"          # numeric comparison: > >= < <= and a number
+        "/currency": EUR            # any other value: equal to this JSON literal
+        "/force": true
+        "/items/0/sku": { exists: true }    # present (false: absent)
+        "/note": { equals: ">5" }           # equality with a literal string that starts with > or <
+    action: review
+    approvers: { groups: [finance] }
+"#;
+    let doc = parse(source).unwrap();
+    let json = doc.rules[0].matcher.json.as_ref().unwrap();
+    assert_eq!(json.conditions.len(), 5);
+    assert!(json.doubt_matches, "a review rule matches in doubt");
+    let hit = json!({"amount": 1500, "currency": "EUR", "force": true, "items": [{"sku": "a"}], "note": ">5"});
+    assert!(json.matches(&body(hit)));
+}
