@@ -47,6 +47,19 @@ pub struct NodeConfig {
     /// Bounds on what one client may make the doors hold (docs/policy.md, "Limits").
     #[serde(default)]
     pub limits: DoorLimits,
+    /// The HTTP door's routing.
+    #[serde(default)]
+    pub http: HttpRouting,
+}
+
+/// How the HTTP door finds a request's resource besides `/r/<resource>/`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpRouting {
+    /// With `gw.example`, a request for host `<resource>.gw.example` goes to that
+    /// resource with its path as it is (point a wildcard DNS name and certificate at the
+    /// doors). Empty: only `/r/<resource>/<path>`.
+    pub base_domain: String,
 }
 
 /// Bounds on what one client may make a node hold. Each has a protocol-native error
@@ -73,6 +86,21 @@ pub struct DoorLimits {
     pub ssh_max_channels: usize,
     pub ssh_output_preview_bytes: usize,
     pub ssh_recording_max_bytes: usize,
+    /// HTTP: connections per node; seconds for the TLS handshake and a request's head,
+    /// and for its body; request headers (count, bytes in all); a request body's bytes
+    /// (a resource may lower it); bytes of a body read as JSON for `match.json`; a JSON
+    /// response masked whole (larger ones line by line); bytes of bodies kept (masked)
+    /// in records; seconds to connect to the backend.
+    pub http_max_connections: usize,
+    pub http_header_timeout_secs: u64,
+    pub http_body_timeout_secs: u64,
+    pub http_max_headers: usize,
+    pub http_max_header_bytes: usize,
+    pub http_max_body_bytes: usize,
+    pub http_max_json_inspect_bytes: usize,
+    pub http_max_masked_json_bytes: usize,
+    pub http_preview_bytes: usize,
+    pub http_upstream_timeout_secs: u64,
 }
 
 impl Default for DoorLimits {
@@ -80,6 +108,7 @@ impl Default for DoorLimits {
         let pg = portcullis_proxy::postgres::PgSettings::default();
         let gate = portcullis_proxy::gate::GateSettings::default();
         let ssh = portcullis_proxy::ssh::SshSettings::default();
+        let http = portcullis_proxy::http::HttpSettings::default();
         DoorLimits {
             max_message_bytes: pg.max_message,
             max_batch_bytes: pg.max_batch_bytes,
@@ -91,6 +120,16 @@ impl Default for DoorLimits {
             ssh_max_channels: ssh.max_channels,
             ssh_output_preview_bytes: ssh.preview_bytes,
             ssh_recording_max_bytes: ssh.recording_max_bytes,
+            http_max_connections: http.max_connections,
+            http_header_timeout_secs: http.header_timeout.as_secs(),
+            http_body_timeout_secs: http.body_timeout.as_secs(),
+            http_max_headers: http.max_headers,
+            http_max_header_bytes: http.max_header_bytes,
+            http_max_body_bytes: http.max_body_bytes,
+            http_max_json_inspect_bytes: http.max_json_inspect_bytes,
+            http_max_masked_json_bytes: http.max_masked_json_bytes,
+            http_preview_bytes: http.preview_bytes,
+            http_upstream_timeout_secs: http.upstream_timeout.as_secs(),
         }
     }
 }
@@ -121,6 +160,24 @@ impl DoorLimits {
             preview_bytes: self.ssh_output_preview_bytes,
             recording_max_bytes: self.ssh_recording_max_bytes,
             ..Default::default()
+        }
+    }
+
+    /// The HTTP door's settings; `routing` adds the base domain.
+    pub fn http(&self, routing: &HttpRouting) -> portcullis_proxy::http::HttpSettings {
+        let base = routing.base_domain.trim().trim_matches('.');
+        portcullis_proxy::http::HttpSettings {
+            max_connections: self.http_max_connections,
+            header_timeout: Duration::from_secs(self.http_header_timeout_secs),
+            body_timeout: Duration::from_secs(self.http_body_timeout_secs),
+            max_headers: self.http_max_headers,
+            max_header_bytes: self.http_max_header_bytes,
+            max_body_bytes: self.http_max_body_bytes,
+            max_json_inspect_bytes: self.http_max_json_inspect_bytes,
+            max_masked_json_bytes: self.http_max_masked_json_bytes,
+            preview_bytes: self.http_preview_bytes,
+            upstream_timeout: Duration::from_secs(self.http_upstream_timeout_secs),
+            base_domain: (!base.is_empty()).then(|| base.to_ascii_lowercase()),
         }
     }
 }
@@ -249,6 +306,20 @@ impl NodeConfig {
         }
         if let Some(identity) = &self.identity {
             identity.check()?;
+        }
+        let base = self.http.base_domain.trim().trim_matches('.');
+        if !base.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') || base.contains("..") {
+            return Err(format!("http.base_domain: {base:?} is not a DNS name (e.g. gw.example)"));
+        }
+        let l = &self.limits;
+        for (key, secs) in [
+            ("http_header_timeout_secs", l.http_header_timeout_secs),
+            ("http_body_timeout_secs", l.http_body_timeout_secs),
+            ("http_upstream_timeout_secs", l.http_upstream_timeout_secs),
+        ] {
+            if secs == 0 {
+                return Err(format!("limits.{key}: must be 1 or more"));
+            }
         }
         let r = &self.raft;
         if r.lease_ms == 0 || r.lease_ms >= r.election_min_ms {

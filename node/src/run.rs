@@ -134,7 +134,7 @@ pub async fn run(config_path: &Path, unsafe_no_lease: bool) -> Result<(), NodeEr
             gate: gate.clone(),
             verifier,
             tls: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
-            settings: portcullis_proxy::http::HttpSettings::default(),
+            settings: config.limits.http(&config.http),
         });
         doors.spawn(portcullis_proxy::http::serve(listener, door, draining.clone()));
     }

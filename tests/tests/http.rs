@@ -289,3 +289,133 @@ fn with_the_quorum_gone_every_request_gets_503_and_nothing_reaches_the_backend()
     assert!(body.to_lowercase().contains("retry-after") && body.contains("quorum lease"), "{body}");
     assert_eq!(c.api_log().len(), before, "a request reached the backend without the quorum");
 }
+
+/// SHA-256 of `bytes` in hex, by `sha256sum` (what the demo API logs as `body_sha256`).
+fn sha256_hex(bytes: &[u8]) -> String {
+    let mut child = Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let o = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn json_body_conditions_decide_on_the_bytes_relayed_and_duplicate_keys_never_pass() {
+    let c = Cluster::start_with_http(1);
+    let token = c.engineer_token();
+    // Replace the demo policy: small orders are allowed, large ones denied.
+    let policy = c.path().join("orders-json.yaml");
+    std::fs::write(
+        &policy,
+        r#"name: demo-api
+rules:
+  - name: small-orders
+    match: { groups: [engineers], resources: [demo-api], kinds: [post], paths: [/orders], json: { "/amount": "<=1000" } }
+    action: allow
+  - name: large-orders
+    match: { resources: [demo-api], kinds: [post], json: { "/amount": ">1000" } }
+    action: deny
+    reason: orders over 1000 need finance
+"#,
+    )
+    .unwrap();
+    c.cli_ok(1, &["policy", "apply", "-f", policy.to_str().unwrap()]);
+    let post = |body: &str| {
+        curl(
+            &c,
+            1,
+            &token,
+            &["-X", "POST", "-H", "content-type: application/json", "--data-binary", body],
+            "/r/demo-api/orders",
+        )
+    };
+    // Amount 10: allowed, and the backend got exactly the bytes policy read.
+    let small = r#"{"customer":"json-small","email":"s@example.com","amount":10}"#;
+    let (status, body) = post(small);
+    assert_eq!(status, 201, "{body}");
+    let orders = reached(&c, "POST", "/orders");
+    assert_eq!(orders.len(), 1, "{orders:?}");
+    assert_eq!(orders[0]["body_sha256"], sha256_hex(small.as_bytes()), "{}", orders[0]);
+    // Amount 5000, a duplicate key hiding it, a numeric string, a form body, trailing
+    // data: denied (the last three are unreadable as one JSON document: in doubt, the
+    // deny rule matches and the allow rule does not).
+    for attempt in [
+        r#"{"customer":"json-large","email":"l@example.com","amount":5000}"#,
+        r#"{"customer":"json-dup","email":"d@example.com","amount":10,"amount":5000}"#,
+        r#"{"customer":"json-dup2","email":"d@example.com","amount":5000,"am\u006funt":10}"#,
+        r#"{"customer":"json-str","email":"t@example.com","amount":"5000"}"#,
+        "customer=json-form&amount=5000",
+        r#"{"customer":"json-two","email":"w@example.com","amount":10} {"amount":5000}"#,
+    ] {
+        let (status, body) = post(attempt);
+        assert_eq!(status, 403, "{attempt}: {body}");
+        let problem: Value = serde_json::from_str(&body).unwrap();
+        assert!(problem["detail"].as_str().unwrap().contains("need finance"), "{attempt}: {problem}");
+    }
+    // Without an amount neither rule matches: denied by default.
+    let (status, body) = post(r#"{"customer":"json-none","email":"n@example.com"}"#);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("no policy rule allows"), "{body}");
+    assert_eq!(reached(&c, "POST", "/orders").len(), 1, "only the small order reached the backend");
+    let export = c.cli_ok(1, &["sessions", "export", "--json", "--resource", "demo-api"]);
+    assert!(export.contains("demo-api/small-orders") && export.contains("demo-api/large-orders"), "{export}");
+}
+
+#[test]
+fn a_host_under_the_base_domain_names_the_resource_and_http_limits_come_from_the_config() {
+    let mut c = Cluster::start_with_http(1);
+    let token = c.engineer_token();
+    c.edit_config(1, |t| {
+        let mut http = toml::Table::new();
+        http.insert("base_domain".into(), "gw.example".into());
+        t.insert("http".into(), http.into());
+        let limits = t.get_mut("limits").and_then(|l| l.as_table_mut()).unwrap();
+        assert_eq!(limits["http_max_body_bytes"].as_integer(), Some(10 << 20), "the default");
+        limits.insert("http_max_body_bytes".into(), 1000.into());
+    });
+    c.kill9(1);
+    c.restart(1);
+    wait_for("node 1 to serve again", READY, || (c.readyz(1) == Some(200)).then_some(()));
+    // By Host: the path goes to the backend as it is.
+    let host = ["--http1.1", "-H", "Host: demo-api.gw.example"];
+    let (status, body) = curl(&c, 1, &token, &host, "/orders/3");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["id"], 3, "{body}");
+    let (status, body) = curl(&c, 1, &token, &host, "/echo/by-host?x=1");
+    assert_eq!(status, 200, "{body}");
+    let echo = reached(&c, "GET", "/echo/by-host");
+    assert_eq!(echo.len(), 1, "{echo:?}");
+    assert_eq!(echo[0]["query"], "x=1", "{echo:?}");
+    // HTTP/2 (:authority from --resolve) and an unknown resource under the domain.
+    let addr = c.http_addr(1);
+    let port = addr.rsplit_once(':').unwrap().1;
+    let resolve = format!("demo-api.gw.example:{port}:127.0.0.1");
+    // (-k: the node's certificate does not name gw.example; the token goes in a file.)
+    let header = c.path().join("auth-resolve.header");
+    std::fs::write(&header, format!("Authorization: Bearer {token}\n")).unwrap();
+    let o = Command::new("curl")
+        .args(["-sS", "--http2", "-k", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", "--resolve", &resolve])
+        .arg("-H")
+        .arg(format!("@{}", header.display()))
+        .arg(format!("https://demo-api.gw.example:{port}/orders/4"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "2 200", "{}", err(&o));
+    let (status, body) = curl(&c, 1, &token, &["--http1.1", "-H", "Host: nothing.gw.example"], "/orders");
+    assert_eq!(status, 404, "{body}");
+    // The path prefix still works; a host outside the domain needs it.
+    assert_eq!(curl(&c, 1, &token, &[], "/r/demo-api/orders/5").0, 200);
+    assert_eq!(curl(&c, 1, &token, &["--http1.1", "-H", "Host: demo-api.other.example"], "/orders/5").0, 404);
+    // [limits] http_max_body_bytes = 1000: a larger body is refused before any decision.
+    let big = format!(r#"{{"customer":"{}","email":"b@example.com","amount":1}}"#, "x".repeat(1200));
+    let (status, body) = curl(
+        &c,
+        1,
+        &token,
+        &["-X", "POST", "-H", "content-type: application/json", "--data-binary", &big],
+        "/r/demo-api/orders",
+    );
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("1000 bytes"), "{body}");
+    assert!(reached(&c, "POST", "/orders").is_empty());
+}

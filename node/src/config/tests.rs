@@ -80,3 +80,32 @@ fn node_id_must_be_among_peers() {
     let err = NodeConfig::parse(GOOD, env(&[("PORTCULLIS_ID", "4")])).unwrap_err();
     assert!(err.contains("node id 4 is not among the peers"), "{err}");
 }
+
+#[test]
+fn http_limits_and_base_domain_reach_the_door_settings() {
+    let c = NodeConfig::parse(GOOD, env(&[])).unwrap();
+    let defaults = portcullis_proxy::http::HttpSettings::default();
+    let http = c.limits.http(&c.http);
+    assert_eq!(http.max_body_bytes, defaults.max_body_bytes);
+    assert_eq!(http.header_timeout, defaults.header_timeout);
+    assert_eq!(http.max_json_inspect_bytes, defaults.max_json_inspect_bytes);
+    assert_eq!(http.base_domain, None);
+    let text = format!(
+        "{GOOD}\n[limits]\nhttp_max_body_bytes = 1024\nhttp_body_timeout_secs = 5\n[http]\nbase_domain = \"GW.example.\"\n"
+    );
+    let c = NodeConfig::parse(&text, env(&[("PORTCULLIS_LIMITS__HTTP_MAX_HEADERS", "7")])).unwrap();
+    let http = c.limits.http(&c.http);
+    assert_eq!((http.max_body_bytes, http.max_headers), (1024, 7));
+    assert_eq!(http.body_timeout, Duration::from_secs(5));
+    assert_eq!(http.base_domain.as_deref(), Some("gw.example"));
+    let c = NodeConfig::parse(GOOD, env(&[("PORTCULLIS_HTTP__BASE_DOMAIN", "gw.example")])).unwrap();
+    assert_eq!(c.limits.http(&c.http).base_domain.as_deref(), Some("gw.example"));
+}
+
+#[test]
+fn a_bad_base_domain_or_zero_http_timeout_is_refused() {
+    let err = NodeConfig::parse(&format!("{GOOD}\n[http]\nbase_domain = \"*.gw.example\"\n"), env(&[])).unwrap_err();
+    assert!(err.contains("http.base_domain"), "{err}");
+    let err = NodeConfig::parse(GOOD, env(&[("PORTCULLIS_LIMITS__HTTP_BODY_TIMEOUT_SECS", "0")])).unwrap_err();
+    assert!(err.contains("limits.http_body_timeout_secs"), "{err}");
+}

@@ -435,6 +435,7 @@ fn prepare(dir: &Path, nodes: u64, doors: Doors) -> Result<Vec<(u64, PathBuf)>, 
             authz: Default::default(),
             shutdown: Default::default(),
             limits: Default::default(),
+            http: Default::default(),
         };
         let text = toml::to_string_pretty(&config).map_err(|e| NodeError::Dev(e.to_string()))?;
         let path = dir.join(format!("node{id}.toml"));

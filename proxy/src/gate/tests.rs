@@ -99,6 +99,7 @@ fn request(kind: &str) -> Vec<Request> {
         dynamic_sql: false,
         writes: false,
         locks_rows: false,
+        json: Default::default(),
         path: None,
     }]
 }

@@ -17,12 +17,13 @@ use super::body::{self, ChannelBody, Masking};
 use super::credential::Credential;
 use super::door::HttpDoor;
 use super::headers;
+use super::inspect;
 use super::reply::{self, ResponseBody, problem};
 use super::route;
 use super::upstream::{self, Base};
 use crate::gate::{Door, Effect, GateSession, GaveUp, OutputRecord, Refusal, ResultRecord, Waiting, Work};
 use crate::identity::Identity;
-use crate::policy::{Protocol, Request as PolicyRequest};
+use crate::policy::{JsonBody, Protocol, Request as PolicyRequest};
 use crate::store::Store;
 
 /// A client connection's state: its sessions in the index, one per identity and
@@ -135,6 +136,23 @@ impl<S: Store> Drop for WithdrawOnDrop<S> {
     }
 }
 
+/// The host the client addressed: the request target's authority (HTTP/2
+/// `:authority`, an HTTP/1.1 absolute URI) or its `Host` header. Two that disagree, or
+/// several `Host` headers, are refused: the route must not depend on which one is read.
+fn authority_of<B>(req: &Request<B>) -> Result<Option<String>, &'static str> {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Err("more than one Host header"),
+        (Some(v), None) => Some(v.to_str().map_err(|_| "a Host header that is not text")?),
+        (None, _) => None,
+    };
+    match (req.uri().authority().map(|a| a.as_str()), host) {
+        (Some(a), Some(h)) if !a.eq_ignore_ascii_case(h) => Err("the Host header and the request target disagree"),
+        (Some(a), _) => Ok(Some(a.to_string())),
+        (None, h) => Ok(h.map(str::to_string)),
+    }
+}
+
 /// Handle one request.
 pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) -> Response<ResponseBody> {
     let door = &conn.door;
@@ -155,10 +173,19 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
             None,
         );
     }
-    let Some((resource_name, under)) = route::resource_of(req.uri().path()) else {
-        return problem(StatusCode::NOT_FOUND, "requests go to /r/<resource>/<path>", None);
+    let authority = match authority_of(&req) {
+        Ok(a) => a,
+        Err(why) => return problem(StatusCode::BAD_REQUEST, &format!("refused: {why}"), None),
     };
-    let (resource_name, under) = (resource_name.to_string(), under.to_string());
+    let Some(route::Route { resource: resource_name, path: under }) =
+        route::route(authority.as_deref(), req.uri().path(), settings.base_domain.as_deref())
+    else {
+        let hint = match &settings.base_domain {
+            Some(base) => format!("requests go to https://<resource>.{base}/<path> or /r/<resource>/<path>"),
+            None => "requests go to /r/<resource>/<path>".to_string(),
+        };
+        return problem(StatusCode::NOT_FOUND, &hint, None);
+    };
     let token = req
         .headers()
         .get(AUTHORIZATION)
@@ -200,7 +227,12 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
             None,
         );
     }
-    let body = match Limited::new(body, max).collect().await {
+    let collected = tokio::time::timeout(settings.body_timeout, Limited::new(body, max).collect()).await;
+    let Ok(collected) = collected else {
+        let secs = settings.body_timeout.as_secs();
+        return problem(StatusCode::REQUEST_TIMEOUT, &format!("the request body did not arrive within {secs} s"), None);
+    };
+    let body = match collected {
         Ok(b) => b.to_bytes(),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             return problem(
@@ -215,6 +247,15 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
     let method = parts.method.clone();
     let query = parts.uri.query().unwrap_or_default().to_string();
     let line = if query.is_empty() { format!("{method} {under}") } else { format!("{method} {under}?{query}") };
+    // The body as policy's `match.json` reads it: these same bytes are relayed below.
+    let json = if body.is_empty() {
+        JsonBody::Absent
+    } else if door.gate.policies().is_ok_and(|p| p.reads_json()) {
+        inspect::json_body(&body, settings.max_json_inspect_bytes)
+    } else {
+        // No rule reads it (were one applied meanwhile, it would find the body in doubt).
+        JsonBody::Unreadable
+    };
     let body_text = String::from_utf8_lossy(body.get(..body.len().min(64 * 1024)).unwrap_or_default()).into_owned();
     let request = PolicyRequest {
         resource: resource.name.clone(),
@@ -228,6 +269,7 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
         missing_where: false,
         dynamic_sql: false,
         locks_rows: false,
+        json,
         writes: !reads(&method),
     };
     // --- decide, hold, audit

@@ -1,6 +1,7 @@
 //! The HTTP door: APIs through the gateway, a decision per request.
 //!
-//! A client calls `https://<node>/r/<resource>/<path>` with `Authorization: Bearer
+//! A client calls `https://<node>/r/<resource>/<path>` (or, with a base domain
+//! configured, `https://<resource>.<base domain>/<path>`) with `Authorization: Bearer
 //! <token>`. The door walks the gate's phases for each request ([`exchange`]):
 //! authenticate (the token; the header never reaches the backend), classify (method,
 //! path, query, body), decide, hold (a review waits for an approver), audit (strict: the
@@ -11,6 +12,7 @@
 //! - [`door`]: TLS (ALPN `h2`, `http/1.1`) and hyper's server, per connection.
 //! - [`route`]: which resource a request is for, and the path under it.
 //! - [`headers`]: hop-by-hop headers removed, `X-Forwarded-*` set, framing checked.
+//! - [`inspect`]: the request body read as JSON for policy (`match.json`), strictly.
 //! - [`reply`]: refusals as `application/problem+json`.
 
 pub mod body;
@@ -18,6 +20,7 @@ pub mod credential;
 pub mod door;
 pub mod exchange;
 pub mod headers;
+pub mod inspect;
 pub mod reply;
 pub mod route;
 pub mod settings;

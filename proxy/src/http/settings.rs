@@ -15,6 +15,11 @@ pub struct HttpSettings {
     /// A request body larger than this is refused with 413 (a resource may lower it
     /// with the option `max_body_bytes`).
     pub max_body_bytes: usize,
+    /// A request body must have arrived whole this long after its head (408 past it).
+    pub body_timeout: Duration,
+    /// Request bodies up to this size are read as JSON for `match.json`; a larger one is
+    /// unreadable to policy (only restricting rules match it).
+    pub max_json_inspect_bytes: usize,
     /// A response body masked as a whole (JSON) is read up to this; a larger one is
     /// masked line by line instead.
     pub max_masked_json_bytes: usize,
@@ -22,6 +27,9 @@ pub struct HttpSettings {
     pub preview_bytes: usize,
     /// Connecting to the backend.
     pub upstream_timeout: Duration,
+    /// With a base domain `gw.example`, `Host: <resource>.gw.example` also names the
+    /// resource (the path is then relayed as it is); `None`: only `/r/<resource>/`.
+    pub base_domain: Option<String>,
 }
 
 impl Default for HttpSettings {
@@ -32,9 +40,12 @@ impl Default for HttpSettings {
             max_headers: 100,
             max_header_bytes: 64 * 1024,
             max_body_bytes: 10 << 20,
+            body_timeout: Duration::from_secs(60),
+            max_json_inspect_bytes: 1 << 20,
             max_masked_json_bytes: 16 << 20,
             preview_bytes: 4096,
             upstream_timeout: Duration::from_secs(10),
+            base_domain: None,
         }
     }
 }

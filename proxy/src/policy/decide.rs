@@ -31,6 +31,12 @@ impl PolicySet {
         &self.docs
     }
 
+    /// Whether any rule has `match.json`: only then does the HTTP door read request
+    /// bodies as JSON (a body it did not read is [`JsonBody::Unreadable`](super::JsonBody)).
+    pub fn reads_json(&self) -> bool {
+        self.docs.iter().flat_map(|doc| &doc.rules).any(|rule| rule.matcher.json.is_some())
+    }
+
     /// Decides one request. See the module docs for the semantics.
     pub fn decide(&self, who: &Who, req: &Request) -> Decision {
         let mut deny: Option<(&str, &str)> = None;

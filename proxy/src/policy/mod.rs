@@ -21,6 +21,7 @@
 //!       tables: ["public.*", customers]  # glob; ANY touched table matches ANY pattern
 //!       functions: [set_config, "dblink*"] # glob; ANY called function matches ANY pattern
 //!       text: "(?i)pg_sleep"      # regex searched in the statement / command / request
+//!       json: { "/amount": ">1000", "/currency": EUR }  # HTTP: the JSON body, see [`json`]
 //!       missing_where: true       # UPDATE/DELETE without WHERE (false: only with WHERE)
 //!       dynamic_sql: true         # calls a function that runs SQL it does not show
 //!       writes: true              # may change state (a write, or a volatile function call)
@@ -61,6 +62,10 @@
 //! `*` also spans `/`), ASCII case kept; the query string is not part of it (match it
 //! with `text`, which is `METHOD /path?query`).
 //!
+//! JSON (HTTP): conditions on the request's JSON body by RFC 6901 pointer, all of which
+//! must hold; a body policy cannot read (not JSON, a duplicate key, too large) counts
+//! for `deny`/`review`/`mask` rules and against `allow` rules. See [`json`].
+//!
 //! Functions (Postgres): every function a statement calls, anywhere in it, by the name
 //! Postgres's parser resolved (quoting, case and `U&"..."` escapes cannot disguise it,
 //! unlike with `text`). Patterns work as for tables; an unqualified call is also tried
@@ -83,6 +88,7 @@
 
 mod decide;
 mod glob;
+pub mod json;
 mod locate;
 mod parse;
 mod rule;
@@ -91,6 +97,7 @@ use std::time::Duration;
 
 pub use decide::PolicySet;
 pub use glob::Glob;
+pub use json::JsonBody;
 pub use parse::parse;
 pub use rule::{Action, ApprovalCovers, Approvers, Match, PolicyDoc, Rule};
 
@@ -176,6 +183,8 @@ pub struct Request {
     pub path: Option<String>,
     /// The statement, command line or `METHOD path` (+ body), for `match.text`.
     pub text: String,
+    /// The request's body read as JSON (HTTP), for `match.json`.
+    pub json: JsonBody,
     /// UPDATE or DELETE without a WHERE clause.
     pub missing_where: bool,
     /// It runs SQL it does not show (Postgres: `query_to_xml`, `table_to_xml`, ...).

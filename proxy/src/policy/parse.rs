@@ -7,6 +7,7 @@ use std::time::Duration;
 use regex::Regex;
 use serde::Deserialize;
 
+use super::json::{JsonCondition, JsonMatch};
 use super::locate::{Position, SourceMap};
 use super::{
     Action, ApprovalCovers, Approvers, DEFAULT_REVIEW_TIMEOUT, Glob, KNOWN_KINDS, Match, PolicyDoc, Protocol, Rule,
@@ -57,6 +58,7 @@ struct RawMatch {
     only_commands: Option<Vec<String>>,
     paths: Option<Vec<String>>,
     text: Option<String>,
+    json: Option<std::collections::BTreeMap<String, serde_json::Value>>,
     missing_where: Option<bool>,
     dynamic_sql: Option<bool>,
     writes: Option<bool>,
@@ -132,13 +134,17 @@ impl RuleCheck<'_> {
             Some(name) => format!("{doc}/{name}"),
             None => format!("{doc}/#{}", self.index + 1),
         };
-        let matcher = self.matcher(raw.matcher)?;
+        let mut matcher = self.matcher(&label, raw.matcher)?;
         let review = ReviewFields { approvers: raw.approvers, timeout: raw.timeout, covers: raw.approval_covers };
         let action = self.action(&label, &raw.action, raw.reason, review, raw.mask)?;
+        if let Some(json) = matcher.json.as_mut() {
+            // In doubt (a body policy cannot read), only the rules that restrict match.
+            json.doubt_matches = !matches!(action, Action::Allow);
+        }
         Ok(Rule { label, matcher, action })
     }
 
-    fn matcher(&self, raw: RawMatch) -> Result<Match, Error> {
+    fn matcher(&self, label: &str, raw: RawMatch) -> Result<Match, Error> {
         let groups = self.list("groups", raw.groups)?;
         let resources = self.globs("resources", raw.resources)?;
         let tables = self.globs("tables", raw.tables)?;
@@ -190,6 +196,28 @@ impl RuleCheck<'_> {
                 self.err(&["match", "text"], None, format!("invalid regex \"{pattern}\": {}", regex_reason(&e)))
             })?),
         };
+        let json = match raw.json {
+            None => None,
+            Some(map) if map.is_empty() => {
+                return Err(self.err(
+                    &["match"],
+                    Some("json"),
+                    format!("rule {label}: match.json is empty and would match anything; omit it"),
+                ));
+            }
+            Some(map) => Some(JsonMatch {
+                conditions: map
+                    .iter()
+                    .map(|(pointer, value)| {
+                        JsonCondition::parse(pointer, value).map_err(|reason| {
+                            let needle = (!pointer.is_empty()).then_some(pointer.as_str());
+                            self.err(&["match", "json"], needle, format!("rule {label}: match.json: {reason}"))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+                doubt_matches: true,
+            }),
+        };
         Ok(Match {
             groups,
             resources,
@@ -201,6 +229,7 @@ impl RuleCheck<'_> {
             only_commands,
             paths,
             text,
+            json,
             missing_where: raw.missing_where,
             dynamic_sql: raw.dynamic_sql,
             writes: raw.writes,

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
+use super::json::JsonMatch;
 use super::{Glob, MaskPlan, Protocol, Request, Who};
 
 /// One policy file, validated: every regex compiled, every name known.
@@ -36,6 +37,8 @@ pub struct Match {
     pub only_commands: Option<Vec<Glob>>,
     pub paths: Option<Vec<Glob>>,
     pub text: Option<Regex>,
+    /// Conditions on the JSON body (HTTP).
+    pub json: Option<JsonMatch>,
     pub missing_where: Option<bool>,
     pub dynamic_sql: Option<bool>,
     pub writes: Option<bool>,
@@ -93,6 +96,7 @@ impl Match {
             && fits(&self.only_commands, |gs| {
                 !req.commands.is_empty() && req.commands.iter().all(|c| gs.iter().any(|g| c.is_the_listed(g)))
             })
+            && fits(&self.json, |j| j.matches(&req.json))
             && fits(&self.text, |re| re.is_match(&req.text))
     }
 }

@@ -29,6 +29,7 @@ fn pg(resource: &str, kind: &str, tables: &[&str], text: &str) -> Request {
         dynamic_sql: false,
         writes: false,
         locks_rows: false,
+        json: Default::default(),
         path: None,
     }
 }

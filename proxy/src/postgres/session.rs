@@ -491,6 +491,7 @@ impl<S: Store> Session<'_, S> {
                 dynamic_sql: st.dynamic_sql,
                 writes: *writes,
                 locks_rows: st.select_for_update,
+                json: Default::default(),
                 path: None,
             })
             .collect();

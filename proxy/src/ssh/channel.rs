@@ -308,6 +308,7 @@ pub fn classify(resource: &str, ask: &Ask) -> (Work, Request) {
         missing_where: false,
         dynamic_sql: false,
         locks_rows: false,
+        json: Default::default(),
         path: None,
         writes,
     };

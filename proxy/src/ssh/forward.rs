@@ -62,6 +62,7 @@ fn request<S: Store>(shared: &Shared<S>, line: &str) -> Request {
         missing_where: false,
         dynamic_sql: false,
         locks_rows: false,
+        json: Default::default(),
         writes: true,
     }
 }

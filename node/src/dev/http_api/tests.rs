@@ -24,6 +24,7 @@ fn decide(groups: &[&str], method: &str) -> Decision {
         missing_where: false,
         dynamic_sql: false,
         locks_rows: false,
+        json: Default::default(),
         writes: !matches!(method, "GET" | "HEAD"),
     };
     set.decide(&who, &request)
