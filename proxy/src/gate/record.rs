@@ -205,8 +205,12 @@ pub struct OutputRecord {
     pub exit_signal: Option<String>,
     pub stdout_bytes: u64,
     pub stderr_bytes: u64,
-    /// Lowercase hex SHA-256 of everything sent to the client (stdout then stderr interleaved as sent).
-    pub sha256: String,
+    /// Lowercase hex BLAKE3 of everything sent to the client (stdout and stderr
+    /// interleaved as sent; `b3sum` computes the same), empty when not kept. BLAKE3, not
+    /// SHA-256 as for statement texts: output may be gigabytes, and SHA-256 took most of
+    /// the SSH relay's CPU (BENCHMARKS.md).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub blake3: String,
     /// The first bytes of stdout and stderr as sent, masked, lossy UTF-8.
     pub preview: String,
 }

@@ -14,7 +14,6 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use ring::digest;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -66,7 +65,7 @@ impl Masking {
 #[derive(Debug, Default)]
 pub struct Sent {
     pub bytes: u64,
-    pub sha256: String,
+    pub blake3: String,
     pub preview: String,
     /// The backend's body broke off.
     pub error: Option<String>,
@@ -215,7 +214,7 @@ fn redact_text(mut text: String, secrets: &[String]) -> String {
 
 /// Counts, digests and previews what is sent.
 struct Tally {
-    digest: digest::Context,
+    digest: blake3::Hasher,
     bytes: u64,
     preview: Vec<u8>,
     preview_max: usize,
@@ -224,7 +223,7 @@ struct Tally {
 
 impl Tally {
     fn new(preview_max: usize) -> Self {
-        Tally { digest: digest::Context::new(&digest::SHA256), bytes: 0, preview: Vec::new(), preview_max, error: None }
+        Tally { digest: blake3::Hasher::new(), bytes: 0, preview: Vec::new(), preview_max, error: None }
     }
 
     /// `false` when the client is gone.
@@ -239,7 +238,7 @@ impl Tally {
     fn finish(self) -> Sent {
         Sent {
             bytes: self.bytes,
-            sha256: self.digest.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect(),
+            blake3: self.digest.finalize().to_hex().to_string(),
             preview: String::from_utf8_lossy(&self.preview).into_owned(),
             error: self.error,
         }

@@ -397,7 +397,7 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
                 exit_signal: None,
                 stdout_bytes: sent.bytes,
                 stderr_bytes: 0,
-                sha256: sent.sha256,
+                blake3: sent.blake3,
                 preview: sent.preview,
             }),
             ..ResultRecord::default()

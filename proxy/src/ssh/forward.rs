@@ -157,7 +157,7 @@ pub async fn run<S: Store>(shared: Arc<Shared<S>>, channel: Channel<Msg>, reply:
             exit_signal: None,
             stdout_bytes: received,
             stderr_bytes: sent,
-            sha256: String::new(),
+            blake3: String::new(),
             preview: String::new(),
         }),
         ..Default::default()

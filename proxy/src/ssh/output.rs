@@ -3,8 +3,6 @@
 //! line by line (a match split across two reads would otherwise slip through); the
 //! audit keeps a bounded, masked preview, the byte counts and a digest of what was sent.
 
-use ring::digest::{Context, SHA256};
-
 use crate::gate::OutputRecord;
 use crate::mask::MaskPlan;
 
@@ -26,7 +24,7 @@ pub struct Output {
     /// Per stream, the start of a line not yet sent.
     stdout_line: Vec<u8>,
     stderr_line: Vec<u8>,
-    digest: Context,
+    digest: blake3::Hasher,
     stdout_bytes: u64,
     stderr_bytes: u64,
     preview: Vec<u8>,
@@ -40,7 +38,7 @@ impl Output {
             by_line,
             stdout_line: Vec::new(),
             stderr_line: Vec::new(),
-            digest: Context::new(&SHA256),
+            digest: blake3::Hasher::new(),
             stdout_bytes: 0,
             stderr_bytes: 0,
             preview: Vec::new(),
@@ -108,13 +106,12 @@ impl Output {
 
     /// The audit's view of everything sent.
     pub fn record(self, exit_status: Option<u32>, exit_signal: Option<String>) -> OutputRecord {
-        let digest = self.digest.finish();
         OutputRecord {
             exit_status,
             exit_signal,
             stdout_bytes: self.stdout_bytes,
             stderr_bytes: self.stderr_bytes,
-            sha256: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
+            blake3: self.digest.finalize().to_hex().to_string(),
             preview: String::from_utf8_lossy(&self.preview).into_owned(),
         }
     }
@@ -146,5 +143,15 @@ mod tests {
         assert_eq!(out.pass(Stream::Stderr, b"\xff\x00abc"), b"\xff\x00abc");
         let record = out.record(None, Some("KILL".into()));
         assert_eq!((record.stderr_bytes, record.preview.len() <= 6), (5, true));
+    }
+
+    #[test]
+    fn the_digest_is_blake3_of_what_was_sent_in_order() {
+        let mut out = Output::new(MaskPlan::default(), false, 0);
+        out.pass(Stream::Stdout, b"a");
+        out.pass(Stream::Stderr, b"bc");
+        // BLAKE3("abc"), from the reference implementation's test vectors (what `b3sum` prints).
+        let expected = "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85";
+        assert_eq!(out.record(Some(0), None).blake3, expected);
     }
 }
