@@ -75,6 +75,15 @@ pub enum Op {
         #[serde(default)]
         reason: Option<String>,
     },
+    /// The repeated request of a deferred approval (`Approval::request_digest`) uses it:
+    /// once, by its requester, for the same request, approved and not past
+    /// [`Approval::usable_until`]. Refused otherwise, with the reason.
+    UseApproval {
+        id: String,
+        requester: String,
+        request_digest: String,
+        at: Millis,
+    },
     OpenSession {
         session: Session,
     },
@@ -125,7 +134,7 @@ pub enum Response {
     Done,
     /// The approval after the command, so a decider learns whether its vote won.
     Approval {
-        approval: Approval,
+        approval: Box<Approval>,
     },
     /// Sequence numbers assigned to appended events, in order.
     Appended {

@@ -197,6 +197,29 @@ pub struct Approval {
     pub expires_at: Millis,
     /// Node the requester is connected to.
     pub node: u64,
+    /// Set when nobody waits for the decision (HTTP `Prefer: respond-async`): the
+    /// approval covers exactly the request with this digest, repeated by the requester
+    /// once approved, through any node (so no node holds it, and the sweep does not
+    /// withdraw it when its node goes away).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_digest: Option<String>,
+    /// When the repeated request used it (`Op::UseApproval`): it covers one request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_at: Option<Millis>,
+}
+
+impl Approval {
+    /// When the decision was made (its last vote), if it was.
+    pub fn decided_at(&self) -> Option<Millis> {
+        if self.status == ApprovalStatus::Pending { None } else { self.votes.last().map(|v| v.at) }
+    }
+
+    /// Until when an approved request may be repeated (`request_digest`): as long after
+    /// the decision as the request could wait for it.
+    pub fn usable_until(&self) -> Option<Millis> {
+        let wait = self.expires_at.saturating_sub(self.created_at);
+        self.decided_at().map(|at| at.saturating_add(wait))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

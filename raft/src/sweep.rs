@@ -188,7 +188,8 @@ fn approvals_to_end<'a>(
         .filter_map(|a| {
             let op = if a.expires_at <= now {
                 Op::ExpireApproval { id: a.id.clone(), at: now }
-            } else if a.node == me {
+            } else if a.node == me || a.request_digest.is_some() {
+                // A deferred request is repeated through any node: none holds it.
                 return None;
             } else if !members.contains(&a.node) {
                 withdraw(a, format!("node {} that held the statement left the cluster; it did not run", a.node))

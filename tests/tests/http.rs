@@ -200,6 +200,74 @@ fn deny_expiry_and_a_client_gone_while_held_never_reach_the_backend() {
     let o = c.cli_as(1, Some(&bob), &["approvals", "approve", &id]);
     assert!(!o.status.success(), "a withdrawn approval was approved");
     assert!(reached(&c, "PATCH", "/orders").is_empty(), "the abandoned request reached the backend");
+    // The abandoned request is on record as refused, naming its approval.
+    let export = wait_for("the refusal of the abandoned request", READY, || {
+        let text = c.cli_ok(1, &["sessions", "export", "--json", "--resource", "demo-api"]);
+        text.contains("client went away").then_some(text)
+    });
+    assert!(export.contains(&id), "{export}");
+}
+
+#[test]
+fn a_request_that_will_not_wait_gets_202_and_its_approval_releases_exactly_that_request_once() {
+    let c = Cluster::start_with_http(3);
+    let token = c.engineer_token();
+    let bob = c.token("bob", &["approvers"]);
+    let marker = format!("async-{}", std::process::id());
+    let body = format!(r#"{{"customer":"{marker}","email":"a@example.com","amount":7}}"#);
+    let post = |via: u64, who: &str, extra: &[&str], body: &str| {
+        let mut args = vec!["-X", "POST", "-H", "content-type: application/json", "-d", body];
+        args.extend_from_slice(extra);
+        curl(&c, via, who, &args, "/r/demo-api/orders")
+    };
+    // The demo API logs each body's digest.
+    let digest = sha256_hex(body.as_bytes());
+    let ours = || reached(&c, "POST", "/orders").into_iter().filter(|l| l["body_sha256"] == digest.as_str()).count();
+    // It will not wait: 202 names the approval and where to see it; nothing runs.
+    let (status, text) = post(1, &token, &["-H", "Prefer: respond-async"], &body);
+    assert_eq!(status, 202, "{text}");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    let id = answer["approval"].as_str().unwrap().to_string();
+    assert_eq!(answer["status_url"], format!("/approvals/{id}"));
+    assert_eq!(answer["retry"]["header"], "Portcullis-Approval");
+    let with_approval = format!("Portcullis-Approval: {id}");
+    // Repeated before a decision: refused, and still nothing reached the backend.
+    let (status, text) = post(2, &token, &["-H", &with_approval], &body);
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("not decided yet"), "{text}");
+    let (status, text) = curl(&c, 3, &token, &[], &format!("/approvals/{id}"));
+    assert_eq!((status, serde_json::from_str::<Value>(&text).unwrap()["status"].clone()), (200, "pending".into()));
+    assert_eq!(ours(), 0);
+    // Its node need not be there: approved through node 2, used through node 3.
+    let o = c.cli_as(2, Some(&bob), &["approvals", "approve", &id]);
+    assert!(o.status.success(), "{}", err(&o));
+    let (_, text) = curl(&c, 3, &token, &[], &format!("/approvals/{id}?wait=10"));
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["status"], "approved", "{text}");
+    // It covers exactly that request: another body is refused.
+    let other = body.replace(":7}", ":7000}");
+    let (status, text) = post(3, &token, &["-H", &with_approval], &other);
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("covers another request"), "{text}");
+    // Somebody else cannot use it.
+    let carol = c.token("carol", &["engineers"]);
+    let (status, text) = post(3, &carol, &["-H", &with_approval], &body);
+    assert_eq!(status, 403, "{text}");
+    // The same request is relayed once, then the approval is used up.
+    let (status, text) = post(3, &token, &["-H", &with_approval], &body);
+    assert_eq!(status, 201, "{text}");
+    let (status, text) = post(1, &token, &["-H", &with_approval], &body);
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("already used"), "{text}");
+    assert_eq!(ours(), 1, "relayed exactly once");
+    let (_, text) = curl(&c, 1, &token, &[], &format!("/approvals/{id}"));
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["status"], "used", "{text}");
+    // Nobody else learns of it.
+    let (status, _) = curl(&c, 1, &carol, &[], &format!("/approvals/{id}"));
+    assert_eq!(status, 404);
+    // The record says what happened: deferred, then relayed with the approval.
+    let export = c.cli_ok(1, &["sessions", "export", "--json", "--resource", "demo-api"]);
+    assert!(export.contains(&format!("waiting for approval {id}")), "{export}");
+    assert!(export.contains("\"approved\""), "{export}");
 }
 
 #[test]

@@ -30,24 +30,9 @@ impl<S: Store> GateSession<S> {
         action: &str,
         review: &Review,
     ) -> Result<Result<String, Refusal>> {
-        let id = portcullis_raft::ids::random_id();
-        let now = now_millis();
-        let timeout_ms = u64::try_from(review.timeout.as_millis()).unwrap_or(u64::MAX);
-        let approval = Approval {
-            id: id.clone(),
-            requester: self.identity.subject.clone(),
-            resource: self.resource.name.clone(),
-            session_id: self.id().to_string(),
-            action: bounded_action(action, self.record_text_max()),
-            approver_groups: review.groups.clone(),
-            approvals_needed: review.needed,
-            votes: vec![],
-            status: ApprovalStatus::Pending,
-            reason: review.reason.clone(),
-            created_at: now,
-            expires_at: now.saturating_add(timeout_ms),
-            node: self.store().node_id(),
-        };
+        let approval = self.new_approval(action, review, None);
+        let (id, now) = (approval.id.clone(), approval.created_at);
+        let timeout_ms = approval.expires_at.saturating_sub(now);
         let store = self.store().clone();
         if let Err(e) = store.submit(Op::RequestApproval { approval }).await {
             return Ok(Err(Refusal::HoldNotRecorded { detail: e.to_string() }));
@@ -105,6 +90,32 @@ impl<S: Store> GateSession<S> {
                 let _ = store.submit(Op::ExpireApproval { id: id.clone(), at }).await;
                 Ok(Err(Refusal::ApprovalExpired { approval: id, after: review.timeout }))
             }
+        }
+    }
+}
+
+impl<S: Store> GateSession<S> {
+    /// A pending approval request for `action` (the text an approver reads) by this
+    /// session's identity; `request_digest` for a deferred request (see `deferred`).
+    pub(super) fn new_approval(&self, action: &str, review: &Review, request_digest: Option<String>) -> Approval {
+        let now = now_millis();
+        let timeout_ms = u64::try_from(review.timeout.as_millis()).unwrap_or(u64::MAX);
+        Approval {
+            id: portcullis_raft::ids::random_id(),
+            requester: self.identity.subject.clone(),
+            resource: self.resource.name.clone(),
+            session_id: self.id().to_string(),
+            action: bounded_action(action, self.record_text_max()),
+            approver_groups: review.groups.clone(),
+            approvals_needed: review.needed,
+            votes: vec![],
+            status: ApprovalStatus::Pending,
+            reason: review.reason.clone(),
+            created_at: now,
+            expires_at: now.saturating_add(timeout_ms),
+            node: self.store().node_id(),
+            request_digest,
+            used_at: None,
         }
     }
 }

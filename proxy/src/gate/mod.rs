@@ -33,6 +33,7 @@
 //! - [`metrics`]: the gateway's door metrics, recorded here once for every door.
 
 pub mod audit;
+pub mod deferred;
 pub mod door;
 pub mod hold;
 pub mod judgement;

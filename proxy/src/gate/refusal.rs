@@ -48,6 +48,13 @@ pub enum Refusal {
     AuditNotCommitted { results_withheld: bool },
     /// The door cannot carry it at all (a protocol feature it does not support).
     Unsupported { detail: String },
+    /// The client would not wait (HTTP `Prefer: respond-async`): an approval request was
+    /// recorded for exactly this work, to be decided by `decide_by` (Unix ms); the client
+    /// repeats the work with the approval once it is approved.
+    Deferred { approval: String, decide_by: portcullis_raft::model::Millis },
+    /// A repeated request's approval cannot be used (not approved, used already, for
+    /// another request or identity, too late); `why` says which.
+    ApprovalUnusable { approval: String, why: String },
     /// The door has no decision covering it (e.g. a Postgres statement name the gateway
     /// never saw prepared).
     Undecided { detail: String },
@@ -63,7 +70,9 @@ impl Refusal {
             | Refusal::ApprovalExpired { approval, .. }
             | Refusal::CanceledWhileHeld { approval }
             | Refusal::ClientGoneWhileHeld { approval }
-            | Refusal::LeaseLostWhileHeld { approval } => Some(approval),
+            | Refusal::LeaseLostWhileHeld { approval }
+            | Refusal::Deferred { approval, .. }
+            | Refusal::ApprovalUnusable { approval, .. } => Some(approval),
             _ => None,
         }
     }
@@ -95,6 +104,8 @@ impl Refusal {
             Refusal::AuditNotCommitted { .. } => "audit_not_committed",
             Refusal::Undecided { .. } => "undecided",
             Refusal::Unsupported { .. } => "unsupported",
+            Refusal::Deferred { .. } => "deferred",
+            Refusal::ApprovalUnusable { .. } => "approval_unusable",
         }
     }
 }
@@ -131,6 +142,12 @@ impl fmt::Display for Refusal {
                 f.write_str("the audit record could not be committed (no quorum); results withheld")
             }
             Refusal::Undecided { detail } | Refusal::Unsupported { detail } => f.write_str(detail),
+            Refusal::Deferred { approval, .. } => write!(
+                f,
+                "waiting for approval {approval}; not run. Repeat the same request with the header \
+                 `Portcullis-Approval: {approval}` once it is approved"
+            ),
+            Refusal::ApprovalUnusable { why, .. } => write!(f, "{why}; not run"),
         }
     }
 }

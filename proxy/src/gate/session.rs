@@ -57,7 +57,7 @@ pub struct GateSession<S: Store> {
     pending: Mutex<Vec<Event>>,
     /// Held while records are handed to the store, so that they queue in call order.
     order: tokio::sync::Mutex<()>,
-    meters: metrics::SessionMeters,
+    pub(super) meters: metrics::SessionMeters,
     _open: metrics::OpenSession,
     _slot: IdentitySlot,
 }
@@ -184,7 +184,9 @@ impl<S: Store> GateSession<S> {
         self.gate.settings.record_text_max
     }
 
-    pub(super) fn store(&self) -> &Arc<S> {
+    /// The replicated store (a door uses it for its own commands: withdrawing an
+    /// abandoned hold).
+    pub fn store(&self) -> &Arc<S> {
         &self.gate.store
     }
 

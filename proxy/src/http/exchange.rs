@@ -15,6 +15,7 @@ use portcullis_raft::model::{Protocol as ResourceProtocol, Resource, SessionStat
 
 use super::body::{self, ChannelBody, Masking};
 use super::credential::Credential;
+use super::deferred;
 use super::door::HttpDoor;
 use super::headers;
 use super::inspect;
@@ -110,9 +111,11 @@ impl Door for HttpClient {
     }
 }
 
-/// Withdraws a pending approval if the request's future is dropped while it is held.
+/// Withdraws a pending approval if the request's future is dropped while it is held,
+/// and records the refusal (the gate cannot: its future was dropped with the request's).
 struct WithdrawOnDrop<S: Store> {
-    store: Arc<S>,
+    session: Arc<GateSession<S>>,
+    work: Work,
     approval: Arc<Mutex<Option<String>>>,
     armed: bool,
 }
@@ -121,16 +124,17 @@ impl<S: Store> Drop for WithdrawOnDrop<S> {
     fn drop(&mut self) {
         let held = self.approval.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let (true, Some(id)) = (self.armed, held) {
-            let store = self.store.clone();
+            let (session, work) = (self.session.clone(), self.work.clone());
             tokio::spawn(async move {
                 let withdraw = Op::WithdrawApproval {
                     id: id.clone(),
                     at: now_millis(),
                     reason: Some("the client went away".into()),
                 };
-                if let Err(e) = store.submit(withdraw).await {
+                if let Err(e) = session.store().submit(withdraw).await {
                     tracing::warn!(approval = %id, error = %e, "could not withdraw an abandoned approval");
                 }
+                session.refused(&work, None, &Refusal::ClientGoneWhileHeld { approval: id }).await;
             });
         }
     }
@@ -172,6 +176,12 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
             &format!("at most {} headers and {} bytes of them", settings.max_headers, settings.max_header_bytes),
             None,
         );
+    }
+    if let Some(id) = req.uri().path().strip_prefix("/approvals/")
+        && req.method() == Method::GET
+    {
+        let query = req.uri().query().unwrap_or_default();
+        return deferred::status(store.as_ref(), &door.verifier, req.headers(), id, query).await;
     }
     let authority = match authority_of(&req) {
         Ok(a) => a,
@@ -276,6 +286,14 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
     if let Err(refusal) = session.check_lease() {
         return reply::refusal(&refusal);
     }
+    // A client that will not wait, or that repeats a request it was told to wait for.
+    let presented = match deferred::presented_approval(&parts.headers) {
+        Ok(p) => p,
+        Err(why) => return problem(StatusCode::BAD_REQUEST, &format!("refused: {why}"), None),
+    };
+    let not_waiting = deferred::prefers_async(&parts.headers);
+    let digest = (presented.is_some() || not_waiting)
+        .then(|| deferred::request_digest(&resource.name, &method, &under, &query, &body));
     let judgement = match session.decide(std::slice::from_ref(&request)) {
         Ok(j) => j,
         Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string(), None),
@@ -287,21 +305,33 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
         body_sha256: crate::gate::record::sha256_hex(&String::from_utf8_lossy(&body)),
         body_preview: judgement.masks.detect(preview).unwrap_or_else(|| preview.to_string()),
     };
-    let approval = Arc::new(Mutex::new(None));
-    let mut guard = WithdrawOnDrop { store: store.clone(), approval: approval.clone(), armed: true };
-    let mut client = HttpClient { approval };
-    let cleared = match session.clear(&mut client, &work, judgement).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(refusal)) => {
+    let cleared = match (presented, digest) {
+        (Some(id), Some(digest)) => match session.use_approval(&work, judgement, &id, &digest).await {
+            Ok(c) => c,
+            Err(refusal) => return reply::refusal(&refusal),
+        },
+        (None, Some(digest)) => match session.defer(&work, judgement, digest).await {
+            Ok(c) => c,
+            Err(refusal) => return reply::refusal(&refusal),
+        },
+        _ => {
+            let approval = Arc::new(Mutex::new(None));
+            let mut guard = WithdrawOnDrop {
+                session: session.clone(),
+                work: work.clone(),
+                approval: approval.clone(),
+                armed: true,
+            };
+            let mut client = HttpClient { approval };
+            let cleared = session.clear(&mut client, &work, judgement).await;
             guard.armed = false;
-            return reply::refusal(&refusal);
-        }
-        Err(e) => {
-            guard.armed = false;
-            return problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string(), None);
+            match cleared {
+                Ok(Ok(c)) => c,
+                Ok(Err(refusal)) => return reply::refusal(&refusal),
+                Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string(), None),
+            }
         }
     };
-    guard.armed = false;
     let effect = if reads(&method) { Effect::Reads } else { Effect::Writes };
     let mut permit = match session.audit(&[(&work, &cleared)], effect).await {
         Ok(p) => p,

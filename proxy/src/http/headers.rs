@@ -40,6 +40,8 @@ pub fn for_backend(client: &HeaderMap, backend_host: &str, client_addr: &str, cl
     let mut headers = client.clone();
     strip_hop_by_hop(&mut headers);
     headers.remove(header::AUTHORIZATION);
+    // The gateway's own: which approval a repeated request uses.
+    headers.remove(super::deferred::APPROVAL_HEADER);
     headers.remove(header::HOST);
     headers.remove(header::CONTENT_LENGTH);
     // Whatever the client claims about itself is replaced, never appended to.

@@ -14,9 +14,12 @@
 //! - [`headers`]: hop-by-hop headers removed, `X-Forwarded-*` set, framing checked.
 //! - [`inspect`]: the request body read as JSON for policy (`match.json`), strictly.
 //! - [`reply`]: refusals as `application/problem+json`.
+//! - [`deferred`]: `Prefer: respond-async` (202, then the request repeated with its
+//!   approval) and `GET /approvals/<id>`.
 
 pub mod body;
 pub mod credential;
+pub mod deferred;
 pub mod door;
 pub mod exchange;
 pub mod headers;

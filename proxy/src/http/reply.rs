@@ -48,9 +48,41 @@ pub fn refusal_status(refusal: &Refusal) -> StatusCode {
         // Nobody is listening any more; the status is for the record.
         Refusal::CanceledWhileHeld { .. } | Refusal::ClientGoneWhileHeld { .. } => StatusCode::REQUEST_TIMEOUT,
         Refusal::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
+        Refusal::Deferred { .. } => StatusCode::ACCEPTED,
+        Refusal::ApprovalUnusable { .. } => StatusCode::FORBIDDEN,
     }
 }
 
 pub fn refusal(refusal: &Refusal) -> Response<ResponseBody> {
+    if let Refusal::Deferred { approval, decide_by } = refusal {
+        return deferred(approval, *decide_by, &refusal.to_string());
+    }
     problem(refusal_status(refusal), &refusal.to_string(), refusal.approval())
+}
+
+/// 202 for a deferred request (`Prefer: respond-async`): which approval to wait for,
+/// where to see it, and how to repeat the request (RFC 7240's "respond-async" answer).
+fn deferred(approval: &str, decide_by: u64, detail: &str) -> Response<ResponseBody> {
+    let status_url = format!("/approvals/{approval}");
+    let doc = json!({
+        "status": "pending",
+        "approval": approval,
+        "decide_by_ms": decide_by,
+        "detail": detail,
+        "status_url": status_url,
+        "retry": { "header": "Portcullis-Approval", "value": approval },
+    });
+    let body = Full::new(Bytes::from(doc.to_string())).map_err(|never| match never {}).boxed();
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::ACCEPTED;
+    let headers = response.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    headers.insert("preference-applied", HeaderValue::from_static("respond-async"));
+    if let Ok(v) = HeaderValue::from_str(approval) {
+        headers.insert("portcullis-approval", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&status_url) {
+        headers.insert("location", v);
+    }
+    response
 }

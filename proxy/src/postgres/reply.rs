@@ -81,7 +81,12 @@ pub fn refusal_code(refusal: &Refusal) -> &'static str {
         Refusal::Unclassifiable { cause: Unclassified::Syntax, .. } => SYNTAX_ERROR,
         Refusal::Unclassifiable { cause: Unclassified::TooLarge, .. } => PROGRAM_LIMIT_EXCEEDED,
         Refusal::Unclassifiable { cause: Unclassified::TooComplex, .. } => STATEMENT_TOO_COMPLEX,
-        Refusal::Denied { .. } | Refusal::ApprovalDenied { .. } | Refusal::Undecided { .. } => INSUFFICIENT_PRIVILEGE,
+        Refusal::Denied { .. }
+        | Refusal::ApprovalDenied { .. }
+        | Refusal::ApprovalUnusable { .. }
+        | Refusal::Undecided { .. } => INSUFFICIENT_PRIVILEGE,
+        // A Postgres client always waits; nothing defers its statements.
+        Refusal::Deferred { .. } => FEATURE_NOT_SUPPORTED,
         Refusal::ApprovalExpired { .. } | Refusal::CanceledWhileHeld { .. } | Refusal::ClientGoneWhileHeld { .. } => {
             QUERY_CANCELED
         }

@@ -76,14 +76,15 @@ fn apply_op(tx: &mut Overlay<'_>, op: Op, changes: &mut Changes) -> Result<Respo
         Op::RequestApproval { mut approval } => {
             let key = keys::named(keys::APPROVAL, &approval.id);
             if let Some(existing) = tx.get::<Approval>(&key)? {
-                return Ok(Response::Approval { approval: existing });
+                return Ok(Response::Approval { approval: Box::new(existing) });
             }
             approval.status = ApprovalStatus::Pending;
             approval.votes.clear();
+            approval.used_at = None;
             tx.put_raw(keys::approval_by_time(approval.created_at, &approval.id), vec![]);
             put_approval(tx, &approval)?;
             changes.approvals = true;
-            Ok(Response::Approval { approval })
+            Ok(Response::Approval { approval: Box::new(approval) })
         }
         Op::DecideApproval { id, approver, approver_groups, approve, reason, at } => {
             decide(tx, &id, approver, &approver_groups, approve, reason, at, changes)
@@ -99,7 +100,7 @@ fn apply_op(tx: &mut Overlay<'_>, op: Op, changes: &mut Changes) -> Result<Respo
                 put_approval(tx, &approval)?;
                 changes.approvals = true;
             }
-            Ok(Response::Approval { approval })
+            Ok(Response::Approval { approval: Box::new(approval) })
         }
         Op::WithdrawApproval { id, reason, .. } => {
             let key = keys::named(keys::APPROVAL, &id);
@@ -115,7 +116,10 @@ fn apply_op(tx: &mut Overlay<'_>, op: Op, changes: &mut Changes) -> Result<Respo
                 put_approval(tx, &approval)?;
                 changes.approvals = true;
             }
-            Ok(Response::Approval { approval })
+            Ok(Response::Approval { approval: Box::new(approval) })
+        }
+        Op::UseApproval { id, requester, request_digest, at } => {
+            use_approval(tx, &id, &requester, &request_digest, at, changes)
         }
         Op::OpenSession { mut session } => {
             let key = keys::named(keys::SESSION, &session.id);
@@ -163,6 +167,46 @@ fn apply_op(tx: &mut Overlay<'_>, op: Op, changes: &mut Changes) -> Result<Respo
             super::restore::commit(tx, &restore_id, parts, &sha256, changes)
         }
     }
+}
+
+/// See [`Op::UseApproval`]: each refusal names the reason, so the requester knows what
+/// to do (wait, ask again, or stop).
+fn use_approval(
+    tx: &mut Overlay<'_>,
+    id: &str,
+    requester: &str,
+    request_digest: &str,
+    at: Millis,
+    changes: &mut Changes,
+) -> Result<Response> {
+    let key = keys::named(keys::APPROVAL, id);
+    let Some(mut approval) = tx.get::<Approval>(&key)? else {
+        return rejected(format!("no approval {id}"));
+    };
+    if approval.requester != requester {
+        return rejected(format!("approval {id} was requested by someone else"));
+    }
+    if approval.request_digest.as_deref() != Some(request_digest) {
+        return rejected(format!(
+            "approval {id} covers another request (method, path, query and body must be the same)"
+        ));
+    }
+    if approval.status == ApprovalStatus::Pending {
+        return rejected(format!("approval {id} is not decided yet; repeat the request once it is approved"));
+    }
+    if approval.status != ApprovalStatus::Approved {
+        return rejected(format!("approval {id} is {}", status_word(approval.status)));
+    }
+    if approval.used_at.is_some() {
+        return rejected(format!("approval {id} was already used; it covers one request"));
+    }
+    if approval.usable_until().is_some_and(|until| at > until) {
+        return rejected(format!("approval {id} was not used in time after its decision; ask again"));
+    }
+    approval.used_at = Some(at);
+    put_approval(tx, &approval)?;
+    changes.approvals = true;
+    Ok(Response::Approval { approval: Box::new(approval) })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -215,7 +259,7 @@ fn decide(
     }
     put_approval(tx, &approval)?;
     changes.approvals = true;
-    Ok(Response::Approval { approval })
+    Ok(Response::Approval { approval: Box::new(approval) })
 }
 
 /// Store `approval` and keep the pending index (`keys::PENDING_APPROVAL`) in step.

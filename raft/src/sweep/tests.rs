@@ -18,6 +18,8 @@ fn approval(id: &str, node: u64, expires_at: Millis) -> Approval {
         created_at: 1_000,
         expires_at,
         node,
+        request_digest: None,
+        used_at: None,
     }
 }
 
@@ -106,4 +108,12 @@ fn the_silence_limit_is_five_leases_and_at_least_five_seconds() {
     assert_eq!(unreachable_after(Duration::from_millis(1000)), Duration::from_secs(5));
     assert_eq!(unreachable_after(Duration::from_secs(2)), Duration::from_secs(10));
     assert_eq!(unreachable_after(Duration::from_millis(200)), Duration::from_secs(5));
+}
+
+#[test]
+fn a_deferred_request_is_not_withdrawn_with_its_node_but_still_expires() {
+    let deferred = |id: &str, expires_at| Approval { request_digest: Some("d".into()), ..approval(id, 3, expires_at) };
+    let pending = [deferred("deferred", 9_000), deferred("deferred-overdue", 5_000)];
+    let got = ended(&pending, 5_000, 1, &[1, 2], &[3]);
+    assert_eq!(got, vec![("deferred-overdue".to_string(), "expire".to_string())]);
 }

@@ -72,7 +72,7 @@ fn rejection(response: &Response) -> &str {
 
 fn approval_of(response: Response) -> Approval {
     match response {
-        Response::Approval { approval } => approval,
+        Response::Approval { approval } => *approval,
         other => panic!("expected an approval, got {other:?}"),
     }
 }
@@ -97,6 +97,8 @@ fn approval(id: &str, needed: u32) -> Approval {
         created_at: CREATED,
         expires_at: EXPIRES,
         node: 1,
+        request_digest: None,
+        used_at: None,
     }
 }
 
@@ -879,4 +881,52 @@ fn the_first_ssh_authority_wins_and_later_ones_change_nothing() {
     assert_eq!(stored, first);
     // It belongs to the cluster: not in a backup, so a restore never replaces it.
     assert!(!crate::backup::is_backed_up(keys::SSH_AUTHORITY));
+}
+
+// --- deferred requests (HTTP `Prefer: respond-async`) ---
+
+fn use_op(id: &str, requester: &str, digest: &str, at: Millis) -> Op {
+    Op::UseApproval { id: id.into(), requester: requester.into(), request_digest: digest.into(), at }
+}
+
+fn request_deferred(tree: &sled::Tree, id: &str) {
+    let deferred = Approval { request_digest: Some("digest-1".into()), ..approval(id, 1) };
+    approval_of(apply(tree, cmd(&format!("req-{id}"), Op::RequestApproval { approval: deferred })));
+}
+
+#[test]
+fn a_deferred_approval_is_used_once_by_its_requester_for_the_same_request() {
+    let t = tree();
+    request_deferred(&t, "a1");
+    let early = apply(&t, cmd("u0", use_op("a1", "alice", "digest-1", 1_500)));
+    assert!(rejection(&early).contains("not decided yet"), "{early:?}");
+    approval_of(apply(&t, cmd("d1", decide_op("a1", "bob", &["dba"], true, 2_000))));
+    let other_request = apply(&t, cmd("u1", use_op("a1", "alice", "digest-2", 2_100)));
+    assert!(rejection(&other_request).contains("covers another request"), "{other_request:?}");
+    let other_person = apply(&t, cmd("u2", use_op("a1", "mallory", "digest-1", 2_100)));
+    assert!(rejection(&other_person).contains("someone else"), "{other_person:?}");
+    let used = approval_of(apply(&t, cmd("u3", use_op("a1", "alice", "digest-1", 2_200))));
+    assert_eq!(used.used_at, Some(2_200));
+    let again = apply(&t, cmd("u4", use_op("a1", "alice", "digest-1", 2_300)));
+    assert!(rejection(&again).contains("already used"), "{again:?}");
+    assert_eq!(approval_in(&t, "a1").used_at, Some(2_200));
+}
+
+#[test]
+fn a_deferred_approval_must_be_used_within_its_wait_after_the_decision_and_never_when_denied() {
+    let t = tree();
+    request_deferred(&t, "late");
+    approval_of(apply(&t, cmd("d1", decide_op("late", "bob", &["dba"], true, 2_000))));
+    // Created at 1 000, expiring at 10 000: usable until 2 000 + 9 000.
+    let late = apply(&t, cmd("u1", use_op("late", "alice", "digest-1", 11_001)));
+    assert!(rejection(&late).contains("not used in time"), "{late:?}");
+    request_deferred(&t, "denied");
+    approval_of(apply(&t, cmd("d2", decide_op("denied", "bob", &["dba"], false, 2_000))));
+    let denied = apply(&t, cmd("u2", use_op("denied", "alice", "digest-1", 2_100)));
+    assert!(rejection(&denied).contains("denied"), "{denied:?}");
+    // A held (not deferred) approval cannot be used this way.
+    request(&t, "held", 1);
+    approval_of(apply(&t, cmd("d3", decide_op("held", "bob", &["dba"], true, 2_000))));
+    let held = apply(&t, cmd("u3", use_op("held", "alice", "digest-1", 2_100)));
+    assert!(rejection(&held).contains("covers another request"), "{held:?}");
 }

@@ -169,6 +169,8 @@ fn approval(id: &str, created_at: Millis) -> Approval {
         created_at,
         expires_at: created_at + 60_000,
         node: 1,
+        request_digest: None,
+        used_at: None,
     }
 }
 
