@@ -180,6 +180,27 @@ fn deny_expiry_and_a_client_gone_while_held_never_reach_the_backend() {
     assert_eq!(problem["status"], 403);
     assert!(problem["detail"].as_str().unwrap().contains("demo-api/"), "names the rule: {problem}");
     assert!(reached(&c, "DELETE", "/orders").is_empty());
+    // Nobody decides within a short review's timeout: 403 naming the expiry.
+    let policy = c.path().join("short.yaml");
+    std::fs::write(
+        &policy,
+        "name: short\nrules:\n  - match: { resources: [demo-api], kinds: [put], paths: [\"/orders/9\"] }\n    \
+         action: review\n    approvers: { groups: [approvers] }\n    timeout: 2s\n",
+    )
+    .unwrap();
+    c.cli_ok(1, &["policy", "apply", "-f", policy.to_str().unwrap()]);
+    let started = Instant::now();
+    let (status, body) = curl(
+        &c,
+        1,
+        &token,
+        &["-X", "PUT", "-H", "content-type: application/json", "-d", r#"{"status":"late"}"#],
+        "/r/demo-api/orders/9",
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("expired"), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(reached(&c, "PUT", "/orders").is_empty(), "the expired request reached the backend");
     // A client that goes away while held withdraws the approval.
     let marker = format!("gone-{}", std::process::id());
     let mut child = spawn_curl(
