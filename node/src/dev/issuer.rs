@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use ring::rand::SystemRandom;
@@ -16,6 +16,8 @@ use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use serde_json::{Value, json};
 
 use crate::error::NodeError;
+
+pub mod authorize;
 
 const KEY_FILE: &str = "issuer.key";
 const INFO_FILE: &str = "issuer.json";
@@ -112,6 +114,30 @@ pub fn mint_at(
     audience: &str,
     backdate: std::time::Duration,
 ) -> Result<String, NodeError> {
+    sign(dir, sub, groups, ttl, audience, backdate, json!({}))
+}
+
+/// As [`mint`], with `extra` claims (an ID token's `nonce`).
+pub fn mint_with(
+    dir: &Path,
+    sub: &str,
+    groups: &[String],
+    ttl: std::time::Duration,
+    audience: &str,
+    extra: Value,
+) -> Result<String, NodeError> {
+    sign(dir, sub, groups, ttl, audience, std::time::Duration::ZERO, extra)
+}
+
+fn sign(
+    dir: &Path,
+    sub: &str,
+    groups: &[String],
+    ttl: std::time::Duration,
+    audience: &str,
+    backdate: std::time::Duration,
+    extra: Value,
+) -> Result<String, NodeError> {
     let info = IssuerInfo::load(dir)?;
     let key = load_key(dir)?;
     let (_, kid) = public_jwk(&key)?;
@@ -121,35 +147,22 @@ pub fn mint_at(
         .map_err(|_| dev_err("clock before 1970"))?
         .saturating_sub(backdate.as_secs());
     let header = json!({"alg": "ES256", "typ": "JWT", "kid": kid});
-    let claims = json!({
+    let mut claims = json!({
         "iss": info.issuer, "sub": sub, "aud": audience, "groups": groups,
         "iat": now, "nbf": now, "exp": now + ttl.as_secs(),
     });
+    if let (Some(claims), Value::Object(extra)) = (claims.as_object_mut(), extra) {
+        claims.extend(extra);
+    }
     let signing_input = format!("{}.{}", B64URL.encode(header.to_string()), B64URL.encode(claims.to_string()));
     let signature = key.sign(&SystemRandom::new(), signing_input.as_bytes()).map_err(|_| dev_err("signing failed"))?;
     Ok(format!("{signing_input}.{}", B64URL.encode(signature.as_ref())))
 }
 
-/// Serve discovery and JWKS until the process is stopped.
+/// Serve discovery, JWKS and the sign-in flow until the process is stopped.
 pub async fn serve(dir: &Path) -> Result<(), NodeError> {
     let info = IssuerInfo::load(dir)?;
-    let key = load_key(dir)?;
-    let (jwk, _) = public_jwk(&key)?;
-    let base = info.issuer.clone();
-    let discovery = json!({
-        "issuer": base,
-        "authorization_endpoint": format!("{base}/authorize"),
-        "jwks_uri": format!("{base}/jwks.json"),
-        "response_types_supported": ["code"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["ES256"],
-        "grant_types_supported": [],
-    });
-    let jwks = json!({"keys": [jwk]});
-    let prefix = portcullis_proxy::identity::DEV_ISSUER_PATH;
-    let app = Router::new()
-        .route(&format!("{prefix}/.well-known/openid-configuration"), get(move || async move { axum::Json(discovery) }))
-        .route(&format!("{prefix}/jwks.json"), get(move || async move { axum::Json(jwks) }));
+    let app = router(dir, &info)?;
     let listener = tokio::net::TcpListener::bind(&info.listen).await.map_err(|source| NodeError::Bind {
         what: "dev issuer",
         addr: info.listen.clone(),
@@ -157,4 +170,32 @@ pub async fn serve(dir: &Path) -> Result<(), NodeError> {
     })?;
     tracing::warn!(issuer = %info.issuer, "development OIDC issuer running: INSECURE, for the playground only");
     axum::serve(listener, app).await.map_err(|e| NodeError::Server(format!("dev issuer: {e}")))
+}
+
+/// Discovery, JWKS, and the authorization code flow with PKCE ([`authorize`]).
+fn router(dir: &Path, info: &IssuerInfo) -> Result<Router, NodeError> {
+    let key = load_key(dir)?;
+    let (jwk, _) = public_jwk(&key)?;
+    let base = info.issuer.clone();
+    let discovery = json!({
+        "issuer": base,
+        "authorization_endpoint": format!("{base}/authorize"),
+        "token_endpoint": format!("{base}/token"),
+        "jwks_uri": format!("{base}/jwks.json"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "grant_types_supported": ["authorization_code"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["none"],
+    });
+    let jwks = json!({"keys": [jwk]});
+    let prefix = portcullis_proxy::identity::DEV_ISSUER_PATH;
+    let flow = authorize::Flow::new(dir.to_path_buf());
+    Ok(Router::new()
+        .route(&format!("{prefix}/.well-known/openid-configuration"), get(move || async move { axum::Json(discovery) }))
+        .route(&format!("{prefix}/jwks.json"), get(move || async move { axum::Json(jwks) }))
+        .route(&format!("{prefix}/authorize"), get(authorize::form).post(authorize::sign_in))
+        .route(&format!("{prefix}/token"), post(authorize::token))
+        .with_state(flow))
 }
