@@ -21,6 +21,7 @@ use super::inspect;
 use super::reply::{self, ResponseBody, problem};
 use super::route;
 use super::upstream::{self, Base};
+use super::websocket::{self, Tunnels};
 use crate::gate::{Door, Effect, GateSession, GaveUp, OutputRecord, Refusal, ResultRecord, Waiting, Work};
 use crate::identity::Identity;
 use crate::policy::{JsonBody, Protocol, Request as PolicyRequest};
@@ -34,6 +35,8 @@ pub struct Connection<S: Store> {
     sessions: tokio::sync::Mutex<Sessions<S>>,
     /// Responses still streaming (each records its result when its body ends).
     relays: Mutex<tokio::task::JoinSet<()>>,
+    /// Open WebSockets (see [`websocket`]); the door waits for them before [`close`](Self::close).
+    pub websockets: Tunnels,
 }
 
 /// By identity (subject) and resource.
@@ -41,7 +44,13 @@ type Sessions<S> = HashMap<(String, String), Arc<GateSession<S>>>;
 
 impl<S: Store> Connection<S> {
     pub fn new(door: Arc<HttpDoor<S>>, peer: SocketAddr) -> Self {
-        Connection { door, peer, sessions: tokio::sync::Mutex::default(), relays: Mutex::default() }
+        Connection {
+            door,
+            peer,
+            sessions: tokio::sync::Mutex::default(),
+            relays: Mutex::default(),
+            websockets: Tunnels::default(),
+        }
     }
 
     async fn session(&self, identity: &Identity, resource: &Resource) -> crate::error::Result<Arc<GateSession<S>>> {
@@ -95,8 +104,8 @@ fn reads(method: &Method) -> bool {
 /// The client side of a hold: an HTTP client cannot be told anything before the
 /// response, and hyper drops the request's future when the client goes away; the guard
 /// below then withdraws the approval.
-struct HttpClient {
-    approval: Arc<Mutex<Option<String>>>,
+pub(super) struct HttpClient {
+    pub(super) approval: Arc<Mutex<Option<String>>>,
 }
 
 impl Door for HttpClient {
@@ -111,10 +120,10 @@ impl Door for HttpClient {
 }
 
 /// Withdraws a pending approval if the request's future is dropped while it is held.
-struct WithdrawOnDrop<S: Store> {
-    store: Arc<S>,
-    approval: Arc<Mutex<Option<String>>>,
-    armed: bool,
+pub(super) struct WithdrawOnDrop<S: Store> {
+    pub(super) store: Arc<S>,
+    pub(super) approval: Arc<Mutex<Option<String>>>,
+    pub(super) armed: bool,
 }
 
 impl<S: Store> Drop for WithdrawOnDrop<S> {
@@ -212,6 +221,10 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
             return problem(StatusCode::SERVICE_UNAVAILABLE, &format!("the session could not be recorded: {e}"), None);
         }
     };
+    // --- a WebSocket upgrade: decided at the upgrade, then a tunnel (websocket.rs)
+    if websocket::is_upgrade(&req) {
+        return websocket::handle(&conn, session, resource, under, req).await;
+    }
     // --- the body, bounded
     let (parts, body) = req.into_parts();
     let max = resource

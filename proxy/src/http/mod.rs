@@ -14,6 +14,7 @@
 //! - [`headers`]: hop-by-hop headers removed, `X-Forwarded-*` set, framing checked.
 //! - [`inspect`]: the request body read as JSON for policy (`match.json`), strictly.
 //! - [`reply`]: refusals as `application/problem+json`.
+//! - [`websocket`]: WebSocket upgrades, decided at the upgrade; their messages recorded.
 
 pub mod body;
 pub mod credential;
@@ -25,6 +26,7 @@ pub mod reply;
 pub mod route;
 pub mod settings;
 pub mod upstream;
+pub mod websocket;
 
 pub use door::{HttpDoor, serve};
 pub use settings::HttpSettings;
