@@ -26,6 +26,12 @@ fn python() -> PathBuf {
 
 /// Run the raw client against node 1: `mode` and its messages; returns what it printed.
 fn ws(c: &Cluster, token: &str, path: &str, mode: &str, messages: &[&str]) -> Value {
+    let o = spawn_ws(c, token, path, mode, messages).wait_with_output().unwrap();
+    assert!(o.status.success(), "ws_client.py failed: {}", err(&o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+fn spawn_ws(c: &Cluster, token: &str, path: &str, mode: &str, messages: &[&str]) -> std::process::Child {
     let addr = c.http_addr(1);
     let (host, port) = addr.rsplit_once(':').unwrap();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/ws_client.py");
@@ -39,9 +45,7 @@ fn ws(c: &Cluster, token: &str, path: &str, mode: &str, messages: &[&str]) -> Va
         .spawn()
         .unwrap();
     child.stdin.take().unwrap().write_all(token.as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "ws_client.py failed: {}", err(&o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+    child
 }
 
 /// Upgrades the demo API received on `path`.
@@ -139,4 +143,36 @@ fn an_oversize_or_unmasked_frame_closes_the_connection_and_is_recorded() {
     assert!(records.contains("\"gateway\""), "ended by the gateway: {records}");
     // Both upgrades reached the backend; the frames did not (the gateway refused them).
     assert_eq!(upgrades(&c, "/ws/echo").len(), 2);
+}
+
+#[test]
+fn a_reviewed_upgrade_waits_for_its_approval_before_reaching_the_backend() {
+    let c = Cluster::start_with_http(1);
+    let token = c.engineer_token();
+    let bob = c.token("bob", &["approvers"]);
+    let policy = c.path().join("review-sockets.yaml");
+    std::fs::write(
+        &policy,
+        "name: demo-api\nrules:\n  - name: sockets-need-approval\n    match: { groups: [engineers], resources: [demo-api], kinds: [websocket] }\n    action: review\n    approvers: { groups: [approvers], count: 1 }\n",
+    )
+    .unwrap();
+    c.cli_ok(1, &["policy", "apply", "-f", policy.to_str().unwrap()]);
+    let child = spawn_ws(&c, &token, "/r/demo-api/ws/echo?held=1", "echo", &["after approval"]);
+    let id = wait_for("the upgrade to be held", Duration::from_secs(30), || {
+        let o = c.cli_as(1, Some(&bob), &["approvals", "list", "--pending", "--json"]);
+        let v: Value = serde_json::from_slice(&o.stdout).ok()?;
+        let list = v.as_array().cloned().or_else(|| v["approvals"].as_array().cloned()).unwrap_or_default();
+        list.into_iter()
+            .find(|a| a["action"].as_str().is_some_and(|t| t.contains("(websocket)")))
+            .map(|a| a["id"].as_str().unwrap().to_string())
+    });
+    assert!(upgrades(&c, "/ws/echo").is_empty(), "the upgrade reached the backend before its approval");
+    let o = c.cli_as(1, Some(&bob), &["approvals", "approve", &id]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = child.wait_with_output().unwrap();
+    let out: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", err(&o)));
+    assert_eq!(out["status"], 101, "{out}");
+    assert_eq!(out["headers"]["portcullis-approval"], id.as_str(), "{out}");
+    assert_eq!(out["echoes"], serde_json::json!(["after approval"]), "{out}");
+    assert_eq!(upgrades(&c, "/ws/echo").len(), 1);
 }
