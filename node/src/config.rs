@@ -90,7 +90,8 @@ pub struct DoorLimits {
     /// and for its body; request headers (count, bytes in all); a request body's bytes
     /// (a resource may lower it); bytes of a body read as JSON for `match.json`; a JSON
     /// response masked whole (larger ones line by line); bytes of bodies kept (masked)
-    /// in records; seconds to connect to the backend.
+    /// in records; seconds to connect to the backend; a WebSocket frame's and message's
+    /// bytes (past either the connection is closed).
     pub http_max_connections: usize,
     pub http_header_timeout_secs: u64,
     pub http_body_timeout_secs: u64,
@@ -101,6 +102,8 @@ pub struct DoorLimits {
     pub http_max_masked_json_bytes: usize,
     pub http_preview_bytes: usize,
     pub http_upstream_timeout_secs: u64,
+    pub http_max_websocket_frame_bytes: u64,
+    pub http_max_websocket_message_bytes: u64,
 }
 
 impl Default for DoorLimits {
@@ -130,6 +133,8 @@ impl Default for DoorLimits {
             http_max_masked_json_bytes: http.max_masked_json_bytes,
             http_preview_bytes: http.preview_bytes,
             http_upstream_timeout_secs: http.upstream_timeout.as_secs(),
+            http_max_websocket_frame_bytes: http.max_websocket_frame_bytes,
+            http_max_websocket_message_bytes: http.max_websocket_message_bytes,
         }
     }
 }
@@ -177,6 +182,8 @@ impl DoorLimits {
             max_masked_json_bytes: self.http_max_masked_json_bytes,
             preview_bytes: self.http_preview_bytes,
             upstream_timeout: Duration::from_secs(self.http_upstream_timeout_secs),
+            max_websocket_frame_bytes: self.http_max_websocket_frame_bytes,
+            max_websocket_message_bytes: self.http_max_websocket_message_bytes,
             base_domain: (!base.is_empty()).then(|| base.to_ascii_lowercase()),
         }
     }

@@ -21,6 +21,7 @@
 //! | any method `/echo/...` | method, path, query, headers and body as received |
 //! | `GET /events?n=5&every_ms=100` | Server-Sent Events, each sent as it is produced |
 //! | `GET /big?bytes=N[&chunked=1]` | N bytes, streamed |
+//! | `GET /ws/echo` (WebSocket) | every message echoed back as it came, frame by frame |
 //!
 //! The request log (`--log FILE`, one JSON line per request, written when the request
 //! has arrived and before it is answered) never holds the key: see [`log`].
@@ -28,7 +29,7 @@
 //! Layout: this file holds the process entry, the router and the gate every request
 //! passes (read the body, log, check the key); `credential.rs` finds the key in a
 //! request; `orders.rs` the orders and their handlers; `log.rs` the request log;
-//! `stream.rs` the streaming routes.
+//! `stream.rs` the streaming routes; `websocket.rs` the WebSocket echo.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -51,6 +52,7 @@ mod credential;
 mod log;
 mod orders;
 mod stream;
+mod websocket;
 
 pub use credential::{Credential, query_pairs};
 pub use log::RequestLog;
@@ -145,6 +147,7 @@ pub fn router(api: DemoApi) -> Router {
         .route("/echo/{*rest}", any(echo))
         .route("/events", get(stream::events))
         .route("/big", get(stream::big))
+        .route("/ws/echo", get(websocket::echo))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(api.clone(), gate))
         .with_state(api)
@@ -251,7 +254,7 @@ fn problem(status: StatusCode, detail: &str) -> Response {
 }
 
 async fn not_found() -> Response {
-    problem(StatusCode::NOT_FOUND, "no such route; see GET /orders, /profile, /echo, /events, /big")
+    problem(StatusCode::NOT_FOUND, "no such route; see GET /orders, /profile, /echo, /events, /big, /ws/echo")
 }
 
 // === profile and echo ===

@@ -85,6 +85,9 @@ rules:
   - name: engineers-read
     match: { groups: [engineers], resources: [demo-api], kinds: [get, head] }
     action: allow
+  - name: engineers-echo-socket
+    match: { groups: [engineers], resources: [demo-api], kinds: [websocket], paths: [/ws/echo] }
+    action: allow
   - name: changes-need-approval
     match: { groups: [engineers], resources: [demo-api], kinds: [post, put, patch] }
     action: review

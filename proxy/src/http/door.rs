@@ -63,7 +63,10 @@ async fn handle<S: Store>(door: Arc<HttpDoor<S>>, tcp: TcpStream, peer: SocketAd
         .header_read_timeout(timeout)
         .max_buf_size(door.settings.max_header_bytes.max(8192) + 8192);
     builder.http2().max_header_list_size(u32::try_from(door.settings.max_header_bytes).unwrap_or(u32::MAX));
-    let serving = builder.serve_connection(TokioIo::new(tls), service);
+    // Lets an HTTP/2 WebSocket (extended CONNECT) arrive, to be refused with a 501.
+    builder.http2().enable_connect_protocol();
+    // With upgrades: an HTTP/1.1 WebSocket's connection is handed over after its 101.
+    let serving = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
     tokio::pin!(serving);
     tokio::select! {
         result = serving.as_mut() => {
@@ -76,5 +79,7 @@ async fn handle<S: Store>(door: Arc<HttpDoor<S>>, tcp: TcpStream, peer: SocketAd
             let _ = serving.await;
         }
     }
+    // An upgraded connection lives on as a WebSocket: its sessions close after it.
+    conn.websockets.finish(&stop).await;
     conn.close().await;
 }

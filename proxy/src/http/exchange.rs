@@ -22,6 +22,7 @@ use super::inspect;
 use super::reply::{self, ResponseBody, problem};
 use super::route;
 use super::upstream::{self, Base};
+use super::websocket::{self, Tunnels};
 use crate::gate::{Door, Effect, GateSession, GaveUp, OutputRecord, Refusal, ResultRecord, Waiting, Work};
 use crate::identity::Identity;
 use crate::policy::{JsonBody, Protocol, Request as PolicyRequest};
@@ -35,6 +36,8 @@ pub struct Connection<S: Store> {
     sessions: tokio::sync::Mutex<Sessions<S>>,
     /// Responses still streaming (each records its result when its body ends).
     relays: Mutex<tokio::task::JoinSet<()>>,
+    /// Open WebSockets (see [`websocket`]); the door waits for them before [`close`](Self::close).
+    pub websockets: Tunnels,
 }
 
 /// By identity (subject) and resource.
@@ -42,7 +45,13 @@ type Sessions<S> = HashMap<(String, String), Arc<GateSession<S>>>;
 
 impl<S: Store> Connection<S> {
     pub fn new(door: Arc<HttpDoor<S>>, peer: SocketAddr) -> Self {
-        Connection { door, peer, sessions: tokio::sync::Mutex::default(), relays: Mutex::default() }
+        Connection {
+            door,
+            peer,
+            sessions: tokio::sync::Mutex::default(),
+            relays: Mutex::default(),
+            websockets: Tunnels::default(),
+        }
     }
 
     async fn session(&self, identity: &Identity, resource: &Resource) -> crate::error::Result<Arc<GateSession<S>>> {
@@ -140,6 +149,27 @@ impl<S: Store> Drop for WithdrawOnDrop<S> {
     }
 }
 
+/// Phases decide and hold for a client that waits: a review holds the request (an HTTP
+/// client can be told nothing until the response); if the request's future is dropped
+/// meanwhile (the client went away), the guard withdraws the approval and records it.
+pub(super) async fn clear_waiting<S: Store>(
+    session: &Arc<GateSession<S>>,
+    work: &Work,
+    judgement: crate::gate::Judgement,
+) -> Result<crate::gate::Cleared, Response<ResponseBody>> {
+    let approval = Arc::new(Mutex::new(None));
+    let mut guard =
+        WithdrawOnDrop { session: session.clone(), work: work.clone(), approval: approval.clone(), armed: true };
+    let mut client = HttpClient { approval };
+    let cleared = session.clear(&mut client, work, judgement).await;
+    guard.armed = false;
+    match cleared {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(refusal)) => Err(reply::refusal(&refusal)),
+        Err(e) => Err(problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string(), None)),
+    }
+}
+
 /// The host the client addressed: the request target's authority (HTTP/2
 /// `:authority`, an HTTP/1.1 absolute URI) or its `Host` header. Two that disagree, or
 /// several `Host` headers, are refused: the route must not depend on which one is read.
@@ -222,6 +252,10 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
             return problem(StatusCode::SERVICE_UNAVAILABLE, &format!("the session could not be recorded: {e}"), None);
         }
     };
+    // --- a WebSocket upgrade: decided at the upgrade, then a tunnel (websocket.rs)
+    if websocket::is_upgrade(&req) {
+        return websocket::handle(&conn, session, resource, under, req).await;
+    }
     // --- the body, bounded
     let (parts, body) = req.into_parts();
     let max = resource
@@ -314,23 +348,10 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
             Ok(c) => c,
             Err(refusal) => return reply::refusal(&refusal),
         },
-        _ => {
-            let approval = Arc::new(Mutex::new(None));
-            let mut guard = WithdrawOnDrop {
-                session: session.clone(),
-                work: work.clone(),
-                approval: approval.clone(),
-                armed: true,
-            };
-            let mut client = HttpClient { approval };
-            let cleared = session.clear(&mut client, &work, judgement).await;
-            guard.armed = false;
-            match cleared {
-                Ok(Ok(c)) => c,
-                Ok(Err(refusal)) => return reply::refusal(&refusal),
-                Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string(), None),
-            }
-        }
+        _ => match clear_waiting(&session, &work, judgement).await {
+            Ok(c) => c,
+            Err(response) => return response,
+        },
     };
     let effect = if reads(&method) { Effect::Reads } else { Effect::Writes };
     let mut permit = match session.audit(&[(&work, &cleared)], effect).await {

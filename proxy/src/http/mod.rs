@@ -16,6 +16,7 @@
 //! - [`reply`]: refusals as `application/problem+json`.
 //! - [`deferred`]: `Prefer: respond-async` (202, then the request repeated with its
 //!   approval) and `GET /approvals/<id>`.
+//! - [`websocket`]: WebSocket upgrades, decided at the upgrade; their messages recorded.
 
 pub mod body;
 pub mod credential;
@@ -28,6 +29,7 @@ pub mod reply;
 pub mod route;
 pub mod settings;
 pub mod upstream;
+pub mod websocket;
 
 pub use door::{HttpDoor, serve};
 pub use settings::HttpSettings;

@@ -27,6 +27,10 @@ pub struct HttpSettings {
     pub preview_bytes: usize,
     /// Connecting to the backend.
     pub upstream_timeout: Duration,
+    /// WebSocket frames and messages (fragments in all) larger than these close the
+    /// connection (Close 1009), recorded; a frame is refused from its header.
+    pub max_websocket_frame_bytes: u64,
+    pub max_websocket_message_bytes: u64,
     /// With a base domain `gw.example`, `Host: <resource>.gw.example` also names the
     /// resource (the path is then relayed as it is); `None`: only `/r/<resource>/`.
     pub base_domain: Option<String>,
@@ -45,6 +49,8 @@ impl Default for HttpSettings {
             max_masked_json_bytes: 16 << 20,
             preview_bytes: 4096,
             upstream_timeout: Duration::from_secs(10),
+            max_websocket_frame_bytes: 16 << 20,
+            max_websocket_message_bytes: 64 << 20,
             base_domain: None,
         }
     }

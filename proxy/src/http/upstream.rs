@@ -49,7 +49,7 @@ impl Base {
         }
     }
 
-    fn addr(&self) -> String {
+    pub(super) fn addr(&self) -> String {
         if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
         } else {
@@ -100,7 +100,7 @@ where
     sender.send_request(request).await.map_err(|e| err(e.to_string()))
 }
 
-fn tls_connector(ca_pem: Option<&str>) -> std::result::Result<tokio_rustls::TlsConnector, String> {
+pub(super) fn tls_connector(ca_pem: Option<&str>) -> std::result::Result<tokio_rustls::TlsConnector, String> {
     let mut roots = rustls::RootCertStore::empty();
     match ca_pem {
         Some(pem) => {

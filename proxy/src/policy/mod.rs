@@ -40,7 +40,7 @@
 //! Lists may not be empty (write nothing to match anything). Kinds are lower-case names
 //! from [`KNOWN_KINDS`]: Postgres `select insert update delete merge ddl truncate copy set
 //! show transaction call explain grant other`, SSH `exec shell scp sftp forward`, HTTP methods `get head
-//! post put patch delete options connect trace`, and `unknown` for what a door could not
+//! post put patch delete options connect trace` and `websocket` (an upgrade), and `unknown` for what a door could not
 //! classify. A request's kind is free text; a kind no rule names (such as `unknown`)
 //! matches only rules that omit `kinds` or list it.
 //!
@@ -147,6 +147,8 @@ pub const KNOWN_KINDS: &[&str] = &[
     "options",
     "connect",
     "trace",
+    // HTTP: a WebSocket upgrade (an HTTP/1.1 GET asking for `Upgrade: websocket`)
+    "websocket",
     // Any door: could not classify.
     "unknown",
 ];

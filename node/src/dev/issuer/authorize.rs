@@ -250,10 +250,10 @@ pub async fn token(State(flow): State<Flow>, Form(req): Form<TokenRequest>) -> R
         return refuse(StatusCode::BAD_REQUEST, "invalid_grant", "the code_verifier does not match the code_challenge");
     }
     let access = super::mint(&flow.dir, &grant.sub, &grant.groups, TOKEN_TTL, ACCESS_AUDIENCE);
-    let mut id_claims = json!({});
-    if let Some(nonce) = &grant.nonce {
-        id_claims["nonce"] = json!(nonce);
-    }
+    let id_claims = match &grant.nonce {
+        Some(nonce) => json!({ "nonce": nonce }),
+        None => json!({}),
+    };
     let id = super::mint_with(&flow.dir, &grant.sub, &grant.groups, TOKEN_TTL, &grant.client_id, id_claims);
     match (access, id) {
         (Ok(access), Ok(id)) => axum::Json(json!({
