@@ -1,6 +1,6 @@
-//! The playground under test: `portcullis dev --postgres [--ssh] --detach` in the run
-//! directory, its node processes (kill -9, SIGSTOP/SIGCONT, restart), the admin CLI
-//! and the backend Postgres. With [`Hosts`] (root only) every node lives in its own
+//! The playground under test: `portcullis dev --postgres [--ssh] [--http] --detach` in
+//! the run directory, its node processes (kill -9, SIGSTOP/SIGCONT, restart), the admin
+//! CLI and the backends (Postgres; the SSH host and the demo HTTP API when asked for). With [`Hosts`] (root only) every node lives in its own
 //! network namespace and is (re)started there. Everything it started is torn down
 //! by [`Playground::teardown`], which `Drop` also calls (errors, Ctrl-C); the hosts
 //! go after the processes.
@@ -26,6 +26,8 @@ pub struct NodeInfo {
     pub pg: String,
     /// SSH door, `host:port` (with `dev --ssh`).
     pub ssh: Option<String>,
+    /// HTTP door, `host:port` (with `dev --http`).
+    pub http: Option<String>,
     pub admin: String,
     /// Node-to-node listener, `host:port`.
     pub raft: String,
@@ -61,12 +63,26 @@ pub struct Sshd {
     pid: Option<u32>,
 }
 
+/// The playground's demo HTTP API (from cluster.json `http_api`, with `dev --http`):
+/// the backend behind resource `demo-api`, on the root namespace's loopback.
+#[derive(Debug, Clone)]
+pub struct DemoApi {
+    pub port: u16,
+    /// Its request log: one JSON line per request that reached it.
+    pub log: PathBuf,
+    /// The API key (the credential the gateway injects), to register `demo-api` again.
+    pub key_file: PathBuf,
+    /// The API's pid, killed on teardown.
+    pid: Option<u32>,
+}
+
 pub struct Playground {
     pub dir: PathBuf,
     bin: PathBuf,
     pub nodes: Vec<NodeInfo>,
     pub backend: Backend,
     pub sshd: Option<Sshd>,
+    pub api: Option<DemoApi>,
     pub ca: PathBuf,
     admin_token: Mutex<Option<String>>,
     unsafe_no_lease: Mutex<bool>,
@@ -78,6 +94,15 @@ pub struct Playground {
     torn_down: Mutex<bool>,
     /// Declared last: dropped after `Drop::drop` has killed the processes inside.
     pub hosts: Option<Hosts>,
+}
+
+/// Which of the playground's optional doors (and their backends) to start.
+#[derive(Debug, Clone, Copy)]
+pub struct Doors {
+    /// `dev --ssh`: the SSH door and the playground's sshd (resource `demo-ssh`).
+    pub ssh: bool,
+    /// `dev --http`: the HTTP door and the demo API (resource `demo-api`).
+    pub http: bool,
 }
 
 /// Find `portcullis`: env PORTCULLIS_BIN, else next to our own executable.
@@ -115,14 +140,15 @@ fn str_field(v: &Value, key: &str) -> anyhow::Result<String> {
 }
 
 impl Playground {
-    /// Run `portcullis dev --postgres --detach` (and `--ssh` with `ssh`) in `dir` and
-    /// load what it started. With `hosts`, each node binds its namespace address and
-    /// runs in its namespace.
-    pub fn start(dir: &Path, bin: &Path, nodes: u64, hosts: Option<Hosts>, ssh: bool) -> anyhow::Result<Playground> {
+    /// Run `portcullis dev --postgres --detach` (and `--ssh` with `doors.ssh`, `--http`
+    /// with `doors.http`) in `dir` and load what it started. With `hosts`, each node
+    /// binds its namespace address and runs in its namespace.
+    pub fn start(dir: &Path, bin: &Path, nodes: u64, hosts: Option<Hosts>, doors: Doors) -> anyhow::Result<Playground> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let out = Command::new(bin)
             .args(["dev", "--postgres", "--detach", "--nodes", &nodes.to_string()])
-            .args(if ssh { &["--ssh"][..] } else { &[][..] })
+            .args(if doors.ssh { &["--ssh"][..] } else { &[][..] })
+            .args(if doors.http { &["--http"][..] } else { &[][..] })
             .arg("--dir")
             .arg(dir)
             .args(hosts.as_ref().map(Hosts::dev_args).unwrap_or_default())
@@ -150,6 +176,7 @@ impl Playground {
                 id,
                 pg: str_field(n, "pg")?,
                 ssh: n.get("ssh").and_then(Value::as_str).map(String::from),
+                http: n.get("http").and_then(Value::as_str).map(String::from),
                 admin: str_field(n, "admin")?,
                 raft: str_field(n, "raft")?,
                 config: PathBuf::from(str_field(n, "config")?),
@@ -186,12 +213,29 @@ impl Playground {
             }
             None => None,
         };
+        let api = match v.get("http_api").filter(|a| !a.is_null()) {
+            Some(a) => {
+                let addr = str_field(a, "addr")?;
+                let port = addr
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| p.parse().ok())
+                    .ok_or_else(|| anyhow!("cluster.json: http_api addr {addr:?} has no port"))?;
+                Some(DemoApi {
+                    port,
+                    log: PathBuf::from(str_field(a, "log")?),
+                    key_file: PathBuf::from(str_field(a, "key_file")?),
+                    pid: a.get("pid").and_then(Value::as_u64).and_then(|p| u32::try_from(p).ok()),
+                })
+            }
+            None => None,
+        };
         Ok(Playground {
             dir: dir.to_path_buf(),
             bin: bin.to_path_buf(),
             nodes,
             backend,
             sshd,
+            api,
             ca: dir.join("ca.pem"),
             admin_token: Mutex::new(None),
             unsafe_no_lease: Mutex::new(false),
@@ -399,7 +443,8 @@ impl Playground {
         }
         let pids: Vec<u32> = self.pids.lock().unwrap_or_else(|p| p.into_inner()).values().copied().collect();
         let sshd = self.sshd.as_ref().and_then(|s| s.pid);
-        for pid in pids.iter().chain(self.issuer_pid.iter()).chain(sshd.iter()) {
+        let api = self.api.as_ref().and_then(|a| a.pid);
+        for pid in pids.iter().chain(self.issuer_pid.iter()).chain(sshd.iter()).chain(api.iter()) {
             signal(*pid, "KILL");
         }
         for c in self.children.lock().unwrap_or_else(|p| p.into_inner()).iter_mut() {

@@ -25,6 +25,8 @@ pub enum OpKind {
     Gated,
     /// A command through an SSH door (appends its op id to the host's log).
     Ssh,
+    /// A POST through an HTTP door (the demo API logs its path, which names the op).
+    Http,
 }
 
 /// One completed operation.
@@ -124,10 +126,19 @@ impl History {
     }
 
     pub fn complete(&self, op: Op) {
+        self.complete_with(op, json!({}));
+    }
+
+    /// As [`History::complete`], with more of what the client saw in the line (e.g. an
+    /// HTTP status): `extra`'s fields are added to it.
+    pub fn complete_with(&self, op: Op, extra: Value) {
         let mut inner = self.lock();
         let mut v = json!(op);
         if let Some(m) = v.as_object_mut() {
             m.insert("type".into(), json!("complete"));
+            if let Value::Object(extra) = extra {
+                m.extend(extra);
+            }
         }
         Self::line(&mut inner, &v);
         inner.ops.push(op);

@@ -1,9 +1,10 @@
 //! # portcullis-chaos
 //!
-//! Jepsen-style chaos for Portcullis (issues 5 and 15): real node processes from a
-//! `portcullis dev --postgres --ssh` playground, real faults, a recorded history, and
-//! a checker against the backends' own ground truth (the Postgres database and its
-//! statement log; the SSH host's own file).
+//! Jepsen-style chaos for Portcullis (issues 5, 15 and 16): real node processes from a
+//! `portcullis dev --postgres --ssh --http` playground, real faults, a recorded
+//! history, and a checker against the backends' own ground truth (the Postgres
+//! database and its statement log; the SSH host's own file; the demo HTTP API's
+//! request log).
 //!
 //! ## Layout
 //! - `netns`: one network namespace per node (root only), iptables link rules.
@@ -11,8 +12,10 @@
 //! - `relay`, `links`: delaying TCP relays on node-to-node raft links.
 //! - `backend`: the backend Postgres (ground-truth tables, forwarder).
 //! - `host`: the SSH host (its log of the SSH workload, forwarder).
+//! - `api`: the demo HTTP API (its request log, forwarder).
 //! - `workload`: long-lived sessions per node on `ledger` and `gated`.
 //! - `ssh_load`: long-lived SSH connections per node running logged commands.
+//! - `http_load`: long-lived HTTPS connections per node sending logged POSTs.
 //! - `approver`: approvers deciding gated statements through random nodes.
 //! - `nemesis`: the seeded fault schedule and its runner.
 //! - `history`: `RUN_DIR/history.jsonl`.
@@ -21,12 +24,14 @@
 //! Exit codes: 0 no violations, 1 violations found, 2 usage error, 3 the harness
 //! itself could not run.
 
+mod api;
 mod approver;
 mod backend;
 mod checker;
 mod cluster;
 mod history;
 mod host;
+mod http_load;
 mod links;
 mod nemesis;
 mod netns;
@@ -87,12 +92,22 @@ struct RunArgs {
     /// (0: no SSH workload, and the playground runs without `--ssh`).
     #[arg(long, default_value_t = 1)]
     ssh_clients: usize,
+    /// Long-lived HTTPS connections per node sending POSTs through its HTTP door to the
+    /// demo API (0: no HTTP workload, and the playground runs without `--http`).
+    #[arg(long, default_value_t = 1)]
+    http_clients: usize,
+    /// Audit mode of resource `demo-api`. `fast` (records written after the request was
+    /// relayed) is a planted fault for the HTTP checks: with `--unsafe-no-lease` a node
+    /// cut off keeps relaying requests whose records never commit, and the checker must
+    /// say so (`http-unaudited-request`, `http-without-lease`).
+    #[arg(long, value_enum, default_value_t = Audit::Strict)]
+    http_audit: Audit,
     /// Audit mode of resource `demo-ssh`. `fast` (records written after the command
     /// ran) is a planted fault for the SSH checks: with `--unsafe-no-lease` a node cut
     /// off keeps running commands whose records never commit, and the checker must say
     /// so (`ssh-unaudited-command`, `ssh-without-lease`).
-    #[arg(long, value_enum, default_value_t = SshAudit::Strict)]
-    ssh_audit: SshAudit,
+    #[arg(long, value_enum, default_value_t = Audit::Strict)]
+    ssh_audit: Audit,
     /// Channels per SSH connection (`[limits] ssh_max_channels`), written into every
     /// node's config before the run (the nodes are restarted with it); 0 (the default)
     /// keeps the playground's (16 open at once). Before the door freed the channels the
@@ -136,9 +151,19 @@ rules:
 "#;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum SshAudit {
+enum Audit {
     Strict,
     Fast,
+}
+
+impl Audit {
+    /// The resource's `audit` field.
+    fn word(self) -> &'static str {
+        match self {
+            Audit::Strict => "strict",
+            Audit::Fast => "fast",
+        }
+    }
 }
 
 /// The playground's SSH policy, replaced (same name) by one that lets engineers run
@@ -148,6 +173,16 @@ const CHAOS_SSH_POLICY: &str = r#"name: demo-ssh
 rules:
   - name: chaos-ssh-log
     match: { groups: [engineers], resources: [demo-ssh], kinds: [exec], only_commands: [echo, date] }
+    action: allow
+"#;
+
+/// The playground's HTTP policy, replaced (same name) by one that lets engineers send
+/// exactly the workload's requests (`POST /echo/chaos-http-...`) without review; every
+/// other request is denied by default.
+const CHAOS_HTTP_POLICY: &str = r#"name: demo-api
+rules:
+  - name: chaos-http-echo
+    match: { groups: [engineers], resources: [demo-api], kinds: [post], paths: ["/echo/chaos-http-*"] }
     action: allow
 "#;
 
@@ -220,9 +255,9 @@ async fn run(args: RunArgs) -> anyhow::Result<Value> {
     eprintln!("chaos: starting a {}-node playground with Postgres", args.nodes);
     let play_dir = dir.join("playground");
     let nodes = args.nodes;
-    let ssh = args.ssh_clients > 0;
+    let doors = cluster::Doors { ssh: args.ssh_clients > 0, http: args.http_clients > 0 };
     let pg =
-        Arc::new(tokio::task::spawn_blocking(move || Playground::start(&play_dir, &bin, nodes, hosts, ssh)).await??);
+        Arc::new(tokio::task::spawn_blocking(move || Playground::start(&play_dir, &bin, nodes, hosts, doors)).await??);
 
     let outcome = exercise(&args, &dir, &pg, duration, netns, why_not).await;
     pg.teardown();
@@ -240,6 +275,8 @@ struct Setup {
     _backend: Option<relay::Relay>,
     /// The SSH host on the bridge.
     _host: Option<relay::Relay>,
+    /// The demo HTTP API on the bridge.
+    _api: Option<relay::Relay>,
     links: Option<Links>,
 }
 
@@ -262,11 +299,13 @@ async fn setup(args: &RunArgs, dir: &Path, pg: &Arc<Playground>) -> anyhow::Resu
     let host_forwarder = if pg.sshd.is_some() {
         host::prepare(pg).await?;
         apply_policy(pg, dir, "chaos-ssh-policy.yaml", CHAOS_SSH_POLICY).await?;
-        let audit = match args.ssh_audit {
-            SshAudit::Strict => "strict",
-            SshAudit::Fast => "fast",
-        };
-        host::expose(pg, dir, audit).await?
+        host::expose(pg, dir, args.ssh_audit.word()).await?
+    } else {
+        None
+    };
+    let api_forwarder = if pg.api.is_some() {
+        apply_policy(pg, dir, "chaos-http-policy.yaml", CHAOS_HTTP_POLICY).await?;
+        api::expose(pg, dir, args.http_audit.word()).await?
     } else {
         None
     };
@@ -302,7 +341,7 @@ async fn setup(args: &RunArgs, dir: &Path, pg: &Arc<Playground>) -> anyhow::Resu
     };
     // Equal applied indexes: the chaos policy is in force on every node.
     checker::converge::applied(pg, Duration::from_secs(20)).await.map_err(|e| anyhow!("before the run: {e}"))?;
-    Ok(Setup { _backend: forwarder, _host: host_forwarder, links })
+    Ok(Setup { _backend: forwarder, _host: host_forwarder, _api: api_forwarder, links })
 }
 
 /// Rewrite the `ssh_max_channels = N` line of a node config's `[limits]`.
@@ -372,9 +411,10 @@ async fn exercise(
     let stop_load = CancellationToken::new();
     let stop_nemesis = CancellationToken::new();
     eprintln!(
-        "chaos: workload ({} sessions and {} SSH connections per node) and nemesis {} for {duration:?}",
+        "chaos: workload ({} sessions, {} SSH and {} HTTPS connections per node) and nemesis {} for {duration:?}",
         args.clients,
         if pg.sshd.is_some() { args.ssh_clients } else { 0 },
+        if pg.api.is_some() { args.http_clients } else { 0 },
         args.nemesis.word()
     );
     let mut clients = load.spawn(history.clone(), stop_load.clone());
@@ -397,6 +437,25 @@ async fn exercise(
         // Connected before the first fault: a node without its quorum cannot record
         // a new session, so only these connections can show whether it keeps relaying.
         ssh.spawn(history.clone(), stop_load.clone(), &mut clients).await;
+    }
+    if pg.api.is_some() {
+        let targets = pg
+            .nodes
+            .iter()
+            .map(|n| {
+                let addr = n.http.clone().ok_or_else(|| anyhow!("node {} has no HTTP door", n.id))?;
+                Ok(http_load::Target { node: n.id, addr })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let http = http_load::HttpWorkload {
+            targets,
+            clients: args.http_clients,
+            token: pg.token("chaos-engineer", "engineers")?,
+            tls: tls::client_config(&pg.ca)?,
+            seed: args.seed,
+        };
+        // Connected before the first fault, like the SSH connections.
+        http.spawn(history.clone(), stop_load.clone(), &mut clients).await;
     }
     let started = Instant::now();
     let approving = tokio::spawn(approver.run(stop_load.clone()));
@@ -485,6 +544,21 @@ async fn check(
     } else {
         Value::Null
     };
+    let http = if pg.api.is_some() {
+        let export = pg.cli(1, &["sessions", "export", "--resource", "demo-api"], Duration::from_secs(120)).await?;
+        if !export.status.success() {
+            bail!("sessions export --resource demo-api failed: {}", String::from_utf8_lossy(&export.stderr));
+        }
+        std::fs::write(dir.join("audit-http.jsonl"), &export.stdout)?;
+        let log = api::read_log(pg)?;
+        std::fs::write(dir.join("http-backend.log"), &log)?;
+        let received = checker::http::received(&log);
+        let audited = checker::http::audited_ops(&String::from_utf8_lossy(&export.stdout));
+        violations.extend(checker::http::check(&ops, &faults, &received, &audited));
+        checker::http::summary(&ops, &received, &audited)
+    } else {
+        Value::Null
+    };
     let mut file = std::fs::File::create(dir.join("violations.jsonl"))?;
     for v in &violations {
         writeln!(file, "{v}")?;
@@ -494,6 +568,7 @@ async fn check(
     failover.sort_unstable();
     let ok = ops.iter().filter(|o| o.ok).count();
     eprintln!("chaos: ssh {ssh}");
+    eprintln!("chaos: http {http}");
     let tally = checker::gated::tally(&approvals);
     let mut kinds: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for f in &faults {
@@ -521,6 +596,7 @@ async fn check(
         "faults": kinds,
         "approvals": tally,
         "ssh": ssh,
+        "http": http,
         "netns": netns,
         "skipped": why_not,
         "run_dir": dir,

@@ -1,8 +1,9 @@
-//! Chaos smoke (issues 5 and 15): `portcullis-chaos` against a real playground. A run
-//! of every nemesis (kills and pauses; as root also partitions, leader isolation, lossy
-//! and slow links in network namespaces) must find no violations, with the Postgres
-//! and the SSH workloads (every command that ran on the SSH host audited, none through
-//! a node without its lease); the same harness with the planted fault
+//! Chaos smoke (issues 5, 15 and 16): `portcullis-chaos` against a real playground. A
+//! run of every nemesis (kills and pauses; as root also partitions, leader isolation,
+//! lossy and slow links in network namespaces) must find no violations, with the
+//! Postgres, SSH and HTTP workloads (every command that ran on the SSH host and every
+//! request that reached the demo API audited, none through a node without its lease);
+//! the same harness with the planted fault
 //! (`--unsafe-no-lease`) must find some — the checker can fail.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -92,6 +93,9 @@ fn every_nemesis_leaves_no_violation_and_the_workload_makes_progress() {
     // The SSH workload ran, and the host's own log (the oracle) saw its commands.
     assert!(s["ssh"]["ok"].as_u64().unwrap() > 20, "too few SSH commands succeeded: {s}");
     assert!(s["ssh"]["host_runs"].as_u64().unwrap() >= s["ssh"]["ok"].as_u64().unwrap(), "{s}");
+    // The HTTP workload ran, and the demo API's request log (the oracle) saw its POSTs.
+    assert!(s["http"]["ok"].as_u64().unwrap() > 20, "too few HTTP requests succeeded: {s}");
+    assert!(s["http"]["backend_requests"].as_u64().unwrap() >= s["http"]["ok"].as_u64().unwrap(), "{s}");
     // As root (CI) the nodes run in network namespaces and the network nemeses run.
     assert_eq!(s["netns"], is_root(), "{s}");
 }
@@ -100,8 +104,19 @@ fn every_nemesis_leaves_no_violation_and_the_workload_makes_progress() {
 fn the_planted_fault_is_caught_by_the_checker() {
     // The Postgres workload alone, as this test has always run it: the SSH checks'
     // own planted fault (`--ssh-audit fast`) is in CHAOS.md's runs.
-    let (out, s) =
-        chaos(&["--nemesis", "pause", "--duration", "25s", "--seed", "7", "--unsafe-no-lease", "--ssh-clients", "0"]);
+    let (out, s) = chaos(&[
+        "--nemesis",
+        "pause",
+        "--duration",
+        "25s",
+        "--seed",
+        "7",
+        "--unsafe-no-lease",
+        "--ssh-clients",
+        "0",
+        "--http-clients",
+        "0",
+    ]);
     assert!(s["violations"].as_u64().unwrap() > 0, "--unsafe-no-lease must produce violations: {s}");
     assert_eq!(out.status.code(), Some(1), "{s}");
 }

@@ -11,11 +11,15 @@
 //!   expired one never;
 //! - `ssh-*` ([`ssh`]): every command that ran on the SSH host has a committed
 //!   audit record, none ran through a node past its lease without a quorum;
+//! - `http-*` ([`http`]): every request that reached the demo API has a committed
+//!   audit record (and the audited body), none reached it through a node past its
+//!   lease without a quorum;
 //! - `no-convergence` / `digest-mismatch` ([`converge`]): after healing, nodes
 //!   disagree on the applied index or on policies, approvals or the session index.
 
 pub mod converge;
 pub mod gated;
+pub mod http;
 pub mod ssh;
 
 use std::collections::{BTreeMap, BTreeSet};
