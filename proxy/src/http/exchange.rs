@@ -17,9 +17,10 @@ use super::body::{self, ChannelBody, Masking};
 use super::credential::Credential;
 use super::door::HttpDoor;
 use super::headers;
+use super::pool::Destination;
 use super::reply::{self, ResponseBody, problem};
 use super::route;
-use super::upstream::{self, Base};
+use super::upstream::Base;
 use crate::gate::{Door, Effect, GateSession, GaveUp, OutputRecord, Refusal, ResultRecord, Waiting, Work};
 use crate::identity::Identity;
 use crate::policy::{Protocol, Request as PolicyRequest};
@@ -294,13 +295,13 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
             .parse()
             .map_err(|_| crate::error::Error::Protocol(format!("cannot form the backend URI {target:?}")))?;
         *upstream_req.headers_mut() = backend_headers;
-        let response = upstream::send(
-            &base,
-            resource.options.get("ca_pem").map(String::as_str),
-            upstream_req,
-            settings.upstream_timeout,
-        )
-        .await?;
+        let to = Destination {
+            resource: &resource.name,
+            address: &resource.address,
+            base: &base,
+            ca_pem: resource.options.get("ca_pem").map(String::as_str),
+        };
+        let response = door.pool.send(&to, upstream_req, settings.upstream_timeout).await?;
         Ok::<_, crate::error::Error>((response, credential))
     }
     .await;

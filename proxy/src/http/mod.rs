@@ -12,12 +12,14 @@
 //! - [`route`]: which resource a request is for, and the path under it.
 //! - [`headers`]: hop-by-hop headers removed, `X-Forwarded-*` set, framing checked.
 //! - [`reply`]: refusals as `application/problem+json`.
+//! - [`pool`]: keep-alive connections to the backends, per resource.
 
 pub mod body;
 pub mod credential;
 pub mod door;
 pub mod exchange;
 pub mod headers;
+pub mod pool;
 pub mod reply;
 pub mod route;
 pub mod settings;

@@ -22,6 +22,10 @@ pub struct HttpSettings {
     pub preview_bytes: usize,
     /// Connecting to the backend.
     pub upstream_timeout: Duration,
+    /// Keep-alive connections to the backend kept idle per resource, and for how long
+    /// (a backend that closes sooner is noticed and the connection dropped).
+    pub upstream_max_idle: usize,
+    pub upstream_idle_timeout: Duration,
 }
 
 impl Default for HttpSettings {
@@ -35,6 +39,8 @@ impl Default for HttpSettings {
             max_masked_json_bytes: 16 << 20,
             preview_bytes: 4096,
             upstream_timeout: Duration::from_secs(10),
+            upstream_max_idle: 64,
+            upstream_idle_timeout: Duration::from_secs(30),
         }
     }
 }
