@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use portcullis_raft::command::Op;
 use portcullis_raft::model::{Protocol as ResourceProtocol, Resource, SessionStatus, now_millis};
 
+use super::auth::{self, LastToken};
 use super::body::{self, ChannelBody, Masking};
 use super::credential::Credential;
 use super::door::HttpDoor;
@@ -34,6 +35,8 @@ pub struct Connection<S: Store> {
     sessions: tokio::sync::Mutex<Sessions<S>>,
     /// Responses still streaming (each records its result when its body ends).
     relays: Mutex<tokio::task::JoinSet<()>>,
+    /// The last token verified on this connection (checked once, not per request).
+    token: LastToken,
 }
 
 /// By identity (subject) and resource.
@@ -41,7 +44,13 @@ type Sessions<S> = HashMap<(String, String), Arc<GateSession<S>>>;
 
 impl<S: Store> Connection<S> {
     pub fn new(door: Arc<HttpDoor<S>>, peer: SocketAddr) -> Self {
-        Connection { door, peer, sessions: tokio::sync::Mutex::default(), relays: Mutex::default() }
+        Connection {
+            door,
+            peer,
+            sessions: tokio::sync::Mutex::default(),
+            relays: Mutex::default(),
+            token: LastToken::default(),
+        }
     }
 
     async fn session(&self, identity: &Identity, resource: &Resource) -> crate::error::Result<Arc<GateSession<S>>> {
@@ -168,7 +177,7 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
         .map(str::trim)
         .unwrap_or_default()
         .to_string();
-    let identity = match door.verifier.verify(&token).await {
+    let identity = match conn.token.identity(&token, auth::now_secs(), door.verifier.verify(&token)).await {
         Ok(identity) => identity,
         Err(e) => {
             let mut r = problem(StatusCode::UNAUTHORIZED, &e.to_string(), None);

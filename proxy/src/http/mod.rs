@@ -8,12 +8,14 @@
 //! released), relay to the resource's base URL with the resource's own credential
 //! injected ([`credential`], [`upstream`]), mask what comes back ([`body`]), record.
 //!
+//! - [`auth`]: the caller's token, verified once per connection.
 //! - [`door`]: TLS (ALPN `h2`, `http/1.1`) and hyper's server, per connection.
 //! - [`route`]: which resource a request is for, and the path under it.
 //! - [`headers`]: hop-by-hop headers removed, `X-Forwarded-*` set, framing checked.
 //! - [`reply`]: refusals as `application/problem+json`.
 //! - [`pool`]: keep-alive connections to the backends, per resource.
 
+pub mod auth;
 pub mod body;
 pub mod credential;
 pub mod door;
