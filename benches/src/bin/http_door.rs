@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo build --release -p portcullis -p portcullis-benches
-//! ./target/release/http_door [--seconds 5] [--clients 32] [--nodes 1]
+//! ./target/release/http_door [--seconds 5] [--clients 32] [--nodes 1] [--only direct,haproxy,fast,strict]
 //! ```
 //!
 //! One run on loopback: a playground (`portcullis dev --http --detach`, binary from
@@ -49,10 +49,12 @@ struct Args {
     seconds: u64,
     clients: usize,
     nodes: u64,
+    /// Which targets to measure (all by default; the ratios need all four).
+    only: Vec<String>,
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { seconds: 5, clients: 32, nodes: 1 };
+    let mut a = Args { seconds: 5, clients: 32, nodes: 1, only: Vec::new() };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
@@ -61,7 +63,10 @@ fn parse_args() -> Args {
             "--seconds" => a.seconds = value.parse().expect("--seconds N"),
             "--clients" => a.clients = value.parse().expect("--clients N"),
             "--nodes" => a.nodes = value.parse().expect("--nodes N"),
-            other => panic!("unknown argument {other:?}; usage: http_door [--seconds N] [--clients N] [--nodes N]"),
+            "--only" => a.only = value.split(',').map(|t| t.trim().to_string()).collect(),
+            other => panic!(
+                "unknown argument {other:?}; usage: http_door [--seconds N] [--clients N] [--nodes N] [--only direct,haproxy,fast,strict]"
+            ),
         }
         i += 2;
     }
@@ -360,6 +365,10 @@ async fn main() {
     let mut results = Vec::new();
     for (target, procs) in targets {
         let name = target.name;
+        let short = name.trim_start_matches("gateway ");
+        if !args.only.is_empty() && !args.only.iter().any(|o| o == short) {
+            continue;
+        }
         let m = measure(Arc::new(target), args.clients, args.seconds, &procs).await;
         let cpu: Vec<String> = m.cpu.iter().map(|(n, us)| format!("{n} {us:.0}")).collect();
         println!(
@@ -375,7 +384,9 @@ async fn main() {
         );
         results.push(m);
     }
-    let [direct, haproxy, fast, strict] = &results[..] else { unreachable!() };
+    let [direct, haproxy, fast, strict] = &results[..] else {
+        return;
+    };
     let p50 = |m: &Measured| ms(quantile(&m.one.latencies, 0.5));
     println!();
     println!(
@@ -390,5 +401,4 @@ async fn main() {
         p50(fast) - p50(direct),
         p50(strict) - p50(direct)
     );
-    drop(guard);
 }
