@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub mod cpu;
+pub mod http_load;
 
 use portcullis_raft::Member;
 use portcullis_raft::crypto::DataKey;

@@ -185,6 +185,8 @@ impl DoorLimits {
             max_websocket_frame_bytes: self.http_max_websocket_frame_bytes,
             max_websocket_message_bytes: self.http_max_websocket_message_bytes,
             base_domain: (!base.is_empty()).then(|| base.to_ascii_lowercase()),
+            // The backend pool keeps its defaults (BENCHMARKS.md measured them).
+            ..Default::default()
         }
     }
 }

@@ -130,12 +130,12 @@ pub async fn run(config_path: &Path, unsafe_no_lease: bool) -> Result<(), NodeEr
         // The node's certificate, offering HTTP/2 and HTTP/1.1.
         let mut server = (*tls.rustls_server_config()?).clone();
         server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let door = Arc::new(portcullis_proxy::http::HttpDoor {
-            gate: gate.clone(),
+        let door = Arc::new(portcullis_proxy::http::HttpDoor::new(
+            gate.clone(),
             verifier,
-            tls: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
-            settings: config.limits.http(&config.http),
-        });
+            tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+            config.limits.http(&config.http),
+        ));
         doors.spawn(portcullis_proxy::http::serve(listener, door, draining.clone()));
     }
     let policy_check: portcullis_api::service::PolicyCheck =

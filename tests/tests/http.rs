@@ -146,6 +146,35 @@ fn clients_read_through_every_node_with_the_credential_injected_and_the_token_ke
 }
 
 #[test]
+fn haproxy_in_front_carries_https_to_a_serving_node() {
+    let c = Cluster::start_with(3, &["--http", "--lb"]);
+    let token = c.engineer_token();
+    let cluster: Value =
+        serde_json::from_str(&std::fs::read_to_string(c.path().join("cluster.json")).unwrap()).unwrap();
+    let lb = cluster["lb"]["http"].as_str().unwrap_or_else(|| panic!("no lb.http in {cluster}")).to_string();
+    let header = c.path().join("lb-auth.header");
+    std::fs::write(&header, format!("Authorization: Bearer {token}\n")).unwrap();
+    // TLS passes through HAProxy: the client checks the node's certificate.
+    for round in 0..3 {
+        let o = Command::new("curl")
+            .args(["-sS", "--max-time", "30", "-w", "\n%{http_code}", "--cacert"])
+            .arg(c.path().join("ca.pem"))
+            .arg("-H")
+            .arg(format!("@{}", header.display()))
+            .arg(format!("https://{lb}/r/demo-api/orders"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        let (body, status) = text.rsplit_once('\n').unwrap_or_else(|| panic!("round {round}: {}", err(&o)));
+        assert_eq!(status.trim(), "200", "round {round}: {body} {}", err(&o));
+        let orders: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(orders.as_array().map(Vec::len), Some(10), "{body}");
+    }
+    assert_eq!(reached(&c, "GET", "/orders").len(), 3, "every request through the LB reached the API");
+}
+
+#[test]
 fn a_held_request_approved_through_another_node_is_relayed_exactly_once() {
     let c = Cluster::start_with_http(3);
     let token = c.engineer_token();

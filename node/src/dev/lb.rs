@@ -58,7 +58,7 @@ pub fn render(nodes: &[(u64, NodeConfig)], lb: &LbAddrs) -> Result<String, NodeE
         ("pg_servers", servers(|c| c.listen.pg.clone())?),
         ("admin_servers", servers(|c| Some(c.listen.admin.clone()))?),
         ("ssh_servers", servers(|c| c.listen.ssh.clone())?),
-        ("http_servers", String::new()),
+        ("http_servers", servers(|c| c.listen.http.clone())?),
         ("lb_admin", lb.admin.clone()),
         ("stats_socket", lb.stats_socket.display().to_string()),
     ];
@@ -156,5 +156,45 @@ key = "/tmp/c.key"
         assert!(text.contains("on-marked-down shutdown-sessions"));
         assert!(!text.contains("frontend ssh") && !text.contains("frontend http\n"), "{text}");
         assert!(!text.lines().any(|l| l.contains("{{") && !l.starts_with('#')), "{text}");
+    }
+
+    #[test]
+    fn the_http_door_gets_a_passthrough_frontend_with_the_same_readyz_checks() {
+        let config = |id: u64| -> NodeConfig {
+            let toml = format!(
+                r#"id = {id}
+data_dir = "/tmp/n{id}"
+key_file = "/tmp/key"
+[listen]
+raft = "127.0.0.1:1{id}00"
+admin = "127.0.0.1:1{id}01"
+ops = "127.0.0.1:1{id}02"
+pg = "127.0.0.1:1{id}03"
+http = "127.0.0.1:1{id}05"
+[tls]
+ca = "/tmp/ca.pem"
+cert = "/tmp/c.pem"
+key = "/tmp/c.key"
+"#
+            );
+            toml::from_str(&toml).unwrap()
+        };
+        let nodes = vec![(1, config(1)), (2, config(2))];
+        let lb = LbAddrs {
+            pg: Some("127.0.0.1:9000".into()),
+            http: Some("127.0.0.1:9002".into()),
+            admin: "127.0.0.1:9001".into(),
+            stats_socket: "/tmp/x.sock".into(),
+            ..Default::default()
+        };
+        let text = render(&nodes, &lb).unwrap();
+        let http = text.split("frontend http\n").nth(1).unwrap_or_default();
+        assert!(!http.is_empty(), "no http frontend: {text}");
+        assert!(http.contains("bind 127.0.0.1:9002"), "{text}");
+        assert!(http.contains("server node1 127.0.0.1:1105 check addr 127.0.0.1 port 1102"), "{text}");
+        assert!(http.contains("server node2 127.0.0.1:1205 check addr 127.0.0.1 port 1202"), "{text}");
+        // TLS passes through: the frontend is TCP like the defaults, no `ssl` on its bind.
+        assert!(!text.contains("mode http") && !text.contains(" ssl "), "{text}");
+        assert!(!text.contains("frontend ssh"), "{text}");
     }
 }

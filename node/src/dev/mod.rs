@@ -296,8 +296,10 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
     print_next_steps(&dir, &endpoint, &file);
     if let Some(lb) = &file.lb {
         println!(
-            "HAProxy in front (only nodes whose /readyz is 200 get traffic): Postgres {}, admin https://{}; config {}",
+            "HAProxy in front (only nodes whose /readyz is 200 get traffic): Postgres {}, SSH {}, HTTPS {}, admin https://{}; config {}",
             lb["pg"].as_str().unwrap_or("-"),
+            lb["ssh"].as_str().unwrap_or("-"),
+            lb["http"].as_str().unwrap_or("-"),
             lb["admin"].as_str().unwrap_or("-"),
             dir.join("haproxy.cfg").display()
         );
@@ -345,10 +347,11 @@ async fn start_lb(dir: &Path, haproxy: &Path, configs: &[(u64, PathBuf)]) -> Res
         .collect::<Result<Vec<_>, NodeError>>()?;
     let serves_pg = nodes.iter().any(|(_, c)| c.listen.pg.is_some());
     let serves_ssh = nodes.iter().any(|(_, c)| c.listen.ssh.is_some());
+    let serves_http = nodes.iter().any(|(_, c)| c.listen.http.is_some());
     let addrs = lb::LbAddrs {
         pg: if serves_pg { Some(format!("127.0.0.1:{}", free_port()?)) } else { None },
         ssh: if serves_ssh { Some(format!("127.0.0.1:{}", free_port()?)) } else { None },
-        http: None,
+        http: if serves_http { Some(format!("127.0.0.1:{}", free_port()?)) } else { None },
         admin: format!("127.0.0.1:{}", free_port()?),
         stats_socket: dir.join("haproxy.sock"),
     };

@@ -13,6 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::exchange::{self, Connection};
+use super::pool::Pool;
 use super::settings::HttpSettings;
 use crate::gate::Gate;
 use crate::identity::Verifier;
@@ -25,6 +26,15 @@ pub struct HttpDoor<S: Store> {
     /// Its TLS configuration offers `h2` and `http/1.1` (ALPN).
     pub tls: TlsAcceptor,
     pub settings: HttpSettings,
+    /// Keep-alive connections to the resources' backends.
+    pub pool: Arc<Pool>,
+}
+
+impl<S: Store> HttpDoor<S> {
+    pub fn new(gate: Arc<Gate<S>>, verifier: Arc<Verifier>, tls: TlsAcceptor, settings: HttpSettings) -> Self {
+        let pool = Pool::new(settings.upstream_max_idle, settings.upstream_idle_timeout);
+        HttpDoor { gate, verifier, tls, settings, pool }
+    }
 }
 
 /// Serve the HTTP door on `listener` until `shutdown`.

@@ -13,15 +13,17 @@ use hyper::body::Incoming;
 use portcullis_raft::command::Op;
 use portcullis_raft::model::{Protocol as ResourceProtocol, Resource, SessionStatus, now_millis};
 
+use super::auth::{self, LastToken};
 use super::body::{self, ChannelBody, Masking};
 use super::credential::Credential;
 use super::deferred;
 use super::door::HttpDoor;
 use super::headers;
 use super::inspect;
+use super::pool::Destination;
 use super::reply::{self, ResponseBody, problem};
 use super::route;
-use super::upstream::{self, Base};
+use super::upstream::Base;
 use super::websocket::{self, Tunnels};
 use crate::gate::{Door, Effect, GateSession, GaveUp, OutputRecord, Refusal, ResultRecord, Waiting, Work};
 use crate::identity::Identity;
@@ -38,6 +40,8 @@ pub struct Connection<S: Store> {
     relays: Mutex<tokio::task::JoinSet<()>>,
     /// Open WebSockets (see [`websocket`]); the door waits for them before [`close`](Self::close).
     pub websockets: Tunnels,
+    /// The last token verified on this connection (checked once, not per request).
+    token: LastToken,
 }
 
 /// By identity (subject) and resource.
@@ -51,6 +55,7 @@ impl<S: Store> Connection<S> {
             sessions: tokio::sync::Mutex::default(),
             relays: Mutex::default(),
             websockets: Tunnels::default(),
+            token: LastToken::default(),
         }
     }
 
@@ -234,7 +239,7 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
         .map(str::trim)
         .unwrap_or_default()
         .to_string();
-    let identity = match door.verifier.verify(&token).await {
+    let identity = match conn.token.identity(&token, auth::now_secs(), door.verifier.verify(&token)).await {
         Ok(identity) => identity,
         Err(e) => {
             let mut r = problem(StatusCode::UNAUTHORIZED, &e.to_string(), None);
@@ -387,13 +392,13 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
             .parse()
             .map_err(|_| crate::error::Error::Protocol(format!("cannot form the backend URI {target:?}")))?;
         *upstream_req.headers_mut() = backend_headers;
-        let response = upstream::send(
-            &base,
-            resource.options.get("ca_pem").map(String::as_str),
-            upstream_req,
-            settings.upstream_timeout,
-        )
-        .await?;
+        let to = Destination {
+            resource: &resource.name,
+            address: &resource.address,
+            base: &base,
+            ca_pem: resource.options.get("ca_pem").map(String::as_str),
+        };
+        let response = door.pool.send(&to, upstream_req, settings.upstream_timeout).await?;
         Ok::<_, crate::error::Error>((response, credential))
     }
     .await;

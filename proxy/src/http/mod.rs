@@ -9,6 +9,7 @@
 //! released), relay to the resource's base URL with the resource's own credential
 //! injected ([`credential`], [`upstream`]), mask what comes back ([`body`]), record.
 //!
+//! - [`auth`]: the caller's token, verified once per connection.
 //! - [`door`]: TLS (ALPN `h2`, `http/1.1`) and hyper's server, per connection.
 //! - [`route`]: which resource a request is for, and the path under it.
 //! - [`headers`]: hop-by-hop headers removed, `X-Forwarded-*` set, framing checked.
@@ -17,7 +18,9 @@
 //! - [`deferred`]: `Prefer: respond-async` (202, then the request repeated with its
 //!   approval) and `GET /approvals/<id>`.
 //! - [`websocket`]: WebSocket upgrades, decided at the upgrade; their messages recorded.
+//! - [`pool`]: keep-alive connections to the backends, per resource.
 
+pub mod auth;
 pub mod body;
 pub mod credential;
 pub mod deferred;
@@ -25,6 +28,7 @@ pub mod door;
 pub mod exchange;
 pub mod headers;
 pub mod inspect;
+pub mod pool;
 pub mod reply;
 pub mod route;
 pub mod settings;

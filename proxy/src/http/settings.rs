@@ -34,6 +34,10 @@ pub struct HttpSettings {
     /// With a base domain `gw.example`, `Host: <resource>.gw.example` also names the
     /// resource (the path is then relayed as it is); `None`: only `/r/<resource>/`.
     pub base_domain: Option<String>,
+    /// Keep-alive connections to the backend kept idle per resource, and for how long
+    /// (a backend that closes sooner is noticed and the connection dropped).
+    pub upstream_max_idle: usize,
+    pub upstream_idle_timeout: Duration,
 }
 
 impl Default for HttpSettings {
@@ -52,6 +56,8 @@ impl Default for HttpSettings {
             max_websocket_frame_bytes: 16 << 20,
             max_websocket_message_bytes: 64 << 20,
             base_domain: None,
+            upstream_max_idle: 64,
+            upstream_idle_timeout: Duration::from_secs(30),
         }
     }
 }

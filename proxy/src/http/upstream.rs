@@ -1,18 +1,16 @@
-//! The gateway's requests to the backend: a connection per request (HTTP/1.1), over TLS
-//! when the resource's address is `https://` (checked against the resource's pinned CA,
-//! option `ca_pem`, or the public web roots).
+//! The gateway's connections to a backend: HTTP/1.1, over TLS when the resource's
+//! address is `https://` (checked against the resource's pinned CA, option `ca_pem`, or
+//! the public web roots). [`pool`](super::pool) keeps them alive between requests.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::Uri;
-use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
+use super::pool::Sender;
 use crate::error::{Error, Result};
 
 /// Where a resource's requests go: its address split up.
@@ -49,7 +47,8 @@ impl Base {
         }
     }
 
-    pub(super) fn addr(&self) -> String {
+    /// `host:port` to connect to.
+    pub fn addr(&self) -> String {
         if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
         } else {
@@ -58,13 +57,10 @@ impl Base {
     }
 }
 
-/// Send `request` (its URI: path and query only) to `base`.
-pub async fn send(
-    base: &Base,
-    ca_pem: Option<&str>,
-    request: http::Request<Full<Bytes>>,
-    timeout: Duration,
-) -> Result<http::Response<Incoming>> {
+/// A new HTTP/1.1 connection to `base` (TLS for `https://`), ready for a request;
+/// `timeout` bounds the TCP connect and the TLS handshake each. Its driver runs as a
+/// task until the connection closes (when the last sender is dropped, or on error).
+pub async fn connect(base: &Base, ca_pem: Option<&str>, timeout: Duration) -> Result<Sender> {
     let addr = base.addr();
     let err = |detail: String| Error::Backend { addr: addr.clone(), detail };
     let tcp = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr))
@@ -79,25 +75,25 @@ pub async fn send(
             .await
             .map_err(|_| err(format!("no TLS handshake within {timeout:?}")))?
             .map_err(|e| err(format!("TLS: {e}")))?;
-        exchange(TokioIo::new(stream), request, &addr).await
+        handshake(TokioIo::new(stream), &addr).await
     } else {
-        exchange(TokioIo::new(tcp), request, &addr).await
+        handshake(TokioIo::new(tcp), &addr).await
     }
 }
 
-async fn exchange<T>(io: T, request: http::Request<Full<Bytes>>, addr: &str) -> Result<http::Response<Incoming>>
+async fn handshake<T>(io: T, addr: &str) -> Result<Sender>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let err = |detail: String| Error::Backend { addr: addr.to_string(), detail };
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(io).await.map_err(|e| err(format!("handshake: {e}")))?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| Error::Backend { addr: addr.to_string(), detail: format!("handshake: {e}") })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "http backend connection ended");
         }
     });
-    sender.send_request(request).await.map_err(|e| err(e.to_string()))
+    Ok(sender)
 }
 
 pub(super) fn tls_connector(ca_pem: Option<&str>) -> std::result::Result<tokio_rustls::TlsConnector, String> {
