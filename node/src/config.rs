@@ -91,7 +91,8 @@ pub struct DoorLimits {
     /// (a resource may lower it); bytes of a body read as JSON for `match.json`; a JSON
     /// response masked whole (larger ones line by line); bytes of bodies kept (masked)
     /// in records; seconds to connect to the backend; a WebSocket frame's and message's
-    /// bytes (past either the connection is closed).
+    /// bytes (past either the connection is closed), and a backend's WebSocket message
+    /// masked on the wire (kept whole up to this; past it the connection is closed).
     pub http_max_connections: usize,
     pub http_header_timeout_secs: u64,
     pub http_body_timeout_secs: u64,
@@ -104,6 +105,7 @@ pub struct DoorLimits {
     pub http_upstream_timeout_secs: u64,
     pub http_max_websocket_frame_bytes: u64,
     pub http_max_websocket_message_bytes: u64,
+    pub http_max_masked_websocket_message_bytes: u64,
 }
 
 impl Default for DoorLimits {
@@ -135,6 +137,7 @@ impl Default for DoorLimits {
             http_upstream_timeout_secs: http.upstream_timeout.as_secs(),
             http_max_websocket_frame_bytes: http.max_websocket_frame_bytes,
             http_max_websocket_message_bytes: http.max_websocket_message_bytes,
+            http_max_masked_websocket_message_bytes: http.max_masked_websocket_message_bytes,
         }
     }
 }
@@ -184,6 +187,7 @@ impl DoorLimits {
             upstream_timeout: Duration::from_secs(self.http_upstream_timeout_secs),
             max_websocket_frame_bytes: self.http_max_websocket_frame_bytes,
             max_websocket_message_bytes: self.http_max_websocket_message_bytes,
+            max_masked_websocket_message_bytes: self.http_max_masked_websocket_message_bytes,
             base_domain: (!base.is_empty()).then(|| base.to_ascii_lowercase()),
             // The backend pool keeps its defaults (BENCHMARKS.md measured them).
             ..Default::default()

@@ -90,6 +90,12 @@ pub enum Error {
     #[error("internal: {runs} statement(s) to relay but the gate's permit covers {covered}; nothing sent")]
     Unpermitted { runs: usize, covered: usize },
 
+    /// What the backend sent cannot leave masked (a WebSocket text message that is not
+    /// UTF-8, a binary one while detectors apply): it is not sent, and the connection
+    /// ends with `close_code` (fail closed). `detail` names what and why.
+    #[error("{detail}")]
+    Unmaskable { close_code: u16, detail: String },
+
     /// The SQL nests too deeply to be classified safely (fail closed).
     #[error("SQL too deeply nested to classify: {detail}")]
     SqlTooComplex { detail: String },

@@ -5,10 +5,14 @@ The token (stdin) goes in `Authorization: Bearer`. Prints one JSON object:
   {"status": 101, "headers": {...}, ...} and, by MODE:
   echo      send each MESSAGE as a text message (the first split in two fragments,
             with a Ping between), then a binary one, read the echoes, close:
-            "echoes": [...], "binary_echo": N, "close": [code, reason]
+            "echoes": [...], "echo_frames": [data frames per echo], "binary_echo": N
+            (-1 when a Close came instead), "close": [code, reason]
   oversize  send a frame header announcing 32 MiB: "close": [code, reason] or null,
             "eof": true when the connection ended
   unmasked  send an unmasked text frame (clients must mask): as oversize
+  big       send a 1.2 MB text message in two fragments (each echoed as it came): as
+            oversize
+  badutf8   send a text message that is not UTF-8 (echoed as it came): as oversize
 Standard library only: no client library normalizes what is sent.
 """
 import base64
@@ -63,6 +67,11 @@ class Reader:
         return b0 & 0x80 != 0, b0 & 0x0F, self.take(n)
 
 
+def close_of(payload):
+    code = struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else None
+    return [code, payload[2:].decode("utf-8", "replace")]
+
+
 def read_close(reader, out):
     """Read until a Close frame or the end; record both."""
     out["close"], out["eof"] = None, False
@@ -70,8 +79,7 @@ def read_close(reader, out):
         while True:
             _, opcode, payload = reader.frame()
             if opcode == 8:
-                code = struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else None
-                out["close"] = [code, payload[2:].decode("utf-8", "replace")]
+                out["close"] = close_of(payload)
                 reader.take(1)
     except (EOFError, ConnectionResetError, ssl.SSLError, socket.timeout, OSError):
         out["eof"] = True
@@ -106,7 +114,7 @@ with socket.create_connection((host, port), timeout=20) as raw:
             sys.exit(0)
         reader = Reader(tls, rest)
         if mode == "echo":
-            echoes = []
+            echoes, echo_frames = [], []
             for i, msg in enumerate(messages):
                 data = msg.encode()
                 if i == 0 and len(data) > 1:
@@ -114,22 +122,41 @@ with socket.create_connection((host, port), timeout=20) as raw:
                     tls.sendall(frame(1, data[:half], fin=False) + frame(9, b"ping") + frame(0, data[half:]))
                 else:
                     tls.sendall(frame(1, data))
-                got = b""
+                got, frames = b"", 0
                 while True:
                     fin, opcode, payload = reader.frame()
                     if opcode in (0, 1):
                         got += payload
+                        frames += 1
                         if fin:
                             break
                 echoes.append(got.decode())
-            out["echoes"] = echoes
+                echo_frames.append(frames)
+            out["echoes"], out["echo_frames"] = echoes, echo_frames
             tls.sendall(frame(2, bytes(range(256)) * 4))
             _, opcode, payload = reader.frame()
+            while opcode in (9, 10):
+                _, opcode, payload = reader.frame()
             out["binary_echo"] = len(payload) if opcode == 2 else -1
-            tls.sendall(frame(8, struct.pack(">H", 1000) + b"done"))
-            read_close(reader, out)
+            if opcode == 8:
+                out["close"] = close_of(payload)
+                try:
+                    while True:
+                        reader.frame()
+                except (EOFError, ConnectionResetError, ssl.SSLError, socket.timeout, OSError):
+                    out["eof"] = True
+            else:
+                tls.sendall(frame(8, struct.pack(">H", 1000) + b"done"))
+                read_close(reader, out)
         elif mode == "oversize":
             tls.sendall(bytes([0x82, 0xFF]) + struct.pack(">Q", 32 << 20) + os.urandom(4) + b"x" * 1000)
+            read_close(reader, out)
+        elif mode == "big":
+            half = b"a" * 600_000
+            tls.sendall(frame(1, half, fin=False) + frame(0, half))
+            read_close(reader, out)
+        elif mode == "badutf8":
+            tls.sendall(frame(1, b"bad \xff\xfe"))
             read_close(reader, out)
         elif mode == "unmasked":
             tls.sendall(frame(1, b"hello unmasked", mask=False))

@@ -2,7 +2,9 @@
 //! `/ws/echo` as the backend (its request log is the oracle of which upgrades reached
 //! it), a raw client (`tests/python/ws_client.py`, standard library only) so that bad
 //! frames can be sent on purpose.
-//! The demo-api policy allows engineers the WebSocket `/ws/echo` and masks emails.
+//! The demo-api policy allows engineers the WebSocket `/ws/echo` and masks emails; the
+//! gateway injects the demo API's key (a credential to hide), so the backend's messages
+//! are always masked on the wire here.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
@@ -58,17 +60,44 @@ fn export(c: &Cluster) -> String {
     c.cli_ok(1, &["sessions", "export", "--json", "--resource", "demo-api"])
 }
 
+/// The `websocket` records of demo-api's sessions (one JSON document a line), in order.
+fn websocket_records(records: &str) -> Vec<Value> {
+    records
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .flat_map(|l| {
+            let session: Value = serde_json::from_str(l).unwrap();
+            session["events"].as_array().cloned().unwrap_or_default()
+        })
+        .filter(|e| e["kind"] == "websocket")
+        .map(|e| e["detail"].clone())
+        .collect()
+}
+
+/// Waits for a WebSocket's `closed` record; the export.
+fn closed_records(c: &Cluster) -> String {
+    wait_for("the websocket's records", Duration::from_secs(20), || {
+        let e = export(c);
+        e.contains("\"closed\"").then_some(e)
+    })
+}
+
 #[test]
-fn an_allowed_upgrade_echoes_through_the_gateway_and_its_messages_are_recorded_masked() {
+fn an_allowed_upgrade_echoes_through_the_gateway_masked_as_its_records_show() {
     let c = Cluster::start_with_http(1);
     let token = c.engineer_token();
     let marker = format!("ws-{}", std::process::id());
     let first = format!("hello {marker} from ada@example.com");
     let out = ws(&c, &token, "/r/demo-api/ws/echo", "echo", &[&first, "second message"]);
     assert_eq!(out["status"], 101, "{out}");
-    assert_eq!(out["echoes"], serde_json::json!([first, "second message"]), "{out}");
-    assert_eq!(out["binary_echo"], 1024, "{out}");
-    assert_eq!(out["close"][0], 1000, "the backend's Close came through: {out}");
+    // The backend echoed the email; the client got it masked, each message in one frame
+    // (the first went out in two fragments and came back in two).
+    let masked = format!("hello {marker} from a***@example.com");
+    assert_eq!(out["echoes"], serde_json::json!([masked, "second message"]), "{out}");
+    assert_eq!(out["echo_frames"], serde_json::json!([1, 1]), "{out}");
+    // Binary cannot be masked: while the email detector applies, the gateway refuses it.
+    assert_eq!(out["binary_echo"], -1, "{out}");
+    assert_eq!(out["close"][0], 1008, "Close 1008 from the gateway: {out}");
     assert!(out["headers"].get("sec-websocket-extensions").is_none(), "no extension negotiated: {out}");
     // The backend got the upgrade with its own key, not the client's token, and no
     // extension offer.
@@ -78,27 +107,73 @@ fn an_allowed_upgrade_echoes_through_the_gateway_and_its_messages_are_recorded_m
     let headers = seen[0]["headers"].to_string().to_lowercase();
     assert!(!headers.contains("permessage-deflate") && headers.contains("websocket"), "{headers}");
     // Recorded: the upgrade, each message (text masked, binary by size), the totals.
-    let records = wait_for("the websocket's records", Duration::from_secs(20), || {
-        let e = export(&c);
-        e.contains("\"closed\"").then_some(e)
-    });
+    let records = closed_records(&c);
     assert!(records.contains("GET /ws/echo (websocket)"), "{records}");
-    assert!(records.contains(&marker), "the message preview: {records}");
     assert!(!records.contains("ada@example.com"), "an email in a message was recorded unmasked: {records}");
-    assert!(records.contains("a***@example.com"), "{records}");
-    assert!(records.contains("second message") && records.contains("\"binary\""), "{records}");
-    let events: Value = serde_json::from_str(&records).unwrap();
-    let closed = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["kind"] == "websocket" && e["detail"]["event"] == "closed")
-        .unwrap()
-        .clone();
-    let d = &closed["detail"];
-    assert_eq!(d["ended_by"], "backend", "the echo server closed first: {d}");
+    let ws = websocket_records(&records);
+    let texts = |from: &str| -> Vec<Value> {
+        ws.iter().filter(|d| d["event"] == "message" && d["from"] == from && d["type"] == "text").cloned().collect()
+    };
+    // The client's messages as sent (masked in the record only), the backend's exactly as
+    // the client got them.
+    let previews = |from: &str| texts(from).iter().map(|d| d["preview"].clone()).collect::<Vec<_>>();
+    assert_eq!(previews("client"), vec![Value::from(masked.clone()), Value::from("second message")], "{ws:?}");
+    assert_eq!(previews("backend"), vec![Value::from(masked.clone()), Value::from("second message")], "{ws:?}");
+    let from_backend = texts("backend");
+    assert_eq!(from_backend[0]["sent_bytes"], masked.len(), "{ws:?}");
+    assert_eq!(from_backend[0]["bytes"], first.len(), "{ws:?}");
+    assert_eq!(from_backend[0]["frames"], 2, "{ws:?}");
+    let d = ws.iter().find(|d| d["event"] == "closed").unwrap();
+    assert_eq!(d["ended_by"], "gateway", "{d}");
+    assert!(d["error"].as_str().unwrap().contains("binary message from the backend"), "{d}");
     assert_eq!((d["from_client"]["messages"].as_u64(), d["from_client"]["pings"].as_u64()), (Some(3), Some(1)), "{d}");
-    assert_eq!(d["from_backend"]["text"], 2, "{d}");
+    assert_eq!((d["from_backend"]["text"].as_u64(), d["from_backend"]["binary"].as_u64()), (Some(2), Some(1)), "{d}");
+}
+
+#[test]
+fn with_no_detector_binary_passes_and_the_backends_close_comes_through() {
+    let c = Cluster::start_with_http(1);
+    let token = c.engineer_token();
+    let policy = c.path().join("no-masks.yaml");
+    std::fs::write(
+        &policy,
+        "name: demo-api\nrules:\n  - name: engineers-echo-socket\n    match: { groups: [engineers], resources: [demo-api], kinds: [websocket] }\n    action: allow\n",
+    )
+    .unwrap();
+    c.cli_ok(1, &["policy", "apply", "-f", policy.to_str().unwrap()]);
+    let out = ws(&c, &token, "/r/demo-api/ws/echo", "echo", &["mail ada@example.com", "second"]);
+    assert_eq!(out["status"], 101, "{out}");
+    // Nothing detects emails now; the demo API's key is still hidden (re-framed: one
+    // frame per message), and binary without it passes unchanged.
+    assert_eq!(out["echoes"], serde_json::json!(["mail ada@example.com", "second"]), "{out}");
+    assert_eq!(out["echo_frames"], serde_json::json!([1, 1]), "{out}");
+    assert_eq!(out["binary_echo"], 1024, "{out}");
+    assert_eq!(out["close"][0], 1000, "the backend's Close came through: {out}");
+    let records = closed_records(&c);
+    let ws = websocket_records(&records);
+    let d = ws.iter().find(|d| d["event"] == "closed").unwrap();
+    assert_eq!(d["ended_by"], "backend", "the echo server closed first: {d}");
+    assert_eq!(d["from_backend"]["binary"], 1, "{d}");
+}
+
+#[test]
+fn a_backend_message_too_big_to_mask_or_not_utf8_closes_the_connection_and_is_recorded() {
+    let c = Cluster::start_with_http(1);
+    let token = c.engineer_token();
+    let out = ws(&c, &token, "/r/demo-api/ws/echo", "big", &[]);
+    assert_eq!(out["status"], 101, "{out}");
+    assert_eq!(out["close"][0], 1009, "Close 1009 from the gateway: {out}");
+    assert_eq!(out["eof"], true, "{out}");
+    let out = ws(&c, &token, "/r/demo-api/ws/echo", "badutf8", &[]);
+    assert_eq!(out["status"], 101, "{out}");
+    assert_eq!(out["close"][0], 1007, "Close 1007 from the gateway: {out}");
+    let records = wait_for("both cuts recorded", Duration::from_secs(20), || {
+        let e = export(&c);
+        (e.contains("http_max_masked_websocket_message_bytes") && e.contains("not UTF-8")).then_some(e)
+    });
+    let cuts: Vec<Value> = websocket_records(&records).into_iter().filter(|d| d["event"] == "closed").collect();
+    assert_eq!(cuts.len(), 2, "{cuts:?}");
+    assert!(cuts.iter().all(|d| d["ended_by"] == "gateway"), "{cuts:?}");
 }
 
 #[test]

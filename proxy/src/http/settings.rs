@@ -31,6 +31,10 @@ pub struct HttpSettings {
     /// connection (Close 1009), recorded; a frame is refused from its header.
     pub max_websocket_frame_bytes: u64,
     pub max_websocket_message_bytes: u64,
+    /// A backend's WebSocket message that is masked on the wire (the judgement has
+    /// detectors, or the resource a credential) is kept whole up to this; a larger one
+    /// closes the connection (Close 1009), recorded, and is not sent.
+    pub max_masked_websocket_message_bytes: u64,
     /// With a base domain `gw.example`, `Host: <resource>.gw.example` also names the
     /// resource (the path is then relayed as it is); `None`: only `/r/<resource>/`.
     pub base_domain: Option<String>,
@@ -55,6 +59,7 @@ impl Default for HttpSettings {
             upstream_timeout: Duration::from_secs(10),
             max_websocket_frame_bytes: 16 << 20,
             max_websocket_message_bytes: 64 << 20,
+            max_masked_websocket_message_bytes: 1 << 20,
             base_domain: None,
             upstream_max_idle: 64,
             upstream_idle_timeout: Duration::from_secs(30),

@@ -9,7 +9,8 @@
 //! write). Then the upgrade goes to the backend on a connection of its own, with the
 //! resource's credential injected and the client's token removed; only a `101` whose
 //! `Sec-WebSocket-Accept` answers the client's key upgrades the client. From there the
-//! [`tunnel`] relays bytes unchanged both ways and records each message.
+//! [`tunnel`] relays the client's bytes unchanged, the backend's unchanged when there is
+//! nothing to mask and else each message masked ([`reframe`]), and records each message.
 //!
 //! The gateway offers the backend no extension (`Sec-WebSocket-Extensions` is removed:
 //! a compressed message could not be read for the record) and refuses a `101` that
@@ -18,6 +19,7 @@
 //! 8441) are refused with 501.
 
 pub mod frames;
+pub mod reframe;
 pub mod tunnel;
 
 use std::sync::Arc;
@@ -239,10 +241,10 @@ pub async fn handle<S: Store>(
     }
     let tunnel = tunnel::Tunnel {
         recorder: session.recorder(),
-        masks: cleared.judgement.masks.clone(),
-        secrets: credential.secrets(),
+        masker: reframe::Masker::new(cleared.judgement.masks.clone(), credential.secrets()),
         max_frame: settings.max_websocket_frame_bytes,
         max_message: settings.max_websocket_message_bytes,
+        max_masked_message: settings.max_masked_websocket_message_bytes,
         preview_max: settings.preview_bytes,
         serving: store.serving(),
         stop: conn.websockets.stop.clone(),

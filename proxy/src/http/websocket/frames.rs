@@ -4,7 +4,10 @@
 //! Only what the record needs is kept: each frame's header, and the first bytes of a
 //! text message (unmasked). Payloads are never buffered whole, so a frame's size costs
 //! nothing but its count; the bounds (`max_frame`, `max_message`) are there to refuse
-//! what no sane peer sends. Anything RFC 6455 forbids (with no extension negotiated,
+//! what no sane peer sends. The one exception is a reader [`Frames::keeping_messages`]:
+//! the backend's direction when its messages are masked on the wire
+//! ([`reframe`](super::reframe)), which keeps each data message whole, up to its own
+//! (smaller) bound, and control frames' payloads, so that they can be sent on anew. Anything RFC 6455 forbids (with no extension negotiated,
 //! and the gateway offers none) is an error, and the tunnel closes (fail closed): a
 //! reserved bit, an unknown opcode, a fragmented or oversized control frame, a
 //! continuation with no message, a new message inside another, an unmasked frame from
@@ -32,18 +35,21 @@ pub enum Kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A whole message (its last frame arrived): its size, frames, and for text its
-    /// first `preview` bytes (unmasked, not yet masked by policy).
+    /// first `preview` bytes (unmasked, not yet masked by policy); `whole` is its
+    /// entire payload when the reader keeps messages.
     Message {
         kind: Kind,
         bytes: u64,
         frames: u64,
         preview: Vec<u8>,
+        whole: Option<Vec<u8>>,
     },
+    /// Ping and Pong, with their payloads (at most 125 bytes).
     Ping {
-        bytes: u64,
+        payload: Vec<u8>,
     },
     Pong {
-        bytes: u64,
+        payload: Vec<u8>,
     },
     /// A Close frame: its status code and reason, when it has them.
     Close {
@@ -72,6 +78,8 @@ pub struct Frames {
     message: Option<Message>,
     /// A Close frame went this way: nothing may follow.
     closed: bool,
+    /// Keep each data message whole, up to this many bytes (`None`: never buffer).
+    keep_whole: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -92,6 +100,8 @@ struct Message {
     bytes: u64,
     frames: u64,
     preview: Vec<u8>,
+    /// The whole payload so far, when the reader keeps messages.
+    whole: Option<Vec<u8>>,
 }
 
 impl Frames {
@@ -105,7 +115,15 @@ impl Frames {
             frame: None,
             message: None,
             closed: false,
+            keep_whole: None,
         }
+    }
+
+    /// This reader keeps every data message whole (for [`Event::Message`]'s `whole`),
+    /// refusing one past `bound` bytes from the frame header that would cross it (1009).
+    pub fn keeping_messages(mut self, bound: u64) -> Self {
+        self.keep_whole = Some(bound);
+        self
     }
 
     /// Which side's frames it reads.
@@ -212,7 +230,8 @@ impl Frames {
                     return Err(bad("a new message before the last one's final frame"));
                 }
                 let kind = if opcode == 1 { Kind::Text } else { Kind::Binary };
-                self.message = Some(Message { kind, bytes: 0, frames: 0, preview: Vec::new() });
+                let whole = self.keep_whole.map(|_| Vec::new());
+                self.message = Some(Message { kind, bytes: 0, frames: 0, preview: Vec::new(), whole });
             }
             other => return Err(bad(&format!("the unknown opcode {other:#x}"))),
         }
@@ -231,6 +250,17 @@ impl Frames {
                 return Err(Error::Limit {
                     code: "1009",
                     detail: format!("websocket: a message of over {} bytes (the limit)", self.max_message),
+                });
+            }
+            if let Some(bound) = self.keep_whole
+                && m.bytes > bound
+            {
+                return Err(Error::Limit {
+                    code: "1009",
+                    detail: format!(
+                        "websocket: a message of over {bound} bytes to mask \
+                         (the limit http_max_masked_websocket_message_bytes); it was not sent"
+                    ),
                 });
             }
         }
@@ -252,13 +282,19 @@ impl Frames {
                 _ => None,
             }
         };
+        let unmask = |i: usize, b: &u8| {
+            let at = (frame.read + i as u64) % 4;
+            b ^ frame.mask.and_then(|k| k.get(at as usize).copied()).unwrap_or(0)
+        };
         if let Some(keep) = keep {
             let room = if frame.opcode >= 0x8 { chunk.len() } else { self.preview_max.saturating_sub(keep.len()) };
-            for (i, b) in chunk.iter().take(room).enumerate() {
-                let at = (frame.read + i as u64) % 4;
-                let key = frame.mask.and_then(|k| k.get(at as usize).copied()).unwrap_or(0);
-                keep.push(b ^ key);
-            }
+            keep.extend(chunk.iter().take(room).enumerate().map(|(i, b)| unmask(i, b)));
+        }
+        if frame.opcode < 0x8
+            && let Some(whole) = self.message.as_mut().and_then(|m| m.whole.as_mut())
+        {
+            // Bounded: the header that announced these bytes was checked against the bound.
+            whole.extend(chunk.iter().enumerate().map(|(i, b)| unmask(i, b)));
         }
         frame.read += chunk.len() as u64;
         frame.remaining -= chunk.len() as u64;
@@ -271,13 +307,14 @@ impl Frames {
                 self.closed = true;
                 Some(close(&frame.control)?)
             }
-            0x9 => Some(Event::Ping { bytes: frame.read }),
-            0xa => Some(Event::Pong { bytes: frame.read }),
+            0x9 => Some(Event::Ping { payload: frame.control }),
+            0xa => Some(Event::Pong { payload: frame.control }),
             _ if frame.fin => self.message.take().map(|m| Event::Message {
                 kind: m.kind,
                 bytes: m.bytes,
                 frames: m.frames,
                 preview: m.preview,
+                whole: m.whole,
             }),
             _ => None,
         })
@@ -300,13 +337,37 @@ fn bad(why: &str) -> Error {
     Error::Protocol(format!("websocket: {why}"))
 }
 
-/// A Close frame from the server side (unmasked): `code` and a short reason.
+/// A Close frame from the server side (unmasked): `code` and a short reason (cut to at
+/// most 100 bytes, on a character boundary).
 pub fn close_frame(code: u16, reason: &str) -> Vec<u8> {
-    let reason = reason.get(..reason.len().min(100)).unwrap_or_default();
-    let mut frame = vec![0x88, (2 + reason.len()) as u8];
-    frame.extend_from_slice(&code.to_be_bytes());
-    frame.extend_from_slice(reason.as_bytes());
-    frame
+    let mut cut = reason.len().min(100);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let reason = reason.get(..cut).unwrap_or_default();
+    let mut payload = code.to_be_bytes().to_vec();
+    payload.extend_from_slice(reason.as_bytes());
+    server_frame(0x8, &payload)
+}
+
+/// One whole (FIN) frame as a server sends it: unmasked, the payload's length in the
+/// shortest encoding RFC 6455 §5.2 allows (7 bits up to 125, then 16, then 64).
+pub fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 10);
+    out.push(0x80 | (opcode & 0x0f));
+    match payload.len() {
+        n @ 0..=125 => out.push(n as u8),
+        n @ 126..=0xffff => {
+            out.push(126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+    out
 }
 
 #[cfg(test)]

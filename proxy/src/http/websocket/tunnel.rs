@@ -1,13 +1,17 @@
-//! Phases "relay" and "record" of an upgraded WebSocket: bytes both ways, unchanged,
-//! while a copy of each direction is read as frames ([`frames`]) and every message is
-//! recorded (a text message's first bytes masked by the judgement's detectors, a binary
-//! one by its size), then the connection's totals.
+//! Phases "relay", "mask" and "record" of an upgraded WebSocket: bytes both ways, read
+//! as frames ([`frames`]) on the way, and every message recorded (a text message's
+//! first bytes masked by the judgement's detectors, a binary one by its size), then the
+//! connection's totals. The client's bytes go to the backend unchanged. The backend's
+//! go to the client unchanged too when there is nothing to mask; else each of its
+//! messages is reassembled, masked and sent anew ([`reframe`](super::reframe)), so
+//! the client gets what the record shows.
 //!
 //! The tunnel ends when both sides have closed, or the gateway cuts it: a frame the
 //! reader refuses (the chunk holding it is not forwarded: fail closed), the node losing
 //! its lease, or the node shutting down. A cut sends the client a Close frame (1002,
 //! 1009, 1001) when its stream is between frames, then closes both connections.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use hyper::upgrade::Upgraded;
@@ -17,19 +21,21 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio_util::sync::CancellationToken;
 
 use super::frames::{self, Event, Frames, From, Kind};
+use super::reframe::{Masker, Reframed};
 use crate::error::Error;
 use crate::gate::{Recorder, Refusal};
-use crate::mask::MaskPlan;
 use crate::store::Store;
 
 /// What the tunnel needs besides the two connections.
 pub struct Tunnel<S: Store> {
     pub recorder: Recorder<S>,
-    pub masks: MaskPlan,
-    /// The resource's own credential, masked wherever it shows in a message.
-    pub secrets: Vec<String>,
+    /// The judgement's detectors and the resource's own credential: for the records,
+    /// and for the backend's messages on the wire when it [`Masker::is_active`].
+    pub masker: Masker,
     pub max_frame: u64,
     pub max_message: u64,
+    /// A backend message masked on the wire is kept whole up to this (Close 1009 past it).
+    pub max_masked_message: u64,
     pub preview_max: usize,
     pub serving: tokio::sync::watch::Receiver<bool>,
     pub stop: CancellationToken,
@@ -46,11 +52,15 @@ enum Record<'a> {
         kind: Kind,
         bytes: u64,
         frames: u64,
-        /// Text: the first bytes, masked (lossy UTF-8).
+        /// Text: the first bytes, masked (lossy UTF-8); as the client got them when
+        /// the message was masked on the wire.
         #[serde(skip_serializing_if = "Option::is_none")]
         preview: Option<String>,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         truncated: bool,
+        /// A backend message masked on the wire: the bytes the client got.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sent_bytes: Option<u64>,
     },
     /// A Close frame (its reason masked).
     Close { from: From, code: Option<u16>, reason: String },
@@ -101,11 +111,20 @@ impl<S: Store> Tunnel<S> {
         // A little past the preview is read, so that a value the cut would halve is
         // still whole for the detectors.
         let keep = self.preview_max.saturating_add(PREVIEW_SLACK);
+        let reframe = self.masker.is_active();
         let mut to_client = Frames::new(From::Backend, self.max_frame, self.max_message, keep);
+        if reframe {
+            to_client = to_client.keeping_messages(self.max_masked_message);
+        }
         let mut to_backend = Frames::new(From::Client, self.max_frame, self.max_message, keep);
+        // Set while bytes are being written to a side: a direction cut then (its future
+        // dropped) may have left a frame half written, and no Close may follow it.
+        let (to_backend_writing, to_client_writing) = (AtomicBool::new(false), AtomicBool::new(false));
         let (ended_by, error, close_code) = {
-            let upload = self.direction(&mut client_r, &mut backend_w, &mut to_backend, &mut up);
-            let download = self.direction(&mut backend_r, &mut client_w, &mut to_client, &mut down);
+            let upload =
+                self.direction(&mut client_r, &mut backend_w, &mut to_backend, &mut up, false, &to_backend_writing);
+            let download =
+                self.direction(&mut backend_r, &mut client_w, &mut to_client, &mut down, reframe, &to_client_writing);
             tokio::pin!(upload, download);
             let (mut up_done, mut down_done) = (false, false);
             let mut serving = self.serving.clone();
@@ -130,8 +149,11 @@ impl<S: Store> Tunnel<S> {
                 }
             }
         };
+        // Re-framed, the client's stream is between frames unless a write was cut: only
+        // whole ones are written to it.
         if let Some(code) = close_code
-            && to_client.at_boundary()
+            && !to_client_writing.load(Ordering::Relaxed)
+            && (reframe || to_client.at_boundary())
         {
             let reason = if code == 1001 { "gateway going away" } else { "refused by the gateway" };
             let _ = client_w.write_all(&frames::close_frame(code, reason)).await;
@@ -152,13 +174,16 @@ impl<S: Store> Tunnel<S> {
     }
 
     /// Copy `from` to `to`, reading the frames on the way; each chunk is read before it
-    /// is forwarded, so a refused frame's bytes never leave.
+    /// is forwarded, so a refused frame's bytes never leave. With `reframe`, the chunks
+    /// are not forwarded: each event goes on as [`Masker::reframe`] makes it, once whole.
     async fn direction(
         &self,
         from: &mut ReadHalf<Io>,
         to: &mut WriteHalf<Io>,
         frames: &mut Frames,
         totals: &mut Totals,
+        reframe: bool,
+        writing: &AtomicBool,
     ) -> Ended {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
@@ -174,38 +199,58 @@ impl<S: Store> Tunnel<S> {
                 Ok(events) => events,
                 Err(e) => return Ended::Refused(e),
             };
-            if to.write_all(chunk).await.is_err() {
+            if !reframe && !write(to, chunk, writing).await {
                 return Ended::Eof;
             }
             totals.bytes += n as u64;
             let way = frames.from();
             for event in events {
-                self.event(way, event, totals).await;
+                if !reframe {
+                    self.event(way, event, None, totals).await;
+                    continue;
+                }
+                match self.masker.reframe(&event) {
+                    Ok(sent) => {
+                        if !write(to, &sent.frame, writing).await {
+                            return Ended::Eof;
+                        }
+                        self.event(way, event, Some(sent), totals).await;
+                    }
+                    Err(e) => {
+                        // Recorded (by size, its preview masked), but not sent.
+                        self.event(way, event, None, totals).await;
+                        return Ended::Refused(e);
+                    }
+                }
             }
         }
     }
 
-    async fn event(&self, from: From, event: Event, totals: &mut Totals) {
+    /// Record `event`; `sent` is how it went to the client when it was re-framed.
+    async fn event(&self, from: From, event: Event, sent: Option<Reframed>, totals: &mut Totals) {
         let record = match event {
-            Event::Message { kind, bytes, frames, preview } => {
+            Event::Message { kind, bytes, frames, preview, .. } => {
                 totals.messages += 1;
                 match kind {
                     Kind::Text => totals.text += 1,
                     Kind::Binary => totals.binary += 1,
                 }
-                let (preview, truncated) = match kind {
-                    Kind::Text => {
-                        let masked = self.mask(&String::from_utf8_lossy(&preview));
-                        let mut cut = masked.len().min(self.preview_max);
-                        while !masked.is_char_boundary(cut) {
-                            cut -= 1;
-                        }
+                let sent_bytes = sent.as_ref().map(|s| s.bytes);
+                let (preview, truncated) = match (kind, sent.and_then(|s| s.text)) {
+                    // Masked on the wire: the record shows what the client got.
+                    (Kind::Text, Some(masked)) => {
+                        let cut = char_floor(&masked, self.preview_max);
+                        (Some(masked.get(..cut).unwrap_or_default().to_string()), cut < masked.len())
+                    }
+                    (Kind::Text, None) => {
+                        let masked = self.masker.text(&String::from_utf8_lossy(&preview));
+                        let cut = char_floor(&masked, self.preview_max);
                         let truncated = bytes > preview.len() as u64 || cut < masked.len();
                         (Some(masked.get(..cut).unwrap_or_default().to_string()), truncated)
                     }
-                    Kind::Binary => (None, false),
+                    (Kind::Binary, _) => (None, false),
                 };
-                Record::Message { from, kind, bytes, frames, preview, truncated }
+                Record::Message { from, kind, bytes, frames, preview, truncated, sent_bytes }
             }
             Event::Ping { .. } => {
                 totals.pings += 1;
@@ -215,19 +260,9 @@ impl<S: Store> Tunnel<S> {
                 totals.pongs += 1;
                 return;
             }
-            Event::Close { code, reason } => Record::Close { from, code, reason: self.mask(&reason) },
+            Event::Close { code, reason } => Record::Close { from, code, reason: self.masker.text(&reason) },
         };
         self.append(&record).await;
-    }
-
-    fn mask(&self, text: &str) -> String {
-        let mut masked = self.masks.detect(text).unwrap_or_else(|| text.to_string());
-        for secret in self.secrets.iter().filter(|s| s.len() >= 4) {
-            if masked.contains(secret.as_str()) {
-                masked = masked.replace(secret.as_str(), crate::mask::COLUMN_MASK);
-            }
-        }
-        masked
     }
 
     /// Queue a `websocket` record; its commit is awaited in the background.
@@ -241,10 +276,29 @@ impl<S: Store> Tunnel<S> {
     }
 }
 
-/// The Close code for a refusal: 1009 (too big) for a bound, else 1002 (protocol error).
+/// The Close code for a refusal: 1009 (too big) for a bound, the refusal's own for what
+/// cannot leave masked (1007, 1008), else 1002 (protocol error).
 fn code_of(e: &Error) -> u16 {
     match e {
         Error::Limit { .. } => 1009,
+        Error::Unmaskable { close_code, .. } => *close_code,
         _ => 1002,
     }
+}
+
+/// Write all of `bytes`, `writing` set meanwhile; `false` when `to` is gone.
+async fn write(to: &mut WriteHalf<Io>, bytes: &[u8], writing: &AtomicBool) -> bool {
+    writing.store(true, Ordering::Relaxed);
+    let done = to.write_all(bytes).await.is_ok();
+    writing.store(false, Ordering::Relaxed);
+    done
+}
+
+/// The largest char boundary of `text` at or below `max`.
+fn char_floor(text: &str, max: usize) -> usize {
+    let mut cut = text.len().min(max);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    cut
 }

@@ -34,7 +34,7 @@ fn client() -> Frames {
 }
 
 fn text(bytes: u64, frames: u64, preview: &str) -> Event {
-    Event::Message { kind: Kind::Text, bytes, frames, preview: preview.as_bytes().to_vec() }
+    Event::Message { kind: Kind::Text, bytes, frames, preview: preview.as_bytes().to_vec(), whole: None }
 }
 
 #[test]
@@ -65,9 +65,9 @@ fn fragments_make_one_message_and_control_frames_may_come_between() {
     assert_eq!(
         events,
         vec![
-            Event::Ping { bytes: 1 },
+            Event::Ping { payload: b"p".to_vec() },
             text(10, 3, "abcdefgh"),
-            Event::Message { kind: Kind::Binary, bytes: 300, frames: 1, preview: vec![] },
+            Event::Message { kind: Kind::Binary, bytes: 300, frames: 1, preview: vec![], whole: None },
             Event::Close { code: Some(1000), reason: "bye".into() },
         ]
     );
@@ -126,6 +126,6 @@ fn frames_and_messages_past_their_bounds_are_refused_from_the_header() {
 fn empty_frames_end_at_once() {
     let mut f = client();
     assert_eq!(f.feed(&frame(true, 1, b"", KEY)).unwrap(), vec![text(0, 1, "")]);
-    assert_eq!(f.feed(&frame(true, 10, b"", KEY)).unwrap(), vec![Event::Pong { bytes: 0 }]);
+    assert_eq!(f.feed(&frame(true, 10, b"", KEY)).unwrap(), vec![Event::Pong { payload: vec![] }]);
     assert_eq!(f.feed(&frame(true, 8, b"", KEY)).unwrap(), vec![Event::Close { code: None, reason: String::new() }]);
 }
