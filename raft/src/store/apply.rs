@@ -16,6 +16,8 @@ use crate::model::{Approval, ApprovalStatus, ApprovalVote, Event, Millis, Sessio
 #[derive(Debug, Default)]
 pub struct Changes {
     pub approvals: bool,
+    /// Resources or policies were written (readers' caches must read again).
+    pub config: bool,
     /// Next event seq of sessions appended to lately, so an append need not look up the
     /// session's last event (a reverse scan in sled). The state machine keeps it between
     /// applies; anything that removes or replaces events clears it.
@@ -50,6 +52,7 @@ fn rejected(reason: impl Into<String>) -> Result<Response> {
 fn apply_op(tx: &mut Overlay<'_>, op: Op, changes: &mut Changes) -> Result<Response> {
     match op {
         Op::PutResource { resource } => {
+            changes.config = true;
             tx.put(keys::named(keys::RESOURCE, &resource.name), &resource)?;
             Ok(Response::Done)
         }
@@ -58,10 +61,12 @@ fn apply_op(tx: &mut Overlay<'_>, op: Op, changes: &mut Changes) -> Result<Respo
             if tx.get_raw(&key)?.is_none() {
                 return rejected(format!("no resource named {name}"));
             }
+            changes.config = true;
             tx.remove(key);
             Ok(Response::Done)
         }
         Op::PutPolicy { policy } => {
+            changes.config = true;
             tx.put(keys::named(keys::POLICY, &policy.name), &policy)?;
             Ok(Response::Done)
         }
@@ -70,6 +75,7 @@ fn apply_op(tx: &mut Overlay<'_>, op: Op, changes: &mut Changes) -> Result<Respo
             if tx.get_raw(&key)?.is_none() {
                 return rejected(format!("no policy named {name}"));
             }
+            changes.config = true;
             tx.remove(key);
             Ok(Response::Done)
         }

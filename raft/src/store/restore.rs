@@ -95,5 +95,6 @@ fn install(
         }
     }
     changes.approvals = true;
+    changes.config = true;
     Ok(Response::Restored { records })
 }

@@ -273,6 +273,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if changes.approvals {
             self.shared.notifier.approvals_changed();
         }
+        if changes.config {
+            self.shared.notifier.config_changed();
+        }
         metrics::gauge!("portcullis_raft_last_applied").set(last.index as f64);
         Ok(responses)
     }
@@ -344,6 +347,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             shared.notifier.applied(l.index);
         }
         shared.notifier.approvals_changed();
+        shared.notifier.config_changed();
         metrics::counter!("portcullis_snapshots_installed_total").increment(1);
         Ok(())
     }

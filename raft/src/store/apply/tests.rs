@@ -374,6 +374,33 @@ fn changes_flag_approvals_only_when_an_approval_changed() {
 }
 
 #[test]
+fn changes_flag_config_for_resources_and_policies_and_nothing_else() {
+    let t = tree();
+    let flagged = |op: Op| {
+        let mut tx = Overlay::new(&t);
+        let mut changes = Changes::default();
+        apply_command(&mut tx, cmd(&crate::ids::random_id(), op), &mut changes).unwrap();
+        tx.write_to(&t, &Default::default()).unwrap();
+        changes.config
+    };
+    assert!(!flagged(Op::OpenSession { session: session("s1", "alice", "db", 100) }));
+    assert!(!flagged(Op::AppendEvents { events: vec![event("s1", 200, "statement")] }));
+    assert!(!flagged(Op::RequestApproval { approval: approval("a1", 1) }));
+    assert!(flagged(Op::PutResource { resource: resource("db") }));
+    assert!(flagged(Op::DeleteResource { name: "db".into() }));
+    let policy = crate::model::Policy {
+        name: "p".into(),
+        source: "name: p\nrules: []\n".into(),
+        updated_at: 1,
+        updated_by: "a".into(),
+    };
+    assert!(flagged(Op::PutPolicy { policy }));
+    assert!(flagged(Op::DeletePolicy { name: "p".into() }));
+    // Deleting what is not there changes nothing.
+    assert!(!flagged(Op::DeletePolicy { name: "p".into() }));
+}
+
+#[test]
 fn the_seq_cache_carried_between_applies_agrees_with_the_events_table() {
     let t = tree();
     apply(&t, cmd("o1", Op::OpenSession { session: session("s1", "alice", "db", 100) }));
@@ -597,7 +624,8 @@ fn prune_removes_old_closed_sessions_with_events_and_index_entries() {
 fn old_request_ids_are_forgotten_with_their_time_index_and_recent_ones_stay_remembered() {
     let t = tree();
     let put = |id: &str, at: Millis| {
-        let policy = Policy { name: id.into(), source: String::new(), updated_at: at, updated_by: "ops".into() };
+        let policy =
+            crate::model::Policy { name: id.into(), source: String::new(), updated_at: at, updated_by: "ops".into() };
         apply(&t, cmd_at(id, at, Op::PutPolicy { policy }))
     };
     put("old", 100);
@@ -668,7 +696,12 @@ fn deleting_a_missing_resource_is_rejected() {
 #[test]
 fn put_and_delete_policy() {
     let t = tree();
-    let policy = Policy { name: "p".into(), source: "rules: []".into(), updated_at: 7, updated_by: "alice".into() };
+    let policy = crate::model::Policy {
+        name: "p".into(),
+        source: "rules: []".into(),
+        updated_at: 7,
+        updated_by: "alice".into(),
+    };
     assert_eq!(apply(&t, cmd("p1", Op::PutPolicy { policy: policy.clone() })), Response::Done);
     assert_eq!(get::<Policy>(&t, &keys::named(keys::POLICY, "p")).unwrap(), policy);
     assert_eq!(apply(&t, cmd("d1", Op::DeletePolicy { name: "p".into() })), Response::Done);
@@ -796,7 +829,12 @@ fn a_restore_with_a_missing_part_a_wrong_digest_or_a_non_empty_target_changes_no
     assert!(rejection(&apply(&tree, cmd("c2", op))).contains("checksum"));
     assert!(tree.get(b"p/demo").unwrap().is_none());
     // A cluster that already holds a policy is never merged into.
-    let policy = Policy { name: "live".into(), source: "name: live".into(), updated_at: 1, updated_by: "t".into() };
+    let policy = crate::model::Policy {
+        name: "live".into(),
+        source: "name: live".into(),
+        updated_at: 1,
+        updated_by: "t".into(),
+    };
     apply(&tree, cmd("live", Op::PutPolicy { policy }));
     stage_all(&tree, "r3", &parts);
     let op = Op::RestoreCommit { restore_id: "r3".into(), parts: parts.len() as u64, sha256: sha };
