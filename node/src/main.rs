@@ -25,6 +25,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Many small, short-lived allocations per request and per statement: glibc's malloc
+/// spent a quarter of the HTTP door's CPU in them (BENCHMARKS.md, session 13).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "portcullis", version, about = "Clustered access gateway for AI agents and people")]
 struct Cli {
