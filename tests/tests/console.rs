@@ -174,6 +174,11 @@ fn an_approver_signs_in_and_releases_a_delete_held_on_another_node_and_the_conso
     let token = csrf(&inbox);
     assert!(!c.postgres_log().contains("marker-console-held"), "a held statement reached the backend");
 
+    // A callback with a state this browser did not start is refused.
+    let r = bob.get("/auth/callback?code=stolen&state=made-up");
+    assert_eq!(r.status(), 400);
+    assert!(r.text().unwrap().contains("unknown or already used"));
+
     // --- 3. A decision without the CSRF field (or with a wrong one) is refused.
     let path = format!("/approvals/{id}/decide");
     let r = bob.post(&path, &[("decision", "approve"), ("reason", "no csrf")]);

@@ -180,3 +180,6 @@ pub fn check_nonce(id_token: &str, nonce: &str) -> Result<(), NodeError> {
         None => Err(refused("has no nonce")),
     }
 }
+
+#[cfg(test)]
+mod tests;
