@@ -65,11 +65,18 @@ pub struct ConsoleSettings {
     /// The URL browsers use to reach this node's console, without a trailing slash; the
     /// redirect URI is `<public_url>/auth/callback`. Empty: `https://<listen.console>`.
     pub public_url: String,
+    /// Scopes asked for at sign-in, space-separated; must include `openid`. Add the one
+    /// your provider needs to put groups in tokens (`groups` at some providers).
+    pub scopes: String,
 }
 
 impl Default for ConsoleSettings {
     fn default() -> Self {
-        ConsoleSettings { client_id: "portcullis-console".into(), public_url: String::new() }
+        ConsoleSettings {
+            client_id: "portcullis-console".into(),
+            public_url: String::new(),
+            scopes: "openid profile email".into(),
+        }
     }
 }
 
@@ -363,6 +370,9 @@ impl NodeConfig {
         let url = self.console.public_url.trim();
         if !url.is_empty() && !url.starts_with("https://") {
             return Err(format!("console.public_url: {url:?} must be an https:// URL (the session cookie is Secure)"));
+        }
+        if !self.console.scopes.split_whitespace().any(|s| s == "openid") {
+            return Err(format!("console.scopes {:?} must include openid", self.console.scopes));
         }
         if self.console.client_id.trim().is_empty() {
             return Err("console.client_id is empty: set the client id registered for the console".into());

@@ -126,6 +126,8 @@ fn the_console_is_off_by_default_and_its_url_defaults_to_its_listener() {
 fn a_console_url_that_is_not_https_or_an_empty_client_id_is_refused() {
     let plain = format!("{GOOD}\n[console]\npublic_url = \"http://gw.example\"\n");
     assert!(NodeConfig::parse(&plain, env(&[])).unwrap_err().contains("console.public_url"));
+    let no_openid = format!("{GOOD}\n[console]\nscopes = \"profile groups\"\n");
+    assert!(NodeConfig::parse(&no_openid, env(&[])).unwrap_err().contains("console.scopes"));
     let nobody = format!("{GOOD}\n[console]\nclient_id = \" \"\n");
     assert!(NodeConfig::parse(&nobody, env(&[])).unwrap_err().contains("console.client_id"));
 }

@@ -48,6 +48,8 @@ pub struct OidcClient {
     issuer: String,
     client_id: String,
     redirect_uri: String,
+    /// Space-separated, `openid` among them.
+    scopes: String,
     http: reqwest::Client,
     /// Discovery, once the provider answered.
     discovery: RwLock<Option<Discovery>>,
@@ -61,8 +63,8 @@ fn err(detail: impl Into<String>) -> NodeError {
 
 impl OidcClient {
     /// A client of `identity`'s issuer, registered as `client_id`, for the console at
-    /// `public_url`.
-    pub fn new(identity: &IdentityConfig, client_id: &str, public_url: &str) -> Result<Self, NodeError> {
+    /// `public_url`, asking for `scopes`.
+    pub fn new(identity: &IdentityConfig, client_id: &str, public_url: &str, scopes: &str) -> Result<Self, NodeError> {
         let mut http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
@@ -79,6 +81,7 @@ impl OidcClient {
             issuer: identity.issuer.trim_end_matches('/').to_string(),
             client_id: client_id.to_string(),
             redirect_uri: format!("{}/auth/callback", public_url.trim_end_matches('/')),
+            scopes: scopes.split_whitespace().collect::<Vec<_>>().join(" "),
             http,
             discovery: RwLock::new(None),
         })
@@ -120,7 +123,7 @@ impl OidcClient {
                 ("response_type", "code"),
                 ("client_id", self.client_id.as_str()),
                 ("redirect_uri", self.redirect_uri.as_str()),
-                ("scope", "openid profile email groups"),
+                ("scope", self.scopes.as_str()),
                 ("state", login.state.as_str()),
                 ("nonce", login.nonce.as_str()),
                 ("code_challenge", login.challenge.as_str()),

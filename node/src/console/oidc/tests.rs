@@ -22,7 +22,7 @@ fn the_id_token_must_carry_this_sign_ins_nonce() {
 #[test]
 fn the_redirect_uri_is_the_public_url_plus_the_callback_path() {
     let identity = IdentityConfig { issuer: "http://127.0.0.1:1/portcullis-dev".into(), ..Default::default() };
-    let client = OidcClient::new(&identity, "portcullis-console", "https://127.0.0.1:8443/").unwrap();
+    let client = OidcClient::new(&identity, "portcullis-console", "https://127.0.0.1:8443/", "openid").unwrap();
     assert_eq!(client.redirect_uri(), "https://127.0.0.1:8443/auth/callback");
 }
 
@@ -33,7 +33,7 @@ async fn an_unreachable_provider_is_named_in_the_error() {
         l.local_addr().unwrap().port()
     };
     let identity = IdentityConfig { issuer: format!("http://127.0.0.1:{port}/idp"), ..Default::default() };
-    let client = OidcClient::new(&identity, "portcullis-console", "https://127.0.0.1:8443").unwrap();
+    let client = OidcClient::new(&identity, "portcullis-console", "https://127.0.0.1:8443", "openid").unwrap();
     let login = StartedLogin { state: "s".into(), nonce: "n".into(), challenge: "c".into(), binding: "b".into() };
     let e = client.authorize_url(&login).await.unwrap_err().to_string();
     assert!(e.contains("cannot reach the identity provider") && e.contains(&port.to_string()), "{e}");
