@@ -50,6 +50,34 @@ pub struct NodeConfig {
     /// The HTTP door's routing.
     #[serde(default)]
     pub http: HttpRouting,
+    /// The web console's sign-in (it listens on `listen.console`).
+    #[serde(default)]
+    pub console: ConsoleSettings,
+}
+
+/// The web console's OIDC client (authorization code with PKCE against `[identity]
+/// issuer`). The console itself is on when `listen.console` is set.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSettings {
+    /// The client id registered with the provider for the console (a public client).
+    pub client_id: String,
+    /// The URL browsers use to reach this node's console, without a trailing slash; the
+    /// redirect URI is `<public_url>/auth/callback`. Empty: `https://<listen.console>`.
+    pub public_url: String,
+    /// Scopes asked for at sign-in, space-separated; must include `openid`. Add the one
+    /// your provider needs to put groups in tokens (`groups` at some providers).
+    pub scopes: String,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        ConsoleSettings {
+            client_id: "portcullis-console".into(),
+            public_url: String::new(),
+            scopes: "openid profile email".into(),
+        }
+    }
 }
 
 /// How the HTTP door finds a request's resource besides `/r/<resource>/`.
@@ -228,6 +256,9 @@ pub struct Listen {
     /// The HTTP door (TLS required); off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<String>,
+    /// The web console (HTTPS with the node's certificate); off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -290,6 +321,14 @@ impl RaftTuning {
 }
 
 impl NodeConfig {
+    /// The console's public URL (`console.public_url`, else `https://<listen.console>`);
+    /// `None` when the console is off.
+    pub fn console_url(&self) -> Option<String> {
+        let listen = self.listen.console.as_ref()?;
+        let url = self.console.public_url.trim().trim_end_matches('/');
+        Some(if url.is_empty() { format!("https://{listen}") } else { url.to_string() })
+    }
+
     /// Read `path`, apply environment overrides from `env`, and check the result.
     pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, NodeError> {
         let err = |detail: String| NodeError::Config { path: path.to_path_buf(), detail };
@@ -333,6 +372,16 @@ impl NodeConfig {
             if secs == 0 {
                 return Err(format!("limits.{key}: must be 1 or more"));
             }
+        }
+        let url = self.console.public_url.trim();
+        if !url.is_empty() && !url.starts_with("https://") {
+            return Err(format!("console.public_url: {url:?} must be an https:// URL (the session cookie is Secure)"));
+        }
+        if !self.console.scopes.split_whitespace().any(|s| s == "openid") {
+            return Err(format!("console.scopes {:?} must include openid", self.console.scopes));
+        }
+        if self.console.client_id.trim().is_empty() {
+            return Err("console.client_id is empty: set the client id registered for the console".into());
         }
         let r = &self.raft;
         if r.lease_ms == 0 || r.lease_ms >= r.election_min_ms {

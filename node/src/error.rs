@@ -34,6 +34,10 @@ pub enum NodeError {
     #[error("metrics exporter: {0}")]
     Metrics(String),
 
+    /// A browser's sign-in to the web console failed; the text says why and what to do.
+    #[error("{0}")]
+    SignIn(String),
+
     #[error("server: {0}")]
     Server(String),
 }

@@ -7,12 +7,14 @@
 //! - `config`: node TOML + environment overrides.
 //! - `run`: one node process (cluster node, admin API, ops port).
 //! - `ops`: /healthz, /readyz, /metrics.
+//! - `console`: the web console (HTTPS pages calling the admin service in-process).
 //! - `dev`: the playground.
 //! - `cli`: client subcommands (cluster, resource, policy, approvals, sessions).
 
 mod admin_auth;
 mod cli;
 mod config;
+mod console;
 mod dev;
 mod door_store;
 mod error;

@@ -55,6 +55,10 @@ pub async fn run(config_path: &Path, unsafe_no_lease: bool) -> Result<(), NodeEr
         Some(addr) => Some(bind("ssh", addr).await?),
         None => None,
     };
+    let console_listener = match &config.listen.console {
+        Some(addr) => Some(bind("console", addr).await?),
+        None => None,
+    };
 
     let shutdown = CancellationToken::new();
     let retention = match config.raft.retention_days {
@@ -141,12 +145,26 @@ pub async fn run(config_path: &Path, unsafe_no_lease: bool) -> Result<(), NodeEr
     let policy_check: portcullis_api::service::PolicyCheck =
         Arc::new(|source| portcullis_proxy::policy::parse(source).map(|doc| doc.name).map_err(|e| e.to_string()));
     let ssh_issuer = crate::ssh_issuer::issuer(store);
-    let admin =
-        portcullis_api::server_with_ssh(node.clone(), authenticator, config.authz.clone(), policy_check, ssh_issuer);
+    // One admin service: the gRPC API and the web console call the same one, so roles
+    // and refusals are the same in both.
+    let admin = Arc::new(
+        portcullis_api::AdminService::new(node.clone(), authenticator, config.authz.clone(), policy_check)
+            .with_ssh_issuer(ssh_issuer),
+    );
     let admin_server = tonic::transport::Server::builder()
         .tls_config(tls.server())
         .map_err(|e| NodeError::Server(format!("admin TLS: {e}")))?
-        .add_service(admin);
+        .add_service(portcullis_api::proto::admin_server::AdminServer::from_arc(admin.clone()));
+    let console_task = match (console_listener, verifier.clone()) {
+        (Some(listener), Some(verifier)) => {
+            Some(tokio::spawn(start_console(&config, &tls, listener, admin, verifier, &node, shutdown.clone())?))
+        }
+        (Some(_), None) => {
+            tracing::warn!("listen.console is set but [identity] is not: the console stays off (nobody could sign in)");
+            None
+        }
+        _ => None,
+    };
     let admin_stop = shutdown.clone();
     let admin_task = tokio::spawn(async move {
         let incoming = portcullis_raft::network::incoming_nodelay(admin_listener);
@@ -165,6 +183,9 @@ pub async fn run(config_path: &Path, unsafe_no_lease: bool) -> Result<(), NodeEr
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
         let _ = admin_task.await;
         let _ = ops_task.await;
+        if let Some(console) = console_task {
+            let _ = console.await;
+        }
         if let Err(e) = node.shutdown().await {
             tracing::warn!(error = %e, "store not closed cleanly; the next start rebuilds it from the snapshot");
         }
@@ -172,6 +193,60 @@ pub async fn run(config_path: &Path, unsafe_no_lease: bool) -> Result<(), NodeEr
     .await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The web console on `listener` (HTTPS with the node's certificate, HTTP/1.1), calling
+/// `admin`; it stops with `shutdown`, after the doors, so approvals can still release
+/// held statements while the node drains.
+fn start_console(
+    config: &NodeConfig,
+    tls: &TlsMaterial,
+    listener: TcpListener,
+    admin: Arc<portcullis_api::AdminService>,
+    verifier: Arc<portcullis_proxy::identity::Verifier>,
+    node: &ClusterNode,
+    shutdown: CancellationToken,
+) -> Result<impl std::future::Future<Output = ()> + Send + 'static, NodeError> {
+    use crate::console;
+    let mut server = (*tls.rustls_server_config()?).clone();
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let listener = console::listener::TlsListener::spawn(
+        listener,
+        acceptor,
+        console::listener::HANDSHAKE_TIMEOUT,
+        shutdown.clone(),
+    )
+    .map_err(|e| NodeError::io("console listener", e))?;
+    let public_url = config.console_url().unwrap_or_default();
+    let identity = verifier.config().clone();
+    let oidc =
+        console::oidc::OidcClient::new(&identity, &config.console.client_id, &public_url, &config.console.scopes)?;
+    tracing::info!(url = %public_url, redirect_uri = %oidc.redirect_uri(), client_id = %config.console.client_id, "web console listening");
+    let view_node = node.clone();
+    let approver_groups: console::ApproverGroups = Arc::new(move || {
+        let policies = view_node.view().policies().unwrap_or_default();
+        policies
+            .iter()
+            .filter_map(|p| portcullis_proxy::policy::parse(&p.source).ok())
+            .flat_map(|doc| doc.rules)
+            .filter_map(|rule| match rule.action {
+                portcullis_proxy::policy::Action::Review { approvers, .. } => Some(approvers.groups),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    });
+    let deps = console::ConsoleDeps {
+        node_id: config.id,
+        admin,
+        verifier,
+        roles: config.authz.clone(),
+        approver_groups,
+        serving: node.serving(),
+        oidc,
+    };
+    Ok(console::serve(listener, console::Console::new(deps), shutdown))
 }
 
 /// Graceful shutdown, in order: fail /readyz and stop accepting connections (a load

@@ -602,6 +602,14 @@ impl Cluster {
             .unwrap()
     }
 
+    /// The web console URL of node `id` (`https://host:port`, cluster.json `nodes[].console`).
+    pub fn console_url(&self, id: u64) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("cluster.json")).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let node = v["nodes"].as_array().unwrap().iter().find(|n| n["id"].as_u64() == Some(id)).unwrap().clone();
+        node["console"].as_str().unwrap_or_else(|| panic!("node {id} has no console")).to_string()
+    }
+
     /// The HTTP door address of node `id` (`host:port`, cluster.json `nodes[].http`).
     pub fn http_addr(&self, id: u64) -> String {
         let text = std::fs::read_to_string(self.dir.path().join("cluster.json")).unwrap();

@@ -151,6 +151,7 @@ fn add_node_and_remove_node_change_membership_and_a_removed_node_stops_serving()
     listen.insert("pg".into(), format!("127.0.0.1:{}", free_port()).into());
     listen.insert("ssh".into(), format!("127.0.0.1:{}", free_port()).into());
     listen.insert("http".into(), format!("127.0.0.1:{}", free_port()).into());
+    listen.insert("console".into(), format!("127.0.0.1:{}", free_port()).into());
     let path = c.path().join("node4.toml");
     std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
     c.add_node_info(NodeInfo {

@@ -109,3 +109,25 @@ fn a_bad_base_domain_or_zero_http_timeout_is_refused() {
     let err = NodeConfig::parse(GOOD, env(&[("PORTCULLIS_LIMITS__HTTP_BODY_TIMEOUT_SECS", "0")])).unwrap_err();
     assert!(err.contains("limits.http_body_timeout_secs"), "{err}");
 }
+
+#[test]
+fn the_console_is_off_by_default_and_its_url_defaults_to_its_listener() {
+    let c = NodeConfig::parse(GOOD, env(&[])).unwrap();
+    assert_eq!(c.console_url(), None);
+    assert_eq!(c.console.client_id, "portcullis-console");
+    let on = GOOD.replace("ops = \"127.0.0.1:7201\"", "ops = \"127.0.0.1:7201\"\nconsole = \"127.0.0.1:7301\"");
+    let c = NodeConfig::parse(&on, env(&[])).unwrap();
+    assert_eq!(c.console_url().as_deref(), Some("https://127.0.0.1:7301"));
+    let c = NodeConfig::parse(&on, env(&[("PORTCULLIS_CONSOLE__PUBLIC_URL", "https://gw-1.example:8443/")])).unwrap();
+    assert_eq!(c.console_url().as_deref(), Some("https://gw-1.example:8443"));
+}
+
+#[test]
+fn a_console_url_that_is_not_https_or_an_empty_client_id_is_refused() {
+    let plain = format!("{GOOD}\n[console]\npublic_url = \"http://gw.example\"\n");
+    assert!(NodeConfig::parse(&plain, env(&[])).unwrap_err().contains("console.public_url"));
+    let no_openid = format!("{GOOD}\n[console]\nscopes = \"profile groups\"\n");
+    assert!(NodeConfig::parse(&no_openid, env(&[])).unwrap_err().contains("console.scopes"));
+    let nobody = format!("{GOOD}\n[console]\nclient_id = \" \"\n");
+    assert!(NodeConfig::parse(&nobody, env(&[])).unwrap_err().contains("console.client_id"));
+}

@@ -105,6 +105,8 @@ struct NodeEntry {
     pg: Option<String>,
     ssh: Option<String>,
     http: Option<String>,
+    /// The web console's URL (`https://127.0.0.1:<port>`).
+    console: Option<String>,
     ops: String,
     raft: String,
     data_dir: PathBuf,
@@ -187,6 +189,7 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
                 pg: c.listen.pg.clone(),
                 ssh: c.listen.ssh.clone(),
                 http: c.listen.http.clone(),
+                console: c.console_url(),
                 ops: format!("http://{}", c.listen.ops),
                 raft: c.listen.raft.clone(),
                 data_dir: c.data_dir.clone(),
@@ -399,7 +402,7 @@ fn prepare(dir: &Path, nodes: u64, doors: Doors) -> Result<Vec<(u64, PathBuf)>, 
     }
     let mut listens = Vec::new();
     for _ in 1..=nodes {
-        let [raft, admin, ops, pg] = [free_port()?, free_port()?, free_port()?, free_port()?];
+        let [raft, admin, ops, pg, console] = [free_port()?, free_port()?, free_port()?, free_port()?, free_port()?];
         let ssh = if doors.ssh { Some(free_port()?) } else { None };
         let http = if doors.http { Some(free_port()?) } else { None };
         listens.push(Listen {
@@ -409,6 +412,7 @@ fn prepare(dir: &Path, nodes: u64, doors: Doors) -> Result<Vec<(u64, PathBuf)>, 
             pg: Some(format!("127.0.0.1:{pg}")),
             ssh: ssh.map(|p| format!("127.0.0.1:{p}")),
             http: http.map(|p| format!("127.0.0.1:{p}")),
+            console: Some(format!("127.0.0.1:{console}")),
         });
     }
     let peers: Vec<Peer> =
@@ -439,6 +443,7 @@ fn prepare(dir: &Path, nodes: u64, doors: Doors) -> Result<Vec<(u64, PathBuf)>, 
             shutdown: Default::default(),
             limits: Default::default(),
             http: Default::default(),
+            console: Default::default(),
         };
         let text = toml::to_string_pretty(&config).map_err(|e| NodeError::Dev(e.to_string()))?;
         let path = dir.join(format!("node{id}.toml"));
@@ -589,11 +594,12 @@ fn print_next_steps(dir: &Path, endpoint: &str, file: &ClusterFile) {
     println!("Portcullis playground is up: {} nodes in {}", file.nodes.len(), dir.display());
     for n in &file.nodes {
         println!(
-            "  node {}  pid {:>7}  admin {}  ops {}",
+            "  node {}  pid {:>7}  admin {}  ops {}  console {}",
             n.id,
             n.pid.map(|p| p.to_string()).unwrap_or_default(),
             n.admin,
-            n.ops
+            n.ops,
+            n.console.as_deref().unwrap_or("off")
         );
     }
     println!();
@@ -604,6 +610,12 @@ fn print_next_steps(dir: &Path, endpoint: &str, file: &ClusterFile) {
         dir.display()
     );
     println!("  {exe} cluster status");
+    if let Some(console) = file.nodes.first().and_then(|n| n.console.as_deref()) {
+        println!(
+            "  open {console}/approvals    # the web console (trust {} in the browser); sign in as bob, groups approvers",
+            dir.join("ca.pem").display()
+        );
+    }
     println!("  curl -s {}/readyz", file.nodes.first().map(|n| n.ops.as_str()).unwrap_or(""));
     println!("  kill -9 <pid of the leader>; {exe} cluster status     # a survivor takes over");
     println!("  {exe} run --config {}      # restart node 1 by hand", dir.join("node1.toml").display());

@@ -1,0 +1,271 @@
+//! The web console, driven as a browser would: HTTPS with the cluster's CA, a cookie
+//! jar, redirects followed by hand (so each hop is checked), forms posted as a browser
+//! posts them. The sign-in goes through the playground's dev issuer (authorization code
+//! with PKCE); decisions go through the node's admin service, so a Postgres statement
+//! held on another node is released by an approval in the console.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_tests::{Cluster, err, wait_for};
+use reqwest::blocking::{Client, Response};
+use reqwest::cookie::{CookieStore, Jar};
+use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE, X_CONTENT_TYPE_OPTIONS};
+
+const READY: Duration = Duration::from_secs(30);
+
+/// One browser signed in to one node's console.
+struct Browser {
+    http: Client,
+    jar: Arc<Jar>,
+    base: String,
+}
+
+impl Browser {
+    fn new(c: &Cluster, node: u64) -> Browser {
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(c.ca()).unwrap()).unwrap();
+        let jar = Arc::new(Jar::default());
+        let http = Client::builder()
+            .add_root_certificate(ca)
+            .cookie_provider(jar.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Browser { http, jar, base: c.console_url(node) }
+    }
+
+    /// Sign in through the whole flow as `sub` in `groups`, starting at `/approvals`.
+    fn sign_in(c: &Cluster, node: u64, sub: &str, groups: &str) -> Browser {
+        let b = Browser::new(c, node);
+        // Not signed in: sent to sign in, and from there to the provider.
+        let r = b.get("/approvals");
+        assert_eq!(r.status(), 303);
+        let to = location(&r);
+        assert_eq!(to, "/auth/sign-in?next=%2Fapprovals");
+        let r = b.get(&to);
+        assert_eq!(r.status(), 303);
+        assert!(header_values(&r, SET_COOKIE).iter().any(|v| v.starts_with("__Host-portcullis-signin=")));
+        let authorize = location(&r);
+        assert!(authorize.contains("/portcullis-dev/authorize?"), "{authorize}");
+        assert!(authorize.contains("code_challenge_method=S256"), "{authorize}");
+        // The provider's sign-in form, posted with the subject and groups.
+        let form = b.http.get(&authorize).send().unwrap();
+        assert_eq!(form.status(), 200);
+        let html = form.text().unwrap();
+        let mut fields = hidden_fields(&html);
+        fields.push(("sub".into(), sub.into()));
+        fields.push(("groups".into(), groups.into()));
+        let post_to = authorize.split('?').next().unwrap();
+        let r = b.http.post(post_to).form(&fields).send().unwrap();
+        assert_eq!(r.status(), 303, "{}", r.text().unwrap_or_default());
+        let callback = location(&r);
+        assert!(callback.starts_with(&format!("{}/auth/callback?", b.base)), "{callback}");
+        // Back at the console: a session cookie, and a page that moves on to the inbox.
+        let r = b.http.get(&callback).send().unwrap();
+        let cookies = header_values(&r, SET_COOKIE);
+        let status = r.status();
+        let page = r.text().unwrap();
+        assert_eq!(status, 200, "{page}");
+        let session = cookies.iter().find(|v| v.starts_with("__Host-portcullis=")).expect("a session cookie");
+        for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+            assert!(session.contains(attr), "{session}");
+        }
+        assert!(page.contains(&format!("signed in as {sub}")), "{page}");
+        assert!(page.contains(r#"http-equiv="refresh" content="0;url=/approvals""#), "{page}");
+        // The token stays on the server: the page and the cookie carry none.
+        assert!(!page.contains("eyJ") && !session.contains("eyJ"), "a token reached the browser");
+        b
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn get(&self, path: &str) -> Response {
+        self.http.get(self.url(path)).send().unwrap()
+    }
+
+    fn post(&self, path: &str, form: &[(&str, &str)]) -> Response {
+        self.http.post(self.url(path)).form(form).send().unwrap()
+    }
+
+    /// `path` as (status, page).
+    fn page(&self, path: &str) -> (u16, String) {
+        let r = self.get(path);
+        (r.status().as_u16(), r.text().unwrap())
+    }
+
+    /// The session cookie's value, as the jar holds it.
+    fn session_cookie(&self) -> Option<String> {
+        let url: reqwest::Url = self.base.parse().unwrap();
+        let header = self.jar.cookies(&url)?;
+        header.to_str().unwrap().split("; ").find_map(|kv| kv.strip_prefix("__Host-portcullis=")).map(str::to_string)
+    }
+}
+
+fn location(r: &Response) -> String {
+    r.headers().get(LOCATION).expect("a Location header").to_str().unwrap().to_string()
+}
+
+fn header_values(r: &Response, name: reqwest::header::HeaderName) -> Vec<String> {
+    r.headers().get_all(name).iter().map(|v| v.to_str().unwrap().to_string()).collect()
+}
+
+fn unescape(text: &str) -> String {
+    text.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+}
+
+/// `name="…" value="…"` of every hidden input of a page.
+fn hidden_fields(html: &str) -> Vec<(String, String)> {
+    html.split("<input")
+        .skip(1)
+        .filter(|tag| tag.contains(r#"type="hidden""#))
+        .map(|tag| (attr(tag, "name"), attr(tag, "value")))
+        .collect()
+}
+
+fn attr(tag: &str, name: &str) -> String {
+    let start = tag.find(&format!(r#"{name}=""#)).unwrap_or_else(|| panic!("no {name} in {tag}")) + name.len() + 2;
+    let end = tag[start..].find('"').unwrap() + start;
+    unescape(&tag[start..end])
+}
+
+/// The CSRF field of a page's forms.
+fn csrf(html: &str) -> String {
+    hidden_fields(html).into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v).expect("a csrf field")
+}
+
+/// The id of the approval whose action contains `marker`, from the inbox page.
+fn approval_id(html: &str, marker: &str) -> Option<String> {
+    let at = html.find(marker)?;
+    let rest = &html[at..];
+    let start = rest.find("/approvals/")? + "/approvals/".len();
+    let end = rest[start..].find("/decide")? + start;
+    Some(rest[start..end].to_string())
+}
+
+#[test]
+fn an_approver_signs_in_and_releases_a_delete_held_on_another_node_and_the_console_fails_closed() {
+    // --- 1. A cluster with Postgres; alice's DELETE waits on node 2.
+    let mut c = Cluster::start_with_postgres(3);
+    c.wait_all_serving(&[1, 2, 3], READY);
+    let alice = c.engineer_token();
+    let held = c.spawn_psql(2, &alice, "DELETE FROM customers WHERE id = 12 /* marker-console-held */");
+
+    // --- 2. bob, an approver, signs in to node 1's console and sees it in the inbox.
+    let bob = Browser::sign_in(&c, 1, "bob", "approvers");
+    let r = bob.get("/approvals");
+    let csp = r.headers().get(CONTENT_SECURITY_POLICY).unwrap().to_str().unwrap().to_string();
+    assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(r.headers().get(X_CONTENT_TYPE_OPTIONS).unwrap(), "nosniff");
+    assert_eq!(r.headers().get(CACHE_CONTROL).unwrap(), "no-store");
+    let inbox = wait_for("the held DELETE in node 1's inbox", READY, || {
+        let (status, page) = bob.page("/approvals");
+        assert_eq!(status, 200, "{page}");
+        page.contains("marker-console-held").then_some(page)
+    });
+    let id = approval_id(&inbox, "marker-console-held").unwrap();
+    assert!(inbox.contains("<title>Approvals · Portcullis node 1</title>"), "{inbox}");
+    assert!(inbox.contains("alice") && inbox.contains("demo") && inbox.contains("node 2"), "{inbox}");
+    assert!(inbox.contains(r#"<label for="reason-"#), "{inbox}");
+    let token = csrf(&inbox);
+    assert!(!c.postgres_log().contains("marker-console-held"), "a held statement reached the backend");
+
+    // A callback with a state this browser did not start is refused.
+    let r = bob.get("/auth/callback?code=stolen&state=made-up");
+    assert_eq!(r.status(), 400);
+    assert!(r.text().unwrap().contains("unknown or already used"));
+
+    // --- 3. A decision without the CSRF field (or with a wrong one) is refused.
+    let path = format!("/approvals/{id}/decide");
+    let r = bob.post(&path, &[("decision", "approve"), ("reason", "no csrf")]);
+    assert_eq!(r.status(), 403);
+    assert!(r.text().unwrap().contains("CSRF"));
+    let r = bob.post(&path, &[("decision", "approve"), ("csrf", "forged"), ("reason", "forged")]);
+    assert_eq!(r.status(), 403);
+    let (_, page) = bob.page("/approvals");
+    assert!(page.contains("marker-console-held"), "a refused form decided the approval");
+
+    // --- 4. bob's own held request: the state machine refuses his approval, and says so.
+    let bob_engineer = c.token("bob", &["engineers", "approvers"]);
+    let mut own = c.spawn_psql(3, &bob_engineer, "DELETE FROM customers WHERE id = 11 /* marker-console-own */");
+    let page = wait_for("bob's own DELETE in the inbox", READY, || {
+        let (_, page) = bob.page("/approvals");
+        page.contains("marker-console-own").then_some(page)
+    });
+    assert!(page.contains("This is your own request"), "{page}");
+    let own_id = approval_id(&page, "marker-console-own").unwrap();
+    let r = bob.post(&format!("/approvals/{own_id}/decide"), &[("decision", "approve"), ("csrf", &token)]);
+    assert_eq!(r.status(), 409);
+    let text = r.text().unwrap();
+    assert!(text.contains("may not decide their own request"), "{text}");
+
+    // --- 5. Approving alice's DELETE through node 1 releases it on node 2.
+    let r = bob.post(&path, &[("decision", "approve"), ("csrf", &token), ("reason", "checked in the console")]);
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), format!("/approvals?decided={id}&outcome=approved"));
+    let o = held.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(c.postgres_log().matches("marker-console-held").count(), 1, "the approved DELETE runs exactly once");
+    let (_, page) = bob.page(&location(&r));
+    assert!(page.contains(&format!("Approved {id}")), "{page}");
+    assert!(!page.contains("marker-console-held"), "a decided approval is still listed");
+
+    // --- 6. An engineer may not open the inbox or the cluster page; each names the role.
+    let eve = Browser::sign_in(&c, 3, "eve", "engineers");
+    let (status, page) = eve.page("/approvals");
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("needs the approver role") && page.contains("approvers"), "{page}");
+    let (status, page) = eve.page("/cluster");
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("needs the admin or auditor role"), "{page}");
+    assert!(page.contains("one of groups admin, auditor required"), "{page}");
+
+    // --- 7. An auditor sees the cluster: every member, the leader, the term.
+    let dana = Browser::sign_in(&c, 1, "dana", "auditor");
+    let (status, page) = dana.page("/cluster");
+    assert_eq!(status, 200, "{page}");
+    for needle in ["node 1", "node 2", "node 3", "leader", "Last applied", "<title>Cluster · Portcullis node 1</title>"]
+    {
+        assert!(page.contains(needle), "{needle} missing: {page}");
+    }
+    assert!(!page.contains("No quorum"), "{page}");
+
+    // --- 8. Sign-out is a POST with the CSRF field; afterwards the old cookie is worthless.
+    let (_, page) = bob.page("/approvals");
+    let old = bob.session_cookie().expect("bob's session cookie");
+    let r = bob.post("/auth/sign-out", &[]);
+    assert_eq!(r.status(), 403, "a sign-out without the CSRF field is refused");
+    let r = bob.post("/auth/sign-out", &[("csrf", &csrf(&page))]);
+    assert_eq!(r.status(), 200);
+    assert!(r.text().unwrap().contains("Signed out"));
+    let r = bob.get("/approvals");
+    assert_eq!(r.status(), 303);
+    assert!(location(&r).starts_with("/auth/sign-in"));
+    let replay = Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(c.ca()).unwrap()).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = replay.get(bob.url("/approvals")).header("cookie", format!("__Host-portcullis={old}")).send().unwrap();
+    assert_eq!(r.status(), 303, "the signed-out session still works");
+
+    // --- 9. Node 1 alone: a banner on every page, and decisions are refused.
+    let (_, page) = dana.page("/cluster");
+    let dana_csrf = csrf(&page);
+    own.kill().unwrap();
+    let _ = own.wait();
+    c.kill9(2);
+    c.kill9(3);
+    let page = wait_for("node 1's console to show the no-quorum banner", READY, || {
+        let (_, page) = dana.page("/cluster");
+        page.contains("No quorum").then_some(page)
+    });
+    assert!(page.contains("does not hold the quorum lease"), "{page}");
+    let r = dana.post(&format!("/approvals/{own_id}/decide"), &[("decision", "deny"), ("csrf", &dana_csrf)]);
+    assert_eq!(r.status(), 503);
+    assert!(r.text().unwrap().contains("refuses decisions"));
+}
