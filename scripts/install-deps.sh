@@ -62,6 +62,42 @@ fi
 echo "node $(node --version), npm $(npm --version)"
 (cd tests/oidc && npm ci --no-audit --no-fund)
 
+# The web console's browser assets (htmx, its SSE extension, asciinema-player), pinned with
+# their integrity in node/assets/vendor.lock: each tarball comes from the npm registry
+# (`npm pack`), is checked against its pinned sha512 before anything is extracted, and the
+# named file lands in node/assets/vendor/ for node/build.rs to embed (rebuild afterwards).
+# Fetched again only when the lock changes or a file is missing.
+vendor=node/assets/vendor
+lock_sum="$(sha256sum node/assets/vendor.lock | cut -d' ' -f1)"
+vendor_ok=1
+[ "$(cat "$vendor/.portcullis-lock" 2>/dev/null)" = "$lock_sum" ] || vendor_ok=0
+while read -r key pkg version integrity file served; do
+  [ -f "$vendor/$served" ] || vendor_ok=0
+done < <(grep -v '^#' node/assets/vendor.lock | grep -v '^[[:space:]]*$')
+if [ "$vendor_ok" -eq 0 ]; then
+  echo "fetching the console's browser assets (node/assets/vendor.lock) into $vendor"
+  packs="$(mktemp -d)"
+  mkdir -p "$vendor"
+  while read -r key pkg version integrity file served; do
+    tgz="$packs/$pkg-$version.tgz"
+    if [ ! -f "$tgz" ]; then
+      name="$(cd "$packs" && npm pack --silent "$pkg@$version" | tail -n 1)"
+      [ "$packs/$name" = "$tgz" ] || mv "$packs/$name" "$tgz"
+    fi
+    got="sha512-$(openssl dgst -sha512 -binary "$tgz" | base64 -w0)"
+    if [ "$got" != "$integrity" ]; then
+      echo "$pkg@$version: tarball integrity $got, but node/assets/vendor.lock pins $integrity; not using it" >&2
+      rm -rf "$packs"
+      exit 1
+    fi
+    tar -xzf "$tgz" -C "$packs" --to-stdout "$file" > "$vendor/$served.part"
+    mv "$vendor/$served.part" "$vendor/$served"
+    echo "  $served  ($pkg@$version $file)"
+  done < <(grep -v '^#' node/assets/vendor.lock | grep -v '^[[:space:]]*$')
+  rm -rf "$packs"
+  echo "$lock_sum" > "$vendor/.portcullis-lock"
+fi
+
 # Python drivers the black-box tests run through the gateway (tests/tests/drivers.rs),
 # pinned in tests/python/requirements.txt, in a cached venv (reinstalled when the pins
 # change). The tests find it at $XDG_CACHE_HOME/portcullis-ci/drivers (or ~/.cache/...).

@@ -138,6 +138,28 @@ fn csrf(html: &str) -> String {
     hidden_fields(html).into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v).expect("a csrf field")
 }
 
+/// Every script of `page` is one of the console's own files (none inline), served from
+/// the binary: htmx and its SSE extension (from the npm registry, embedded at build time)
+/// for a year under versioned names, the console's own script for an hour.
+fn assert_scripts_are_embedded(b: &Browser, page: &str) {
+    let sources: Vec<String> = page.split("<script").skip(1).map(|tag| attr(tag, "src")).collect();
+    assert!(sources.iter().any(|s| s.starts_with("/assets/vendor/htmx-2.")), "{page}");
+    assert!(sources.iter().any(|s| s.starts_with("/assets/vendor/htmx-ext-sse-")), "{page}");
+    assert!(sources.iter().any(|s| s == "/assets/console.js"), "{page}");
+    for src in &sources {
+        let r = b.get(src);
+        assert_eq!(r.status(), 200, "{src}: {:?} (run scripts/install-deps.sh, then rebuild)", r.text());
+        assert_eq!(r.headers()["content-type"], "text/javascript; charset=utf-8", "{src}");
+        let cache = r.headers()[CACHE_CONTROL].to_str().unwrap().to_string();
+        if src.starts_with("/assets/vendor/") {
+            assert_eq!(cache, "public, max-age=31536000, immutable", "{src}");
+        }
+        assert!(r.bytes().unwrap().len() > 100, "{src} is empty");
+    }
+    let r = b.get("/assets/vendor/left-pad-1.0.0.js");
+    assert_eq!(r.status(), 404);
+}
+
 /// The id of the approval whose action contains `marker`, from the inbox page.
 fn approval_id(html: &str, marker: &str) -> Option<String> {
     let at = html.find(marker)?;
@@ -162,6 +184,8 @@ fn an_approver_signs_in_and_releases_a_delete_held_on_another_node_and_the_conso
     assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(r.headers().get(X_CONTENT_TYPE_OPTIONS).unwrap(), "nosniff");
     assert_eq!(r.headers().get(CACHE_CONTROL).unwrap(), "no-store");
+    assert!(csp.contains("script-src 'self';"), "{csp}");
+    assert_scripts_are_embedded(&bob, &r.text().unwrap());
     let inbox = wait_for("the held DELETE in node 1's inbox", READY, || {
         let (status, page) = bob.page("/approvals");
         assert_eq!(status, 200, "{page}");

@@ -25,8 +25,11 @@
 //! - [`admin`]: calls into the admin service as the viewer; gRPC status → page.
 //! - [`pages`]: one file per page.
 //! - [`views`]: the askama templates (`node/templates/`) and the CSS.
+//! - [`assets`]: the console's script and the embedded third-party ones (htmx,
+//!   asciinema-player), from the npm registry through `scripts/install-deps.sh`.
 
 pub mod admin;
+pub mod assets;
 pub mod headers;
 pub mod listener;
 pub mod oidc;
@@ -117,6 +120,8 @@ pub fn router(console: Console) -> Router {
         .route("/auth/callback", get(signin::callback))
         .route("/auth/sign-out", post(signin::sign_out))
         .route("/assets/console.css", get(views::stylesheet))
+        .route("/assets/console.js", get(assets::console_js))
+        .route("/assets/vendor/{name}", get(assets::vendor))
         .fallback(pages::not_found)
         .layer(axum::middleware::map_response(headers::secure))
         .with_state(console)
