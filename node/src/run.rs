@@ -244,6 +244,8 @@ fn start_console(
         roles: config.authz.clone(),
         approver_groups,
         serving: node.serving(),
+        approvals: node.view().notifier().subscribe_approvals(),
+        shutdown: shutdown.clone(),
         oidc,
     };
     Ok(console::serve(listener, console::Console::new(deps), shutdown))

@@ -293,3 +293,144 @@ fn an_approver_signs_in_and_releases_a_delete_held_on_another_node_and_the_conso
     assert_eq!(r.status(), 503);
     assert!(r.text().unwrap().contains("refuses decisions"));
 }
+
+/// One live inbox (`/approvals/events`) read as a browser's EventSource reads it: each
+/// event (name, data) and each keep-alive comment, in order, from a reader thread.
+struct EventStream {
+    events: std::sync::mpsc::Receiver<Option<(String, String)>>,
+}
+
+impl EventStream {
+    /// Open `path` on `b`'s console with its session cookie (no overall timeout: it streams).
+    fn open(c: &Cluster, b: &Browser, path: &str) -> Result<EventStream, (u16, String)> {
+        let http = Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(c.ca()).unwrap()).unwrap())
+            .cookie_provider(b.jar.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let r = http.get(b.url(path)).header("accept", "text/event-stream").send().unwrap();
+        let status = r.status().as_u16();
+        if status != 200 {
+            return Err((status, r.text().unwrap()));
+        }
+        assert_eq!(r.headers()["content-type"], "text/event-stream");
+        let (tx, events) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let (mut name, mut data) = (String::new(), Vec::<String>::new());
+            for line in std::io::BufReader::new(r).lines() {
+                let Ok(line) = line else { break };
+                if line.is_empty() {
+                    if !data.is_empty() && tx.send(Some((std::mem::take(&mut name), data.join("\n")))).is_err() {
+                        return;
+                    }
+                    data.clear();
+                } else if line.starts_with(':') {
+                    let _ = tx.send(Some(("(comment)".into(), line)));
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    name = v.trim().to_string();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push(v.strip_prefix(' ').unwrap_or(v).to_string());
+                }
+            }
+            // The server ended the stream.
+            let _ = tx.send(None);
+        });
+        Ok(EventStream { events })
+    }
+
+    /// The next `inbox` event whose list satisfies `cond`, within `timeout`.
+    fn wait_inbox(&self, what: &str, timeout: Duration, cond: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(Some((name, data))) if name == "inbox" && cond(&data) => return data,
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the stream ended while waiting for {what}"),
+                Err(_) => panic!("no inbox event with {what} within {timeout:?}"),
+            }
+        }
+    }
+
+    /// Whether the server ends the stream within `timeout`.
+    fn ends_within(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(Some(_)) => continue,
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+#[test]
+fn the_inbox_streams_a_new_hold_and_drops_it_once_decided_on_another_node() {
+    // --- 1. A cluster with Postgres; bob (approver) opens node 1's inbox.
+    let c = Cluster::start_with_postgres(3);
+    c.wait_all_serving(&[1, 2, 3], READY);
+    let bob = Browser::sign_in(&c, 1, "bob", "approvers");
+    let (status, page) = bob.page("/approvals");
+    assert_eq!(status, 200, "{page}");
+    // The page asks htmx's SSE extension to swap the list; without JavaScript it is a plain list.
+    assert!(page.contains(r#"hx-ext="sse" sse-connect="/approvals/events" sse-swap="inbox""#), "{page}");
+    assert!(page.contains("Nothing waits for your decision"), "{page}");
+    assert_scripts_are_embedded(&bob, &page);
+
+    // --- 2. The stream sends the current list at once.
+    let live = EventStream::open(&c, &bob, "/approvals/events").unwrap();
+    live.wait_inbox("the current (empty) list", READY, |list| list.contains("Nothing waits"));
+
+    // --- 3. alice's DELETE, held on node 2, appears in node 1's stream, with its form.
+    let alice = c.engineer_token();
+    let held = c.spawn_psql(2, &alice, "DELETE FROM customers WHERE id = 13 /* marker-console-live */");
+    let list = live.wait_inbox("the DELETE held on node 2", READY, |list| list.contains("marker-console-live"));
+    let id = approval_id(&list, "marker-console-live").unwrap();
+    assert!(list.contains("alice") && list.contains("node 2"), "{list}");
+    assert!(
+        list.contains(&format!(r#"name="csrf" value="{}""#, csrf(&page))),
+        "the swapped-in form keeps the CSRF field"
+    );
+    assert!(!list.contains("<html") && !list.contains("<script"), "a fragment, not a page: {list}");
+
+    // --- 4. carol approves it through the CLI on node 3: it leaves node 1's stream, psql finishes.
+    let carol = c.token("carol", &["approvers"]);
+    let o = c.cli_as(3, Some(&carol), &["approvals", "approve", &id, "--reason", "seen live"]);
+    assert!(o.status.success(), "{}", err(&o));
+    live.wait_inbox("the decided DELETE gone", READY, |list| !list.contains("marker-console-live"));
+    let o = held.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+
+    // --- 5. Bounded: a session holds a few streams, not more; an engineer holds none.
+    let more: Vec<_> = (0..3).map(|_| EventStream::open(&c, &bob, "/approvals/events").unwrap()).collect();
+    let (status, text) = EventStream::open(&c, &bob, "/approvals/events").err().expect("a fifth stream is refused");
+    assert_eq!(status, 429, "{text}");
+    drop(more);
+    let eve = Browser::sign_in(&c, 1, "eve", "engineers");
+    let (status, text) =
+        EventStream::open(&c, &eve, "/approvals/events").err().expect("an engineer's stream is refused");
+    assert_eq!(status, 403, "{text}");
+
+    // --- 6. An idle stream carries a keep-alive comment every 15 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(25);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match live.events.recv_timeout(left) {
+            Ok(Some((name, _))) if name == "(comment)" => break,
+            Ok(Some(_)) => continue,
+            other => panic!("no keep-alive comment within 25 s: {other:?}"),
+        }
+    }
+
+    // --- 7. Signing out ends the stream at once; the browser cannot reopen it.
+    let (_, page) = bob.page("/approvals");
+    let r = bob.post("/auth/sign-out", &[("csrf", &csrf(&page))]);
+    assert_eq!(r.status(), 200);
+    assert!(live.ends_within(Duration::from_secs(5)), "the stream outlived the sign-out");
+    let (status, _) = EventStream::open(&c, &bob, "/approvals/events").err().expect("signed out, no stream");
+    assert_eq!(status, 401);
+}

@@ -10,6 +10,7 @@
 //! browser ──HTTPS (node cert)──▶ listener ──▶ router ──▶ headers (CSP, nosniff, no-store)
 //!   /auth/sign-in ─▶ provider (code + PKCE) ─▶ /auth/callback ─▶ session cookie
 //!   /approvals, /cluster ─▶ Viewer (cookie → session) ─▶ Admin trait call (Bearer token)
+//!   /approvals/events ─▶ SSE: on each applied approval change, the inbox list again
 //! ```
 //!
 //! ## Layout
@@ -66,6 +67,11 @@ pub struct ConsoleDeps {
     pub approver_groups: ApproverGroups,
     /// Whether this node holds the quorum lease.
     pub serving: watch::Receiver<bool>,
+    /// Bumped whenever an approval is created or decided (applied on this node, from
+    /// whichever node it came): what the live inbox watches.
+    pub approvals: watch::Receiver<u64>,
+    /// The node's shutdown: live streams end with it, so the console can stop.
+    pub shutdown: CancellationToken,
     /// The provider's client for the console.
     pub oidc: oidc::OidcClient,
 }
@@ -112,6 +118,7 @@ pub fn router(console: Console) -> Router {
     Router::new()
         .route("/", get(pages::home))
         .route("/approvals", get(pages::approvals::inbox))
+        .route("/approvals/events", get(pages::approvals::events))
         .route("/approvals/{id}/decide", post(pages::approvals::decide))
         .route("/cluster", get(pages::cluster::show))
         .route("/sessions", get(pages::coming))

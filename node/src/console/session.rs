@@ -10,10 +10,12 @@
 //! this is the second lock on the door.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::NodeError;
 
@@ -54,12 +56,43 @@ pub struct BrowserSession {
     pub csrf: String,
     /// When the token expires (seconds since the epoch); the session ends with it.
     pub expires_at: u64,
+    /// Cancelled when the session ends early (sign-out, a refused token), so its live
+    /// streams close at once rather than at their next event.
+    pub ended: CancellationToken,
+    /// How many live streams (`/approvals/events`) this session has open.
+    streams: AtomicUsize,
 }
 
 impl BrowserSession {
     /// Whether `presented` is this session's CSRF token (constant time).
     pub fn csrf_matches(&self, presented: Option<&str>) -> bool {
         presented.is_some_and(|p| constant_time_eq(p.as_bytes(), self.csrf.as_bytes()))
+    }
+}
+
+/// How many live streams one browser session may hold open (a few tabs).
+pub const MAX_STREAMS_PER_SESSION: usize = 4;
+
+/// One of a session's live streams; dropping it (the browser went away, the stream
+/// ended) frees its place.
+pub struct StreamPermit(Arc<BrowserSession>);
+
+// === impl StreamPermit ===
+
+impl StreamPermit {
+    /// A place for one more stream of `session`, if it has fewer than `max` open.
+    pub fn take(session: &Arc<BrowserSession>, max: usize) -> Option<StreamPermit> {
+        session
+            .streams
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| StreamPermit(session.clone()))
+    }
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -89,10 +122,24 @@ impl Sessions {
         now: u64,
     ) -> Result<(String, Arc<BrowserSession>), NodeError> {
         let id = random_token()?;
-        let session = Arc::new(BrowserSession { token, subject, groups, csrf: random_token()?, expires_at });
+        let session = Arc::new(BrowserSession {
+            token,
+            subject,
+            groups,
+            csrf: random_token()?,
+            expires_at,
+            ended: CancellationToken::new(),
+            streams: AtomicUsize::new(0),
+        });
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= self.max {
-            map.retain(|_, s| s.expires_at > now);
+            map.retain(|_, s| {
+                let live = s.expires_at > now;
+                if !live {
+                    s.ended.cancel();
+                }
+                live
+            });
         }
         if map.len() >= self.max {
             return Err(NodeError::SignIn(format!(
@@ -111,6 +158,7 @@ impl Sessions {
         let session = map.get(&key)?.clone();
         if session.expires_at <= now {
             map.remove(&key);
+            session.ended.cancel();
             return None;
         }
         Some(session)
@@ -118,7 +166,10 @@ impl Sessions {
 
     /// End the session with cookie id `id` (sign-out, or a token the node refused).
     pub fn remove(&self, id: &str) {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(&digest(id));
+        let removed = self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(&digest(id));
+        if let Some(session) = removed {
+            session.ended.cancel();
+        }
     }
 
     #[cfg(test)]

@@ -99,6 +99,15 @@ pub struct ApprovalsPage {
     pub notice: Option<String>,
 }
 
+/// The inbox's list alone: what `/approvals/events` sends on each change.
+#[derive(Template)]
+#[template(path = "approvals_list.html")]
+pub struct ApprovalsList<'a> {
+    pub rows: &'a [ApprovalRow],
+    /// The viewer's CSRF token, for each row's decision form.
+    pub csrf: &'a str,
+}
+
 /// `template` as an HTML response with `status`.
 pub fn render(status: StatusCode, template: &impl Template) -> Response {
     match template.render() {

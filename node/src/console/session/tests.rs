@@ -101,3 +101,16 @@ fn cookies_are_read_by_exact_name_across_headers() {
     assert_eq!(cookie(&headers, "__Host-portcullis-signin"), Some("bind"));
     assert_eq!(cookie(&headers, "missing"), None);
 }
+
+#[test]
+fn a_session_holds_a_few_live_streams_and_ending_it_closes_them() {
+    let sessions = Sessions::new(8);
+    let (id, session) = create(&sessions, "bob", 1_000, 0);
+    let permits: Vec<_> = (0..3).map(|_| StreamPermit::take(&session, 3).unwrap()).collect();
+    assert!(StreamPermit::take(&session, 3).is_none(), "a fourth stream past the bound");
+    drop(permits);
+    let _again = StreamPermit::take(&session, 3).expect("closed streams free their places");
+    assert!(!session.ended.is_cancelled());
+    sessions.remove(&id);
+    assert!(session.ended.is_cancelled(), "sign-out ends the session's streams");
+}
