@@ -12,6 +12,7 @@
 //! - `cli`: client subcommands (cluster, resource, policy, approvals, sessions).
 
 mod admin_auth;
+mod asciicast;
 mod cli;
 mod config;
 mod console;

@@ -5,10 +5,8 @@
 use std::io::Write;
 use std::time::Duration;
 
-use portcullis_api::proto;
-use serde_json::{Value, json};
-
 use super::{CliError, Globals, connect};
+use crate::asciicast::{Cast, assemble};
 
 /// Pauses longer than this are shortened when playing (idle time at a prompt).
 const MAX_PAUSE: Duration = Duration::from_secs(2);
@@ -26,14 +24,6 @@ pub struct ReplayArgs {
     /// Which of the session's terminals (0 for its first).
     #[arg(long, default_value_t = 0)]
     pub terminal: u64,
-}
-
-/// One terminal's recording, put together from its chunks.
-#[derive(Debug, Default, PartialEq)]
-pub struct Cast {
-    pub header: Value,
-    pub events: Vec<(f64, String, String)>,
-    pub truncated: bool,
 }
 
 pub async fn replay(args: ReplayArgs, g: &Globals) -> Result<(), CliError> {
@@ -58,52 +48,9 @@ pub async fn replay(args: ReplayArgs, g: &Globals) -> Result<(), CliError> {
     }
 }
 
-/// Terminal `terminal`'s recording from a session's events, in order.
-pub fn assemble(events: &[proto::Event], terminal: u64) -> Option<Cast> {
-    let mut chunks: Vec<Value> = events
-        .iter()
-        .filter(|e| e.kind == "recording")
-        .filter_map(|e| serde_json::from_str::<Value>(&e.detail_json).ok())
-        .filter(|d| d["channel"].as_u64() == Some(terminal))
-        .collect();
-    if chunks.is_empty() {
-        return None;
-    }
-    chunks.sort_by_key(|c| c["seq"].as_u64().unwrap_or(0));
-    let mut cast = Cast::default();
-    for chunk in &chunks {
-        if let Some(h) = chunk.get("header").filter(|h| !h.is_null()) {
-            cast.header = json!({
-                "version": 2,
-                "width": h["width"],
-                "height": h["height"],
-                "timestamp": h["timestamp"],
-                "env": { "TERM": h["term"] },
-            });
-        }
-        cast.truncated |= chunk["truncated"].as_bool().unwrap_or(false);
-        for event in chunk["events"].as_array().into_iter().flatten() {
-            let (Some(t), Some(code), Some(data)) = (event[0].as_f64(), event[1].as_str(), event[2].as_str()) else {
-                continue;
-            };
-            cast.events.push((t, code.to_string(), data.to_string()));
-        }
-    }
-    if cast.header.is_null() {
-        cast.header = json!({ "version": 2, "width": 80, "height": 24 });
-    }
-    Some(cast)
-}
-
 /// The asciicast v2 file: the header line, then one JSON array per event.
 pub fn write_cast(cast: &Cast, out: &mut impl Write) -> Result<(), CliError> {
-    let mut text = cast.header.to_string();
-    text.push('\n');
-    for (t, code, data) in &cast.events {
-        text.push_str(&json!([t, code, data]).to_string());
-        text.push('\n');
-    }
-    out.write_all(text.as_bytes()).map_err(CliError::Output)
+    out.write_all(cast.to_text().as_bytes()).map_err(CliError::Output)
 }
 
 async fn play(cast: &Cast, speed: f64) -> Result<(), CliError> {
