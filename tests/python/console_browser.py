@@ -20,8 +20,10 @@ Trust: the browser trusts the cluster's CA through a throwaway NSS database
 validity), as an operator's browser would verify it.
 """
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -75,6 +77,8 @@ def trusting_home(ca):
 
 
 HOME = trusting_home(cfg["ca"])
+# The NSS database and the browser profiles go with the script.
+atexit.register(shutil.rmtree, HOME, ignore_errors=True)
 
 
 def browser():
