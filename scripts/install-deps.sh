@@ -12,8 +12,11 @@ export DEBIAN_FRONTEND=noninteractive
 # openssh-server: the playground's throwaway sshd behind `dev --ssh`; openssh-client
 # (ssh, scp, sftp, ssh-keygen) and sshpass: the SSH tests' clients, which send a token
 # as the password; curl: the HTTP tests' client, through the HTTP door and straight at
-# the playground's demo API).
-packages=(build-essential pkg-config curl ca-certificates procps iproute2 iptables postgresql postgresql-contrib libclang-dev pgbouncer haproxy openssl libpostgresql-jdbc-java openssh-server openssh-client sshpass xauth)
+# the playground's demo API; chromium and chromium-driver: the web console's browser test
+# (tests/tests/console_browser.rs) drives headless Chromium through WebDriver;
+# libnss3-tools: its certutil puts the test cluster's CA in a throwaway NSS database, so
+# the browser trusts the console's certificate instead of ignoring certificate errors).
+packages=(build-essential pkg-config curl ca-certificates procps iproute2 iptables postgresql postgresql-contrib libclang-dev pgbouncer haproxy openssl libpostgresql-jdbc-java openssh-server openssh-client sshpass xauth chromium chromium-driver libnss3-tools)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

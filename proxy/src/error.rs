@@ -99,6 +99,11 @@ pub enum Error {
     /// The SQL nests too deeply to be classified safely (fail closed).
     #[error("SQL too deeply nested to classify: {detail}")]
     SqlTooComplex { detail: String },
+
+    /// The policy tester (`crate::explain`) was given something no door would read as
+    /// asked (an HTTP request line without a method or a path); `detail` says what to write.
+    #[error("cannot test this: {detail}")]
+    Untestable { detail: String },
 }
 
 impl Error {

@@ -16,11 +16,15 @@
 //! - [`http`]: the HTTP door.
 //! - [`policy`]: YAML policy documents and the `decide` phase: every door's request,
 //!   described protocol-agnostically, gets allow / deny / review and a mask plan.
+//! - [`explain`]: "what would happen": a statement, command line or HTTP request line
+//!   classified by its door's own classifier and decided by policy, without running it
+//!   (the web console's policy tester).
 //! - [`mask`]: the `mask` phase: column and detector masking of result values.
 //! - [`listen`]: the bounded accept loop every door serves its listener with.
 //! - [`error`]: the crate's one error type.
 
 pub mod error;
+pub mod explain;
 pub mod gate;
 pub mod http;
 pub mod identity;

@@ -434,3 +434,85 @@ fn the_inbox_streams_a_new_hold_and_drops_it_once_decided_on_another_node() {
     let (status, _) = EventStream::open(&c, &bob, "/approvals/events").err().expect("signed out, no stream");
     assert_eq!(status, 401);
 }
+
+/// The tester's answer for `input` on `resource` as `groups`, posted with `csrf`.
+fn try_policy(b: &Browser, csrf: &str, groups: &str, resource: &str, input: &str) -> String {
+    let r = b.post(
+        "/policies/test",
+        &[("csrf", csrf), ("subject", "alice"), ("groups", groups), ("resource", resource), ("input", input)],
+    );
+    let status = r.status();
+    let page = r.text().unwrap();
+    assert_eq!(status, 200, "{page}");
+    page
+}
+
+fn decision(page: &str) -> &str {
+    let start = page.find(r#"<span class="decision">"#).unwrap_or_else(|| panic!("no decision: {page}")) + 23;
+    &page[start..start + page[start..].find('<').unwrap()]
+}
+
+#[test]
+fn the_policies_page_shows_the_documents_in_force_and_tells_what_would_happen_at_each_door() {
+    // --- 1. One node with all three doors' demo resources and policies.
+    let c = Cluster::start_with(1, &["--postgres", "--ssh", "--http"]);
+    c.wait_all_serving(&[1], READY);
+
+    // --- 2. An auditor reads the documents in force: who applied each, when, the source.
+    let dana = Browser::sign_in(&c, 1, "dana", "auditor");
+    let (status, page) = dana.page("/policies");
+    assert_eq!(status, 200, "{page}");
+    for needle in [
+        "<title>Policies · Portcullis node 1</title>",
+        r#"<h3 id="p-demo">demo</h3>"#,
+        r#"<h3 id="p-demo-ssh">demo-ssh</h3>"#,
+        r#"<h3 id="p-demo-api">demo-api</h3>"#,
+        "Applied by",
+        "writes to demo need a second pair of eyes",
+        r#"<option value="demo-api">demo-api (http)</option>"#,
+    ] {
+        assert!(page.contains(needle), "{needle} missing: {page}");
+    }
+    // The source is shown escaped, as applied (its quotes are entities, not markup).
+    assert!(page.contains("&#34;") || page.contains("&quot;"), "{page}");
+    let token = csrf(&page);
+
+    // --- 3. The tester refuses a form without the CSRF field.
+    let r = dana.post("/policies/test", &[("resource", "demo"), ("input", "SELECT 1")]);
+    assert_eq!(r.status(), 403);
+
+    // --- 4. Postgres: a DELETE is held for the approvers; DROP TABLE is denied by its rule.
+    let page = try_policy(&dana, &token, "engineers", "demo", "DELETE FROM customers WHERE id = 1");
+    assert_eq!(decision(&page), "review", "{page}");
+    assert!(page.contains("<dt>Approvers</dt><dd>approvers (1 needed)</dd>"), "{page}");
+    assert!(page.contains("<dd>10m</dd>") && page.contains("demo/writes-need-approval"), "{page}");
+    assert!(page.contains("detectors"), "the masks of the demo policy: {page}");
+    let page = try_policy(&dana, &token, "engineers", "demo", "DROP TABLE customers");
+    assert_eq!(decision(&page), "deny", "{page}");
+    assert!(page.contains("rule demo/no-truncate-or-ddl"), "{page}");
+    let page = try_policy(&dana, &token, "engineers", "demo", "SELECT email FROM customers");
+    assert_eq!(decision(&page), "mask", "{page}");
+    assert!(page.contains("What this test cannot know") && page.contains("lineage"), "{page}");
+
+    // --- 5. SSH: `rm x` is held; HTTP: DELETE /orders/1 on demo-api is denied.
+    let page = try_policy(&dana, &token, "engineers", "demo-ssh", "rm x");
+    assert_eq!(decision(&page), "review", "{page}");
+    assert!(page.contains("demo-ssh/changes-need-approval") && page.contains("programs rm"), "{page}");
+    let page = try_policy(&dana, &token, "engineers", "demo-api", "DELETE /orders/1");
+    assert_eq!(decision(&page), "deny", "{page}");
+    assert!(page.contains("demo-api/no-deletes"), "{page}");
+
+    // --- 6. What the tester cannot read is said, not guessed.
+    let r = dana.post("/policies/test", &[("csrf", &token), ("resource", "demo-api"), ("input", "orders please")]);
+    assert_eq!(r.status(), 422);
+    assert!(r.text().unwrap().contains("cannot test this"));
+    let r = dana.post("/policies/test", &[("csrf", &token), ("resource", "nope"), ("input", "SELECT 1")]);
+    assert_eq!(r.status(), 422);
+    assert!(r.text().unwrap().contains("There is no resource named"));
+
+    // --- 7. An engineer may not read the policies; the page names the role.
+    let eve = Browser::sign_in(&c, 1, "eve", "engineers");
+    let (status, page) = eve.page("/policies");
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("needs the admin or auditor role"), "{page}");
+}

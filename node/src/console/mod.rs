@@ -9,7 +9,7 @@
 //! ```text
 //! browser ──HTTPS (node cert)──▶ listener ──▶ router ──▶ headers (CSP, nosniff, no-store)
 //!   /auth/sign-in ─▶ provider (code + PKCE) ─▶ /auth/callback ─▶ session cookie
-//!   /approvals, /cluster ─▶ Viewer (cookie → session) ─▶ Admin trait call (Bearer token)
+//!   /approvals, /cluster, /policies ─▶ Viewer (cookie → session) ─▶ Admin trait call (Bearer token)
 //!   /approvals/events ─▶ SSE: on each applied approval change, the inbox list again
 //! ```
 //!
@@ -122,7 +122,8 @@ pub fn router(console: Console) -> Router {
         .route("/approvals/{id}/decide", post(pages::approvals::decide))
         .route("/cluster", get(pages::cluster::show))
         .route("/sessions", get(pages::coming))
-        .route("/policies", get(pages::coming))
+        .route("/policies", get(pages::policies::show))
+        .route("/policies/test", post(pages::policies::test))
         .route("/auth/sign-in", get(signin::start))
         .route("/auth/callback", get(signin::callback))
         .route("/auth/sign-out", post(signin::sign_out))

@@ -108,6 +108,68 @@ pub struct ApprovalsList<'a> {
     pub csrf: &'a str,
 }
 
+/// One policy document in force.
+pub struct PolicyRow {
+    pub name: String,
+    pub updated_by: String,
+    /// When it was applied (UTC, RFC 3339).
+    pub updated_at: String,
+    pub source: String,
+    /// Why the doors skip it, if it does not parse.
+    pub invalid: Option<String>,
+}
+
+/// A resource the tester can try, with its door.
+pub struct ResourceOption {
+    pub name: String,
+    pub door: &'static str,
+}
+
+/// The tester's form, as last sent (so a result shows what it answers).
+#[derive(Default)]
+pub struct TesterForm {
+    pub subject: String,
+    pub groups: String,
+    pub resource: String,
+    pub input: String,
+}
+
+/// What the tester found.
+pub struct TesterResult {
+    /// `allow`, `mask` (allowed, results masked), `review` or `deny`.
+    pub decision: &'static str,
+    /// One sentence for people.
+    pub summary: String,
+    /// The rules that decided, in order (`doc/rule`); empty for the default deny.
+    pub rules: Vec<String>,
+    /// The client-facing reason (deny, review).
+    pub reason: Option<String>,
+    /// Review only: approver groups, approvals needed, timeout.
+    pub approvers: Option<String>,
+    pub needed: u32,
+    pub timeout: Option<String>,
+    /// The mask plan: `columns: …`, `detectors: …`.
+    pub masks: Vec<String>,
+    /// What the door asks policy, one line per statement.
+    pub requests: Vec<String>,
+    /// The door refuses it itself.
+    pub door_refusal: Option<String>,
+    /// What the tester cannot know without a live session.
+    pub caveats: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "policies.html")]
+pub struct PoliciesPage {
+    pub frame: Frame,
+    pub policies: Vec<PolicyRow>,
+    pub resources: Vec<ResourceOption>,
+    pub form: TesterForm,
+    pub result: Option<TesterResult>,
+    /// Why the tester could not answer (unknown resource, unreadable request line).
+    pub problem: Option<String>,
+}
+
 /// `template` as an HTML response with `status`.
 pub fn render(status: StatusCode, template: &impl Template) -> Response {
     match template.render() {

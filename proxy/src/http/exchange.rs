@@ -192,6 +192,51 @@ fn authority_of<B>(req: &Request<B>) -> Result<Option<String>, &'static str> {
     }
 }
 
+/// How much of a body policy's `match.text` sees (and the approval preview is cut from).
+const BODY_TEXT_BYTES: usize = 64 * 1024;
+
+/// The body as policy's `match.json` reads it: absent, parsed (only when a rule reads
+/// JSON, up to `max` bytes), or unreadable (which counts against `allow` rules).
+pub fn json_for_policy(body: &[u8], reads_json: bool, max: usize) -> JsonBody {
+    if body.is_empty() {
+        JsonBody::Absent
+    } else if reads_json {
+        inspect::json_body(body, max)
+    } else {
+        // No rule reads it (were one applied meanwhile, it would find the body in doubt).
+        JsonBody::Unreadable
+    }
+}
+
+/// Phase "classify": the policy request for `method` on `under` (the path under the
+/// resource) with `query` and `body`; the console's tester builds it the same way.
+pub fn policy_request(
+    resource: &str,
+    method: &Method,
+    under: &str,
+    query: &str,
+    body: &[u8],
+    json: JsonBody,
+) -> PolicyRequest {
+    let line = if query.is_empty() { format!("{method} {under}") } else { format!("{method} {under}?{query}") };
+    let body_text = String::from_utf8_lossy(body.get(..body.len().min(BODY_TEXT_BYTES)).unwrap_or_default());
+    PolicyRequest {
+        resource: resource.to_string(),
+        protocol: Protocol::Http,
+        kind: method.as_str().to_ascii_lowercase(),
+        tables: Vec::new(),
+        functions: Vec::new(),
+        commands: Vec::new(),
+        path: Some(under.to_string()),
+        text: if body.is_empty() { line } else { format!("{line}\n{body_text}") },
+        missing_where: false,
+        dynamic_sql: false,
+        locks_rows: false,
+        json,
+        writes: !reads(method),
+    }
+}
+
 /// Handle one request.
 pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) -> Response<ResponseBody> {
     let door = &conn.door;
@@ -295,32 +340,13 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
     // --- classify
     let method = parts.method.clone();
     let query = parts.uri.query().unwrap_or_default().to_string();
-    let line = if query.is_empty() { format!("{method} {under}") } else { format!("{method} {under}?{query}") };
     // The body as policy's `match.json` reads it: these same bytes are relayed below.
-    let json = if body.is_empty() {
-        JsonBody::Absent
-    } else if door.gate.policies().is_ok_and(|p| p.reads_json()) {
-        inspect::json_body(&body, settings.max_json_inspect_bytes)
-    } else {
-        // No rule reads it (were one applied meanwhile, it would find the body in doubt).
-        JsonBody::Unreadable
-    };
-    let body_text = String::from_utf8_lossy(body.get(..body.len().min(64 * 1024)).unwrap_or_default()).into_owned();
-    let request = PolicyRequest {
-        resource: resource.name.clone(),
-        protocol: Protocol::Http,
-        kind: method.as_str().to_ascii_lowercase(),
-        tables: Vec::new(),
-        functions: Vec::new(),
-        commands: Vec::new(),
-        path: Some(under.clone()),
-        text: if body.is_empty() { line.clone() } else { format!("{line}\n{body_text}") },
-        missing_where: false,
-        dynamic_sql: false,
-        locks_rows: false,
-        json,
-        writes: !reads(&method),
-    };
+    let reads_json = door.gate.policies().is_ok_and(|p| p.reads_json());
+    let json = json_for_policy(&body, reads_json, settings.max_json_inspect_bytes);
+    let request = policy_request(&resource.name, &method, &under, &query, &body, json);
+    let line = if query.is_empty() { format!("{method} {under}") } else { format!("{method} {under}?{query}") };
+    let body_text =
+        String::from_utf8_lossy(body.get(..body.len().min(BODY_TEXT_BYTES)).unwrap_or_default()).into_owned();
     // --- decide, hold, audit
     if let Err(refusal) = session.check_lease() {
         return reply::refusal(&refusal);

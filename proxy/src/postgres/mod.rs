@@ -14,6 +14,7 @@
 //! - [`startup`]: TLS, startup, token verification (phase "authenticate").
 //! - [`backend`], [`scram`], [`backend_tls`]: logging in to the backend (optionally over TLS).
 //! - [`classify`]: SQL → statements (Postgres's own parser).
+//! - [`requests`]: classified statements as policy requests, and the door's own rules.
 //! - [`session`]: the per-statement phases, walked through the gate (`crate::gate`).
 //! - [`relay`]: backend responses to the client, masked and counted.
 //! - [`reply`]: errors and notices the gateway itself sends (SQLSTATEs), and the one
@@ -30,6 +31,7 @@ pub mod door;
 pub mod params;
 pub mod relay;
 pub mod reply;
+pub mod requests;
 pub mod scram;
 pub mod session;
 pub mod settings;

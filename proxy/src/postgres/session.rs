@@ -33,11 +33,12 @@ use tokio_util::sync::CancellationToken;
 use super::backend::{self, BackendTarget};
 use super::cancel::{self, CancelRegistry, CancelTarget};
 use super::catalog::{Catalog, CatalogCache};
-use super::classify::{CopyDirection, DEFAULT_MAX_SQL_BYTES, Lineage, Statement, StatementKind, classify};
+use super::classify::{DEFAULT_MAX_SQL_BYTES, Lineage, Statement, StatementKind, classify};
 use super::conn::{BackendConn, ClientConn, ClientMessage};
 use super::copy_out::CopyOut;
 use super::relay::{Columns, Limits, MaskingCatalog, Outcome};
 use super::reply;
+use super::requests::{door_rules, policy_request, statement_writes};
 use super::settings::PgSettings;
 use super::startup::Admitted;
 use crate::error::{Error, Result};
@@ -464,37 +465,11 @@ impl<S: Store> Session<'_, S> {
         let resource = &self.gate.resource().name;
         // A statement writes if its kind does, or if it calls a function with side
         // effects (a SELECT of nextval): audited ahead, and `match.writes` for policy.
-        let writes: Vec<bool> = statements
-            .iter()
-            .map(|st| {
-                // COPY ... TO STDOUT reads (its rows go to the client); every other COPY
-                // writes (into a table, or a server file or program).
-                let kind_writes = match st.kind {
-                    StatementKind::Copy => st.copy_direction != Some(CopyDirection::ToClient),
-                    _ => st.kind.writes(),
-                };
-                kind_writes || st.functions.iter().any(|f| !self.catalog.volatility.is_side_effect_free(f))
-            })
-            .collect();
-        let requests: Vec<Request> = statements
-            .iter()
-            .zip(&writes)
-            .map(|(st, writes)| Request {
-                resource: resource.clone(),
-                protocol: Protocol::Postgres,
-                kind: st.kind.name().to_string(),
-                tables: st.tables.clone(),
-                functions: st.functions.clone(),
-                commands: Vec::new(),
-                text: st.text.clone(),
-                missing_where: st.missing_where,
-                dynamic_sql: st.dynamic_sql,
-                writes: *writes,
-                locks_rows: st.select_for_update,
-                json: Default::default(),
-                path: None,
-            })
-            .collect();
+        let volatility = &self.catalog.volatility;
+        let writes: Vec<bool> =
+            statements.iter().map(|st| statement_writes(st, |f| volatility.is_side_effect_free(f))).collect();
+        let requests: Vec<Request> =
+            statements.iter().zip(&writes).map(|(st, writes)| policy_request(resource, st, *writes)).collect();
         if statements.iter().any(|st| matches!(st.kind, StatementKind::Ddl | StatementKind::Do | StatementKind::Call)) {
             // It may change relations or functions: the catalog is read again once it has run.
             self.ran_ddl = true;
@@ -502,14 +477,7 @@ impl<S: Store> Session<'_, S> {
         let mut judgement = self.gate.decide(&requests)?;
         // COPY ... TO STDOUT rows are masked as they stream (`copy_out`).
         let copy_out = statements.iter().find_map(|st| st.copy_out.clone());
-        // Statistics and activity views copy table data and statement texts.
-        let tables = statements.iter().flat_map(|st| st.tables.iter());
-        if let Some(extra) = super::classify::statistics::masks_for(tables, &judgement.masks) {
-            judgement.masks.merge(&extra);
-        }
-        if let Some(change) = statements.iter().find_map(|st| st.pinned_change.clone()) {
-            judgement.deny(format!("denied: {change}"));
-        }
+        door_rules(&mut judgement, &statements);
         let writes = writes.contains(&true);
         let runs_unseen_code = statements.iter().any(|st| {
             matches!(

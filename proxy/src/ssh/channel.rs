@@ -320,7 +320,7 @@ fn named(name: &str) -> Command {
 }
 
 /// Why a request the door could not read is refused (policy may still deny it first).
-fn unclassifiable(request: &Request, work: &Work) -> Option<Refusal> {
+pub fn unclassifiable(request: &Request, work: &Work) -> Option<Refusal> {
     if request.kind != "unknown" {
         return None;
     }

@@ -2,6 +2,7 @@
 
 pub mod approvals;
 pub mod cluster;
+pub mod policies;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -16,7 +17,7 @@ pub async fn home() -> Response {
     Redirect::to("/approvals").into_response()
 }
 
-/// `/sessions`, `/policies`: named in the nav, built next.
+/// `/sessions`: named in the nav, built next.
 pub async fn coming(State(console): State<Console>, viewer: Viewer) -> Response {
     let (title, active) =
         if viewer.path.starts_with("/sessions") { ("Sessions", "sessions") } else { ("Policies", "policies") };

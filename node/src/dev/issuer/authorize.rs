@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Form, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -169,7 +169,25 @@ pub async fn form(Query(q): Query<AuthorizeQuery>) -> Response {
 <p><button type="submit">Sign in</button></p>
 </form></main></body></html>"#
     );
-    ([(header::CONTENT_SECURITY_POLICY, "default-src 'none'; form-action 'self'")], Html(page)).into_response()
+    // `form-action` also governs where the form's answer redirects to (browsers enforce it
+    // on the redirect): the client's redirect URI, on another origin, must be allowed too.
+    let csp = match q.redirect_uri.as_deref().and_then(origin_of) {
+        Some(origin) => format!("default-src 'none'; form-action 'self' {origin}"),
+        None => "default-src 'none'; form-action 'self'".to_string(),
+    };
+    match HeaderValue::from_str(&csp) {
+        Ok(csp) => ([(header::CONTENT_SECURITY_POLICY, csp)], Html(page)).into_response(),
+        Err(_) => refuse(StatusCode::BAD_REQUEST, "invalid_request", "redirect_uri is not a plain URL"),
+    }
+}
+
+/// `scheme://host[:port]` of `uri`, if it is made only of characters a CSP source may hold.
+fn origin_of(uri: &str) -> Option<String> {
+    let (scheme, rest) = uri.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']' | '-');
+    (matches!(scheme, "http" | "https") && !authority.is_empty() && authority.chars().all(plain))
+        .then(|| format!("{scheme}://{authority}"))
 }
 
 /// `POST /authorize`: a one-time code, sent back to the client's redirect URI.

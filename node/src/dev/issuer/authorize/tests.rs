@@ -5,6 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde_json::Value;
 
 use super::super::{IssuerInfo, ensure_key, router};
+use super::origin_of;
 
 const VERIFIER: &str = "a-verifier-of-forty-three-or-more-characters-0123456789";
 
@@ -71,6 +72,14 @@ fn claims(token: &str) -> Value {
     serde_json::from_slice(&B64URL.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap()
 }
 
+#[test]
+fn only_plain_origins_reach_the_csp() {
+    assert_eq!(origin_of("https://127.0.0.1:8443/auth/callback?x=1").as_deref(), Some("https://127.0.0.1:8443"));
+    assert_eq!(origin_of("http://[::1]:80/cb").as_deref(), Some("http://[::1]:80"));
+    assert_eq!(origin_of("https://127.0.0.1:1;script-src */x"), None);
+    assert_eq!(origin_of("javascript://x"), None);
+}
+
 #[tokio::test]
 async fn a_browser_signs_in_with_pkce_and_gets_tokens_naming_who_it_said() {
     let (_dir, base) = issuer().await;
@@ -81,6 +90,9 @@ async fn a_browser_signs_in_with_pkce_and_gets_tokens_naming_who_it_said() {
     let query: Vec<(&str, String)> = request_fields(REDIRECT, "S256");
     let page = client().get(format!("{base}/authorize")).query(&query).send().await.unwrap();
     assert_eq!(page.status(), 200);
+    // Browsers hold the form's redirect to the console to form-action as well.
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert_eq!(csp, "default-src 'none'; form-action 'self' http://127.0.0.1:9");
     let html = page.text().await.unwrap();
     assert!(html.contains(r#"name="sub""#) && html.contains(r#"name="groups""#), "{html}");
     assert!(html.contains("s t&amp;ate"), "the request's fields are carried along, escaped: {html}");
