@@ -245,10 +245,23 @@ impl Tally {
     }
 }
 
+/// Text past a preview's cut that is masked with it: covers the longest value a detector
+/// finds in practice (a JWT).
+const PREVIEW_MASK_SLACK: usize = 4096;
+
+/// The first `max` bytes of `text` for a record, masked by `masks`' detectors BEFORE the
+/// cut: a value straddling the cut (an email, a token) would otherwise be kept half
+/// revealed, too short for a detector to recognise.
+pub fn masked_preview(masks: &MaskPlan, text: &str, max: usize) -> String {
+    let window = crate::gate::record::bounded(text, max.saturating_add(PREVIEW_MASK_SLACK));
+    let masked = masks.detect(window).unwrap_or_else(|| window.to_string());
+    crate::gate::record::bounded(&masked, max).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
-    use super::{Masking, mask_json};
+    use super::{Masking, mask_json, masked_preview};
     use crate::mask::{Detector, MaskPlan};
     use crate::policy::Glob;
 
@@ -268,5 +281,18 @@ mod tests {
         assert_eq!(out["echo"], "Bearer ***");
         assert_eq!(out["n"][0], 1);
         assert!(mask_json(b"not json", &masking).is_none());
+    }
+
+    #[test]
+    fn a_preview_is_masked_before_it_is_cut() {
+        let masks = MaskPlan::new(vec![], vec![Detector::Email]);
+        let text = format!("{} ada.lovelace@example.com and more", "x".repeat(10));
+        // Cut inside the address: what is kept must not show its start unmasked.
+        let preview = masked_preview(&masks, &text, 16);
+        assert_eq!(preview.len(), 16);
+        assert!(!preview.contains("ada.l"), "{preview}");
+        assert!(preview.starts_with("xxxxxxxxxx a***"), "{preview}");
+        // A cut inside a multi-byte character keeps what comes before it.
+        assert_eq!(masked_preview(&MaskPlan::default(), "aé", 2), "a");
     }
 }

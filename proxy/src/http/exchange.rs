@@ -363,12 +363,11 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
         Ok(j) => j,
         Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string(), None),
     };
-    let preview = body_text.get(..body_text.len().min(settings.preview_bytes)).unwrap_or_default();
     let work = Work::Http {
         line: line.as_str().into(),
         body_bytes: body.len() as u64,
         body_sha256: crate::gate::record::sha256_hex(&String::from_utf8_lossy(&body)),
-        body_preview: judgement.masks.detect(preview).unwrap_or_else(|| preview.to_string()),
+        body_preview: body::masked_preview(&judgement.masks, &body_text, settings.preview_bytes),
     };
     let cleared = match (presented, digest) {
         (Some(id), Some(digest)) => match session.use_approval(&work, judgement, &id, &digest).await {
