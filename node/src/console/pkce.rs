@@ -68,11 +68,16 @@ impl PendingLogins {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let ttl = self.ttl;
         map.retain(|_, p| now.saturating_duration_since(p.started) < ttl);
-        if map.len() >= self.max {
-            return Err(NodeError::SignIn(format!(
-                "{} sign-ins are already in progress on this node; try again in a few minutes",
-                self.max
-            )));
+        // Full: the oldest sign-in gives way. Refusing new ones instead would let anyone
+        // who starts sign-ins in a loop lock everyone out for the whole TTL; this way a
+        // flood must outrun a person's round trip to the provider (seconds), and memory
+        // stays bounded either way.
+        while map.len() >= self.max.max(1) {
+            let oldest = map.iter().min_by_key(|(_, p)| p.started).map(|(state, _)| state.clone());
+            match oldest {
+                Some(state) => map.remove(&state),
+                None => break,
+            };
         }
         let pending = PendingLogin {
             binding: binding.clone(),

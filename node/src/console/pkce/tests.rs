@@ -55,14 +55,21 @@ fn a_sign_in_expires() {
 }
 
 #[test]
-fn sign_ins_in_flight_are_bounded_and_stale_ones_make_room() {
+fn sign_ins_in_flight_are_bounded_the_oldest_giving_way_and_stale_ones_make_room() {
     let logins = PendingLogins::new(2, Duration::from_secs(10));
     let now = Instant::now();
+    let oldest = logins.start("/", now).unwrap();
+    let second = logins.start("/", now + Duration::from_secs(1)).unwrap();
+    // A flood of new sign-ins never locks out: the oldest gives way.
+    let third = logins.start("/", now + Duration::from_secs(2)).unwrap();
+    assert_eq!(logins.len(), 2);
+    let at = now + Duration::from_secs(3);
+    assert!(logins.finish(&oldest.state, Some(&oldest.binding), at).is_err(), "the oldest gave way");
+    assert!(logins.finish(&second.state, Some(&second.binding), at).is_ok());
+    assert!(logins.finish(&third.state, Some(&third.binding), at).is_ok());
     logins.start("/", now).unwrap();
-    logins.start("/", now).unwrap();
-    assert!(logins.start("/", now).is_err());
     logins.start("/", now + Duration::from_secs(11)).unwrap();
-    assert_eq!(logins.len(), 1);
+    assert_eq!(logins.len(), 1, "the stale one was dropped");
 }
 
 #[test]
