@@ -20,9 +20,11 @@
     });
   }
 
-  if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", startPlayers);
-  } else {
+  // Deferred scripts run in document order before DOMContentLoaded, and the player's
+  // script comes after this one on the session page: start once all have run.
+  if (document.readyState === "complete") {
     startPlayers();
+  } else {
+    document.addEventListener("DOMContentLoaded", startPlayers);
   }
 })();

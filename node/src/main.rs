@@ -20,6 +20,7 @@ mod dev;
 mod door_store;
 mod error;
 mod ops;
+mod records;
 mod run;
 mod ssh_issuer;
 

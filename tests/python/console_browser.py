@@ -1,7 +1,8 @@
 """The web console in a real browser: headless Chromium (Debian's package) driven through
 WebDriver (Debian's chromium-driver) by Selenium, for tests/tests/console_browser.rs.
 
-Usage: console_browser.py '<json>' with keys
+Usage: console_browser.py '<json>' with keys (or, with "mode": "replay", the keys
+auditor, ca, out and "recorded": text shown in a recorded SSH terminal, for replay())
   ca            the cluster CA (PEM) the console's certificate chains to
   approver      console URL bob signs in to (approvers)
   engineer      console URL eve signs in to (engineers)
@@ -260,8 +261,45 @@ def auditor():
     driver.quit()
 
 
+def replay():
+    """dana (auditor) finds the SSH session, opens its page, and the player replays it."""
+    driver = browser()
+    console = cfg["auditor"]
+    sign_in(driver, console, "dana", "auditor")
+    at_each_width(driver, "sessions", lambda: driver.get(console + "/sessions?door=ssh"))
+    links = wait(driver, "an SSH session in the results", lambda d: d.find_elements(By.CSS_SELECTOR, "tbody a"))
+    url = links[0].get_attribute("href")
+
+    def played():
+        driver.get(url)
+        # The player mounts (its script compiled its WebAssembly under the page's CSP)...
+        player = wait(driver, "the asciinema player", lambda d: d.find_elements(By.CSS_SELECTOR, ".ap-player"))[0]
+        start = driver.find_elements(By.CSS_SELECTOR, ".ap-overlay-start")
+        # ... and plays when started, as a person starts it: its start overlay, or Space.
+        if start:
+            start[0].click()
+        else:
+            player.send_keys(Keys.SPACE)
+        wait(
+            driver,
+            f"{cfg['recorded']!r} in the replayed terminal",
+            lambda d: any(cfg["recorded"] in t.text for t in d.find_elements(By.CSS_SELECTOR, ".ap-term")),
+        )
+        errors = driver.find_elements(By.CSS_SELECTOR, ".ap-overlay-error")
+        check(not errors, "the player shows an error", driver)
+
+    at_each_width(driver, "session", played)
+    seen["terminal"] = driver.find_element(By.CSS_SELECTOR, ".ap-term").text
+    check("123-45-6789" not in seen["terminal"], "the replay shows an unmasked SSN", driver)
+    check("Terminal 0, replayed" in text(driver) or "replayed" in text(driver), "the terminal is not named", driver)
+    driver.quit()
+
+
 os.makedirs(cfg["out"], exist_ok=True)
-approver()
-engineer()
-auditor()
+if cfg.get("mode") == "replay":
+    replay()
+else:
+    approver()
+    engineer()
+    auditor()
 print(json.dumps({"screenshots": shots, "seen": seen}), flush=True)

@@ -516,3 +516,163 @@ fn the_policies_page_shows_the_documents_in_force_and_tells_what_would_happen_at
     assert_eq!(status, 403, "{page}");
     assert!(page.contains("needs the admin or auditor role"), "{page}");
 }
+
+/// The first session linked from a search results page.
+fn first_session(page: &str) -> Option<String> {
+    let table = &page[page.find("<tbody>")?..];
+    let start = table.find(r#"<a href="/sessions/"#)? + r#"<a href="/sessions/"#.len();
+    let end = table[start..].find('"')? + start;
+    Some(table[start..end].to_string())
+}
+
+/// Allow shells on `demo-ssh` for engineers, masking SSNs (the demo document reviews
+/// shells, and review beats allow: it goes).
+fn allow_shells(c: &Cluster) {
+    let policy = c.path().join("shells.yaml");
+    std::fs::write(
+        &policy,
+        "name: shells\nrules:\n  - match: { groups: [engineers], resources: [demo-ssh], kinds: [shell] }\n    action: allow\n  \
+         - match: { resources: [demo-ssh] }\n    action: mask\n    mask: { detectors: [ssn] }\n",
+    )
+    .unwrap();
+    c.cli_ok(1, &["policy", "apply", "-f", policy.to_str().unwrap()]);
+    c.cli_ok(1, &["policy", "delete", "demo-ssh"]);
+}
+
+#[test]
+fn an_auditor_finds_a_session_reads_its_decisions_exports_it_and_gets_its_terminal_as_asciicast() {
+    // --- 1. One node with Postgres and sshd. alice's psql session: a SELECT (allowed),
+    // then a DELETE held until bob approves it in the console.
+    let c = Cluster::start_with(1, &["--postgres", "--ssh"]);
+    c.wait_all_serving(&[1], READY);
+    allow_shells(&c);
+    let alice = c.engineer_token();
+    let psql = std::process::Command::new("psql")
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+        .arg(c.pg_conninfo(1, "agent"))
+        .args(["-c", "SELECT name FROM customers WHERE id = 1 /* marker-sessions-select */"])
+        .args(["-c", "DELETE FROM customers WHERE id = 13 /* marker-sessions-delete */"])
+        .env("PGPASSWORD", &alice)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bob = Browser::sign_in(&c, 1, "bob", "approvers");
+    let inbox = wait_for("the held DELETE in the inbox", READY, || {
+        let (_, page) = bob.page("/approvals");
+        page.contains("marker-sessions-delete").then_some(page)
+    });
+    let approval = approval_id(&inbox, "marker-sessions-delete").unwrap();
+    let r = bob.post(
+        &format!("/approvals/{approval}/decide"),
+        &[("decision", "approve"), ("csrf", &csrf(&inbox)), ("reason", "looked fine")],
+    );
+    assert_eq!(r.status(), 303);
+    let o = psql.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+
+    // --- 2. alice's terminal through the SSH door, with an SSN on screen (masked).
+    let o = c.ssh_via(1, &alice, "demo-ssh", &["-tt"], &[], b"echo rec-$((40+2)) 123-45-6789\nexit\n");
+    assert!(o.status.success(), "{}", err(&o));
+
+    // --- 3. dana (auditor) searches: by identity and door, then by text.
+    let dana = Browser::sign_in(&c, 1, "dana", "auditor");
+    let r = dana.get("/sessions");
+    let csp = r.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap().to_string();
+    assert!(csp.contains("script-src 'self';") && !csp.contains("wasm"), "the search page keeps the strict CSP: {csp}");
+    let page = r.text().unwrap();
+    for label in ["Identity", "Resource", "Door", "Status", "Started from", "Started until", "Text", "Searched all"] {
+        assert!(page.contains(label), "{label} missing: {page}");
+    }
+    let (status, page) = dana.page("/sessions?identity=alice&door=postgres");
+    assert_eq!(status, 200, "{page}");
+    let pg = first_session(&page).expect("alice's psql session listed");
+    assert!(page.contains("<title>Sessions · Portcullis node 1</title>"), "{page}");
+    assert!(page.contains("postgres") && page.contains("demo"), "{page}");
+    let page = wait_for("the session found by text", READY, || {
+        let (_, page) = dana.page("/sessions?text=MARKER-SESSIONS-DELETE");
+        first_session(&page).is_some().then_some(page)
+    });
+    assert_eq!(first_session(&page).as_deref(), Some(pg.as_str()), "{page}");
+    assert!(page.contains("the text was looked for in the events of the newest"), "{page}");
+    let (_, page) = dana.page("/sessions?text=no-such-text-anywhere");
+    assert!(page.contains("No session matches"), "{page}");
+    let (_, page) = dana.page("/sessions?door=ssh&identity=alice");
+    let ssh = first_session(&page).expect("alice's ssh session listed");
+    assert_ne!(ssh, pg);
+    let (status, page) = dana.page("/sessions?from=yesterday");
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("is not a time"), "{page}");
+
+    // --- 4. The psql session's page: both statements, their decisions, the approval.
+    let page = wait_for("both statements with their results", READY, || {
+        let (status, page) = dana.page(&format!("/sessions/{pg}"));
+        assert_eq!(status, 200, "{page}");
+        (page.matches("<dt>Result</dt>").count() >= 2).then_some(page)
+    });
+    let select = page.find("marker-sessions-select").expect("the SELECT is listed");
+    let delete = page.find("marker-sessions-delete").expect("the DELETE is listed");
+    assert!(select < delete, "statements are in order");
+    let unit = |at: usize| {
+        let start = page[..at].rfind("<li").unwrap();
+        &page[start..start + page[start..].find("</li>").unwrap()]
+    };
+    assert!(unit(select).contains("decision-allow") && unit(select).contains("<code>SELECT 1</code>"), "{page}");
+    let deleted = unit(delete);
+    assert!(
+        deleted.contains("decision-approved") && deleted.contains(&format!("<code>{approval}</code>")),
+        "{deleted}"
+    );
+    assert!(deleted.contains("<code>DELETE "), "{deleted}");
+    assert!(page.contains("<dt>Rule</dt><dd><code>"), "the rule that decided is named: {page}");
+    for fact in
+        ["<dt>Who</dt><dd>alice</dd>", "<dt>Door</dt><dd>postgres</dd>", "<dt>Backend login</dt>", "Export JSONL"]
+    {
+        assert!(page.contains(fact), "{fact} missing: {page}");
+    }
+    // --- 5. Its JSONL export is the CLI's record.
+    let r = dana.get(&format!("/sessions/{pg}/export.jsonl"));
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-disposition"].to_str().unwrap().starts_with("attachment;"));
+    let text = r.text().unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let record: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+    assert_eq!(record["session"]["id"], pg.as_str());
+    let cli: serde_json::Value = serde_json::from_str(&c.cli_ok(1, &["sessions", "show", &pg, "--json"])).unwrap();
+    assert_eq!(record, cli, "the console's export differs from the CLI's");
+    assert!(
+        record["events"].as_array().unwrap().iter().any(|e| e["kind"] == "statement"
+            && e["detail"]["decision"] == "approved"
+            && e["detail"]["approval"] == approval.as_str()),
+        "{record}"
+    );
+
+    // --- 6. The SSH session's page replays its terminal; the .cast is asciicast v2, masked.
+    let r = dana.get(&format!("/sessions/{ssh}"));
+    let csp = r.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap().to_string();
+    assert!(csp.contains("script-src 'self' 'wasm-unsafe-eval';"), "{csp}");
+    let page = r.text().unwrap();
+    let cast_url = attr(&page[page.find("data-cast=").unwrap() - 1..], "data-cast");
+    assert!(cast_url.starts_with(&format!("/sessions/{ssh}/recording/")) && cast_url.ends_with(".cast"), "{cast_url}");
+    assert!(page.contains("/assets/vendor/asciinema-player-3.18.0.css"), "{page}");
+    assert!(page.contains("/assets/vendor/asciinema-player-3.18.0.min.js"), "{page}");
+    let cast = wait_for("the recording on record", READY, || {
+        let r = dana.get(&cast_url);
+        let text = r.text().unwrap();
+        text.contains("rec-42").then_some(text)
+    });
+    let header: serde_json::Value = serde_json::from_str(cast.lines().next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2, "{header}");
+    assert!(header["width"].as_u64().unwrap() > 0, "{header}");
+    assert!(!cast.contains("123-45-6789") && cast.contains("***-**-6789"), "{cast}");
+    assert_eq!(dana.get(&format!("/sessions/{pg}/recording/0.cast")).status(), 404, "psql has no terminal");
+
+    // --- 7. An engineer may not read sessions; the page names the role.
+    let eve = Browser::sign_in(&c, 1, "eve", "engineers");
+    for path in ["/sessions".to_string(), format!("/sessions/{pg}"), format!("/sessions/{pg}/export.jsonl")] {
+        let (status, page) = eve.page(&path);
+        assert_eq!(status, 403, "{path}: {page}");
+        assert!(page.contains("needs the admin or auditor role") && page.contains("auditor"), "{page}");
+    }
+}

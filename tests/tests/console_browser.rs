@@ -5,7 +5,9 @@
 //! while alice's DELETE is held on another node, approves it with the keyboard (and a
 //! reason), and psql finishes; his own held DELETE is refused; eve (engineers) gets the
 //! 403 page naming the role; dana (auditor) sees the cluster and the policies. Every
-//! page is checked at 1280 and 800 px for a horizontal scrollbar and screenshotted: the
+//! page is checked at 1280 and 800 px for a horizontal scrollbar and screenshotted. In a
+//! second test, dana opens an SSH session's page and the asciinema-player replays its
+//! terminal there (WebAssembly under that page's CSP). The
 //! screenshots stay in the cluster's temp dir while it lives and are copied to
 //! `target/console-screenshots/`.
 //!
@@ -56,6 +58,18 @@ fn artefacts() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
     target.join("console-screenshots")
+}
+
+/// Copy the screenshots in `shots` to [`artefacts`] (beside those of the other browser
+/// tests: both tests write there, so neither clears it).
+fn keep_screenshots(shots: &Path) -> PathBuf {
+    let kept = artefacts();
+    std::fs::create_dir_all(&kept).unwrap();
+    for entry in std::fs::read_dir(shots).into_iter().flatten().flatten() {
+        std::fs::copy(entry.path(), kept.join(entry.file_name())).unwrap();
+    }
+    println!("console screenshots: {}", kept.display());
+    kept
 }
 
 #[test]
@@ -119,13 +133,7 @@ fn in_a_browser_an_approver_releases_a_delete_held_on_another_node_and_every_pag
     let _ = own.wait();
 
     // --- 4. Screenshots: kept beside the cluster and copied out for people to look at.
-    let kept = artefacts();
-    let _ = std::fs::remove_dir_all(&kept);
-    std::fs::create_dir_all(&kept).unwrap();
-    for entry in std::fs::read_dir(&shots).into_iter().flatten().flatten() {
-        std::fs::copy(entry.path(), kept.join(entry.file_name())).unwrap();
-    }
-    println!("console screenshots: {}", kept.display());
+    let kept = keep_screenshots(&shots);
     assert!(status.success(), "the browser script failed (its message is above); screenshots in {}", kept.display());
     assert!(held.is_none(), "the browser never approved alice's DELETE");
     let report = report.expect("the browser script's report");
@@ -140,4 +148,55 @@ fn in_a_browser_an_approver_releases_a_delete_held_on_another_node_and_every_pag
     }
     assert!(report["seen"]["own_refusal"].as_str().unwrap().contains("may not decide their own request"));
     assert!(report["seen"]["engineer_refusal"].as_str().unwrap().contains("approver role"));
+}
+
+#[test]
+fn in_a_browser_an_auditor_replays_an_ssh_terminal_in_the_session_page() {
+    let python = match browser_python() {
+        Ok(p) => p,
+        Err(why) => {
+            println!("SKIPPED: the console's browser test cannot run: {why}");
+            return;
+        }
+    };
+    // --- 1. One node with sshd; shells allowed for engineers, SSNs masked; alice's
+    // terminal session prints a marker and an SSN.
+    let c = Cluster::start_with_ssh(1);
+    c.wait_all_serving(&[1], READY);
+    let policy = c.path().join("shells.yaml");
+    std::fs::write(
+        &policy,
+        "name: shells\nrules:\n  - match: { groups: [engineers], resources: [demo-ssh], kinds: [shell] }\n    action: allow\n  \
+         - match: { resources: [demo-ssh] }\n    action: mask\n    mask: { detectors: [ssn] }\n",
+    )
+    .unwrap();
+    c.cli_ok(1, &["policy", "apply", "-f", policy.to_str().unwrap()]);
+    c.cli_ok(1, &["policy", "delete", "demo-ssh"]);
+    let alice = c.engineer_token();
+    let o = c.ssh_via(1, &alice, "demo-ssh", &["-tt"], &[], b"echo replay-$((40+2)) 123-45-6789\nsleep 1\nexit\n");
+    assert!(o.status.success(), "{}", err(&o));
+
+    // --- 2. dana (auditor) opens it in the browser, and the player replays it.
+    let shots = c.path().join("screenshots");
+    let config = serde_json::json!({
+        "mode": "replay",
+        "ca": c.ca(),
+        "auditor": c.console_url(1),
+        "recorded": "replay-42",
+        "out": shots,
+    });
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/console_browser.py");
+    let o = Command::new(&python).arg(&script).arg(config.to_string()).stdin(Stdio::null()).output().unwrap();
+    let kept = keep_screenshots(&shots);
+    assert!(o.status.success(), "the browser script failed: {}; screenshots in {}", err(&o), kept.display());
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let report: serde_json::Value =
+        serde_json::from_str(stdout.lines().rfind(|l| l.starts_with('{')).expect("the script's report")).unwrap();
+    println!("browser saw: {}", report["seen"]);
+    for page in ["sessions", "session"] {
+        for width in [1280, 800] {
+            assert!(kept.join(format!("{page}-{width}.png")).exists(), "no screenshot {page}-{width}.png");
+        }
+    }
+    assert!(report["seen"]["terminal"].as_str().unwrap().contains("replay-42"), "{report}");
 }

@@ -4,6 +4,8 @@ use portcullis_api::proto;
 use portcullis_raft::model::now_millis;
 use serde_json::json;
 
+use crate::records::{record_json, session_json};
+
 use super::output::{cell, emit, emit_json, table, write_out};
 use super::time::{format_ms, parse_since};
 use super::{CliError, Globals, connect};
@@ -78,36 +80,6 @@ pub async fn sessions(cmd: SessionsCmd, g: &Globals) -> Result<(), CliError> {
             Ok(())
         }
     }
-}
-
-pub fn session_json(s: &proto::Session) -> serde_json::Value {
-    json!({
-        "id": s.id,
-        "identity": s.identity,
-        "resource": s.resource,
-        "protocol": s.protocol().word(),
-        "node": s.node,
-        "client_addr": s.client_addr,
-        "started_at_ms": s.started_at_ms,
-        "ended_at_ms": s.ended_at_ms,
-        "status": s.status().word(),
-        "events": s.events,
-    })
-}
-
-/// An event; its detail is embedded as JSON (as text if it does not parse).
-pub fn event_json(e: &proto::Event) -> serde_json::Value {
-    let detail = serde_json::from_str::<serde_json::Value>(&e.detail_json)
-        .unwrap_or_else(|_| serde_json::Value::String(e.detail_json.clone()));
-    json!({ "session_id": e.session_id, "seq": e.seq, "at_ms": e.at_ms, "kind": e.kind, "detail": detail })
-}
-
-/// One session with its events: the `show --json` document and one `export` line.
-pub fn record_json(r: &proto::SessionRecord) -> serde_json::Value {
-    json!({
-        "session": r.session.as_ref().map(session_json),
-        "events": r.events.iter().map(event_json).collect::<Vec<_>>(),
-    })
 }
 
 pub fn sessions_table(sessions: &[proto::Session]) -> String {

@@ -9,7 +9,7 @@
 //! ```text
 //! browser ──HTTPS (node cert)──▶ listener ──▶ router ──▶ headers (CSP, nosniff, no-store)
 //!   /auth/sign-in ─▶ provider (code + PKCE) ─▶ /auth/callback ─▶ session cookie
-//!   /approvals, /cluster, /policies ─▶ Viewer (cookie → session) ─▶ Admin trait call (Bearer token)
+//!   /approvals, /sessions, /cluster, /policies ─▶ Viewer (cookie → session) ─▶ Admin trait call (Bearer token)
 //!   /approvals/events ─▶ SSE: on each applied approval change, the inbox list again
 //! ```
 //!
@@ -25,6 +25,8 @@
 //! - [`viewer`]: the signed-in user of a request (an axum extractor).
 //! - [`admin`]: calls into the admin service as the viewer; gRPC status → page.
 //! - [`pages`]: one file per page.
+//! - [`story`]: a session's events read as a story (units of work and their outcomes),
+//!   for the session page.
 //! - [`views`]: the askama templates (`node/templates/`) and the CSS.
 //! - [`assets`]: the console's script and the embedded third-party ones (htmx,
 //!   asciinema-player), from the npm registry through `scripts/install-deps.sh`.
@@ -38,6 +40,7 @@ pub mod pages;
 pub mod pkce;
 pub mod session;
 pub mod signin;
+pub mod story;
 pub mod viewer;
 pub mod views;
 
@@ -121,7 +124,10 @@ pub fn router(console: Console) -> Router {
         .route("/approvals/events", get(pages::approvals::events))
         .route("/approvals/{id}/decide", post(pages::approvals::decide))
         .route("/cluster", get(pages::cluster::show))
-        .route("/sessions", get(pages::coming))
+        .route("/sessions", get(pages::sessions::search))
+        .route("/sessions/{id}", get(pages::session::show))
+        .route("/sessions/{id}/export.jsonl", get(pages::session::export_jsonl))
+        .route("/sessions/{id}/recording/{file}", get(pages::session::recording))
         .route("/policies", get(pages::policies::show))
         .route("/policies/test", post(pages::policies::test))
         .route("/auth/sign-in", get(signin::start))

@@ -8,6 +8,8 @@ use askama::Template;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
+use super::story::{Body, Item};
+
 /// The banner of a node without the quorum lease (also the text of a 503 page).
 pub const NO_QUORUM: &str = "This node does not hold the quorum lease: it cannot reach a majority of the cluster. \
 What it shows may be stale, and it refuses decisions until the quorum is back; use another node's console meanwhile.";
@@ -170,6 +172,60 @@ pub struct PoliciesPage {
     pub problem: Option<String>,
 }
 
+/// One session in the search results, and the facts at the top of its page.
+pub struct SessionRow {
+    pub id: String,
+    pub identity: String,
+    pub resource: String,
+    /// `postgres`, `ssh` or `http`.
+    pub door: &'static str,
+    pub node: u64,
+    pub client: String,
+    pub started: String,
+    pub ended: String,
+    /// `open`, `closed`, `failed` or `lost`.
+    pub status: &'static str,
+    pub events: u64,
+}
+
+/// An option of a select, with whether it is the one chosen.
+pub struct Choice {
+    pub value: &'static str,
+    pub label: &'static str,
+    pub selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "sessions.html")]
+pub struct SessionsPage {
+    pub frame: Frame,
+    pub form: super::pages::sessions::SearchForm,
+    pub doors: Vec<Choice>,
+    pub statuses: Vec<Choice>,
+    pub rows: Vec<SessionRow>,
+    /// What was searched, and its bounds ("searched the newest N").
+    pub note: String,
+    /// Why the search could not run as asked (a time that does not parse).
+    pub problem: Option<String>,
+}
+
+/// A recorded terminal of a session: replayed in the page, exported as asciicast.
+pub struct Terminal {
+    pub channel: u64,
+    pub url: String,
+}
+
+#[derive(Template)]
+#[template(path = "session.html")]
+pub struct SessionPage {
+    pub frame: Frame,
+    pub session: SessionRow,
+    pub backend_login: String,
+    pub settings: Vec<String>,
+    pub items: Vec<Item>,
+    pub terminals: Vec<Terminal>,
+}
+
 /// `template` as an HTML response with `status`.
 pub fn render(status: StatusCode, template: &impl Template) -> Response {
     match template.render() {
@@ -189,6 +245,14 @@ pub fn waited(then_ms: u64, now_ms: u64) -> String {
         60..3600 => format!("{} min {} s", secs / 60, secs % 60),
         _ => format!("{} h {} min", secs / 3600, (secs % 3600) / 60),
     }
+}
+
+/// Milliseconds since the epoch as UTC RFC 3339 to the second; `-` for 0 (unset).
+pub fn utc(ms: u64) -> String {
+    if ms == 0 {
+        return "-".into();
+    }
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
 }
 
 const STYLESHEET: &str = include_str!("../../assets/console.css");
