@@ -143,6 +143,11 @@ fn clients_read_through_every_node_with_the_credential_injected_and_the_token_ke
     // Every request is on record.
     let export = c.cli_ok(1, &["sessions", "export", "--json", "--resource", "demo-api"]);
     assert!(export.contains("GET /orders") && export.contains("GET /echo/hello?x=1"), "{export}");
+    // Request and response heads are on record too, credentials hidden: never the
+    // client's token, never the backend's key.
+    assert!(!export.contains(&token) && !export.contains(&c.api_key()), "a credential in the record");
+    assert!(export.contains(r#"["authorization","***"]"#), "the request's headers: {export}");
+    assert!(export.contains(r#"["content-type","application/json"]"#), "the response's headers: {export}");
 }
 
 #[test]

@@ -61,6 +61,9 @@ pub struct Work {
     pub text: String,
     /// Prepared statements' parameters (`$1 = '…'`).
     pub params: Vec<String>,
+    /// An HTTP request's headers as recorded (credentials hidden, masked), one
+    /// `name: value` per line.
+    pub headers: String,
     /// An HTTP request's body: its size and its masked preview.
     pub body: Option<(u64, String)>,
     pub kinds: Vec<String>,
@@ -85,6 +88,8 @@ pub struct Outcome {
     pub preview: Vec<Vec<String>>,
     /// What a command printed or an HTTP response carried: masked preview and sizes.
     pub output: Option<Output>,
+    /// An HTTP response's headers as the client got them (masked), one per line.
+    pub headers: String,
 }
 
 #[derive(Debug, Default)]
@@ -186,6 +191,7 @@ fn work(d: &Value, refused: Option<&Value>) -> Work {
         what,
         text: line,
         params,
+        headers: header_lines(&d["headers"]),
         body,
         kinds: strings(&d["kinds"]),
         decision: match refused {
@@ -235,7 +241,18 @@ fn outcome(d: &Value) -> Outcome {
         duration: d["duration_ms"].as_f64().map(|ms| format!("{ms:.1} ms")).unwrap_or_default(),
         preview,
         output,
+        headers: header_lines(&d["headers"]),
     }
+}
+
+/// Recorded headers (`[[name, value], ...]`) as `name: value` lines.
+fn header_lines(headers: &Value) -> String {
+    let Some(pairs) = headers.as_array() else { return String::new() };
+    pairs
+        .iter()
+        .filter_map(|pair| Some(format!("{}: {}", pair.get(0)?.as_str()?, pair.get(1)?.as_str()?)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn file_line(d: &Value) -> String {

@@ -24,7 +24,9 @@ pub enum Work {
     Ssh { line: Arc<str>, channel: &'static str, programs: Vec<String> },
     /// An HTTP request: `METHOD /path?query` under the resource, and its body as
     /// recorded (size, digest, a masked preview).
-    Http { line: Arc<str>, body_bytes: u64, body_sha256: String, body_preview: String },
+    /// `headers`: the client's request headers as recorded (credentials hidden, masked,
+    /// bounded: `http::headers::for_record`).
+    Http { line: Arc<str>, headers: Vec<(String, String)>, body_bytes: u64, body_sha256: String, body_preview: String },
 }
 
 impl Work {
@@ -71,7 +73,7 @@ impl Work {
             Work::Sql { sql, .. } => sql.to_string(),
             Work::Ssh { line, channel, .. } => format!("{channel}: {line}"),
             Work::Http { line, body_bytes: 0, .. } => line.to_string(),
-            Work::Http { line, body_bytes, body_sha256, body_preview } => {
+            Work::Http { line, body_bytes, body_sha256, body_preview, .. } => {
                 format!("{line}\n\n{body_preview}\n[body: {body_bytes} bytes, sha256 {body_sha256}]")
             }
         }
@@ -136,7 +138,10 @@ impl Serialize for Recorded<'_> {
                 map.serialize_entry("channel", channel)?;
                 map.serialize_entry("programs", programs)?;
             }
-            Work::Http { body_bytes, body_sha256, body_preview, .. } => {
+            Work::Http { headers, body_bytes, body_sha256, body_preview, .. } => {
+                if !headers.is_empty() {
+                    map.serialize_entry("headers", headers)?;
+                }
                 if *body_bytes > 0 {
                     map.serialize_entry("body_bytes", body_bytes)?;
                     map.serialize_entry("body_sha256", body_sha256)?;
@@ -194,6 +199,10 @@ pub struct ResultRecord {
     /// What a command printed (SSH), masked and bounded, with its whole size and digest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<OutputRecord>,
+    /// An HTTP response's headers as the client got them (credentials hidden, masked,
+    /// bounded).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
 }
 
 /// A command's output as recorded: the first bytes (masked), and what identifies the rest.

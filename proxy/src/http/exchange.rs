@@ -365,6 +365,7 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
     };
     let work = Work::Http {
         line: line.as_str().into(),
+        headers: headers::for_record(&parts.headers, &judgement.masks, &[]),
         body_bytes: body.len() as u64,
         body_sha256: crate::gate::record::sha256_hex(&String::from_utf8_lossy(&body)),
         body_preview: body::masked_preview(&judgement.masks, &body_text, settings.preview_bytes),
@@ -447,6 +448,8 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
     // --- mask (as the body streams) and record (when it ends)
     let (mut head, backend_body) = response.into_parts();
     headers::strip_hop_by_hop(&mut head.headers);
+    let secrets = credential.secrets();
+    headers::scrub_secrets(&mut head.headers, &secrets);
     let json = head
         .headers
         .get(CONTENT_TYPE)
@@ -454,7 +457,7 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
         .is_some_and(|t| t.contains("application/json") || t.contains("+json"));
     let masking = Masking {
         masks: cleared.judgement.masks.clone(),
-        secrets: credential.secrets(),
+        secrets: secrets.clone(),
         json,
         max_json: settings.max_masked_json_bytes,
     };
@@ -465,6 +468,7 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
         head.headers.insert("portcullis-approval", v);
     }
     let status = head.status;
+    let recorded_headers = headers::for_record(&head.headers, &cleared.judgement.masks, &secrets);
     let (tx, client_body) = ChannelBody::new();
     let preview_max = settings.preview_bytes;
     conn.relays.lock().unwrap_or_else(|p| p.into_inner()).spawn(async move {
@@ -481,6 +485,7 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
                 blake3: sent.blake3,
                 preview: sent.preview,
             }),
+            headers: recorded_headers,
             ..ResultRecord::default()
         };
         session.record(result).await;

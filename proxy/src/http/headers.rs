@@ -86,12 +86,82 @@ pub fn ambiguous_framing(headers: &HeaderMap) -> Option<&'static str> {
     }
 }
 
+/// Headers whose values are credentials: recorded as `***`, never as they are.
+const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie", "set-cookie"];
+
+/// How many bytes of headers (names and values) one record keeps; the rest is cut, and
+/// the record says how many were left out.
+pub const RECORD_MAX_BYTES: usize = 8 * 1024;
+
+/// What the client must never see of the resource's credential: each occurrence in a
+/// response header's value (an echoing API) becomes `***`. A value that is not text and
+/// holds a secret is dropped.
+pub fn scrub_secrets(headers: &mut HeaderMap, secrets: &[String]) {
+    let secrets: Vec<&String> = secrets.iter().filter(|s| s.len() >= 4).collect();
+    if secrets.is_empty() {
+        return;
+    }
+    let names: Vec<HeaderName> = headers.keys().cloned().collect();
+    for name in names {
+        let values: Vec<HeaderValue> = headers.get_all(&name).iter().cloned().collect();
+        if !values.iter().any(|v| secrets.iter().any(|s| contains(v.as_bytes(), s.as_bytes()))) {
+            continue;
+        }
+        headers.remove(&name);
+        for value in values {
+            let Ok(text) = value.to_str() else { continue };
+            let mut text = text.to_string();
+            for secret in &secrets {
+                text = text.replace(secret.as_str(), "***");
+            }
+            if let Ok(v) = HeaderValue::from_str(&text) {
+                headers.append(name.clone(), v);
+            }
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Headers for an audit record: credential headers' values hidden, every value masked by
+/// the judgement's detectors and the resource's secrets, at most [`RECORD_MAX_BYTES`].
+pub fn for_record(headers: &HeaderMap, masks: &crate::mask::MaskPlan, secrets: &[String]) -> Vec<(String, String)> {
+    let mut kept = Vec::new();
+    let mut bytes = 0usize;
+    let mut left_out = 0usize;
+    for (name, value) in headers {
+        let value = if CREDENTIAL_HEADERS.contains(&name.as_str()) {
+            "***".to_string()
+        } else {
+            let mut text = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            for secret in secrets.iter().filter(|s| s.len() >= 4) {
+                text = text.replace(secret.as_str(), "***");
+            }
+            masks.detect(&text).unwrap_or(text)
+        };
+        let size = name.as_str().len() + value.len();
+        if bytes + size > RECORD_MAX_BYTES {
+            left_out += 1;
+            continue;
+        }
+        bytes += size;
+        kept.push((name.as_str().to_string(), value));
+    }
+    if left_out > 0 {
+        kept.push(("portcullis-left-out".to_string(), format!("{left_out} headers past {RECORD_MAX_BYTES} bytes")));
+    }
+    kept
+}
+
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use http::header::{HeaderMap, HeaderValue};
 
-    use super::{ambiguous_framing, for_backend};
+    use super::{ambiguous_framing, for_backend, for_record, scrub_secrets};
+    use crate::mask::{Detector, MaskPlan};
 
     fn map(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -126,5 +196,38 @@ mod tests {
         assert!(ambiguous_framing(&map(&[("transfer-encoding", "gzip, chunked")])).is_some());
         assert!(ambiguous_framing(&map(&[("transfer-encoding", "chunked")])).is_none());
         assert!(ambiguous_framing(&map(&[("content-length", "12")])).is_none());
+    }
+
+    #[test]
+    fn recorded_headers_hide_credentials_and_mask_values_and_are_bounded() {
+        let h = map(&[
+            ("authorization", "Bearer client-token"),
+            ("cookie", "sid=abc"),
+            ("x-contact", "ada@example.com"),
+            ("x-echo", "key backend-key-123 seen"),
+        ]);
+        let kept = for_record(&h, &MaskPlan::new(vec![], vec![Detector::Email]), &["backend-key-123".into()]);
+        let text = format!("{kept:?}");
+        assert!(!text.contains("client-token") && !text.contains("sid=abc"), "{text}");
+        assert!(kept.contains(&("authorization".into(), "***".into())), "{text}");
+        assert!(kept.contains(&("x-contact".into(), "a***@example.com".into())), "{text}");
+        assert!(kept.contains(&("x-echo".into(), "key *** seen".into())), "{text}");
+        let many: Vec<(&'static str, String)> = (0..200).map(|_| ("x-filler", "y".repeat(100))).collect();
+        let mut big = HeaderMap::new();
+        for (k, v) in &many {
+            big.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        let kept = for_record(&big, &MaskPlan::default(), &[]);
+        let bytes: usize = kept.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(bytes <= super::RECORD_MAX_BYTES + 100, "{bytes}");
+        assert_eq!(kept.last().unwrap().0, "portcullis-left-out");
+    }
+
+    #[test]
+    fn the_resource_credential_never_reaches_the_client_in_a_response_header() {
+        let mut h = map(&[("x-echo-auth", "Bearer backend-key-123"), ("content-type", "application/json")]);
+        scrub_secrets(&mut h, &["backend-key-123".into()]);
+        assert_eq!(h["x-echo-auth"], "Bearer ***");
+        assert_eq!(h["content-type"], "application/json");
     }
 }

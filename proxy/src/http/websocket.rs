@@ -145,6 +145,7 @@ pub async fn handle<S: Store>(
     };
     let work = Work::Http {
         line: line.as_str().into(),
+        headers: headers::for_record(&parts.headers, &judgement.masks, &[]),
         body_bytes: 0,
         body_sha256: crate::gate::record::sha256_hex(""),
         body_preview: String::new(),

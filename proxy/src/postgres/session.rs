@@ -588,7 +588,7 @@ impl<S: Store> Session<'_, S> {
             error: outcome.error,
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
             preview: outcome.preview,
-            output: None,
+            ..ResultRecord::default()
         };
         self.gate.record(result).await;
     }
