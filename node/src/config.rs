@@ -68,6 +68,10 @@ pub struct ConsoleSettings {
     /// Scopes asked for at sign-in, space-separated; must include `openid`. Add the one
     /// your provider needs to put groups in tokens (`groups` at some providers).
     pub scopes: String,
+    /// An RFC 8707 resource indicator sent with the sign-in and the code exchange, for
+    /// providers that issue a JWT access token for the gateway only when asked for it by
+    /// name (e.g. `urn:portcullis`). Empty: none.
+    pub resource: String,
 }
 
 impl Default for ConsoleSettings {
@@ -76,6 +80,7 @@ impl Default for ConsoleSettings {
             client_id: "portcullis-console".into(),
             public_url: String::new(),
             scopes: "openid profile email".into(),
+            resource: String::new(),
         }
     }
 }

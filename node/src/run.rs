@@ -221,7 +221,8 @@ fn start_console(
     let public_url = config.console_url().unwrap_or_default();
     let identity = verifier.config().clone();
     let oidc =
-        console::oidc::OidcClient::new(&identity, &config.console.client_id, &public_url, &config.console.scopes)?;
+        console::oidc::OidcClient::new(&identity, &config.console.client_id, &public_url, &config.console.scopes)?
+            .with_resource(&config.console.resource);
     tracing::info!(url = %public_url, redirect_uri = %oidc.redirect_uri(), client_id = %config.console.client_id, "web console listening");
     let view_node = node.clone();
     let approver_groups: console::ApproverGroups = Arc::new(move || {

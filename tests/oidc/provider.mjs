@@ -26,10 +26,14 @@
 //   `xsrf` field; POST /device xsrf,user_code,confirm=yes (or abort=yes to deny) leads to
 //   /interaction/<uid>: a login form (POST prompt=login, login=<sub>, password=<any>), then
 //   a consent form (POST prompt=consent); /interaction/<uid>/abort denies.
+// Authorization code with PKCE (the web console; devInteractions login and consent):
+//   console                  public client (no secret, PKCE S256), redirect URIs from
+//                            OIDC_CONSOLE_REDIRECTS (comma-separated); absent when unset
 // Resources (RFC 8707 resource indicators; JWT access tokens, RFC 9068):
 //   urn:portcullis  (the default when none is requested) -> aud "portcullis"
 //   urn:other                                            -> aud "other" (wrong-audience tests)
-// Account: findAccount knows "alice" (groups ["engineers"]) for ID-token/userinfo claims;
+// Accounts: findAccount knows "alice" (groups ["engineers"]) and "bob" (["approvers"])
+// for ID-token/userinfo claims;
 // access tokens issued to an account (device flow) carry that account's groups.
 //
 // On listening it prints exactly one line on stdout: `READY <issuer>`.
@@ -81,6 +85,17 @@ const clientGroups = {
 };
 const accounts = {
   alice: { groups: ['engineers'], email: 'alice@example.test' },
+  bob: { groups: ['approvers'], email: 'bob@example.test' },
+};
+
+const consoleRedirects = (process.env.OIDC_CONSOLE_REDIRECTS ?? '').split(',').filter(Boolean);
+const consoleClient = {
+  client_id: 'console',
+  grant_types: ['authorization_code'],
+  response_types: ['code'],
+  redirect_uris: consoleRedirects,
+  scope: 'openid groups email',
+  token_endpoint_auth_method: 'none',
 };
 
 const resources = {
@@ -115,6 +130,7 @@ const configuration = {
     { ...ccClient('agent2'), token_endpoint_auth_method: 'client_secret_post' },
     deviceClient('cli'),
     deviceClient('cli2', 'cli2-secret'),
+    ...(consoleRedirects.length > 0 ? [consoleClient] : []),
   ],
   jwks,
   cookies: { keys: ['portcullis-test-cookie-key-not-secret'] },

@@ -50,6 +50,9 @@ pub struct OidcClient {
     redirect_uri: String,
     /// Space-separated, `openid` among them.
     scopes: String,
+    /// RFC 8707 resource indicator, if the provider needs one to issue a JWT access
+    /// token for the gateway.
+    resource: Option<String>,
     http: reqwest::Client,
     /// Discovery, once the provider answered.
     discovery: RwLock<Option<Discovery>>,
@@ -82,9 +85,16 @@ impl OidcClient {
             client_id: client_id.to_string(),
             redirect_uri: format!("{}/auth/callback", public_url.trim_end_matches('/')),
             scopes: scopes.split_whitespace().collect::<Vec<_>>().join(" "),
+            resource: None,
             http,
             discovery: RwLock::new(None),
         })
+    }
+
+    /// Ask for `resource` (RFC 8707) at sign-in and at the code exchange; empty: none.
+    pub fn with_resource(mut self, resource: &str) -> Self {
+        self.resource = Some(resource.trim().to_string()).filter(|r| !r.is_empty());
+        self
     }
 
     pub fn redirect_uri(&self) -> &str {
@@ -117,33 +127,37 @@ impl OidcClient {
     /// Where to send the browser for `login`.
     pub async fn authorize_url(&self, login: &StartedLogin) -> Result<String, NodeError> {
         let endpoint = self.discovery().await?.authorization_endpoint;
-        let url = reqwest::Url::parse_with_params(
-            &endpoint,
-            &[
-                ("response_type", "code"),
-                ("client_id", self.client_id.as_str()),
-                ("redirect_uri", self.redirect_uri.as_str()),
-                ("scope", self.scopes.as_str()),
-                ("state", login.state.as_str()),
-                ("nonce", login.nonce.as_str()),
-                ("code_challenge", login.challenge.as_str()),
-                ("code_challenge_method", "S256"),
-            ],
-        )
-        .map_err(|e| err(format!("the provider's authorization endpoint {endpoint:?} is not a URL: {e}")))?;
+        let mut params = vec![
+            ("response_type", "code"),
+            ("client_id", self.client_id.as_str()),
+            ("redirect_uri", self.redirect_uri.as_str()),
+            ("scope", self.scopes.as_str()),
+            ("state", login.state.as_str()),
+            ("nonce", login.nonce.as_str()),
+            ("code_challenge", login.challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ];
+        if let Some(resource) = &self.resource {
+            params.push(("resource", resource.as_str()));
+        }
+        let url = reqwest::Url::parse_with_params(&endpoint, &params)
+            .map_err(|e| err(format!("the provider's authorization endpoint {endpoint:?} is not a URL: {e}")))?;
         Ok(url.into())
     }
 
     /// Trade `code` and its PKCE `verifier` for tokens; the ID token must carry `nonce`.
     pub async fn exchange(&self, code: &str, verifier: &str, nonce: &str) -> Result<Tokens, NodeError> {
         let endpoint = self.discovery().await?.token_endpoint;
-        let form = [
+        let mut form = vec![
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", self.redirect_uri.as_str()),
             ("client_id", self.client_id.as_str()),
             ("code_verifier", verifier),
         ];
+        if let Some(resource) = &self.resource {
+            form.push(("resource", resource.as_str()));
+        }
         let response = self
             .http
             .post(&endpoint)
