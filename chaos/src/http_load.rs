@@ -36,6 +36,7 @@ use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_util::sync::CancellationToken;
 
+use crate::door_load::{self, DoorClient, bounded};
 use crate::history::{History, Op, OpKind, now_ms};
 use crate::rng::Rng;
 
@@ -47,8 +48,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const RESOURCE: &str = "demo-api";
 /// Bytes of a response body read (an echo or a problem document; both are small).
 const BODY_MAX: usize = 64 * 1024;
-/// Bytes of a refusal's body kept in the history.
-const ERROR_MAX: usize = 300;
 
 pub struct Target {
     pub node: u64,
@@ -73,7 +72,7 @@ impl HttpWorkload {
     /// `stop` fires.
     pub async fn spawn(self, history: Arc<History>, stop: CancellationToken, set: &mut JoinSet<()>) {
         let token = Arc::new(self.token);
-        let mut connecting = JoinSet::new();
+        let mut clients = Vec::new();
         for t in &self.targets {
             for c in 0..self.clients {
                 let client = Client {
@@ -85,23 +84,10 @@ impl HttpWorkload {
                     history: history.clone(),
                     rng: Rng::new(self.seed ^ 0x4854_5450 ^ (t.node << 32) ^ u64::try_from(c).unwrap_or(0)),
                 };
-                connecting.spawn(async move {
-                    let conn = client.connect().await;
-                    (client, conn)
-                });
+                clients.push(client);
             }
         }
-        while let Some(done) = connecting.join_next().await {
-            let Ok((client, conn)) = done else { continue };
-            let conn = match conn {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    client.connect_error(&e);
-                    None
-                }
-            };
-            set.spawn(client.run(conn, stop.clone()));
-        }
+        door_load::start_all(clients, stop, set).await;
     }
 }
 
@@ -125,41 +111,7 @@ enum Outcome {
     Broken(String),
 }
 
-fn bounded(text: &str) -> String {
-    let t = text.trim();
-    let mut end = t.len().min(ERROR_MAX);
-    while !t.is_char_boundary(end) {
-        end -= 1;
-    }
-    t.get(..end).unwrap_or_default().to_string()
-}
-
 impl Client {
-    async fn connect(&self) -> Result<Sender, String> {
-        let host = self.addr.rsplit_once(':').map_or(self.addr.as_str(), |(h, _)| h);
-        let name = ServerName::try_from(host.to_string()).map_err(|e| format!("server name {host:?}: {e}"))?;
-        let connecting = async {
-            let tcp = TcpStream::connect(&self.addr).await.map_err(|e| format!("connect: {e}"))?;
-            let _ = tcp.set_nodelay(true);
-            let tls = TlsConnector::from(self.tls.clone()).connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
-            let (sender, conn) = http1::handshake(TokioIo::new(tls)).await.map_err(|e| format!("HTTP/1.1: {e}"))?;
-            // Drives the connection; ends when the sender is dropped or the peer closes.
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            Ok(sender)
-        };
-        tokio::time::timeout(CONNECT_TIMEOUT, connecting)
-            .await
-            .unwrap_or_else(|_| Err(format!("no connection within {CONNECT_TIMEOUT:?}")))
-    }
-
-    fn connect_error(&self, e: &str) {
-        self.history.event(
-            json!({"type": "connect-error", "door": "http", "node": self.node, "client": self.index, "error": e}),
-        );
-    }
-
     /// POST operation `op` on `sender`.
     async fn post(&self, sender: &mut Sender, op: &str) -> Outcome {
         let body = json!({"op": op, "node": self.node, "client": self.index}).to_string();
@@ -185,24 +137,51 @@ impl Client {
             Err(e) => Outcome::Broken(format!("HTTP {status}, then its body: {e}")),
         }
     }
+}
+
+impl DoorClient for Client {
+    type Conn = Sender;
+    const DOOR: &'static str = "http";
+
+    async fn connect(&self) -> Result<Sender, String> {
+        let host = self.addr.rsplit_once(':').map_or(self.addr.as_str(), |(h, _)| h);
+        let name = ServerName::try_from(host.to_string()).map_err(|e| format!("server name {host:?}: {e}"))?;
+        let connecting = async {
+            let tcp = TcpStream::connect(&self.addr).await.map_err(|e| format!("connect: {e}"))?;
+            let _ = tcp.set_nodelay(true);
+            let tls = TlsConnector::from(self.tls.clone()).connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
+            let (sender, conn) = http1::handshake(TokioIo::new(tls)).await.map_err(|e| format!("HTTP/1.1: {e}"))?;
+            // Drives the connection; ends when the sender is dropped or the peer closes.
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Ok(sender)
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .unwrap_or_else(|_| Err(format!("no connection within {CONNECT_TIMEOUT:?}")))
+    }
+
+    fn is_open(conn: &Sender) -> bool {
+        !conn.is_closed()
+    }
+
+    fn history(&self) -> &History {
+        &self.history
+    }
+
+    fn node(&self) -> u64 {
+        self.node
+    }
+
+    fn index(&self) -> usize {
+        self.index
+    }
 
     async fn run(mut self, mut conn: Option<Sender>, stop: CancellationToken) {
         let mut seq = 0u64;
         while !stop.is_cancelled() {
-            let mut sender = match conn.take() {
-                Some(s) if !s.is_closed() => s,
-                _ => match self.connect().await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        self.connect_error(&e);
-                        tokio::select! {
-                            _ = stop.cancelled() => {}
-                            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                        }
-                        continue;
-                    }
-                },
-            };
+            let Some(mut sender) = self.usable(conn.take(), &stop).await else { continue };
             seq += 1;
             let op = format!("chaos-http-n{}-c{}-{seq}", self.node, self.index);
             let invoked_ms = self.history.invoke(&op, self.node, self.index, OpKind::Http);

@@ -16,6 +16,7 @@
 //! - `workload`: long-lived sessions per node on `ledger` and `gated`.
 //! - `ssh_load`: long-lived SSH connections per node running logged commands.
 //! - `http_load`: long-lived HTTPS connections per node sending logged POSTs.
+//! - `door_load`: what those two share (connect all before the nemesis, reconnect).
 //! - `approver`: approvers deciding gated statements through random nodes.
 //! - `nemesis`: the seeded fault schedule and its runner.
 //! - `history`: `RUN_DIR/history.jsonl`.
@@ -29,6 +30,7 @@ mod approver;
 mod backend;
 mod checker;
 mod cluster;
+mod door_load;
 mod history;
 mod host;
 mod http_load;

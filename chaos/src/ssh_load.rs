@@ -25,10 +25,10 @@ use std::time::Duration;
 
 use russh::ChannelMsg;
 use russh::client::{self, Handle};
-use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::door_load::{self, DoorClient, ERROR_MAX, bounded};
 use crate::history::{History, Op, OpKind, now_ms};
 use crate::rng::Rng;
 
@@ -38,8 +38,6 @@ const OP_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The door's login: the resource (the token is the password).
 const LOGIN: &str = "demo-ssh";
-/// Bytes of stderr kept in the history for a failed command.
-const ERROR_MAX: usize = 300;
 
 pub struct Target {
     pub node: u64,
@@ -77,7 +75,7 @@ impl SshWorkload {
     pub async fn spawn(self, history: Arc<History>, stop: CancellationToken, set: &mut JoinSet<()>) {
         let token = Arc::new(self.token);
         let log = Arc::new(self.log);
-        let mut connecting = JoinSet::new();
+        let mut clients = Vec::new();
         for t in &self.targets {
             for c in 0..self.clients {
                 let client = Client {
@@ -89,23 +87,10 @@ impl SshWorkload {
                     history: history.clone(),
                     rng: Rng::new(self.seed ^ 0x55_4800 ^ (t.node << 32) ^ u64::try_from(c).unwrap_or(0)),
                 };
-                connecting.spawn(async move {
-                    let conn = client.connect().await;
-                    (client, conn)
-                });
+                clients.push(client);
             }
         }
-        while let Some(done) = connecting.join_next().await {
-            let Ok((client, conn)) = done else { continue };
-            let conn = match conn {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    client.connect_error(&e);
-                    None
-                }
-            };
-            set.spawn(client.run(conn, stop.clone()));
-        }
+        door_load::start_all(clients, stop, set).await;
     }
 }
 
@@ -125,16 +110,32 @@ struct Ran {
     stderr: String,
 }
 
-fn bounded(text: &str) -> String {
-    let t = text.trim();
-    let mut end = t.len().min(ERROR_MAX);
-    while !t.is_char_boundary(end) {
-        end -= 1;
+impl Client {
+    /// Run `line` on a new session channel: its exit status (None if the channel
+    /// closed without one) and what it wrote to stderr. Err: the channel could not
+    /// be opened or started (the connection is unusable).
+    async fn exec(conn: &Conn, line: &str) -> Result<Ran, String> {
+        let mut channel = conn.channel_open_session().await.map_err(|e| format!("open a channel: {e}"))?;
+        channel.exec(true, line).await.map_err(|e| format!("exec: {e}"))?;
+        let mut ran = Ran { exit: None, stderr: String::new() };
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                ChannelMsg::ExitStatus { exit_status } => ran.exit = Some(exit_status),
+                ChannelMsg::ExtendedData { data, .. } if ran.stderr.len() < ERROR_MAX => {
+                    ran.stderr.push_str(&String::from_utf8_lossy(&data));
+                }
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        Ok(ran)
     }
-    t.get(..end).unwrap_or_default().to_string()
 }
 
-impl Client {
+impl DoorClient for Client {
+    type Conn = Conn;
+    const DOOR: &'static str = "ssh";
+
     async fn connect(&self) -> Result<Conn, String> {
         let config = Arc::new(client::Config {
             inactivity_timeout: None,
@@ -160,49 +161,26 @@ impl Client {
             .unwrap_or_else(|_| Err(format!("no login within {CONNECT_TIMEOUT:?}")))
     }
 
-    fn connect_error(&self, e: &str) {
-        self.history.event(
-            json!({"type": "connect-error", "door": "ssh", "node": self.node, "client": self.index, "error": e}),
-        );
+    fn is_open(conn: &Conn) -> bool {
+        !conn.is_closed()
     }
 
-    /// Run `line` on a new session channel: its exit status (None if the channel
-    /// closed without one) and what it wrote to stderr. Err: the channel could not
-    /// be opened or started (the connection is unusable).
-    async fn exec(conn: &Conn, line: &str) -> Result<Ran, String> {
-        let mut channel = conn.channel_open_session().await.map_err(|e| format!("open a channel: {e}"))?;
-        channel.exec(true, line).await.map_err(|e| format!("exec: {e}"))?;
-        let mut ran = Ran { exit: None, stderr: String::new() };
-        while let Some(msg) = channel.wait().await {
-            match msg {
-                ChannelMsg::ExitStatus { exit_status } => ran.exit = Some(exit_status),
-                ChannelMsg::ExtendedData { data, .. } if ran.stderr.len() < ERROR_MAX => {
-                    ran.stderr.push_str(&String::from_utf8_lossy(&data));
-                }
-                ChannelMsg::Close => break,
-                _ => {}
-            }
-        }
-        Ok(ran)
+    fn history(&self) -> &History {
+        &self.history
+    }
+
+    fn node(&self) -> u64 {
+        self.node
+    }
+
+    fn index(&self) -> usize {
+        self.index
     }
 
     async fn run(mut self, mut conn: Option<Conn>, stop: CancellationToken) {
         let mut seq = 0u64;
         while !stop.is_cancelled() {
-            let c = match conn.take() {
-                Some(c) if !c.is_closed() => c,
-                _ => match self.connect().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        self.connect_error(&e);
-                        tokio::select! {
-                            _ = stop.cancelled() => {}
-                            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                        }
-                        continue;
-                    }
-                },
-            };
+            let Some(c) = self.usable(conn.take(), &stop).await else { continue };
             seq += 1;
             let op = format!("chaos-ssh-n{}-c{}-{seq}", self.node, self.index);
             let line = format!("echo {op} $(date +%s%3N) >> {}", self.log);
