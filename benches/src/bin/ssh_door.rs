@@ -123,6 +123,7 @@ fn main() {
     let mut pids: Vec<u32> =
         cluster["nodes"].as_array().unwrap().iter().map(|n| n["pid"].as_u64().unwrap() as u32).collect();
     pids.extend(cluster["sshd"]["pid"].as_u64().map(|p| p as u32));
+    pids.extend(cluster["issuer_pid"].as_u64().map(|p| p as u32));
     let _guard = Guard { pids };
     let cli = |token: &str, argv: &[&str]| {
         let o = Command::new(&bin)

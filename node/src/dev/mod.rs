@@ -150,6 +150,7 @@ pub async fn dev(args: DevArgs) -> Result<(), NodeError> {
     std::fs::create_dir_all(&args.dir).map_err(|e| NodeError::io(format!("create {}", args.dir.display()), e))?;
     let dir =
         std::fs::canonicalize(&args.dir).map_err(|e| NodeError::io(format!("resolve {}", args.dir.display()), e))?;
+    let _ = PLAYGROUND.set(dir.clone());
     eprintln!(
         "WARNING: `portcullis dev` is a development playground: throwaway certificates, keys on disk, loopback only."
     );
@@ -473,25 +474,46 @@ fn free_port() -> Result<u16, NodeError> {
     Err(NodeError::Dev("no free port found in 20000-31999 on 127.0.0.1".into()))
 }
 
+/// This process's playground directory: what its port claims name.
+static PLAYGROUND: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 /// Claim `port` for this playground against other playgrounds on the machine: a
 /// port that binds now may be a stopped node's (a test kills and restarts nodes), and
 /// another playground starting meanwhile must not take it. A claim is a file in the
-/// temp dir, created exclusively; claims older than a day are given up.
+/// temp dir, created exclusively, naming the playground directory. It is given up
+/// when that directory is gone (a test's playground lives in a temporary directory
+/// removed at its end) or after a day; without the first rule, a day of test runs
+/// used up the whole range.
 fn reserve_across_processes(port: u16) -> bool {
     let dir = std::env::temp_dir().join("portcullis-dev-ports");
     if std::fs::create_dir_all(&dir).is_err() {
         return true;
     }
     let claim = dir.join(port.to_string());
-    let stale = std::fs::metadata(&claim)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age > Duration::from_secs(24 * 3600));
-    if stale {
+    if claim_is_stale(&claim) {
         let _ = std::fs::remove_file(&claim);
     }
-    std::fs::OpenOptions::new().write(true).create_new(true).open(&claim).is_ok()
+    let Ok(mut file) = std::fs::OpenOptions::new().write(true).create_new(true).open(&claim) else {
+        return false;
+    };
+    if let Some(owner) = PLAYGROUND.get() {
+        use std::io::Write;
+        let _ = file.write_all(owner.as_os_str().as_encoded_bytes());
+    }
+    true
+}
+
+/// A claim older than a day, or whose playground directory no longer exists. A claim
+/// naming no directory (being written, or from an older version) stands for its day.
+fn claim_is_stale(claim: &Path) -> bool {
+    let Ok(meta) = std::fs::metadata(claim) else { return false };
+    if meta.modified().ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age > Duration::from_secs(24 * 3600)) {
+        return true;
+    }
+    match std::fs::read(claim) {
+        Ok(owner) if !owner.is_empty() => !Path::new(&*String::from_utf8_lossy(&owner)).exists(),
+        _ => false,
+    }
 }
 
 fn random_u16() -> u16 {
@@ -736,4 +758,27 @@ fn print_ssh_steps(dir: &Path, file: &ClusterFile, info: &sshd::SshdInfo) {
         info.port,
         info.user
     );
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::claim_is_stale;
+
+    #[test]
+    fn a_port_claim_is_given_up_once_its_playground_directory_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let playground = dir.path().join("playground");
+        std::fs::create_dir(&playground).unwrap();
+        let claim = dir.path().join("20001");
+        std::fs::write(&claim, playground.as_os_str().as_encoded_bytes()).unwrap();
+        assert!(!claim_is_stale(&claim), "its playground is still there");
+        std::fs::remove_dir(&playground).unwrap();
+        assert!(claim_is_stale(&claim), "its playground is gone");
+        // A claim naming nothing (being written, or an older one) stands.
+        std::fs::write(&claim, b"").unwrap();
+        assert!(!claim_is_stale(&claim));
+        assert!(!claim_is_stale(&dir.path().join("no-such-claim")));
+    }
 }
