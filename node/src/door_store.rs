@@ -1,5 +1,6 @@
 //! The doors' view of the cluster: [`portcullis_proxy::store::Store`] on a cluster node.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_proxy::Error as ProxyError;
@@ -23,7 +24,7 @@ pub struct NodeStore {
 #[derive(Default)]
 struct ConfigCache {
     generation: Option<u64>,
-    policies: Option<Vec<Policy>>,
+    policies: Option<Arc<Vec<Policy>>>,
     resources: std::collections::HashMap<String, Option<Resource>>,
 }
 
@@ -88,13 +89,13 @@ impl Store for NodeStore {
         Ok(found)
     }
 
-    fn policies(&self) -> Result<Vec<Policy>, ProxyError> {
+    fn policies(&self) -> Result<Arc<Vec<Policy>>, ProxyError> {
         let (generation, cache) = self.config_cache();
         if let Some(policies) = &cache.policies {
             return Ok(policies.clone());
         }
         drop(cache);
-        let policies = self.node.view().policies().map_err(map)?;
+        let policies = Arc::new(self.node.view().policies().map_err(map)?);
         let mut cache = self.config.lock().unwrap_or_else(|p| p.into_inner());
         if cache.generation == Some(generation) {
             cache.policies = Some(policies.clone());

@@ -5,6 +5,7 @@
 //! [`Store`]. The node binary implements it on top of its cluster node.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_raft::command::{Op, Response};
@@ -29,7 +30,9 @@ pub trait Store: Send + Sync + 'static {
 
     fn resource(&self, name: &str) -> Result<Option<Resource>>;
 
-    fn policies(&self) -> Result<Vec<Policy>>;
+    /// The stored policies. A store may hand out the same `Arc` while they are
+    /// unchanged (the gate then skips even comparing them).
+    fn policies(&self) -> Result<Arc<Vec<Policy>>>;
 
     /// Decrypt a backend secret with the cluster data key.
     fn open_secret(&self, sealed: &SealedSecret) -> Result<String>;

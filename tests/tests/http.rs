@@ -542,3 +542,79 @@ fn a_host_under_the_base_domain_names_the_resource_and_http_limits_come_from_the
     assert!(body.contains("1000 bytes"), "{body}");
     assert!(reached(&c, "POST", "/orders").is_empty());
 }
+
+#[test]
+fn small_responses_keep_a_true_length_and_fast_mode_records_every_request_once_quiet() {
+    let c = Cluster::start_with_http(1);
+    let token = c.engineer_token();
+    // A masked response read whole: its Content-Length is the masked body's, no chunks.
+    let o = curl_cmd(&c, 1, &token, &["--http1.1", "-i"], "/r/demo-api/orders").output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap();
+    let body = rest.rsplit_once('\n').unwrap().0;
+    assert!(body.contains("***@example.com"), "emails masked: {body}");
+    let length = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+        .unwrap_or_else(|| panic!("no Content-Length: {head}"));
+    assert_eq!(length, body.len().to_string(), "{head}");
+    assert!(!head.to_ascii_lowercase().contains("transfer-encoding"), "{head}");
+    // HTTP/2 has no Host header: the backend still learns the host the client asked.
+    let (status, _) = curl(&c, 1, &token, &["--http2"], "/r/demo-api/echo/h2-host");
+    assert_eq!(status, 200);
+    let echo = reached(&c, "GET", "/echo/h2-host");
+    let forwarded = echo[0]["headers"].to_string();
+    assert!(forwarded.contains(&format!(r#"["x-forwarded-host","{}"]"#, c.http_addr(1))), "{forwarded}");
+    // Fast mode: records wait in the session to go in batches; five requests on one
+    // connection, then quiet: every one is on record, each statement before its result.
+    let fast = c.path().join("demo-api-fast.yaml");
+    std::fs::write(
+        &fast,
+        format!(
+            "name: demo-api-fast\nprotocol: http\naddress: http://{}\naudit: fast\ncredential: {{ bearer: \"{}\" }}\n",
+            c.api_addr(),
+            c.api_key()
+        ),
+    )
+    .unwrap();
+    c.cli_ok(1, &["resource", "apply", "-f", fast.to_str().unwrap()]);
+    let policy = c.path().join("fast-policy.yaml");
+    std::fs::write(
+        &policy,
+        "name: fast\nrules:\n  - match: { groups: [engineers], resources: [demo-api-fast], kinds: [get] }\n    action: allow\n",
+    )
+    .unwrap();
+    c.cli_ok(1, &["policy", "apply", "-f", policy.to_str().unwrap()]);
+    let urls: Vec<String> =
+        (1..=5).map(|i| format!("https://{}/r/demo-api-fast/echo/fast-{i}", c.http_addr(1))).collect();
+    let header = c.path().join("auth-fast.header");
+    std::fs::write(&header, format!("Authorization: Bearer {token}\n")).unwrap();
+    let o = Command::new("curl")
+        .args(["-sS", "--http1.1", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null"])
+        .args(["-o", "/dev/null", "-w", "%{http_code} %{num_connects}\n", "--cacert"])
+        .arg(c.path().join("ca.pem"))
+        .arg("-H")
+        .arg(format!("@{}", header.display()))
+        .args(&urls)
+        .output()
+        .unwrap();
+    let codes = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(codes.lines().filter(|l| l.starts_with("200")).count(), 5, "{codes}{}", err(&o));
+    assert_eq!(codes.lines().filter(|l| l.ends_with(" 1")).count(), 1, "one connection: {codes}");
+    let events = wait_for("the fast session's ten records", READY, || {
+        let export = c.cli_ok(1, &["sessions", "export", "--json", "--resource", "demo-api-fast"]);
+        let events: Vec<Value> = export
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .flat_map(|l| serde_json::from_str::<Value>(l).unwrap()["events"].as_array().cloned().unwrap_or_default())
+            .filter(|e| e["kind"] == "statement" || e["kind"] == "result")
+            .collect();
+        (events.len() == 10).then_some(events)
+    });
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["statement", "result"].repeat(5), "in order");
+    for (i, pair) in events.chunks(2).enumerate() {
+        assert_eq!(pair[0]["detail"]["request"], format!("GET /echo/fast-{}", i + 1), "{}", pair[0]);
+        assert_eq!(pair[1]["detail"]["tags"][0], "200", "{}", pair[1]);
+    }
+}

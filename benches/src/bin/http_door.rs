@@ -138,7 +138,9 @@ fn text(o: &std::process::Output) -> String {
 }
 
 /// HAProxy in HTTP mode in front of the API: TLS with node 1's certificate, the
-/// client's `Authorization` replaced by the API's key (as the gateway injects it).
+/// client's `Authorization` replaced by the API's key (as the gateway injects it), and
+/// the `X-Forwarded-For/Proto/Host` headers the gateway sets (the API logs every header
+/// it gets, so a peer sending fewer would make the API's side cheaper, not the proxy).
 fn start_haproxy(dir: &Path, api: &str, key: &str, guard: &mut Guard) -> SocketAddr {
     let port = free_port();
     let pem = [std::fs::read(dir.join("node1.pem")).unwrap(), std::fs::read(dir.join("node1.key")).unwrap()].concat();
@@ -155,6 +157,9 @@ fn start_haproxy(dir: &Path, api: &str, key: &str, guard: &mut Guard) -> SocketA
          frontend bench\n\
          \x20   bind 127.0.0.1:{port} ssl crt {dir}/haproxy-bench.pem alpn http/1.1\n\
          \x20   http-request set-header Authorization \"Bearer {key}\"\n\
+         \x20   option forwardfor\n\
+         \x20   http-request set-header X-Forwarded-Proto https\n\
+         \x20   http-request set-header X-Forwarded-Host %[req.hdr(host)]\n\
          \x20   default_backend api\n\
          backend api\n\
          \x20   http-reuse always\n\

@@ -50,7 +50,7 @@ pub use door::{Door, GaveUp, Waiting};
 pub use judgement::{Combined, Judgement, Review};
 pub use record::{OutputRecord, ResultRecord, Work};
 pub use refusal::{Refusal, Unclassified};
-pub use session::{Cleared, GateSession, IdentitySlot, Opening, Recorder};
+pub use session::{Cleared, GateSession, IdentitySlot, Opening, RESULT_FLUSH_AFTER, Recorder};
 
 use crate::error::Result;
 use crate::policy::{PolicySet, parse};
@@ -84,7 +84,13 @@ impl Default for GateSettings {
 }
 
 /// Parsed policies and the (name, updated_at) stamp they were built from.
-type CachedPolicies = (Vec<(String, u64)>, Arc<PolicySet>);
+/// The parsed set, with the stored list it was parsed from (the same `Arc` while the
+/// store's own cache holds) and that list's names and update times.
+struct CachedPolicies {
+    source: Arc<Vec<portcullis_raft::model::Policy>>,
+    stamp: Vec<(String, u64)>,
+    set: Arc<PolicySet>,
+}
 
 /// What every door of a node shares: the store, the parsed policies and the audit
 /// backlog. Built once per node (`node`'s `run`) and handed to each door.
@@ -120,22 +126,28 @@ impl<S: Store> Gate<S> {
     /// no longer parses is skipped with a warning (it can only deny less, never allow).
     pub fn policies(&self) -> Result<Arc<PolicySet>> {
         let stored = self.store.policies()?;
-        let stamp: Vec<(String, u64)> = stored.iter().map(|p| (p.name.clone(), p.updated_at)).collect();
         let mut cache = self.policies.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((s, set)) = cache.as_ref()
-            && *s == stamp
+        if let Some(c) = cache.as_ref()
+            && Arc::ptr_eq(&c.source, &stored)
         {
-            return Ok(set.clone());
+            return Ok(c.set.clone());
+        }
+        let stamp: Vec<(String, u64)> = stored.iter().map(|p| (p.name.clone(), p.updated_at)).collect();
+        if let Some(c) = cache.as_mut()
+            && c.stamp == stamp
+        {
+            c.source = stored;
+            return Ok(c.set.clone());
         }
         let mut docs = Vec::new();
-        for p in &stored {
+        for p in stored.iter() {
             match parse(&p.source) {
                 Ok(doc) => docs.push(doc),
                 Err(e) => tracing::warn!(policy = %p.name, error = %e, "stored policy does not parse; skipped"),
             }
         }
         let set = Arc::new(PolicySet::new(docs));
-        *cache = Some((stamp, set.clone()));
+        *cache = Some(CachedPolicies { source: stored, stamp, set: set.clone() });
         Ok(set)
     }
 

@@ -22,6 +22,10 @@ use crate::store::Store;
 /// Records kept back at most before they are handed over on their own.
 const MAX_PENDING: usize = 8;
 
+/// How long a result record waits for the session's next statement to ride along with
+/// before the door hands it over on its own ([`GateSession::flush_pending`]).
+pub const RESULT_FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// A client that authenticated at a door and may start a session.
 pub struct Opening {
     pub identity: Identity,
@@ -29,6 +33,11 @@ pub struct Opening {
     pub protocol: Protocol,
     /// The client's address, as the door saw it.
     pub client_addr: String,
+    /// The door hands over the session's pending records soon after it goes quiet
+    /// ([`GateSession::flush_pending`], within [`RESULT_FLUSH_AFTER`] of the last unit of
+    /// work being audited or recorded), so in fast mode statement records may wait in the
+    /// session and go in batches too ("fast: batched, async", DESIGN §3).
+    pub flushes_when_idle: bool,
 }
 
 /// Work that policy allowed, or a human approved: what [`GateSession::audit`] takes.
@@ -47,6 +56,8 @@ pub struct GateSession<S: Store> {
     who: Who,
     pub(super) resource: Resource,
     pub(super) protocol: Protocol,
+    /// See [`Opening::flushes_when_idle`].
+    flushes_when_idle: bool,
     /// Records not yet handed to the store (the last unit's result, the session's
     /// start): they ride along with the session's next audit record (one commit per
     /// unit instead of two), or go alone when the door finds the session idle
@@ -122,7 +133,7 @@ impl<S: Store> Gate<S> {
     /// Phase "authenticate" ends here: record the session in the index. Nothing may
     /// happen for the client before it is committed.
     pub async fn open(self: &Arc<Self>, opening: Opening, slot: IdentitySlot) -> Result<GateSession<S>> {
-        let Opening { identity, resource, protocol, client_addr } = opening;
+        let Opening { identity, resource, protocol, client_addr, flushes_when_idle } = opening;
         let id = portcullis_raft::ids::random_id();
         let record = SessionRecord {
             id: id.clone(),
@@ -145,6 +156,7 @@ impl<S: Store> Gate<S> {
             identity,
             resource,
             protocol,
+            flushes_when_idle,
             pending: Mutex::new(Vec::new()),
             order: tokio::sync::Mutex::new(()),
             meters,
@@ -260,6 +272,19 @@ impl<S: Store> GateSession<S> {
         });
         let records: Vec<Event> = records.collect();
         let mode = self.resource.audit;
+        if mode == AuditMode::Fast && self.flushes_when_idle {
+            // Batched: they wait with the session's other pending records, in order,
+            // until there are enough of them or the door finds the session quiet.
+            let full = {
+                let mut pending = self.pending();
+                pending.extend(records);
+                pending.len() >= MAX_PENDING
+            };
+            if full {
+                drop(self.flush_pending().await);
+            }
+            return Ok(Permit::new(cleared.len(), None));
+        }
         let commit = self.hand_over(records).await;
         match (mode, effect) {
             (AuditMode::Fast, _) => {

@@ -75,8 +75,13 @@ async fn session(audit: AuditMode) -> (Arc<MemoryStore>, GateSession<MemoryStore
         issuer: "test".into(),
         expires_at: u64::MAX,
     };
-    let opening =
-        Opening { identity, resource: resource(audit), protocol: Protocol::Postgres, client_addr: "c".into() };
+    let opening = Opening {
+        identity,
+        resource: resource(audit),
+        protocol: Protocol::Postgres,
+        client_addr: "c".into(),
+        flushes_when_idle: false,
+    };
     let slot = gate.reserve("alice").unwrap();
     let session = gate.open(opening, slot).await.unwrap();
     (store, session)

@@ -166,6 +166,44 @@ async fn stream_lines(
     tally.finish()
 }
 
+/// A whole body (one of a declared, small length, read before the response leaves)
+/// masked as [`pump`] would mask it; returned as it is, without a copy, when nothing in
+/// it can change.
+pub fn mask_whole(raw: Bytes, masking: &Masking) -> Bytes {
+    if !masking.is_active() || untouched(&raw, masking) {
+        return raw;
+    }
+    if masking.json
+        && raw.len() <= masking.max_json
+        && let Some(masked) = mask_json(&raw, masking)
+    {
+        return Bytes::from(masked);
+    }
+    let mut lines = Output::new(masking.masks.clone(), true, 0);
+    let mut out = lines.pass(Stream::Stdout, &raw);
+    out.extend(lines.flush(Stream::Stdout));
+    Bytes::from(redact(out, &masking.secrets))
+}
+
+/// Whether masking cannot change `raw`: no mask rule applies and the credential does not
+/// occur in it. For JSON that also needs no escape in it (`\u0041` spells `A`: a
+/// credential may hide behind escapes, which only parsing the document sees).
+fn untouched(raw: &[u8], masking: &Masking) -> bool {
+    masking.masks.is_empty()
+        && !(masking.json && raw.contains(&b'\\'))
+        && !masking.secrets.iter().filter(|s| s.len() >= 4).any(|s| super::headers::contains(raw, s.as_bytes()))
+}
+
+/// What is recorded of a body sent whole.
+pub fn sent_whole(body: &[u8], preview_max: usize) -> Sent {
+    Sent {
+        bytes: body.len() as u64,
+        blake3: blake3::hash(body).to_hex().to_string(),
+        preview: String::from_utf8_lossy(body.get(..preview_max.min(body.len())).unwrap_or_default()).into_owned(),
+        error: None,
+    }
+}
+
 /// A JSON document masked, or `None` if `raw` is not JSON.
 pub fn mask_json(raw: &[u8], masking: &Masking) -> Option<Vec<u8>> {
     let mut doc: Value = serde_json::from_slice(raw).ok()?;
@@ -261,7 +299,7 @@ pub fn masked_preview(masks: &MaskPlan, text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
-    use super::{Masking, mask_json, masked_preview};
+    use super::{Masking, mask_json, mask_whole, masked_preview};
     use crate::mask::{Detector, MaskPlan};
     use crate::policy::Glob;
 
@@ -281,6 +319,57 @@ mod tests {
         assert_eq!(out["echo"], "Bearer ***");
         assert_eq!(out["n"][0], 1);
         assert!(mask_json(b"not json", &masking).is_none());
+    }
+
+    #[test]
+    fn a_whole_body_passes_as_it_is_unless_masking_can_change_it() {
+        let secret_only = |json: bool| Masking {
+            masks: MaskPlan::default(),
+            secrets: vec!["backend-key-123".into()],
+            json,
+            max_json: 1 << 20,
+        };
+        // Nothing to change: the very same bytes, not a re-serialized document.
+        let raw = bytes::Bytes::from_static(br#"{ "b": 1,  "a": "x" }"#);
+        let out = mask_whole(raw.clone(), &secret_only(true));
+        assert_eq!(out.as_ptr(), raw.as_ptr());
+        // The credential in plain text, in JSON, and spelled with JSON escapes.
+        let text = mask_whole(
+            bytes::Bytes::from_static(
+                b"key=backend-key-123
+",
+            ),
+            &secret_only(false),
+        );
+        assert_eq!(
+            &text[..],
+            b"key=***
+"
+        );
+        let json = mask_whole(bytes::Bytes::from_static(br#"{"k":"backend-key-123"}"#), &secret_only(true));
+        assert_eq!(&json[..], br#"{"k":"***"}"#);
+        let escaped = br#"{"k":"backend-key-123"}"#;
+        let out = mask_whole(bytes::Bytes::from_static(escaped), &secret_only(true));
+        assert_eq!(&out[..], br#"{"k":"***"}"#);
+        // A detector applies to every body, text or JSON.
+        let emails = Masking {
+            masks: MaskPlan::new(vec![], vec![Detector::Email]),
+            secrets: vec![],
+            json: false,
+            max_json: 1 << 20,
+        };
+        let out = mask_whole(
+            bytes::Bytes::from_static(
+                b"to ada@example.com
+bye",
+            ),
+            &emails,
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "to a***@example.com
+bye"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::exchange::{self, Connection};
+use super::idle_flush::IdleFlush;
 use super::pool::Pool;
 use super::settings::HttpSettings;
 use crate::gate::Gate;
@@ -59,6 +60,7 @@ async fn handle<S: Store>(door: Arc<HttpDoor<S>>, tcp: TcpStream, peer: SocketAd
         Err(_) => return,
     };
     let conn = Arc::new(Connection::new(door.clone(), peer));
+    let idle_flush = IdleFlush::start(&conn);
     let service = {
         let conn = conn.clone();
         service_fn(move |req| {
@@ -89,6 +91,7 @@ async fn handle<S: Store>(door: Arc<HttpDoor<S>>, tcp: TcpStream, peer: SocketAd
             let _ = serving.await;
         }
     }
+    idle_flush.stop().await;
     // An upgraded connection lives on as a WebSocket: its sessions close after it.
     conn.websockets.finish(&stop).await;
     conn.close().await;

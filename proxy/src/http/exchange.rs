@@ -42,6 +42,9 @@ pub struct Connection<S: Store> {
     pub websockets: Tunnels,
     /// The last token verified on this connection (checked once, not per request).
     token: LastToken,
+    /// Notified after each request is audited and each response recorded (see
+    /// [`super::idle_flush`]).
+    pub recorded: Arc<tokio::sync::Notify>,
 }
 
 /// By identity (subject) and resource.
@@ -56,7 +59,13 @@ impl<S: Store> Connection<S> {
             relays: Mutex::default(),
             websockets: Tunnels::default(),
             token: LastToken::default(),
+            recorded: Arc::default(),
         }
+    }
+
+    /// The sessions open on this connection now.
+    pub async fn sessions_now(&self) -> Vec<Arc<GateSession<S>>> {
+        self.sessions.lock().await.values().cloned().collect()
     }
 
     async fn session(&self, identity: &Identity, resource: &Resource) -> crate::error::Result<Arc<GateSession<S>>> {
@@ -71,6 +80,9 @@ impl<S: Store> Connection<S> {
             resource: resource.clone(),
             protocol: Protocol::Http,
             client_addr: self.peer.to_string(),
+            // The connection's idle flush (`super::idle_flush`) is woken after each
+            // request is audited and after each response is recorded.
+            flushes_when_idle: true,
         };
         let session = Arc::new(self.door.gate.open(opening, slot).await?);
         sessions.insert(key, session.clone());
@@ -367,7 +379,7 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
         line: line.as_str().into(),
         headers: headers::for_record(&parts.headers, &judgement.masks, &[]),
         body_bytes: body.len() as u64,
-        body_sha256: crate::gate::record::sha256_hex(&String::from_utf8_lossy(&body)),
+        body_sha256: if body.is_empty() { String::new() } else { crate::gate::record::sha256_hex_bytes(&body) },
         body_preview: body::masked_preview(&judgement.masks, &body_text, settings.preview_bytes),
     };
     let cleared = match (presented, digest) {
@@ -389,6 +401,7 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
         Ok(p) => p,
         Err(refusal) => return reply::refusal(&refusal),
     };
+    conn.recorded.notify_one();
     // --- relay (with the permit)
     let started = Instant::now();
     let secret = match resource.secret.as_ref().map(|s| store.open_secret(s)).transpose() {
@@ -398,13 +411,9 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
     let relayed = async {
         let credential = Credential::of(&resource, secret)?;
         let base = Base::parse(&resource.address)?;
-        let client_host = parts.headers.get(HOST).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let mut backend_headers = headers::for_backend(
-            &parts.headers,
-            &base.authority(),
-            &conn.peer.ip().to_string(),
-            client_host.as_deref(),
-        );
+        // The host the client addressed (HTTP/2 sends no Host header, only `:authority`).
+        let mut backend_headers =
+            headers::for_backend(&parts.headers, &base.authority(), &conn.peer.ip().to_string(), authority.as_deref());
         let mut backend_query = query.clone();
         credential.apply(&mut backend_headers, &mut backend_query)?;
         let target = if backend_query.is_empty() {
@@ -424,11 +433,11 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
             base: &base,
             ca_pem: resource.options.get("ca_pem").map(String::as_str),
         };
-        let response = door.pool.send(&to, upstream_req, settings.upstream_timeout).await?;
-        Ok::<_, crate::error::Error>((response, credential))
+        let (response, lease) = door.pool.send_leased(&to, upstream_req, settings.upstream_timeout).await?;
+        Ok::<_, crate::error::Error>((response, lease, credential))
     }
     .await;
-    let (response, credential) = match relayed {
+    let (response, lease, credential) = match relayed {
         Ok(r) => r,
         Err(e) => {
             session
@@ -445,7 +454,8 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
     if let Err(refusal) = permit.results_may_leave().await {
         return reply::refusal(&refusal);
     }
-    // --- mask (as the body streams) and record (when it ends)
+    // --- mask and record: a small body of declared length whole (sent with its
+    // length, in one write), any other as it streams
     let (mut head, backend_body) = response.into_parts();
     headers::strip_hop_by_hop(&mut head.headers);
     let secrets = credential.secrets();
@@ -461,22 +471,80 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
         json,
         max_json: settings.max_masked_json_bytes,
     };
-    if masking.is_active() {
-        head.headers.remove(CONTENT_LENGTH);
-    }
     if let Some(Ok(v)) = cleared.approval.as_deref().map(HeaderValue::from_str) {
         head.headers.insert("portcullis-approval", v);
     }
     let status = head.status;
     let recorded_headers = headers::for_record(&head.headers, &cleared.judgement.masks, &secrets);
+    let outcome = Outcome { session, conn: conn.clone(), started, status, headers: recorded_headers };
+    if sent_whole(&method, &head) {
+        let read = tokio::time::timeout(settings.upstream_timeout, backend_body.collect()).await;
+        let raw = match read {
+            Ok(Ok(collected)) => {
+                lease.release();
+                collected.to_bytes()
+            }
+            Ok(Err(e)) => {
+                let why = format!("the backend's response broke off: {e}");
+                outcome.record(body::Sent { error: Some(why.clone()), ..body::Sent::default() }).await;
+                return problem(StatusCode::BAD_GATEWAY, &why, None);
+            }
+            Err(_) => {
+                let why = format!("the backend's response body did not arrive within {:?}", settings.upstream_timeout);
+                outcome.record(body::Sent { error: Some(why.clone()), ..body::Sent::default() }).await;
+                return problem(StatusCode::GATEWAY_TIMEOUT, &why, None);
+            }
+        };
+        let sent = body::mask_whole(raw, &masking);
+        head.headers.insert(CONTENT_LENGTH, HeaderValue::from(sent.len()));
+        outcome.record(body::sent_whole(&sent, settings.preview_bytes)).await;
+        return Response::from_parts(head, Full::new(sent).map_err(|never| match never {}).boxed());
+    }
+    lease.release_when_ready();
+    if masking.is_active() {
+        head.headers.remove(CONTENT_LENGTH);
+    }
     let (tx, client_body) = ChannelBody::new();
     let preview_max = settings.preview_bytes;
     conn.relays.lock().unwrap_or_else(|p| p.into_inner()).spawn(async move {
         let sent = body::pump(backend_body, masking, tx, preview_max).await;
+        outcome.record(sent).await;
+    });
+    Response::from_parts(head, client_body.boxed())
+}
+
+/// Responses up to this size with a declared length are read whole before they are
+/// sent: masked at once, sent with their length in one write, recorded without a task
+/// of their own. Larger or unframed ones (chunked, Server-Sent Events) stream.
+const WHOLE_BODY_MAX: u64 = 64 * 1024;
+
+/// Whether the response's body is read whole (see [`WHOLE_BODY_MAX`]). A response to
+/// HEAD, and a 1xx, 204 or 304, has no body whatever its `Content-Length` says.
+fn sent_whole(method: &Method, head: &http::response::Parts) -> bool {
+    let declared = head.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    *method != Method::HEAD
+        && !head.status.is_informational()
+        && !matches!(head.status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED)
+        && declared.is_some_and(|n| n <= WHOLE_BODY_MAX)
+}
+
+/// What the phase "record" needs of a relayed response once its body is sent.
+struct Outcome<S: Store> {
+    session: Arc<GateSession<S>>,
+    conn: Arc<Connection<S>>,
+    started: Instant,
+    status: StatusCode,
+    headers: Vec<(String, String)>,
+}
+
+impl<S: Store> Outcome<S> {
+    /// Record the response; the record rides along with the session's next statement,
+    /// or goes on its own once the connection is quiet ([`super::idle_flush`]).
+    async fn record(self, sent: body::Sent) {
         let result = ResultRecord {
-            tags: vec![status.as_u16().to_string()],
+            tags: vec![self.status.as_u16().to_string()],
             error: sent.error,
-            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
             output: Some(OutputRecord {
                 exit_status: None,
                 exit_signal: None,
@@ -485,13 +553,10 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
                 blake3: sent.blake3,
                 preview: sent.preview,
             }),
-            headers: recorded_headers,
+            headers: self.headers,
             ..ResultRecord::default()
         };
-        session.record(result).await;
-        if let Some(handle) = session.flush_pending().await {
-            let _ = handle.await;
-        }
-    });
-    Response::from_parts(head, client_body.boxed())
+        self.session.record(result).await;
+        self.conn.recorded.notify_one();
+    }
 }

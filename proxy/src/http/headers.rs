@@ -121,7 +121,8 @@ pub fn scrub_secrets(headers: &mut HeaderMap, secrets: &[String]) {
     }
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+/// Whether `needle` occurs in `haystack` (never for an empty needle).
+pub(super) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 

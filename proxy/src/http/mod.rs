@@ -19,6 +19,7 @@
 //!   approval) and `GET /approvals/<id>`.
 //! - [`websocket`]: WebSocket upgrades, decided at the upgrade; their messages recorded.
 //! - [`pool`]: keep-alive connections to the backends, per resource.
+//! - [`idle_flush`]: result records handed over once a connection goes quiet.
 
 pub mod auth;
 pub mod body;
@@ -27,6 +28,7 @@ pub mod deferred;
 pub mod door;
 pub mod exchange;
 pub mod headers;
+pub mod idle_flush;
 pub mod inspect;
 pub mod pool;
 pub mod reply;

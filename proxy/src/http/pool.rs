@@ -4,8 +4,9 @@
 //! one ([`upstream::connect`](super::upstream::connect)); it alone uses that connection
 //! until its response has been read to the end. Only then, when hyper says the
 //! connection is ready for the next request, does the connection go back to the pool
-//! (a task waits for that; a response dropped half-read, a backend that closes, or any
-//! error ends the connection instead). At most `max_idle` connections wait per
+//! ([`Lease`]: at once when the caller read the body itself, else a task waits for it;
+//! a response dropped half-read, a backend that closes, or any error ends the
+//! connection instead). At most `max_idle` connections wait per
 //! resource, each for at most `idle_timeout`; the rest are closed.
 //!
 //! A connection that was idle may have been closed by the backend meanwhile. If
@@ -76,21 +77,33 @@ impl Pool {
     }
 
     /// Send `request` (URI: path and query) to the destination's backend, on an idle
-    /// connection of the resource or a new one; `timeout` bounds connecting.
+    /// connection of the resource or a new one; `timeout` bounds connecting. The
+    /// connection goes back to the pool once the response's body has been read (a task
+    /// waits for that).
     pub async fn send(
+        self: &Arc<Self>,
+        to: &Destination<'_>,
+        request: http::Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<http::Response<Incoming>> {
+        let (response, lease) = self.send_leased(to, request, timeout).await?;
+        lease.release_when_ready();
+        Ok(response)
+    }
+
+    /// [`send`](Self::send), with the connection handed to the caller until it has read
+    /// the response's body: then [`Lease::release`] puts it back without a task.
+    pub async fn send_leased(
         self: &Arc<Self>,
         to: &Destination<'_>,
         mut request: http::Request<Full<Bytes>>,
         timeout: Duration,
-    ) -> Result<http::Response<Incoming>> {
+    ) -> Result<(http::Response<Incoming>, Lease)> {
         let origin = Origin { address: to.address.to_string(), ca_pem: to.ca_pem.map(str::to_string) };
         while let Some(mut sender) = self.take(to.resource, &origin) {
             let again = idempotent(request.method()).then(|| copy(&request));
             match sender.try_send_request(request).await {
-                Ok(response) => {
-                    self.keep_when_ready(to.resource, origin, sender);
-                    return Ok(response);
-                }
+                Ok(response) => return Ok((response, self.lease(to.resource, origin, sender))),
                 Err(mut e) => match (e.take_message(), again) {
                     // Not written: the backend closed this idle connection; another.
                     (Some(unsent), _) => {
@@ -111,8 +124,11 @@ impl Pool {
         }
         let mut sender = upstream::connect(to.base, to.ca_pem, timeout).await?;
         let response = sender.send_request(request).await.map_err(|e| backend_error(to.base, e))?;
-        self.keep_when_ready(to.resource, origin, sender);
-        Ok(response)
+        Ok((response, self.lease(to.resource, origin, sender)))
+    }
+
+    fn lease(self: &Arc<Self>, resource: &str, origin: Origin, sender: Sender) -> Lease {
+        Lease { pool: self.clone(), resource: resource.to_string(), origin, sender }
     }
 
     /// An idle connection of `resource` to `origin` that is still open, if any.
@@ -129,21 +145,6 @@ impl Pool {
             }
         }
         None
-    }
-
-    /// Once `sender`'s response has been read to the end, its connection waits in
-    /// the pool (unless the pool is full or the connection ended).
-    fn keep_when_ready(self: &Arc<Self>, resource: &str, origin: Origin, mut sender: Sender) {
-        if self.max_idle == 0 {
-            return;
-        }
-        let pool = self.clone();
-        let resource = resource.to_string();
-        tokio::spawn(async move {
-            if sender.ready().await.is_ok() {
-                pool.put(resource, origin, sender);
-            }
-        });
     }
 
     fn put(&self, resource: String, origin: Origin, sender: Sender) {
@@ -165,6 +166,43 @@ impl Pool {
     pub fn idle(&self, resource: &str) -> usize {
         let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.get(resource).map_or(0, |s| s.idle.len())
+    }
+}
+
+/// A backend connection lent to one request until its response has been read. Dropped
+/// without being released, the connection closes.
+pub struct Lease {
+    pool: Arc<Pool>,
+    resource: String,
+    origin: Origin,
+    sender: Sender,
+}
+
+impl Lease {
+    /// The response's body has been read to the end: the connection goes back to the
+    /// pool now if hyper already says it is ready, else once it does.
+    pub fn release(self) {
+        if self.sender.is_ready() {
+            if self.pool.max_idle > 0 {
+                self.pool.put(self.resource, self.origin, self.sender);
+            }
+        } else {
+            self.release_when_ready();
+        }
+    }
+
+    /// Once the response has been read to the end (by whoever reads it), the connection
+    /// waits in the pool (unless the pool is full or the connection ended).
+    pub fn release_when_ready(self) {
+        let Lease { pool, resource, origin, mut sender } = self;
+        if pool.max_idle == 0 {
+            return;
+        }
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() {
+                pool.put(resource, origin, sender);
+            }
+        });
     }
 }
 

@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use pgwire::messages::PgWireBackendMessage as B;
 use pgwire::messages::PgWireFrontendMessage as F;
@@ -55,9 +55,6 @@ use client::PgClient;
 /// What the backend runs to fail its open transaction when we refuse a statement in it
 /// (`fail_open_transaction`); its error goes to the server log, not to the client.
 const FAIL_TRANSACTION: &str = "DO $portcullis$ BEGIN RAISE EXCEPTION 'a statement in this transaction was refused by Portcullis'; END $portcullis$";
-
-/// How long a result record waits for the session's next statement to ride along with.
-const RESULT_FLUSH_AFTER: Duration = Duration::from_millis(20);
 
 /// What a session borrows from its door.
 pub(crate) struct SessionDeps<'d, S: Store> {
@@ -251,7 +248,15 @@ pub(crate) async fn run<S: Store>(
     };
 
     // --- the session opens in the index before the client may do anything.
-    let opening = Opening { identity, resource, protocol: Protocol::Postgres, client_addr: peer.to_string() };
+    // Not `flushes_when_idle`: the door flushes while it waits for the client, not while
+    // a statement runs, and a statement may run for hours.
+    let opening = Opening {
+        identity,
+        resource,
+        protocol: Protocol::Postgres,
+        client_addr: peer.to_string(),
+        flushes_when_idle: false,
+    };
     let gate = match deps.gate.open(opening, slot).await {
         Ok(g) => g,
         Err(e) => {
@@ -329,7 +334,7 @@ impl<S: Store> Session<'_, S> {
     async fn serve(&mut self, stop: CancellationToken) -> Result<()> {
         let idle_limit = self.deps.settings.idle_in_transaction;
         loop {
-            let idle_flush = tokio::time::sleep(RESULT_FLUSH_AFTER);
+            let idle_flush = tokio::time::sleep(crate::gate::RESULT_FLUSH_AFTER);
             let in_transaction = self.tx_status != TransactionStatus::Idle && self.batch.is_empty();
             let idle_too_long = tokio::time::sleep(idle_limit);
             let msg = tokio::select! {

@@ -64,6 +64,8 @@ impl<S: Store> Shared<S> {
                     resource: self.login.resource.clone(),
                     protocol: Protocol::Ssh,
                     client_addr: self.peer.to_string(),
+                    // A command may run for hours: its record must not wait for the next.
+                    flushes_when_idle: false,
                 };
                 let session = self.door.gate.open(opening, slot).await.map_err(|e| {
                     Error::Refused(format!("the session could not be recorded, so it may not start: {e}"))

@@ -152,8 +152,8 @@ impl Store for MemoryStore {
         Ok(self.state().resources.get(name).cloned())
     }
 
-    fn policies(&self) -> Result<Vec<Policy>> {
-        Ok(self.state().policies.clone())
+    fn policies(&self) -> Result<Arc<Vec<Policy>>> {
+        Ok(Arc::new(self.state().policies.clone()))
     }
 
     /// Test secrets are not sealed: the "ciphertext" is the secret.
