@@ -25,7 +25,7 @@ pub struct NodeStore {
 struct ConfigCache {
     generation: Option<u64>,
     policies: Option<Arc<Vec<Policy>>>,
-    resources: std::collections::HashMap<String, Option<Resource>>,
+    resources: std::collections::HashMap<String, Option<Arc<Resource>>>,
 }
 
 /// More resource names than this cached (names that do not exist count too): start over.
@@ -72,13 +72,13 @@ impl Store for NodeStore {
         self.node.serving()
     }
 
-    fn resource(&self, name: &str) -> Result<Option<Resource>, ProxyError> {
+    fn resource(&self, name: &str) -> Result<Option<Arc<Resource>>, ProxyError> {
         let (generation, cache) = self.config_cache();
         if let Some(found) = cache.resources.get(name) {
             return Ok(found.clone());
         }
         drop(cache);
-        let found = self.node.view().resource(name).map_err(map)?;
+        let found = self.node.view().resource(name).map_err(map)?.map(Arc::new);
         let mut cache = self.config.lock().unwrap_or_else(|p| p.into_inner());
         if cache.generation == Some(generation) {
             if cache.resources.len() >= MAX_CACHED_RESOURCES {

@@ -28,7 +28,8 @@ pub trait Store: Send + Sync + 'static {
     /// Changes of the serving state, for waits that must end when the lease is lost.
     fn serving(&self) -> watch::Receiver<bool>;
 
-    fn resource(&self, name: &str) -> Result<Option<Resource>>;
+    /// The resource named `name`; shared, as the store may keep it while it is unchanged.
+    fn resource(&self, name: &str) -> Result<Option<Arc<Resource>>>;
 
     /// The stored policies. A store may hand out the same `Arc` while they are
     /// unchanged (the gate then skips even comparing them).

@@ -1,7 +1,6 @@
 //! One request through the gate's phases: authenticate, classify, decide, hold, audit,
 //! relay, mask, record.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -47,8 +46,9 @@ pub struct Connection<S: Store> {
     pub recorded: Arc<tokio::sync::Notify>,
 }
 
-/// By identity (subject) and resource.
-type Sessions<S> = HashMap<(String, String), Arc<GateSession<S>>>;
+/// By identity (subject) and resource; a connection has one or a few, found without
+/// forming a key.
+type Sessions<S> = Vec<((String, String), Arc<GateSession<S>>)>;
 
 impl<S: Store> Connection<S> {
     pub fn new(door: Arc<HttpDoor<S>>, peer: SocketAddr) -> Self {
@@ -65,15 +65,16 @@ impl<S: Store> Connection<S> {
 
     /// The sessions open on this connection now.
     pub async fn sessions_now(&self) -> Vec<Arc<GateSession<S>>> {
-        self.sessions.lock().await.values().cloned().collect()
+        self.sessions.lock().await.iter().map(|(_, s)| s.clone()).collect()
     }
 
     async fn session(&self, identity: &Identity, resource: &Resource) -> crate::error::Result<Arc<GateSession<S>>> {
-        let key = (identity.subject.clone(), resource.name.clone());
         let mut sessions = self.sessions.lock().await;
-        if let Some(s) = sessions.get(&key) {
+        let found = sessions.iter().find(|((who, what), _)| *who == identity.subject && *what == resource.name);
+        if let Some((_, s)) = found {
             return Ok(s.clone());
         }
+        let key = (identity.subject.clone(), resource.name.clone());
         let slot = self.door.gate.reserve(&identity.subject)?;
         let opening = crate::gate::Opening {
             identity: identity.clone(),
@@ -85,7 +86,7 @@ impl<S: Store> Connection<S> {
             flushes_when_idle: true,
         };
         let session = Arc::new(self.door.gate.open(opening, slot).await?);
-        sessions.insert(key, session.clone());
+        sessions.push((key, session.clone()));
         Ok(session)
     }
 
@@ -98,7 +99,7 @@ impl<S: Store> Connection<S> {
             tracing::warn!(peer = %self.peer, "http responses still streaming after the connection ended; stopping them");
             relays.shutdown().await;
         }
-        let sessions: Vec<_> = self.sessions.lock().await.drain().map(|(_, s)| s).collect();
+        let sessions: Vec<_> = self.sessions.lock().await.drain(..).map(|(_, s)| s).collect();
         for session in sessions {
             match Arc::into_inner(session) {
                 Some(s) => s.close(SessionStatus::Closed).await,
@@ -316,7 +317,7 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
     };
     // --- a WebSocket upgrade: decided at the upgrade, then a tunnel (websocket.rs)
     if websocket::is_upgrade(&req) {
-        return websocket::handle(&conn, session, resource, under, req).await;
+        return websocket::handle(&conn, session, Arc::unwrap_or_clone(resource), under, req).await;
     }
     // --- the body, bounded
     let (parts, body) = req.into_parts();

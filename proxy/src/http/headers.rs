@@ -18,6 +18,10 @@ const HOP_BY_HOP: &[&str] = &[
 
 /// Remove hop-by-hop headers, and every header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names before any removal.
+    if !headers.keys().any(|name| is_hop_by_hop(name.as_str())) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -33,20 +37,30 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// What the backend gets: the client's headers without hop-by-hop ones, its
-/// `Authorization` and cookies for the gateway, with `Host` set to the backend and the
+fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.contains(&name)
+}
+
+/// What the backend gets: the client's headers without hop-by-hop ones and without its
+/// `Authorization` (the gateway's), with `Host` set to the backend and the
 /// `X-Forwarded-*` headers saying who asked.
 pub fn for_backend(client: &HeaderMap, backend_host: &str, client_addr: &str, client_host: Option<&str>) -> HeaderMap {
-    let mut headers = client.clone();
-    strip_hop_by_hop(&mut headers);
-    headers.remove(header::AUTHORIZATION);
-    // The gateway's own: which approval a repeated request uses.
-    headers.remove(super::deferred::APPROVAL_HEADER);
-    headers.remove(header::HOST);
-    headers.remove(header::CONTENT_LENGTH);
-    // Whatever the client claims about itself is replaced, never appended to.
-    for name in ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-real-ip"] {
-        headers.remove(name);
+    // Headers the `Connection` header names are hop-by-hop too.
+    let named: Vec<&str> = client
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut headers = HeaderMap::with_capacity(client.len() + 4);
+    for (name, value) in client {
+        let n = name.as_str();
+        let dropped =
+            is_hop_by_hop(n) || NOT_FOR_BACKEND.contains(&n) || named.iter().any(|c| c.eq_ignore_ascii_case(n));
+        if !dropped {
+            headers.append(name.clone(), value.clone());
+        }
     }
     let mut set = |name: &'static str, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
@@ -61,6 +75,22 @@ pub fn for_backend(client: &HeaderMap, backend_host: &str, client_addr: &str, cl
     }
     headers
 }
+
+/// Client headers the backend never gets (besides hop-by-hop ones): the client's
+/// credential (the gateway's), which approval a repeated request uses (the gateway's
+/// own), `Host` and `Content-Length` (set for the backend), and whatever the client
+/// claims about itself (replaced, never appended to).
+const NOT_FOR_BACKEND: &[&str] = &[
+    "authorization",
+    super::deferred::APPROVAL_HEADER,
+    "host",
+    "content-length",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "x-real-ip",
+];
 
 /// Why a request's framing is ambiguous (a smuggling attempt or a broken client), if it
 /// is: both `Content-Length` and `Transfer-Encoding`, several `Content-Length` values,
@@ -138,7 +168,9 @@ pub fn for_record(headers: &HeaderMap, masks: &crate::mask::MaskPlan, secrets: &
         } else {
             let mut text = String::from_utf8_lossy(value.as_bytes()).into_owned();
             for secret in secrets.iter().filter(|s| s.len() >= 4) {
-                text = text.replace(secret.as_str(), "***");
+                if text.contains(secret.as_str()) {
+                    text = text.replace(secret.as_str(), "***");
+                }
             }
             masks.detect(&text).unwrap_or(text)
         };
@@ -180,9 +212,13 @@ mod tests {
             ("x-secret-hop", "1"),
             ("x-forwarded-for", "6.6.6.6"),
             ("accept", "application/json"),
+            ("accept", "text/plain"),
+            ("portcullis-approval", "a1"),
             ("host", "gateway"),
         ]);
         let h = for_backend(&client, "api.internal:8080", "10.0.0.9", Some("gateway"));
+        assert_eq!(h.get_all("accept").iter().count(), 2, "repeated headers all pass");
+        assert!(h.get("portcullis-approval").is_none());
         assert!(h.get("authorization").is_none() && h.get("x-secret-hop").is_none() && h.get("connection").is_none());
         assert_eq!(h.get("x-forwarded-for").unwrap(), "10.0.0.9");
         assert_eq!(h.get("host").unwrap(), "api.internal:8080");

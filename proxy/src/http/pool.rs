@@ -155,10 +155,10 @@ impl Pool {
             // connections go.
             *slot = Slot { origin, idle: Vec::new() };
         }
-        let timeout = self.idle_timeout;
-        slot.idle.retain(|i| i.since.elapsed() < timeout && !i.sender.is_closed());
+        let (timeout, now) = (self.idle_timeout, Instant::now());
+        slot.idle.retain(|i| now.duration_since(i.since) < timeout && !i.sender.is_closed());
         if slot.idle.len() < self.max_idle {
-            slot.idle.push(Idle { sender, since: Instant::now() });
+            slot.idle.push(Idle { sender, since: now });
         }
     }
 

@@ -139,7 +139,7 @@ pub async fn admit<S: Store>(
         return Ok(Admission::Closed);
     }
     let resource = match store.resource(&resource_name)? {
-        Some(r) if r.protocol == ResourceProtocol::Postgres => r,
+        Some(r) if r.protocol == ResourceProtocol::Postgres => std::sync::Arc::unwrap_or_clone(r),
         _ => {
             client
                 .send(reply::fatal(reply::UNKNOWN_DATABASE, &format!("no Postgres resource named {resource_name}")))

@@ -33,7 +33,7 @@ pub fn parse_login_name(name: &str) -> (Option<&str>, &str) {
 pub fn resolve<S: Store>(store: &S, name: &str, identity: Identity) -> Result<Login> {
     let (user, resource_name) = parse_login_name(name);
     let resource = match store.resource(resource_name)? {
-        Some(r) if r.protocol == Protocol::Ssh => r,
+        Some(r) if r.protocol == Protocol::Ssh => std::sync::Arc::unwrap_or_clone(r),
         _ => return Err(Error::Refused(format!("no SSH resource named {resource_name}"))),
     };
     let group_login =

@@ -148,8 +148,8 @@ impl Store for MemoryStore {
         self.serving.subscribe()
     }
 
-    fn resource(&self, name: &str) -> Result<Option<Resource>> {
-        Ok(self.state().resources.get(name).cloned())
+    fn resource(&self, name: &str) -> Result<Option<Arc<Resource>>> {
+        Ok(self.state().resources.get(name).cloned().map(Arc::new))
     }
 
     fn policies(&self) -> Result<Arc<Vec<Policy>>> {
