@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo build --release -p portcullis -p portcullis-benches
-//! ./target/release/http_door [--seconds 5] [--clients 32] [--nodes 1] [--only direct,haproxy,fast,strict]
+//! ./target/release/http_door [--seconds 5] [--clients 32] [--nodes 1] [--only direct,haproxy,fast,strict] [--plain-haproxy]
 //! ```
 //!
 //! One run on loopback: a playground (`portcullis dev --http --detach`, binary from
@@ -12,8 +12,10 @@
 //! strict) is the playground's own demo API, plus `demo-api-fast` (the same API, audit
 //! fast), with a policy that allows GET on both and masks nothing. HAProxy
 //! (`haproxy` on PATH or in /usr/sbin; HTTP mode, TLS terminated with the playground's
-//! node certificate, keep-alive to the API, the API's key injected like the gateway
-//! does) listens on a random port, its config in the playground's temp dir.
+//! node certificate, keep-alive to the API, the API's key injected and the
+//! `X-Forwarded-For/Proto/Host` headers set like the gateway does; `--plain-haproxy`
+//! leaves those headers out) listens on a random port, its config in the playground's
+//! temp dir.
 //!
 //! The load generator is in this process (`portcullis_benches::http_load`, hyper's
 //! HTTP/1.1 client): `--clients` keep-alive connections each sending `GET /orders/1`
@@ -51,10 +53,13 @@ struct Args {
     nodes: u64,
     /// Which targets to measure (all by default; the ratios need all four).
     only: Vec<String>,
+    /// HAProxy without the `X-Forwarded-*` headers (the peer as measured before
+    /// 2026-12-07: less work for HAProxy and for the API behind it).
+    plain_haproxy: bool,
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { seconds: 5, clients: 32, nodes: 1, only: Vec::new() };
+    let mut a = Args { seconds: 5, clients: 32, nodes: 1, only: Vec::new(), plain_haproxy: false };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
@@ -64,8 +69,13 @@ fn parse_args() -> Args {
             "--clients" => a.clients = value.parse().expect("--clients N"),
             "--nodes" => a.nodes = value.parse().expect("--nodes N"),
             "--only" => a.only = value.split(',').map(|t| t.trim().to_string()).collect(),
+            "--plain-haproxy" => {
+                a.plain_haproxy = true;
+                i += 1;
+                continue;
+            }
             other => panic!(
-                "unknown argument {other:?}; usage: http_door [--seconds N] [--clients N] [--nodes N] [--only direct,haproxy,fast,strict]"
+                "unknown argument {other:?}; usage: http_door [--seconds N] [--clients N] [--nodes N] [--only direct,haproxy,fast,strict] [--plain-haproxy]"
             ),
         }
         i += 2;
@@ -141,7 +151,7 @@ fn text(o: &std::process::Output) -> String {
 /// client's `Authorization` replaced by the API's key (as the gateway injects it), and
 /// the `X-Forwarded-For/Proto/Host` headers the gateway sets (the API logs every header
 /// it gets, so a peer sending fewer would make the API's side cheaper, not the proxy).
-fn start_haproxy(dir: &Path, api: &str, key: &str, guard: &mut Guard) -> SocketAddr {
+fn start_haproxy(dir: &Path, api: &str, key: &str, plain: bool, guard: &mut Guard) -> SocketAddr {
     let port = free_port();
     let pem = [std::fs::read(dir.join("node1.pem")).unwrap(), std::fs::read(dir.join("node1.key")).unwrap()].concat();
     std::fs::write(dir.join("haproxy-bench.pem"), pem).unwrap();
@@ -157,14 +167,18 @@ fn start_haproxy(dir: &Path, api: &str, key: &str, guard: &mut Guard) -> SocketA
          frontend bench\n\
          \x20   bind 127.0.0.1:{port} ssl crt {dir}/haproxy-bench.pem alpn http/1.1\n\
          \x20   http-request set-header Authorization \"Bearer {key}\"\n\
-         \x20   option forwardfor\n\
-         \x20   http-request set-header X-Forwarded-Proto https\n\
-         \x20   http-request set-header X-Forwarded-Host %[req.hdr(host)]\n\
+         {forwarded}\
          \x20   default_backend api\n\
          backend api\n\
          \x20   http-reuse always\n\
          \x20   server api {api}\n",
         dir = dir.display(),
+        forwarded = if plain {
+            ""
+        } else {
+            "    option forwardfor\n    http-request set-header X-Forwarded-Proto https\n    \
+             http-request set-header X-Forwarded-Host %[req.hdr(host)]\n"
+        },
     );
     let path = dir.join("haproxy-bench.cfg");
     std::fs::write(&path, config).unwrap();
@@ -301,7 +315,7 @@ async fn main() {
     cli(&["policy", "delete", "demo-api"]);
     cli(&["policy", "apply", "-f", policy.to_str().unwrap()]);
 
-    let haproxy = start_haproxy(&dir, &api, &key, &mut guard);
+    let haproxy = start_haproxy(&dir, &api, &key, args.plain_haproxy, &mut guard);
     let haproxy_pid = guard.haproxy.as_ref().unwrap().id();
 
     // --- the targets
