@@ -676,3 +676,68 @@ fn an_auditor_finds_a_session_reads_its_decisions_exports_it_and_gets_its_termin
         assert!(page.contains("needs the admin or auditor role") && page.contains("auditor"), "{page}");
     }
 }
+
+#[test]
+fn an_http_session_page_tells_each_request_with_its_headers_and_masked_response() {
+    // alice, on one connection to the HTTP door: GET /profile (allowed; its email, API
+    // token and JWT masked), then DELETE /orders/3 (denied by the demo policy).
+    let c = Cluster::start_with_http(1);
+    c.wait_all_serving(&[1], READY);
+    let alice = c.engineer_token();
+    let header = c.path().join("auth-console-http.header");
+    std::fs::write(&header, format!("Authorization: Bearer {alice}\n")).unwrap();
+    let ca = c.path().join("ca.pem");
+    let url = |path: &str| format!("https://{}{path}", c.http_addr(1));
+    let o = std::process::Command::new("curl")
+        .args(["-sS", "--http1.1", "-o", "/dev/null", "-w", "%{http_code}\n", "--cacert"])
+        .arg(&ca)
+        .arg("-H")
+        .arg(format!("@{}", header.display()))
+        .arg(url("/r/demo-api/profile"))
+        .args(["--next", "-sS", "--http1.1", "-o", "/dev/null", "-w", "%{http_code}\n", "-X", "DELETE", "--cacert"])
+        .arg(&ca)
+        .arg("-H")
+        .arg(format!("@{}", header.display()))
+        .arg(url("/r/demo-api/orders/3"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "200\n403\n", "{}", err(&o));
+
+    // dana (auditor) finds the session and reads it.
+    let dana = Browser::sign_in(&c, 1, "dana", "auditor");
+    let (status, page) = dana.page("/sessions?identity=alice&door=http");
+    assert_eq!(status, 200, "{page}");
+    let id = first_session(&page).expect("alice's HTTP session listed");
+    let page = wait_for("the request, its response and the refusal", READY, || {
+        let (status, page) = dana.page(&format!("/sessions/{id}"));
+        assert_eq!(status, 200, "{page}");
+        (page.contains("<dt>Result</dt>") && page.contains("DELETE /orders/3")).then_some(page)
+    });
+    let unit = |marker: &str| {
+        let at = page.find(marker).unwrap_or_else(|| panic!("{marker} missing: {page}"));
+        let start = page[..at].rfind("<li").unwrap();
+        page[start..start + page[start..].find("</li>").unwrap()].to_string()
+    };
+    let get = unit("GET /profile");
+    assert!(get.contains("decision-allow"), "{get}");
+    assert!(get.contains("Request headers (masked)") && get.contains("authorization: ***"), "{get}");
+    assert!(get.contains("Response headers (masked)") && get.contains("content-type: application/json"), "{get}");
+    assert!(get.contains("<code>200</code>"), "the status is the result: {get}");
+    assert!(get.contains("Output (masked preview)") && get.contains("***"), "{get}");
+    let delete = unit("DELETE /orders/3");
+    assert!(delete.contains("decision-refused") && delete.contains("never allowed"), "{delete}");
+    assert!(!delete.contains("<dt>Result</dt>"), "a refused request has no response: {delete}");
+    // No credential on the page: neither alice's token nor the key the gateway injected.
+    assert!(!page.contains(&alice) && !page.contains(&c.api_key()), "a credential on the session page");
+    let o = c.cli_ok(1, &["sessions", "show", &id, "--json"]);
+    let shown: serde_json::Value = serde_json::from_str(&o).unwrap();
+    let preview = shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "result")
+        .map(|e| e["detail"]["output"]["preview"].as_str().unwrap().to_string())
+        .unwrap();
+    let raw_email = preview.split('"').find(|s| s.contains('@') && !s.contains("***"));
+    assert!(raw_email.is_none(), "an unmasked email in the recorded preview: {preview}");
+}
