@@ -291,6 +291,8 @@ pub struct RaftTuning {
     pub election_min_ms: u64,
     pub election_max_ms: u64,
     pub write_deadline_ms: u64,
+    /// Build a snapshot after this many entries; never sooner after the last build than
+    /// five times what it took (a snapshot copies the whole state, audit included).
     pub snapshot_after_entries: u64,
     /// Closed sessions (with their events) and decided approvals older than this many
     /// days are pruned; 0 keeps them forever.

@@ -35,6 +35,7 @@ pub mod network;
 pub mod node;
 mod node_core;
 pub mod notify;
+mod snapshot_pacing;
 pub mod store;
 mod sweep;
 

@@ -66,7 +66,8 @@ pub struct NodeSettings {
     pub tls: TlsMaterial,
     pub data_key: DataKey,
     pub timing: Timing,
-    /// Build a snapshot (and purge the log behind it) after this many entries.
+    /// Build a snapshot (and purge the log behind it) after this many entries, paced
+    /// by how long the last build took (`snapshot_pacing`).
     pub snapshot_after_entries: u64,
     /// Drop closed sessions older than this (None: keep forever).
     pub retention: Option<Duration>,
@@ -133,7 +134,9 @@ impl ClusterNode {
             election_timeout_min: election_ms(t.election_min),
             election_timeout_max: election_ms(t.election_max),
             install_snapshot_timeout: 10_000,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_after_entries),
+            // Snapshots are triggered by `snapshot_pacing`: after as many entries, paced
+            // by how long the last build took.
+            snapshot_policy: SnapshotPolicy::Never,
             // Keep some log behind a snapshot so briefly lagging followers need no snapshot.
             max_in_snapshot_log_to_keep: (settings.snapshot_after_entries / 2).clamp(1, 1000),
             snapshot_max_chunk_size: 4 * 1024 * 1024,
@@ -186,6 +189,7 @@ impl ClusterNode {
         Lease::spawn(core.clone(), serving_tx, shutdown.clone());
         crate::election::spawn(core.clone(), shutdown.clone());
         spawn_metrics(core.clone(), shutdown.clone());
+        crate::snapshot_pacing::spawn(core.clone(), shutdown.clone());
         crate::sweep::spawn(core.clone(), shutdown.clone());
         if let Some(retention) = core.settings.retention {
             spawn_retention(core.clone(), retention, shutdown.clone());
