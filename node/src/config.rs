@@ -125,7 +125,8 @@ pub struct DoorLimits {
     /// response masked whole (larger ones line by line); bytes of bodies kept (masked)
     /// in records; seconds to connect to the backend; a WebSocket frame's and message's
     /// bytes (past either the connection is closed), and a backend's WebSocket message
-    /// masked on the wire (kept whole up to this; past it the connection is closed).
+    /// masked on the wire (kept whole up to this; past it the connection is closed);
+    /// seconds a WebSocket may stay silent both ways before it is closed (0: never).
     pub http_max_connections: usize,
     pub http_header_timeout_secs: u64,
     pub http_body_timeout_secs: u64,
@@ -139,6 +140,7 @@ pub struct DoorLimits {
     pub http_max_websocket_frame_bytes: u64,
     pub http_max_websocket_message_bytes: u64,
     pub http_max_masked_websocket_message_bytes: u64,
+    pub http_websocket_idle_secs: u64,
 }
 
 impl Default for DoorLimits {
@@ -171,6 +173,7 @@ impl Default for DoorLimits {
             http_max_websocket_frame_bytes: http.max_websocket_frame_bytes,
             http_max_websocket_message_bytes: http.max_websocket_message_bytes,
             http_max_masked_websocket_message_bytes: http.max_masked_websocket_message_bytes,
+            http_websocket_idle_secs: http.websocket_idle_timeout.as_secs(),
         }
     }
 }
@@ -221,6 +224,7 @@ impl DoorLimits {
             max_websocket_frame_bytes: self.http_max_websocket_frame_bytes,
             max_websocket_message_bytes: self.http_max_websocket_message_bytes,
             max_masked_websocket_message_bytes: self.http_max_masked_websocket_message_bytes,
+            websocket_idle_timeout: Duration::from_secs(self.http_websocket_idle_secs),
             base_domain: (!base.is_empty()).then(|| base.to_ascii_lowercase()),
             // The backend pool keeps its defaults (BENCHMARKS.md measured them).
             ..Default::default()

@@ -22,6 +22,7 @@ import socket
 import ssl
 import struct
 import sys
+import time
 
 host, port, ca, path, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 messages = sys.argv[6:]
@@ -158,6 +159,20 @@ with socket.create_connection((host, port), timeout=20) as raw:
         elif mode == "badutf8":
             tls.sendall(frame(1, b"bad \xff\xfe"))
             read_close(reader, out)
+        elif mode == "idle":
+            # One message and its echo, then silence: the gateway's idle limit closes it.
+            tls.sendall(frame(1, messages[0].encode()))
+            got = b""
+            while True:
+                fin, opcode, payload = reader.frame()
+                if opcode in (0, 1):
+                    got += payload
+                    if fin:
+                        break
+            out["echoes"] = [got.decode()]
+            started = time.monotonic()
+            read_close(reader, out)
+            out["silent_secs"] = round(time.monotonic() - started, 1)
         elif mode == "unmasked":
             tls.sendall(frame(1, b"hello unmasked", mask=False))
             read_close(reader, out)

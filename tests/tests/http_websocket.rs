@@ -251,3 +251,28 @@ fn a_reviewed_upgrade_waits_for_its_approval_before_reaching_the_backend() {
     assert_eq!(out["echoes"], serde_json::json!(["after approval"]), "{out}");
     assert_eq!(upgrades(&c, "/ws/echo").len(), 1);
 }
+
+#[test]
+fn a_websocket_silent_past_the_idle_limit_is_closed_by_the_gateway_and_recorded() {
+    let mut c = Cluster::start_with_http(1);
+    let token = c.engineer_token();
+    c.edit_config(1, |t| {
+        let limits = t.get_mut("limits").and_then(|l| l.as_table_mut()).unwrap();
+        assert_eq!(limits["http_websocket_idle_secs"].as_integer(), Some(3600), "the default");
+        limits.insert("http_websocket_idle_secs".into(), 2.into());
+    });
+    c.kill9(1);
+    c.restart(1);
+    wait_for("node 1 to serve again", Duration::from_secs(30), || (c.readyz(1) == Some(200)).then_some(()));
+    let out = ws(&c, &token, "/r/demo-api/ws/echo", "idle", &["still there?"]);
+    assert_eq!(out["status"], 101, "{out}");
+    assert_eq!(out["echoes"], serde_json::json!(["still there?"]), "it worked until it went quiet: {out}");
+    assert_eq!(out["close"][0], 1001, "the gateway said it goes away: {out}");
+    let silent = out["silent_secs"].as_f64().unwrap();
+    assert!((1.5..10.0).contains(&silent), "closed after about 2 s of silence, not {silent}: {out}");
+    let records = closed_records(&c);
+    let ws = websocket_records(&records);
+    let d = ws.iter().find(|d| d["event"] == "closed").unwrap();
+    assert_eq!(d["ended_by"], "gateway", "{d}");
+    assert!(d["error"].as_str().unwrap().contains("idle limit"), "{d}");
+}

@@ -25,7 +25,8 @@ pub struct HttpSettings {
     pub max_masked_json_bytes: usize,
     /// Bytes of request and response bodies kept (masked) in the records.
     pub preview_bytes: usize,
-    /// Connecting to the backend.
+    /// Connecting to the backend, and reading a small response of declared length
+    /// (read whole before it is sent).
     pub upstream_timeout: Duration,
     /// WebSocket frames and messages (fragments in all) larger than these close the
     /// connection (Close 1009), recorded; a frame is refused from its header.
@@ -35,6 +36,9 @@ pub struct HttpSettings {
     /// detectors, or the resource a credential) is kept whole up to this; a larger one
     /// closes the connection (Close 1009), recorded, and is not sent.
     pub max_masked_websocket_message_bytes: u64,
+    /// A WebSocket with no bytes either way for this long is closed by the gateway
+    /// (Close 1001), recorded; zero: never.
+    pub websocket_idle_timeout: Duration,
     /// With a base domain `gw.example`, `Host: <resource>.gw.example` also names the
     /// resource (the path is then relayed as it is); `None`: only `/r/<resource>/`.
     pub base_domain: Option<String>,
@@ -60,6 +64,7 @@ impl Default for HttpSettings {
             max_websocket_frame_bytes: 16 << 20,
             max_websocket_message_bytes: 64 << 20,
             max_masked_websocket_message_bytes: 1 << 20,
+            websocket_idle_timeout: Duration::from_secs(3600),
             base_domain: None,
             upstream_max_idle: 64,
             upstream_idle_timeout: Duration::from_secs(30),

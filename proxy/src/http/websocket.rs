@@ -246,6 +246,7 @@ pub async fn handle<S: Store>(
         max_frame: settings.max_websocket_frame_bytes,
         max_message: settings.max_websocket_message_bytes,
         max_masked_message: settings.max_masked_websocket_message_bytes,
+        idle: settings.websocket_idle_timeout,
         preview_max: settings.preview_bytes,
         serving: store.serving(),
         stop: conn.websockets.stop.clone(),

@@ -8,11 +8,11 @@
 //!
 //! The tunnel ends when both sides have closed, or the gateway cuts it: a frame the
 //! reader refuses (the chunk holding it is not forwarded: fail closed), the node losing
-//! its lease, or the node shutting down. A cut sends the client a Close frame (1002,
+//! its lease, no bytes either way for the idle limit, or the node shutting down. A cut sends the client a Close frame (1002,
 //! 1009, 1001) when its stream is between frames, then closes both connections.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
@@ -36,6 +36,8 @@ pub struct Tunnel<S: Store> {
     pub max_message: u64,
     /// A backend message masked on the wire is kept whole up to this (Close 1009 past it).
     pub max_masked_message: u64,
+    /// No bytes either way for this long: the gateway closes it (zero: never).
+    pub idle: Duration,
     pub preview_max: usize,
     pub serving: tokio::sync::watch::Receiver<bool>,
     pub stop: CancellationToken,
@@ -92,6 +94,23 @@ type Io = TokioIo<Upgraded>;
 /// Bytes of a text message read past the preview, for the detectors (see [`Tunnel::run`]).
 const PREVIEW_SLACK: usize = 256;
 
+/// When bytes last came from either side.
+struct Activity {
+    started: Instant,
+    /// Milliseconds after `started`.
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last.store(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.started.elapsed().saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed)))
+    }
+}
+
 /// Why a direction stopped.
 enum Ended {
     /// Its source closed (EOF or a read error).
@@ -120,16 +139,38 @@ impl<S: Store> Tunnel<S> {
         // Set while bytes are being written to a side: a direction cut then (its future
         // dropped) may have left a frame half written, and no Close may follow it.
         let (to_backend_writing, to_client_writing) = (AtomicBool::new(false), AtomicBool::new(false));
+        let activity = Activity { started, last: AtomicU64::new(0) };
         let (ended_by, error, close_code) = {
-            let upload =
-                self.direction(&mut client_r, &mut backend_w, &mut to_backend, &mut up, false, &to_backend_writing);
-            let download =
-                self.direction(&mut backend_r, &mut client_w, &mut to_client, &mut down, reframe, &to_client_writing);
+            let upload = self.direction(
+                &mut client_r,
+                &mut backend_w,
+                &mut to_backend,
+                &mut up,
+                false,
+                (&to_backend_writing, &activity),
+            );
+            let download = self.direction(
+                &mut backend_r,
+                &mut client_w,
+                &mut to_client,
+                &mut down,
+                reframe,
+                (&to_client_writing, &activity),
+            );
             tokio::pin!(upload, download);
             let (mut up_done, mut down_done) = (false, false);
             let mut serving = self.serving.clone();
+            // Looked at a few times per idle limit (a zero limit never fires).
+            let check = if self.idle.is_zero() { Duration::from_secs(3600) } else { self.idle / 4 };
+            let mut idle_check = tokio::time::interval(check.max(Duration::from_millis(100)));
             loop {
                 tokio::select! {
+                    _ = idle_check.tick(), if !self.idle.is_zero() => {
+                        if activity.idle_for() >= self.idle {
+                            let why = format!("no bytes either way for {} s (the gateway's idle limit)", self.idle.as_secs());
+                            break ("gateway", Some(why), Some(1001));
+                        }
+                    }
                     ended = &mut upload, if !up_done => match ended {
                         Ended::Eof if down_done => break ("backend", None, None),
                         Ended::Eof => up_done = true,
@@ -183,7 +224,7 @@ impl<S: Store> Tunnel<S> {
         frames: &mut Frames,
         totals: &mut Totals,
         reframe: bool,
-        writing: &AtomicBool,
+        (writing, activity): (&AtomicBool, &Activity),
     ) -> Ended {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
@@ -194,6 +235,7 @@ impl<S: Store> Tunnel<S> {
                 }
                 Ok(n) => n,
             };
+            activity.touch();
             let chunk = buf.get(..n).unwrap_or_default();
             let events = match frames.feed(chunk) {
                 Ok(events) => events,
