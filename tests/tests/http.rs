@@ -618,3 +618,41 @@ fn small_responses_keep_a_true_length_and_fast_mode_records_every_request_once_q
         assert_eq!(pair[1]["detail"]["tags"][0], "200", "{}", pair[1]);
     }
 }
+
+#[test]
+fn an_unreachable_backend_gets_502_naming_it_and_the_attempt_is_on_record() {
+    let c = Cluster::start_with_http(1);
+    let token = c.engineer_token();
+    // A port nothing listens on (bound, then let go).
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let resource = c.path().join("dead-api.yaml");
+    std::fs::write(&resource, format!("name: dead-api\nprotocol: http\naddress: http://{dead}\naudit: strict\n"))
+        .unwrap();
+    c.cli_ok(1, &["resource", "apply", "-f", resource.to_str().unwrap()]);
+    let policy = c.path().join("dead-policy.yaml");
+    std::fs::write(
+        &policy,
+        "name: dead\nrules:\n  - match: { groups: [engineers], resources: [dead-api], kinds: [get] }\n    action: allow\n",
+    )
+    .unwrap();
+    c.cli_ok(1, &["policy", "apply", "-f", policy.to_str().unwrap()]);
+    let (status, body) = curl(&c, 1, &token, &[], "/r/dead-api/orders");
+    assert_eq!(status, 502, "{body}");
+    let problem: Value = serde_json::from_str(&body).unwrap();
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("could not be reached") && detail.contains(&dead.to_string()), "{problem}");
+    // The request and its failure are on record (the result once the connection is quiet).
+    let result = wait_for("the 502 on record", READY, || {
+        let export = c.cli_ok(1, &["sessions", "export", "--json", "--resource", "dead-api"]);
+        let events: Vec<Value> = export
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .flat_map(|l| serde_json::from_str::<Value>(l).unwrap()["events"].as_array().cloned().unwrap_or_default())
+            .collect();
+        let statement = events.iter().any(|e| e["kind"] == "statement" && e["detail"]["request"] == "GET /orders");
+        let result = events.iter().find(|e| e["kind"] == "result").cloned();
+        result.filter(|_| statement)
+    });
+    assert_eq!(result["detail"]["tags"][0], "502", "{result}");
+    assert!(result["detail"]["error"].as_str().unwrap().contains(&dead.to_string()), "{result}");
+}

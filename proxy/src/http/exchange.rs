@@ -449,6 +449,7 @@ pub async fn handle<S: Store>(conn: Arc<Connection<S>>, req: Request<Incoming>) 
                     ..ResultRecord::default()
                 })
                 .await;
+            conn.recorded.notify_one();
             return problem(StatusCode::BAD_GATEWAY, &format!("the backend could not be reached: {e}"), None);
         }
     };
