@@ -259,6 +259,7 @@ pub fn session_filter_from_proto(f: &proto::SessionFilter) -> model::SessionFilt
         identity: f.identity.clone().filter(|s| !s.is_empty()),
         resource: f.resource.clone().filter(|s| !s.is_empty()),
         since: f.since_ms,
+        until: f.until_ms,
         limit: f.limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
     }
 }

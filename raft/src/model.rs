@@ -313,5 +313,7 @@ pub struct SessionFilter {
     pub identity: Option<String>,
     pub resource: Option<String>,
     pub since: Option<Millis>,
+    /// Started at or before this (the newest first from there: pages of older sessions).
+    pub until: Option<Millis>,
     pub limit: Option<usize>,
 }

@@ -741,3 +741,59 @@ fn an_http_session_page_tells_each_request_with_its_headers_and_masked_response(
     let raw_email = preview.split('"').find(|s| s.contains('@') && !s.contains("***"));
     assert!(raw_email.is_none(), "an unmasked email in the recorded preview: {preview}");
 }
+
+/// Session ids in a sessions page's table, in order.
+fn session_ids(page: &str) -> Vec<String> {
+    let Some(at) = page.find("<tbody>") else { return Vec::new() };
+    page[at..]
+        .split(r#"<a href="/sessions/"#)
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn a_search_cut_at_its_bound_links_the_older_sessions() {
+    // 501 HTTP sessions of alice (one connection each): one more than a page reads.
+    let c = Cluster::start_with_http(1);
+    c.wait_all_serving(&[1], READY);
+    let alice = c.engineer_token();
+    let (host, port) = c.http_addr(1).rsplit_once(':').map(|(h, p)| (h.to_string(), p.to_string())).unwrap();
+    let script = format!(
+        "import http.client, ssl, sys\n\
+         token = sys.stdin.read().strip()\n\
+         ctx = ssl.create_default_context(cafile='{ca}')\n\
+         for i in range(501):\n\
+         \x20   conn = http.client.HTTPSConnection('{host}', {port}, context=ctx)\n\
+         \x20   conn.request('GET', '/r/demo-api/orders/1', headers={{'Authorization': 'Bearer ' + token}})\n\
+         \x20   assert conn.getresponse().read() and True\n\
+         \x20   conn.close()\n",
+        ca = c.path().join("ca.pem").display()
+    );
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(alice.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+
+    let dana = Browser::sign_in(&c, 1, "dana", "auditor");
+    let (status, first) = dana.page("/sessions?identity=alice&door=http");
+    assert_eq!(status, 200, "{first}");
+    let newest = session_ids(&first);
+    assert_eq!(newest.len(), 500, "a page reads 500");
+    assert!(first.contains("Searched the newest 500"), "the bound is said: {first}");
+    let link = first.find("Older sessions").map(|at| &first[first[..at].rfind("href=\"").unwrap() + 6..at]).unwrap();
+    let href = unescape(&link[..link.find('"').unwrap()]);
+    assert!(href.starts_with("/sessions?identity=alice&") && href.contains("door=http"), "{href}");
+    let (status, second) = dana.page(&href);
+    assert_eq!(status, 200, "{second}");
+    let older = session_ids(&second);
+    assert_eq!(older.len(), 1, "the one session the first page could not read: {second}");
+    assert!(!newest.contains(&older[0]), "the older page repeats none of the first");
+    assert!(!second.contains("Older sessions"), "nothing older is left: {second}");
+}

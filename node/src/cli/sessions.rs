@@ -45,6 +45,7 @@ impl SessionFilterArgs {
             identity: self.identity.clone(),
             resource: self.resource.clone(),
             since_ms: self.since.as_deref().map(|s| parse_since(s, now_ms)).transpose()?,
+            until_ms: None,
             limit: self.limit,
         })
     }

@@ -207,6 +207,8 @@ pub struct SessionsPage {
     pub note: String,
     /// Why the search could not run as asked (a time that does not parse).
     pub problem: Option<String>,
+    /// The search was cut at its bound: "Started until" for the next, older page.
+    pub older: Option<String>,
 }
 
 /// A recorded terminal of a session: replayed in the page, exported as asciicast.

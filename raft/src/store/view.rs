@@ -160,8 +160,18 @@ impl StateView {
             (None, None) => (keys::BY_TIME.to_vec(), keys::BY_TIME.len()),
         };
         let limit = filter.limit.unwrap_or(usize::MAX);
+        // Index keys are `<prefix><started be><id>`: sessions started up to `until`
+        // sort below `<prefix><until + 1 be>`.
+        let entries = match filter.until.and_then(|until| until.checked_add(1)) {
+            Some(past) => {
+                let mut upper = prefix.clone();
+                upper.extend_from_slice(&past.to_be_bytes());
+                tree.range(prefix.clone()..upper)
+            }
+            None => tree.scan_prefix(&prefix),
+        };
         let mut out = Vec::new();
-        for key in tree.scan_prefix(&prefix).keys().rev() {
+        for key in entries.keys().rev() {
             let key = key.map_err(storage_err)?;
             let Some((started, id)) = keys::session_from_index(&key, fixed) else {
                 continue;

@@ -1,9 +1,11 @@
 //! `GET /sessions`: search the session index by identity, resource, door, status, time
 //! range and text.
 //!
-//! The admin API filters by identity, resource and start time (and a limit); door,
-//! status, the end of the range and text are filtered here, over a bounded result: the
-//! newest [`SEARCHED`] sessions the API returns for the rest. Text is looked for in the
+//! The admin API filters by identity, resource and the start time range (and a limit);
+//! door, status and text are filtered here, over a bounded result: the newest
+//! [`SEARCHED`] sessions the API returns for the rest. When the bound cut the search, the
+//! page links the next page: the same search, "Started until" just before the oldest
+//! session it read. Text is looked for in the
 //! sessions' events (statements, commands, requests, results, refusals, file names), and
 //! only in the newest [`TEXT_SEARCHED`] candidates, each fetched with `ShowSession`: the
 //! page says both bounds, so an auditor knows what was not searched.
@@ -59,6 +61,7 @@ pub async fn search(State(console): State<Console>, viewer: Viewer, Query(form):
         identity: non_empty(&form.identity),
         resource: non_empty(&form.resource),
         since_ms: from,
+        until_ms: to,
         limit: Some(SEARCHED),
     };
     let sessions = match console.deps().admin.list_sessions(request(&viewer.session, filter)).await {
@@ -66,13 +69,17 @@ pub async fn search(State(console): State<Console>, viewer: Viewer, Query(form):
         Err(status) => return refusal(&console, &viewer, &status, "The sessions page", NEEDS),
     };
     let got = sessions.len();
+    let older = (got >= SEARCHED as usize)
+        .then(|| sessions.iter().map(|s| s.started_at_ms).min())
+        .flatten()
+        .and_then(|oldest| oldest.checked_sub(1))
+        .map(form_time);
     let door = form.door.trim().to_ascii_lowercase();
     let status = form.status.trim().to_ascii_lowercase();
     let mut found: Vec<proto::Session> = sessions
         .into_iter()
         .filter(|s| door.is_empty() || s.protocol().word() == door)
         .filter(|s| status.is_empty() || s.status().word() == status)
-        .filter(|s| to.is_none_or(|to| s.started_at_ms <= to))
         .collect();
     let mut note = format!("Searched the newest {SEARCHED} sessions matching identity, resource and start");
     if got < SEARCHED as usize {
@@ -111,6 +118,7 @@ pub async fn search(State(console): State<Console>, viewer: Viewer, Query(form):
         form,
         note,
         problem,
+        older,
     };
     render(if page.problem.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK }, &page)
 }
@@ -148,6 +156,12 @@ fn choices(options: &[(&'static str, &'static str)], chosen: &str) -> Vec<Choice
     options.iter().map(|&(value, label)| Choice { value, label, selected: value == chosen }).collect()
 }
 
+/// Milliseconds since the epoch as the form's time fields take them (UTC, no zone).
+fn form_time(ms: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(at).to_string().trim_end_matches('Z').to_string()
+}
+
 /// A time of the form as milliseconds since the epoch (UTC); `None` when empty.
 pub fn parse_time(text: &str, field: &str) -> Result<Option<u64>, String> {
     let text = text.trim();
@@ -161,5 +175,20 @@ pub fn parse_time(text: &str, field: &str) -> Result<Option<u64>, String> {
             Ok(at.duration_since(std::time::UNIX_EPOCH).ok().map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
         }
         Err(_) => Err(format!("{field}: {text:?} is not a time; give one like 2024-05-01T12:00 (UTC).")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::{form_time, parse_time};
+
+    #[test]
+    fn the_next_pages_time_reads_back_to_the_millisecond() {
+        let ms = 1_796_674_801_249;
+        let text = form_time(ms);
+        assert_eq!(text, "2026-12-07T20:20:01.249");
+        assert_eq!(parse_time(&text, "To").unwrap(), Some(ms));
+        assert_eq!(parse_time("2026-12-07T20:20", "To").unwrap(), Some(1_796_674_800_000));
     }
 }

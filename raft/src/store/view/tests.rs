@@ -104,6 +104,15 @@ async fn sessions_filter_by_identity_resource_since_and_limit() {
         ["s5", "s3", "s1"]
     );
     assert_eq!(list(SessionFilter { since: Some(300), ..Default::default() }), ["s5", "s4", "s3"]);
+    // Older pages: started at or before `until`, newest first, by every index.
+    assert_eq!(list(SessionFilter { until: Some(300), ..Default::default() }), ["s3", "s2", "s1"]);
+    assert_eq!(list(SessionFilter { until: Some(299), limit: Some(1), ..Default::default() }), ["s2"]);
+    assert_eq!(list(SessionFilter { identity: alice(), until: Some(300), ..Default::default() }), ["s3", "s1"]);
+    assert_eq!(
+        list(SessionFilter { resource: Some("db".into()), until: Some(300), ..Default::default() }),
+        ["s3", "s2", "s1"]
+    );
+    assert_eq!(list(SessionFilter { until: Some(u64::MAX), ..Default::default() }).len(), 5);
     assert_eq!(list(SessionFilter { identity: alice(), since: Some(301), ..Default::default() }), ["s5", "s4"]);
     assert_eq!(list(SessionFilter { limit: Some(2), ..Default::default() }), ["s5", "s4"]);
     assert_eq!(
