@@ -76,6 +76,16 @@ fn held(c: &Cluster, via: u64, token: &str, marker: &str) -> String {
     a["id"].as_str().unwrap().to_string()
 }
 
+/// Every event of `resource`'s sessions, as `sessions export --json` gives them.
+fn recorded_events(c: &Cluster, resource: &str) -> Vec<Value> {
+    let export = c.cli_ok(1, &["sessions", "export", "--json", "--resource", resource]);
+    export
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .flat_map(|l| serde_json::from_str::<Value>(l).unwrap()["events"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
 fn python() -> PathBuf {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
@@ -602,11 +612,8 @@ fn small_responses_keep_a_true_length_and_fast_mode_records_every_request_once_q
     assert_eq!(codes.lines().filter(|l| l.starts_with("200")).count(), 5, "{codes}{}", err(&o));
     assert_eq!(codes.lines().filter(|l| l.ends_with(" 1")).count(), 1, "one connection: {codes}");
     let events = wait_for("the fast session's ten records", READY, || {
-        let export = c.cli_ok(1, &["sessions", "export", "--json", "--resource", "demo-api-fast"]);
-        let events: Vec<Value> = export
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .flat_map(|l| serde_json::from_str::<Value>(l).unwrap()["events"].as_array().cloned().unwrap_or_default())
+        let events: Vec<Value> = recorded_events(&c, "demo-api-fast")
+            .into_iter()
             .filter(|e| e["kind"] == "statement" || e["kind"] == "result")
             .collect();
         (events.len() == 10).then_some(events)
@@ -643,12 +650,7 @@ fn an_unreachable_backend_gets_502_naming_it_and_the_attempt_is_on_record() {
     assert!(detail.contains("could not be reached") && detail.contains(&dead.to_string()), "{problem}");
     // The request and its failure are on record (the result once the connection is quiet).
     let result = wait_for("the 502 on record", READY, || {
-        let export = c.cli_ok(1, &["sessions", "export", "--json", "--resource", "dead-api"]);
-        let events: Vec<Value> = export
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .flat_map(|l| serde_json::from_str::<Value>(l).unwrap()["events"].as_array().cloned().unwrap_or_default())
-            .collect();
+        let events = recorded_events(&c, "dead-api");
         let statement = events.iter().any(|e| e["kind"] == "statement" && e["detail"]["request"] == "GET /orders");
         let result = events.iter().find(|e| e["kind"] == "result").cloned();
         result.filter(|_| statement)
